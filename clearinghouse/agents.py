@@ -1,0 +1,35 @@
+"""Agent keys: an account lets another key trade (place, cancel, modify) for it.
+
+An address that is an approved agent acts only for its owner; it can never
+withdraw or transfer (RULEBOOK §3).
+"""
+
+from __future__ import annotations
+
+from tx.actions import ApproveAgent
+
+from .context import TxContext
+from .errors import Unauthorized
+from .events import AgentSet
+from .keys import SYSTEM_ACCOUNTS, account_key, agent_key
+from .records import Agent
+
+
+def apply_approve_agent(ctx: TxContext, action: ApproveAgent) -> None:
+    if ctx.signer != ctx.account:
+        raise Unauthorized("an agent cannot approve agents")
+    if action.agent == ctx.account or action.agent in SYSTEM_ACCOUNTS:
+        raise Unauthorized("an account cannot be its own agent")
+    key = agent_key(action.agent)
+    current = ctx.ws.get(key)
+    if action.approve:
+        if current is not None and current.owner != ctx.account:
+            raise Unauthorized("that key is already another account's agent")
+        if ctx.ws.get(account_key(action.agent)) is not None:
+            raise Unauthorized("that key already has an account; agents must be fresh keys")
+        ctx.ws.put(key, Agent(owner=ctx.account))
+    else:
+        if current is None or current.owner != ctx.account:
+            raise Unauthorized("that key is not this account's agent")
+        ctx.ws.delete(key)
+    ctx.emit(AgentSet(tx_index=ctx.tx_index, owner=ctx.account, agent=action.agent, approved=action.approve))

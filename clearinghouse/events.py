@@ -1,0 +1,158 @@
+"""Events: what the transition says it did, committed through the events root.
+
+Each event is a tagged, array-like msgspec Struct with a canonical encoding;
+the block's events root is ``tx.merkle.ordered_root`` over their encodings in
+emission order. Every transaction gets exactly one ``Receipt`` (accepted or
+rejected with a typed code), followed by the events it caused; end-of-block
+work (prices, triggers, funding, liquidation, ADL) follows all receipts.
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import msgspec
+
+from tx.types import I64, U32, U64, Address
+
+_EV = dict(array_like=True, frozen=True, forbid_unknown_fields=True, tag_field="t")
+
+NO_TX = 2**32 - 1
+"""``tx_index`` of an event caused by end-of-block work, not by a transaction."""
+
+
+class _Event(msgspec.Struct, **_EV):
+    pass
+
+
+class Receipt(_Event, tag=1):
+    """The outcome of one transaction. ``tx_index`` is its position in the block."""
+
+    tx_index: U32
+    tx_id: bytes
+    signer: bytes
+    account: bytes
+    action: str
+    ok: bool
+    code: str
+    message: str
+
+
+class Deposited(_Event, tag=2):
+    tx_index: U32
+    account: Address
+    amount: U64
+    ref: U64
+
+
+class Withdrew(_Event, tag=3):
+    tx_index: U32
+    account: Address
+    amount: U64
+    destination: Address
+
+
+class Transferred(_Event, tag=4):
+    tx_index: U32
+    source: Address
+    destination: Address
+    amount: U64
+
+
+class AgentSet(_Event, tag=5):
+    tx_index: U32
+    owner: Address
+    agent: Address
+    approved: bool
+
+
+class OrderStatus(_Event, tag=10):
+    """An order's lifecycle step: resting, filled, cancelled (with why), triggered, rejected."""
+
+    tx_index: U32
+    market: U32
+    oid: U64
+    owner: Address
+    status: str
+    reason: str
+    remaining: U64
+
+
+class Fill(_Event, tag=11):
+    """One match. Prices in price units, size in lots, fees and PnL in micro-USDC."""
+
+    tx_index: U32
+    market: U32
+    price: U64
+    size: U64
+    taker: Address
+    maker: Address
+    taker_oid: U64
+    maker_oid: U64
+    taker_is_buy: bool
+    taker_fee: U64
+    maker_fee: U64
+    taker_realized_pnl: I64
+    maker_realized_pnl: I64
+    kind: str
+
+
+class PositionChanged(_Event, tag=12):
+    tx_index: U32
+    market: U32
+    account: Address
+    size: I64
+    cost: I64
+    leverage: U32
+    is_cross: bool
+    iso_cash: I64
+
+
+class MarginMoved(_Event, tag=13):
+    tx_index: U32
+    market: U32
+    account: Address
+    delta: I64
+
+
+class PricesSet(_Event, tag=20):
+    market: U32
+    oracle_price: U64
+    mark_price: U64
+    publishers: U32
+
+
+class FundingPaid(_Event, tag=21):
+    """One account's funding in one market for one hour (positive = paid)."""
+
+    market: U32
+    account: Address
+    size: I64
+    amount: I64
+
+
+class FundingSettled(_Event, tag=22):
+    """The hour's funding in one market: rate, totals paid and received, residue to the fund."""
+
+    market: U32
+    rate_ppm: I64
+    oracle_price: U64
+    total_paid: U64
+    total_received: U64
+    residue: U64
+
+
+Event = Union[
+    Receipt,
+    Deposited,
+    Withdrew,
+    Transferred,
+    AgentSet,
+    OrderStatus,
+    Fill,
+    PositionChanged,
+    MarginMoved,
+    PricesSet,
+    FundingPaid,
+    FundingSettled,
+]

@@ -1,0 +1,69 @@
+"""Margin state queries over the working state: account value, requirements, health.
+
+Cross account value = cash + sum over cross positions of size x mark.
+Isolated position value = iso_cash + size x mark. See margin_math for the
+rounding of each requirement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .accounts import get_account
+from .keys import market_spec_key, market_state_key, position_key
+from .margin_math import initial_margin, maintenance_margin, notional, withdrawal_floor
+from .records import Position
+from .working_state import WorkingState
+
+
+@dataclass(frozen=True)
+class CrossHealth:
+    """A cross account's numbers at the current mark prices (all micro-USDC)."""
+
+    value: int
+    maintenance: int
+    initial: int
+    notional: int
+
+
+def mark_price(ws: WorkingState, market: int) -> int:
+    return ws.get(market_state_key(market)).mark_price
+
+
+def get_position(ws: WorkingState, market: int, addr: bytes) -> Position | None:
+    return ws.get(position_key(market, addr))
+
+
+def cross_health(ws: WorkingState, addr: bytes) -> CrossHealth:
+    """Value and margin requirements of the account's cross positions."""
+    acct = get_account(ws, addr)
+    value = acct.cash
+    mm = im = ntl = 0
+    for market in acct.open_markets:
+        pos = get_position(ws, market, addr)
+        if pos is None or pos.size == 0 or not pos.is_cross:
+            continue
+        mark = mark_price(ws, market)
+        spec = ws.get(market_spec_key(market))
+        value += pos.size * mark
+        mm += maintenance_margin(pos.size, mark, spec.max_leverage)
+        im += initial_margin(pos.size, mark, pos.leverage)
+        ntl += notional(pos.size, mark)
+    return CrossHealth(value=value, maintenance=mm, initial=im, notional=ntl)
+
+
+def isolated_value(pos: Position, mark: int) -> int:
+    return pos.iso_cash + pos.size * mark
+
+
+def withdrawable(ws: WorkingState, addr: bytes) -> int:
+    """The most cross collateral that can leave the account (RULEBOOK §5), never negative.
+
+    Account value after the withdrawal must stay >= max(initial margin,
+    10% of total cross notional); cash itself may not go negative.
+    """
+    health = cross_health(ws, addr)
+    floor = withdrawal_floor(health.notional, health.initial)
+    free = health.value - floor
+    cash = get_account(ws, addr).cash
+    return max(0, min(free, cash))

@@ -1,0 +1,37 @@
+"""Pure margin arithmetic (no state): notional, margins, rounding named.
+
+RULEBOOK §2: round against the account being charged. Margin requirements
+round up (``ceil_div``); payouts round down (floor division).
+"""
+
+from __future__ import annotations
+
+
+def ceil_div(a: int, b: int) -> int:
+    """Exact ceiling of a / b for b > 0 (a may be negative)."""
+    return -((-a) // b)
+
+
+def notional(size: int, price: int) -> int:
+    """|size| x price in micro-USDC: exact by the unit choice of RULEBOOK §2."""
+    return abs(size) * price
+
+
+def initial_margin(size: int, price: int, leverage: int) -> int:
+    """notional / leverage, rounded up."""
+    return ceil_div(notional(size, price), leverage)
+
+
+def maintenance_margin(size: int, price: int, max_leverage: int) -> int:
+    """notional / (2 x max_leverage), rounded up (RULEBOOK §5)."""
+    return ceil_div(notional(size, price), 2 * max_leverage)
+
+
+def withdrawal_floor(total_notional: int, total_initial_margin: int) -> int:
+    """What must remain after a withdrawal or transfer: max(IM, 10% of notional rounded up)."""
+    return max(total_initial_margin, ceil_div(total_notional, 10))
+
+
+def unrealized_pnl(size: int, cost: int, price: int) -> int:
+    """size x price - cost: the position's profit at ``price`` (exact)."""
+    return size * price - cost

@@ -1,0 +1,164 @@
+"""State records: the typed values stored under the keys of ``keys.py``.
+
+Each record is a frozen msgspec Struct encoded canonically (array-like
+msgpack), so its bytes, and hence the state root, are unique. Records are
+replaced, never mutated: ``msgspec.structs.replace`` gives the new version.
+
+Money is micro-USDC, sizes are lots, prices are price units (RULEBOOK §2).
+Accounting model (docs/protocol.md "Accounts"): every account holds *cash*, a
+quote balance that fills move at the trade price (the buyer pays, the seller
+receives), so trading is zero-sum in cash and conservation is exact.
+A position's ``cost`` (signed entry notional) is kept only to report entry
+price and realized PnL; account value = cash + sum(size x mark).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
+
+from tx.types import I64, U32, U64, Address, Hash32
+
+_REC = dict(array_like=True, frozen=True, forbid_unknown_fields=True)
+
+MAX_NONCES = 100
+"""Hyperliquid keeps each signer's 100 highest nonces."""
+
+
+class Account(msgspec.Struct, **_REC):
+    """A trader's cross-margin cash and the markets where it has a position.
+
+    ``open_markets`` is sorted and lists markets with a non-zero position
+    (cross or isolated), so account value is computed without scanning.
+    ``open_orders`` counts resting and trigger orders (bounded per account).
+    """
+
+    cash: I64
+    open_markets: list[U32]
+    open_orders: U32
+
+
+class NonceSet(msgspec.Struct, **_REC):
+    """The signer's highest used nonces, ascending, at most ``MAX_NONCES``."""
+
+    nonces: list[U64]
+
+
+class Agent(msgspec.Struct, **_REC):
+    """An approved agent key: it may trade for ``owner`` and nothing else."""
+
+    owner: Address
+
+
+class Position(msgspec.Struct, **_REC):
+    """An account's position and margin settings in one market.
+
+    ``size`` is signed lots (positive long). ``cost`` is the signed entry
+    notional of the open size (micro-USDC): entry price = cost / size.
+    ``leverage`` and ``is_cross`` persist while flat (as on Hyperliquid).
+    ``iso_cash`` is the isolated position's own quote balance (0 when cross):
+    its value is iso_cash + size x mark. ``liq_cooldown_until_ms`` holds the
+    30 s pause between partial liquidations.
+    """
+
+    size: I64
+    cost: I64
+    leverage: U32
+    is_cross: bool
+    iso_cash: I64
+    liq_cooldown_until_ms: U64
+
+
+class Order(msgspec.Struct, **_REC):
+    """A resting limit order. ``size`` is what remains; ``orig_size`` what was placed."""
+
+    oid: U64
+    owner: Address
+    is_buy: bool
+    price: U64
+    size: U64
+    orig_size: U64
+    tif: Annotated[int, Meta(ge=0, le=3)]
+    reduce_only: bool
+    cloid: U64
+    time_ms: U64
+
+
+class Trigger(msgspec.Struct, **_REC):
+    """An untriggered TP/SL order waiting for the mark price."""
+
+    oid: U64
+    owner: Address
+    is_buy: bool
+    size: U64
+    trigger_price: U64
+    is_take_profit: bool
+    limit_price: U64
+    reduce_only: bool
+    cloid: U64
+    time_ms: U64
+
+
+class OrderLocator(msgspec.Struct, **_REC):
+    """Where an open order lives: the full book or trigger key (for cancel by id)."""
+
+    key: bytes
+
+
+class CloidLocator(msgspec.Struct, **_REC):
+    """An open order's id, found by (owner, client order id)."""
+
+    oid: U64
+
+
+class MarketState(msgspec.Struct, **_REC):
+    """A market's prices and funding accumulators (RULEBOOK §6).
+
+    EMA state is kept as exact integer numerator/denominator pairs over block
+    time (docs/protocol.md "Mark price"). Funding premium samples accumulate
+    as a sum and a count over the hour.
+    """
+
+    oracle_price: U64
+    external_price: U64
+    mark_price: U64
+    last_trade_price: U64
+    ema150_num: I64
+    ema150_den: I64
+    ema30_num: I64
+    ema30_den: I64
+    ema_time_ms: U64
+    premium_sum_ppm: I64
+    premium_samples: U32
+    last_sample_ms: U64
+    last_funding_ms: U64
+    open_interest: U64
+
+
+class Chain(msgspec.Struct, **_REC):
+    """Chain-wide values: genesis parameters, height and time, counters, totals.
+
+    ``deposits`` and ``withdrawals`` are running totals so conservation
+    (RULEBOOK §8) can be checked from state alone.
+    """
+
+    chain_id: U64
+    genesis_hash: Hash32
+    bridge: Address
+    oracle_publishers: list[Address]
+    policy: str
+    market_count: U32
+    height: U64
+    time_ms: U64
+    next_oid: U64
+    deposits: U64
+    withdrawals: U64
+
+
+class OracleSubmission(msgspec.Struct, **_REC):
+    """A publisher's price within the current block (deleted at end of block)."""
+
+    oracle_price: U64
+    external_price: U64

@@ -1,0 +1,175 @@
+"""The state transition: genesis, and one block of signed transactions.
+
+``apply_block`` is the whole consensus rule for a block. It reads and writes
+only through a ``WorkingState`` and returns the events; the caller takes
+``ws.changes()`` to storage, which commits them atomically and yields the
+state root. Order of work (RULEBOOK §4):
+
+1. check the block's height and time against the chain record;
+2. decode every transaction (failures become rejected receipts);
+3. run transactions in ``ordering.execution_order``; each one is atomic:
+   signature, nonce, authorisation, then its action; on ``InvalidTransaction``
+   its writes and events are undone and only its receipt remains;
+4. end-of-block work in the fixed order of ``end_of_block.run``;
+5. record the new height and time.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import msgspec
+
+from tx import actions as A
+from tx.encoding import decode_transaction, encode, genesis_hash, tx_id
+from tx.errors import HighSSignature, NonCanonicalEncoding, SignatureError, TxError
+from tx.messages import Genesis, Transaction
+from tx.signing import recover_signer, signing_digest
+
+from . import end_of_block
+from .accounts import put_account, EMPTY_ACCOUNT
+from .agents import apply_approve_agent
+from .collateral import apply_deposit, apply_transfer, apply_withdraw
+from .context import TxContext
+from .errors import (
+    DecodeRejected,
+    HighSRejected,
+    InvalidBlock,
+    InvalidTransaction,
+    NonCanonicalRejected,
+    SignatureRejected,
+    Unauthorized,
+)
+from .events import Receipt
+from .keys import CHAIN_KEY, INSURANCE_FUND, FEE_POOL, agent_key, market_spec_key, market_state_key
+from .nonces import use_nonce
+from .ordering import execution_order
+from .records import Account, Chain
+from .working_state import WorkingState
+
+Handler = Callable[[TxContext, Any], None]
+
+HANDLERS: dict[type, Handler] = {
+    A.Deposit: apply_deposit,
+    A.Withdraw: apply_withdraw,
+    A.Transfer: apply_transfer,
+    A.ApproveAgent: apply_approve_agent,
+}
+"""Action type -> handler. Trading and oracle handlers register in ``trading_handlers``."""
+
+SUPPORTED_POLICIES = ("hyperliquid", "bitmex", "seed")
+
+
+def register(action_type: type, handler: Handler) -> None:
+    HANDLERS[action_type] = handler
+
+
+def apply_genesis(ws: WorkingState, genesis: Genesis) -> None:
+    """Write the genesis state (height 0): chain record, markets, system accounts."""
+    from .market_setup import init_markets
+
+    pubs = list(genesis.oracle_publishers)
+    if pubs != sorted(set(pubs)):
+        raise InvalidBlock("genesis oracle publishers must be sorted and distinct")
+    if genesis.policy not in SUPPORTED_POLICIES:
+        raise InvalidBlock(f"unknown policy {genesis.policy!r}; expected one of {SUPPORTED_POLICIES}")
+    ws.put(
+        CHAIN_KEY,
+        Chain(
+            chain_id=genesis.chain_id,
+            genesis_hash=genesis_hash(genesis),
+            bridge=genesis.bridge,
+            oracle_publishers=pubs,
+            policy=genesis.policy,
+            market_count=len(genesis.markets),
+            height=0,
+            time_ms=genesis.time_ms,
+            next_oid=1,
+            deposits=genesis.insurance_fund,
+            withdrawals=0,
+        ),
+    )
+    # The initial insurance fund counts as a deposit so conservation holds from height 0.
+    put_account(ws, INSURANCE_FUND, Account(cash=genesis.insurance_fund, open_markets=[], open_orders=0))
+    put_account(ws, FEE_POOL, EMPTY_ACCOUNT)
+    init_markets(ws, genesis)
+
+
+def decode_for_block(raw: bytes) -> tuple[Transaction | None, InvalidTransaction | None]:
+    """Decode one transaction, mapping wire errors to rejection codes."""
+    try:
+        return decode_transaction(raw), None
+    except NonCanonicalEncoding as exc:
+        return None, NonCanonicalRejected(exc.message)
+    except TxError as exc:
+        return None, DecodeRejected(exc.message)
+
+
+def recover(chain: Chain, tx: Transaction) -> bytes:
+    """The signer's address, or ``InvalidTransaction`` for a bad signature."""
+    digest = signing_digest(chain.chain_id, tx.nonce, encode(tx.action))
+    try:
+        return recover_signer(digest, tx.signature)
+    except HighSSignature as exc:
+        raise HighSRejected(exc.message) from None
+    except SignatureError as exc:
+        raise SignatureRejected(exc.message) from None
+
+
+def acting_account(ws: WorkingState, signer: bytes, action: Any) -> bytes:
+    """Whose account the action changes: the owner, when an approved agent signs."""
+    agent = ws.get(agent_key(signer))
+    if agent is None:
+        return signer
+    if not isinstance(action, A.AGENT_ALLOWED):
+        raise Unauthorized(f"an agent key may not sign {type(action).__name__}")
+    return agent.owner
+
+
+def apply_transaction(ws: WorkingState, chain: Chain, index: int, tx: Transaction, time_ms: int) -> tuple[bytes, bytes, list[Any]]:
+    """Validate and apply one decoded transaction; returns (signer, account, events)."""
+    signer = recover(chain, tx)
+    handler = HANDLERS.get(type(tx.action))
+    if handler is None:
+        raise InvalidTransaction(f"{type(tx.action).__name__} is not supported yet")
+    account = acting_account(ws, signer, tx.action)
+    use_nonce(ws, signer, tx.nonce, time_ms)
+    ctx = TxContext(ws=ws, chain=chain, tx_index=index, signer=signer, account=account, time_ms=time_ms)
+    handler(ctx, tx.action)
+    return signer, account, ctx.events
+
+
+def apply_block(ws: WorkingState, height: int, time_ms: int, raw_txs: list[bytes]) -> list[Any]:
+    """Apply one block to ``ws`` and return its events (receipts first, then end-of-block)."""
+    chain: Chain = ws.get(CHAIN_KEY)
+    if height != chain.height + 1:
+        raise InvalidBlock(f"block height {height} does not follow {chain.height}")
+    if time_ms < chain.time_ms:
+        raise InvalidBlock(f"block time {time_ms} is before the previous block's {chain.time_ms}")
+    ws.put(CHAIN_KEY, msgspec.structs.replace(chain, height=height, time_ms=time_ms))
+
+    decoded = [decode_for_block(raw) for raw in raw_txs]
+    actions = [d[0].action if d[0] is not None else None for d in decoded]
+    events: list[Any] = []
+    for index in execution_order(actions):
+        tx, error = decoded[index]
+        tid = tx_id(raw_txs[index])
+        signer = account = b""
+        action_name = type(tx.action).__name__ if tx is not None else "?"
+        if error is None:
+            chain = ws.get(CHAIN_KEY)
+            ws.begin_tx()
+            try:
+                signer, account, tx_events = apply_transaction(ws, chain, index, tx, time_ms)
+            except InvalidTransaction as exc:
+                ws.rollback_tx()
+                error = exc
+            else:
+                ws.commit_tx()
+        if error is None:
+            events.append(Receipt(tx_index=index, tx_id=tid, signer=signer, account=account, action=action_name, ok=True, code="OK", message=""))
+            events.extend(tx_events)
+        else:
+            events.append(Receipt(tx_index=index, tx_id=tid, signer=signer, account=account, action=action_name, ok=False, code=error.code, message=error.message))
+    events.extend(end_of_block.run(ws, time_ms))
+    return events

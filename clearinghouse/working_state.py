@@ -1,0 +1,163 @@
+"""The transition's view of state: a write overlay over the committed store.
+
+The block transition reads state only through this class (``get``, ``put``,
+``delete`` and ordered key ranges) and never touches storage. It keeps:
+
+* the block's writes as decoded records (``changes()`` encodes them, sorted,
+  for the store to commit atomically with the new root);
+* a per-transaction journal, so a rejected transaction is undone exactly
+  (``begin_tx`` / ``commit_tx`` / ``rollback_tx``): nothing is half-applied;
+* ordered key indexes for the namespaces the transition walks in order
+  (resting orders, trigger orders, positions). They are a cache derived from
+  state: rebuilt from the store on load, updated on every put/delete, undone
+  with the journal, so walking the book costs O(log n) per step.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Protocol
+
+import msgspec
+from sortedcontainers import SortedList
+
+from tx.encoding import encode
+
+from .keys import NS_ORDER, NS_POSITION, NS_TRIGGER, record_type
+
+INDEXED_NAMESPACES = (NS_ORDER, NS_TRIGGER, NS_POSITION)
+
+_MISSING = object()
+
+
+class StateReader(Protocol):
+    """What the transition needs from committed storage (``state.Store`` satisfies it)."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def scan_prefix(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]: ...
+
+
+class KeyIndex:
+    """Sorted keys of the indexed namespaces, present in state right now."""
+
+    def __init__(self) -> None:
+        self._keys: dict[bytes, SortedList] = {ns: SortedList() for ns in INDEXED_NAMESPACES}
+
+    @classmethod
+    def load(cls, reader: StateReader) -> "KeyIndex":
+        index = cls()
+        for ns in INDEXED_NAMESPACES:
+            index._keys[ns] = SortedList(k for k, _ in reader.scan_prefix(ns))
+        return index
+
+    def add(self, key: bytes) -> None:
+        self._keys[key[:1]].add(key)
+
+    def discard(self, key: bytes) -> None:
+        self._keys[key[:1]].discard(key)
+
+    def first(self, prefix: bytes) -> bytes | None:
+        """The smallest present key starting with ``prefix`` (best order on a book side)."""
+        keys = self._keys[prefix[:1]]
+        i = keys.bisect_left(prefix)
+        if i < len(keys) and keys[i].startswith(prefix):
+            return keys[i]
+        return None
+
+    def iter_prefix(self, prefix: bytes) -> Iterator[bytes]:
+        """Present keys with ``prefix`` in ascending order (a snapshot: safe to mutate while iterating)."""
+        keys = self._keys[prefix[:1]]
+        hi = prefix + b"\xff" * 40
+        return iter(list(keys.irange(prefix, hi)))
+
+    def count_prefix(self, prefix: bytes) -> int:
+        keys = self._keys[prefix[:1]]
+        return keys.bisect_left(prefix + b"\xff" * 40) - keys.bisect_left(prefix)
+
+
+class WorkingState:
+    """Overlay of one block's writes on top of committed state (see module docstring)."""
+
+    def __init__(self, reader: StateReader, index: KeyIndex) -> None:
+        self._reader = reader
+        self.index = index
+        self._dirty: dict[bytes, Any] = {}
+        self._read_cache: dict[bytes, Any] = {}
+        self._original_present: dict[bytes, bool] = {}
+        self._journal: list[tuple[bytes, Any]] | None = None
+
+    # ------------------------------------------------------------ reading
+    def get(self, key: bytes) -> Any:
+        """The record under ``key`` (decoded), or None."""
+        value = self._dirty.get(key, _MISSING)
+        if value is not _MISSING:
+            return value
+        value = self._read_cache.get(key, _MISSING)
+        if value is not _MISSING:
+            return value
+        raw = self._reader.get(key)
+        value = None if raw is None else msgspec.msgpack.decode(raw, type=record_type(key))
+        self._read_cache[key] = value
+        return value
+
+    # ------------------------------------------------------------ writing
+    def put(self, key: bytes, record: Any) -> None:
+        """Set ``key`` to ``record`` (None deletes)."""
+        old = self.get(key)
+        if self._journal is not None:
+            self._journal.append((key, self._dirty.get(key, _MISSING)))
+        if key not in self._original_present:
+            self._original_present[key] = old is not None
+        self._dirty[key] = record
+        if key[:1] in INDEXED_NAMESPACES:
+            self._reindex(key, old is not None, record is not None)
+
+    def delete(self, key: bytes) -> None:
+        self.put(key, None)
+
+    def _reindex(self, key: bytes, was_present: bool, is_present: bool) -> None:
+        if was_present and not is_present:
+            self.index.discard(key)
+        elif is_present and not was_present:
+            self.index.add(key)
+
+    # ------------------------------------------------------------ per-transaction atomicity
+    def begin_tx(self) -> None:
+        assert self._journal is None, "nested transaction"
+        self._journal = []
+
+    def commit_tx(self) -> None:
+        self._journal = None
+
+    def rollback_tx(self) -> None:
+        """Undo every write since ``begin_tx``, newest first (index included)."""
+        journal, self._journal = self._journal, None
+        assert journal is not None
+        for key, previous in reversed(journal):
+            current_present = self.get(key) is not None
+            if previous is _MISSING:
+                del self._dirty[key]
+            else:
+                self._dirty[key] = previous
+            if key[:1] in INDEXED_NAMESPACES:
+                self._reindex(key, current_present, self.get(key) is not None)
+
+    # ------------------------------------------------------------ output
+    def changes(self) -> dict[bytes, bytes | None]:
+        """The block's net writes, sorted by key, encoded canonically.
+
+        A key created and deleted within the block (e.g. an oracle submission)
+        is no change at all and is left out.
+        """
+        out: dict[bytes, bytes | None] = {}
+        for key in sorted(self._dirty):
+            record = self._dirty[key]
+            if record is None:
+                if self._original_present.get(key, True):
+                    out[key] = None
+            else:
+                out[key] = encode(record)
+        return out
+
+    def touched_keys(self) -> list[bytes]:
+        return sorted(self._dirty)

@@ -1,0 +1,113 @@
+"""The signed envelope, blocks, headers and genesis: everything else on the wire.
+
+A block carries its transactions as raw bytes, not decoded structs, so that a
+malformed or non-canonical transaction is rejected on its own (with a receipt)
+instead of making the whole block undecodable; the header's ``tx_root``
+commits to exactly those bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
+
+from .actions import Action
+from .types import U64, Address, Hash32, Name, PosU64, Signature65
+
+MAX_TX_BYTES = 16 * 1024
+"""Largest accepted encoded transaction."""
+MAX_BLOCK_TXS = 20_000
+"""Most transactions in one block."""
+MAX_MARKETS = 256
+MAX_ORACLE_PUBLISHERS = 16
+
+_STRICT = dict(array_like=True, frozen=True, forbid_unknown_fields=True)
+
+
+class Transaction(msgspec.Struct, **_STRICT):
+    """The signed envelope: an action, the signer's nonce, a 65-byte r||s||v signature."""
+
+    action: Action
+    nonce: U64
+    signature: Signature65
+
+
+class Header(msgspec.Struct, **_STRICT):
+    """Block header. ``state_root`` and ``events_root`` are the roots *after* the block."""
+
+    height: U64
+    time_ms: U64
+    parent_hash: Hash32
+    tx_root: Hash32
+    state_root: Hash32
+    events_root: Hash32
+
+
+class Block(msgspec.Struct, **_STRICT):
+    """A header and its transactions (raw canonical envelope bytes, producer order)."""
+
+    header: Header
+    txs: Annotated[list[Annotated[bytes, Meta(max_length=MAX_TX_BYTES)]], Meta(max_length=MAX_BLOCK_TXS)]
+
+
+class MarketSpec(msgspec.Struct, **_STRICT):
+    """A perpetual market defined in genesis (RULEBOOK §2, §5).
+
+    Fee rates are in parts per million of notional (4.5 bps = 450).
+    ``impact_notional`` and ``min_notional`` are micro-USDC.
+    """
+
+    name: Name
+    sz_decimals: Annotated[int, Meta(ge=0, le=6)]
+    max_leverage: Annotated[int, Meta(ge=1, le=100)]
+    taker_fee_ppm: Annotated[int, Meta(ge=0, le=10_000)]
+    maker_fee_ppm: Annotated[int, Meta(ge=0, le=10_000)]
+    impact_notional: PosU64
+    min_notional: U64
+    initial_price: PosU64
+
+
+class Genesis(msgspec.Struct, **_STRICT):
+    """The chain's fixed starting point: authorities, markets, policy, insurance fund.
+
+    ``policy`` names the liquidation/ADL policy (``hyperliquid``, ``bitmex``,
+    ``seed``). Oracle publishers must be sorted ascending and distinct.
+    """
+
+    chain_id: U64
+    time_ms: U64
+    bridge: Address
+    oracle_publishers: Annotated[list[Address], Meta(min_length=1, max_length=MAX_ORACLE_PUBLISHERS)]
+    insurance_fund: U64
+    policy: Name
+    markets: Annotated[list[MarketSpec], Meta(max_length=MAX_MARKETS)]
+
+
+
+class ChangedKey(msgspec.Struct, **_STRICT):
+    """A state key the block changed and blake3 of its new value (empty = deleted)."""
+
+    key: bytes
+    value_hash: bytes
+
+
+class BlockWitness(msgspec.Struct, **_STRICT):
+    """The producer's account of a block, carried beside it in the log (not consensus).
+
+    The header roots are what is verified; the witness lets a verifier that
+    disagrees say *where*: which state keys differ and which transaction's
+    events first differ. Its event hashes are the events-root leaves.
+    """
+
+    changed: list[ChangedKey]
+    event_leaves: list[bytes]
+    event_tx_indexes: list[int]
+
+
+class LogBlock(msgspec.Struct, **_STRICT):
+    """A block frame's payload in the log file: the block and its witness."""
+
+    block: Block
+    witness: BlockWitness
