@@ -67,3 +67,31 @@ def withdrawable(ws: WorkingState, addr: bytes) -> int:
     free = health.value - floor
     cash = get_account(ws, addr).cash
     return max(0, min(free, cash))
+
+
+def meets_cross_initial(ws: WorkingState, addr: bytes, extra_initial: int = 0) -> bool:
+    """Cross value covers cross initial margin (plus ``extra_initial`` for an order about to rest)."""
+    health = cross_health(ws, addr)
+    return health.value >= health.initial + extra_initial
+
+
+def isolated_health(ws: WorkingState, market: int, pos: Position) -> tuple[int, int, int]:
+    """(value, maintenance, initial) of an isolated position at the mark."""
+    mark = mark_price(ws, market)
+    spec = ws.get(market_spec_key(market))
+    return (
+        isolated_value(pos, mark),
+        maintenance_margin(pos.size, mark, spec.max_leverage),
+        initial_margin(pos.size, mark, pos.leverage),
+    )
+
+
+def meets_initial_after_increase(ws: WorkingState, addr: bytes, market: int) -> bool:
+    """After a position grew: cross accounts meet initial margin; an isolated position is
+    above maintenance and the cross side that funded it still meets its own initial margin."""
+    pos = get_position(ws, market, addr)
+    if pos is not None and not pos.is_cross and pos.size != 0:
+        value, mm, _im = isolated_health(ws, market, pos)
+        if value < mm:
+            return False
+    return meets_cross_initial(ws, addr)

@@ -129,10 +129,25 @@ class WorkingState:
     def commit_tx(self) -> None:
         self._journal = None
 
+    def savepoint(self) -> int:
+        """A mark inside the current transaction to undo back to (e.g. a maker that fails margin)."""
+        assert self._journal is not None, "savepoint outside a transaction"
+        return len(self._journal)
+
+    def rollback_to(self, mark: int) -> None:
+        """Undo the writes made since ``savepoint()`` returned ``mark``."""
+        assert self._journal is not None
+        tail = self._journal[mark:]
+        del self._journal[mark:]
+        self._undo(tail)
+
     def rollback_tx(self) -> None:
         """Undo every write since ``begin_tx``, newest first (index included)."""
         journal, self._journal = self._journal, None
         assert journal is not None
+        self._undo(journal)
+
+    def _undo(self, journal: list[tuple[bytes, Any]]) -> None:
         for key, previous in reversed(journal):
             current_present = self.get(key) is not None
             if previous is _MISSING:

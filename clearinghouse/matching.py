@@ -1,0 +1,166 @@
+"""Matching an incoming order against the book (RULEBOOK §5).
+
+Price-time priority comes from the key order of the book namespace: the
+first key on the opposite side is the best price, earliest order. For each
+resting order met:
+
+* self-trade prevention: a resting order of the taker's own account is
+  cancelled (reason ``self_trade``), never filled;
+* reduce-only: a fill is capped at what reduces the position; a resting
+  reduce-only order that can no longer reduce is cancelled;
+* the resting side's margin is checked at match: the fill is tried inside a
+  savepoint and undone, and the resting order cancelled (reason ``margin``),
+  if the maker's position grew and it no longer meets initial margin;
+* fills trade at the resting price; fees (rounded up) go to the fee pool.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import msgspec
+
+from tx.messages import MarketSpec
+
+from .accounts import add_cash
+from .context import TxContext
+from .events import Fill, OrderStatus
+from .keys import FEE_POOL, book_side_prefix, market_state_key, position_key
+from .margin import meets_initial_after_increase
+from .margin_math import ceil_div
+from .positions import settle_fill
+from .book import remove_order
+from .working_state import WorkingState
+
+PPM = 1_000_000
+
+
+@dataclass
+class Taker:
+    """The incoming order's side of matching."""
+
+    owner: bytes
+    oid: int
+    is_buy: bool
+    limit_price: int
+    remaining: int
+    reduce_only: bool
+    kind: str = "trade"
+    filled: int = 0
+    increased: bool = False
+
+
+def fee(notional: int, rate_ppm: int) -> int:
+    """notional x rate, rounded up (charged to the trader)."""
+    return ceil_div(notional * rate_ppm, PPM)
+
+
+def crosses(taker: Taker, resting_price: int) -> bool:
+    return resting_price <= taker.limit_price if taker.is_buy else resting_price >= taker.limit_price
+
+
+def reducible(ws: WorkingState, market: int, owner: bytes, is_buy: bool) -> int:
+    """How many lots a reduce-only order on this side may still fill."""
+    pos = ws.get(position_key(market, owner))
+    size = pos.size if pos is not None else 0
+    if is_buy and size < 0:
+        return -size
+    if not is_buy and size > 0:
+        return size
+    return 0
+
+
+def cancel_resting(ctx: TxContext, market: int, key: bytes, order, reason: str) -> None:
+    remove_order(ctx.ws, key, order)
+    ctx.emit(OrderStatus(tx_index=ctx.tx_index, market=market, oid=order.oid, owner=order.owner, status="canceled", reason=reason, remaining=order.size))
+
+
+def execute_fill(ctx: TxContext, market: int, spec: MarketSpec, taker: Taker, maker_owner: bytes, maker_oid: int, price: int, qty: int, *, maker_fee_ppm: int | None = None, taker_fee_ppm: int | None = None) -> Fill:
+    """Move positions, cash and fees for one match; emit and return the Fill event."""
+    ws = ctx.ws
+    notional = price * qty
+    t_fee = fee(notional, spec.taker_fee_ppm if taker_fee_ppm is None else taker_fee_ppm)
+    m_fee = fee(notional, spec.maker_fee_ppm if maker_fee_ppm is None else maker_fee_ppm)
+    signed = qty if taker.is_buy else -qty
+    t_pnl = settle_fill(ws, market, spec, taker.owner, signed, price, t_fee)
+    m_pnl = settle_fill(ws, market, spec, maker_owner, -signed, price, m_fee)
+    if t_fee + m_fee:
+        add_cash(ws, FEE_POOL, t_fee + m_fee)
+    key = market_state_key(market)
+    ws.put(key, msgspec.structs.replace(ws.get(key), last_trade_price=price))
+    ev = Fill(
+        tx_index=ctx.tx_index, market=market, price=price, size=qty, taker=taker.owner, maker=maker_owner,
+        taker_oid=taker.oid, maker_oid=maker_oid, taker_is_buy=taker.is_buy, taker_fee=t_fee, maker_fee=m_fee,
+        taker_realized_pnl=t_pnl, maker_realized_pnl=m_pnl, kind=taker.kind,
+    )
+    ctx.emit(ev)
+    return ev
+
+
+def _position_size(ws: WorkingState, market: int, owner: bytes) -> int:
+    pos = ws.get(position_key(market, owner))
+    return pos.size if pos is not None else 0
+
+
+def match(ctx: TxContext, market: int, spec: MarketSpec, taker: Taker) -> None:
+    """Fill ``taker`` against the opposite side until it is done or no longer crosses."""
+    ws = ctx.ws
+    side_prefix = book_side_prefix(market, not taker.is_buy)
+    while taker.remaining > 0:
+        key = ws.index.first(side_prefix)
+        if key is None:
+            break
+        maker = ws.get(key)
+        if not crosses(taker, maker.price):
+            break
+        if maker.owner == taker.owner:
+            cancel_resting(ctx, market, key, maker, "self_trade")
+            continue
+        qty = min(taker.remaining, maker.size)
+        if taker.reduce_only:
+            qty = min(qty, reducible(ws, market, taker.owner, taker.is_buy))
+            if qty == 0:
+                break
+        if maker.reduce_only:
+            cap = reducible(ws, market, maker.owner, maker.is_buy)
+            if cap == 0:
+                cancel_resting(ctx, market, key, maker, "reduce_only")
+                continue
+            qty = min(qty, cap)
+        maker_before = _position_size(ws, market, maker.owner)
+        taker_before = _position_size(ws, market, taker.owner)
+        mark = ws.savepoint()
+        events_mark = len(ctx.events)
+        execute_fill(ctx, market, spec, taker, maker.owner, maker.oid, maker.price, qty)
+        maker_after = _position_size(ws, market, maker.owner)
+        if abs(maker_after) > abs(maker_before) and not meets_initial_after_increase(ws, maker.owner, market):
+            ws.rollback_to(mark)
+            del ctx.events[events_mark:]
+            cancel_resting(ctx, market, key, maker, "margin")
+            continue
+        if abs(_position_size(ws, market, taker.owner)) > abs(taker_before) or (taker_before != 0 and (_position_size(ws, market, taker.owner) > 0) != (taker_before > 0)):
+            taker.increased = True
+        rest = maker.size - qty
+        if rest == 0:
+            remove_order(ws, key, maker)
+            ctx.emit(OrderStatus(tx_index=ctx.tx_index, market=market, oid=maker.oid, owner=maker.owner, status="filled", reason="", remaining=0))
+        else:
+            ws.put(key, msgspec.structs.replace(maker, size=rest))
+        taker.remaining -= qty
+        taker.filled += qty
+
+
+def fillable(ws: WorkingState, market: int, taker: Taker) -> int:
+    """Lots the book would give ``taker`` (ignoring its own orders, which self-trade prevention
+    cancels), up to its remaining size: the fill-or-kill pre-check."""
+    total = 0
+    for key in ws.index.iter_prefix(book_side_prefix(market, not taker.is_buy)):
+        order = ws.get(key)
+        if not crosses(taker, order.price):
+            break
+        if order.owner == taker.owner:
+            continue
+        total += order.size
+        if total >= taker.remaining:
+            return taker.remaining
+    return total
