@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import blake3
+import msgspec
 
 from tx.encoding import decode_canonical, decode_genesis, encode, genesis_hash, header_hash
 from tx.errors import TxError
@@ -22,7 +23,8 @@ from tx.messages import Block, BlockWitness, ChangedKey, Genesis, Header, LogBlo
 
 from . import trading_handlers  # noqa: F401  (registers trading actions and end-of-block steps)
 from .errors import ClearinghouseError, InvalidBlock
-from .events import NO_TX, Event
+from .events import NO_TX
+from .event_types import AnyEvent
 from .keys import CHAIN_KEY, describe_key
 from .records import Chain
 from .transition import apply_block, apply_genesis
@@ -54,6 +56,19 @@ class Executed:
     tx_root: bytes
     events_root: bytes
     event_leaves: list[bytes]
+
+
+def events_meta_name(height: int) -> str:
+    """Meta entry under which a committed block's events are kept (not part of the state root)."""
+    return f"events/{height:020d}"
+
+
+def load_block_events(store: Any, height: int) -> list[Any] | None:
+    """The events of a committed block, decoded, or None if the store does not have them."""
+    raw = store.get_meta(events_meta_name(height))
+    if raw is None:
+        return None
+    return msgspec.msgpack.decode(raw, type=list[AnyEvent])
 
 
 def event_tx_index(event: Any) -> int:
@@ -132,7 +147,9 @@ class Engine:
 
     def commit(self, executed: Executed, header: Header, *, expected_root: bytes | None = None) -> bytes:
         """Commit an executed block atomically; with ``expected_root``, only if it matches."""
-        meta = {"header_hash": header_hash(header), "header": encode(header)}
+        # Events are not state, but replayers and `explain` want them next to the block:
+        # stored in the same write transaction under a per-height meta name.
+        meta = {"header_hash": header_hash(header), "header": encode(header), events_meta_name(executed.height): encode(executed.events)}
         try:
             return self.store.commit_block(executed.height, executed.changes, meta, expected_root=expected_root)
         except BaseException:
