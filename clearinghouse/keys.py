@@ -23,6 +23,7 @@ NS_TRIGGER = b"T"
 NS_ORDER_LOC = b"I"
 NS_CLOID = b"C"
 NS_ORACLE_SUB = b"Q"
+NS_LIQ_REF = b"R"
 
 U64_MAX = 2**64 - 1
 
@@ -52,6 +53,7 @@ NAMESPACE_NAMES = {
     NS_ORDER_LOC: "order_locator",
     NS_CLOID: "cloid",
     NS_ORACLE_SUB: "oracle_submission",
+    NS_LIQ_REF: "liquidation_reference",
 }
 
 # Imported lazily to keep keys.py free of the wire types at import time.
@@ -70,6 +72,7 @@ RECORD_TYPES: dict[bytes, Any] = {
     NS_ORDER_LOC: r.OrderLocator,
     NS_CLOID: r.CloidLocator,
     NS_ORACLE_SUB: r.OracleSubmission,
+    NS_LIQ_REF: r.LiquidationRef,
 }
 
 CHAIN_KEY = NS_CHAIN + b"chain"
@@ -141,6 +144,10 @@ def cloid_key(owner: bytes, cloid: int) -> bytes:
 
 def oracle_sub_key(market: int, publisher: bytes) -> bytes:
     return NS_ORACLE_SUB + u32(market) + publisher
+
+
+def liq_ref_key(account: bytes, unit: int, market: int) -> bytes:
+    return NS_LIQ_REF + account + u32(unit) + u32(market)
 
 
 def record_type(key: bytes) -> Any:

@@ -46,6 +46,8 @@ class Taker:
     remaining: int
     reduce_only: bool
     kind: str = "trade"
+    taker_fee_ppm: int | None = None
+    """Overrides the market's taker fee (liquidation orders pay none: no clearance fee)."""
     filled: int = 0
     increased: bool = False
 
@@ -131,7 +133,7 @@ def match(ctx: TxContext, market: int, spec: MarketSpec, taker: Taker) -> None:
         taker_before = _position_size(ws, market, taker.owner)
         mark = ws.savepoint()
         events_mark = len(ctx.events)
-        execute_fill(ctx, market, spec, taker, maker.owner, maker.oid, maker.price, qty)
+        execute_fill(ctx, market, spec, taker, maker.owner, maker.oid, maker.price, qty, taker_fee_ppm=taker.taker_fee_ppm)
         maker_after = _position_size(ws, market, maker.owner)
         if abs(maker_after) > abs(maker_before) and not meets_initial_after_increase(ws, maker.owner, market):
             ws.rollback_to(mark)

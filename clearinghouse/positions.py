@@ -14,7 +14,8 @@ only serves the entry price and realized PnL:
 
 Isolated positions keep their own bucket (``iso_cash``): an increase moves
 initial margin (notional / leverage, rounded up) from cross cash into it;
-when the position returns to zero the whole bucket goes back to cross cash.
+when the position returns to zero the whole bucket goes back to cross cash
+(unless it is negative: that deficit stays isolated for the waterfall).
 """
 
 from __future__ import annotations
@@ -122,7 +123,10 @@ def settle_fill(ws: WorkingState, market: int, spec: MarketSpec, addr: bytes, si
             margin = ceil_div(abs(signed_qty) * price, pos.leverage)
             iso_cash += margin
             to_cross -= margin
-        if new_size == 0:
+        if new_size == 0 and iso_cash >= 0:
+            # A closed isolated position returns its bucket to cross. A negative bucket
+            # (closed beyond bankruptcy) stays where it is: it is that position's deficit,
+            # which the liquidation waterfall covers, never the owner's cross collateral.
             to_cross += iso_cash
             iso_cash = 0
         if to_cross:

@@ -7,6 +7,7 @@ exists so the transition core does not import trading code directly.
 from tx import actions as A
 
 from . import triggers  # noqa: F401  (end-of-block step: TP/SL)
+from . import waterfall  # noqa: F401  (end-of-block steps: liquidation, ADL)
 from .leverage import apply_update_isolated_margin, apply_update_leverage
 from .orders import (
     apply_cancel, apply_cancel_by_cloid, apply_market_order, apply_modify, apply_place_order, apply_trigger_order,

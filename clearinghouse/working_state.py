@@ -22,9 +22,9 @@ from sortedcontainers import SortedList
 
 from tx.encoding import encode
 
-from .keys import NS_ORDER, NS_POSITION, NS_TRIGGER, record_type
+from .keys import NS_LIQ_REF, NS_ORDER, NS_POSITION, NS_TRIGGER, record_type
 
-INDEXED_NAMESPACES = (NS_ORDER, NS_TRIGGER, NS_POSITION)
+INDEXED_NAMESPACES = (NS_ORDER, NS_TRIGGER, NS_POSITION, NS_LIQ_REF)
 
 _MISSING = object()
 

@@ -1,0 +1,178 @@
+"""Auto-deleveraging (RULEBOOK §7.5-7.6): closing underwater units against ranked winners.
+
+End-of-block step 50, after the liquidation waterfall. Every unit whose value
+is negative (the insurance fund's cross side included), in unit order:
+
+* with open positions: each position, in ascending market order, is closed
+  against the opposite side's queue (``adl_ranking``), walking it: whole
+  positions, then one partial, at the unit's bankruptcy price for that
+  position (value spread over positions by maintenance margin, rounded in the
+  unit's favour). No fees. The unit ends at >= 0; the rounding residue goes to
+  the insurance fund so it ends at exactly zero. If the queue cannot match the
+  whole size, what is left waits for the next block (``AdlShortfall``).
+* with no positions (a deficit left by fills beyond bankruptcy that the fund
+  could not pay), policy ``seed`` only: the article's deficit-cover rule walks
+  the queue of the liquidated position's market and opposite side; from each
+  winner it closes the fewest whole lots whose realized profit at the
+  reference (bankruptcy) price covers what remains, against the insurance
+  fund, which takes the slice over at that price; the covered amount moves
+  from the winner's unit to the underwater unit.
+
+Units without open positions are never counterparties: no one without a
+position loses anything to ADL.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .accounts import add_cash
+from .adl_ranking import Candidate, Ranked, rank_candidates, ranking_hash
+from .book import next_oid
+from .context import TxContext
+from .events import NO_TX
+from .insurance_fund import credit_unit, sweep_to_fund
+from .keys import CHAIN_KEY, INSURANCE_FUND, NS_LIQ_REF, market_spec_key, position_key, position_prefix
+from .liquidation_math import bankruptcy_prices, round_bankruptcy_price, smallest_cover_qty
+from .margin_units import Unit, unit_health, unit_of_position, units_in_state
+from .matching import Taker, execute_fill
+from .waterfall_events import CROSS, AdlQueue, AdlShortfall, AdlStep, DeficitCover, QueueEntry
+from .working_state import WorkingState
+
+QUEUE_EVIDENCE_TOP = 10
+"""How many leading queue entries an AdlQueue event lists (the hash covers all)."""
+
+
+def build_queue(ws: WorkingState, market: int, winners_long: bool, exclude: bytes, policy: str) -> list[Ranked]:
+    """The ranked queue of ``market``'s positions on one side (longs if ``winners_long``)."""
+    candidates = []
+    health_cache: dict[Unit, Any] = {}
+    for key in ws.index.iter_prefix(position_prefix(market)):
+        pos = ws.get(key)
+        account = key[5:]
+        if account == exclude or pos.size == 0 or (pos.size > 0) != winners_long:
+            continue
+        unit = unit_of_position(account, market, pos)
+        health = health_cache.get(unit)
+        if health is None:
+            health = health_cache[unit] = unit_health(ws, unit)
+        mm = next(mm for m, _p, _mk, mm in health.positions if m == market)
+        mark = next(mk for m, _p, mk, _mm in health.positions if m == market)
+        candidates.append(Candidate(account=account, unit=unit.market, size=pos.size, cost=pos.cost, mark=mark, value=health.value, maintenance=mm, unit_maintenance=health.maintenance))
+    return rank_candidates(candidates, policy)
+
+
+def queue_entry(r: Ranked) -> QueueEntry:
+    c = r.candidate
+    return QueueEntry(account=c.account, unit=c.unit, size=c.size, index_num=str(r.index.numerator), index_den=str(r.index.denominator))
+
+
+def neighbours(queue: list[Ranked], i: int) -> tuple[list[QueueEntry], list[QueueEntry]]:
+    above = [queue_entry(queue[i - 1])] if i > 0 else []
+    below = [queue_entry(queue[i + 1])] if i + 1 < len(queue) else []
+    return above, below
+
+
+def queue_event(market: int, unit: Unit, size: int, price: int, policy: str, queue: list[Ranked]) -> AdlQueue:
+    return AdlQueue(
+        market=market, underwater=unit.account, underwater_unit=unit.market, underwater_size=size, bankruptcy_price=price,
+        policy=policy, queue_length=len(queue), ranking_hash=ranking_hash(queue), top=[queue_entry(r) for r in queue[:QUEUE_EVIDENCE_TOP]],
+    )
+
+
+def deleverage_positions(ctx: TxContext, unit: Unit, policy: str) -> None:
+    ws = ctx.ws
+    health = unit_health(ws, unit)
+    exact = bankruptcy_prices(health.value, [(p.size, mark, mm) for _m, p, mark, mm in health.positions])
+    for (market, pos, _mark, _mm), bp in zip(health.positions, exact):
+        price = round_bankruptcy_price(bp, pos.size)
+        queue = build_queue(ws, market, winners_long=pos.size < 0, exclude=unit.account, policy=policy)
+        ctx.emit(queue_event(market, unit, pos.size, price, policy, queue))
+        spec = ws.get(market_spec_key(market))
+        remaining = abs(pos.size)
+        for i, r in enumerate(queue):
+            if remaining == 0:
+                break
+            c = r.candidate
+            qty = min(remaining, abs(c.size))
+            taker = Taker(owner=unit.account, oid=next_oid(ws), is_buy=pos.size < 0, limit_price=price, remaining=qty, reduce_only=True, kind="adl")
+            fill = execute_fill(ctx, market, spec, taker, c.account, 0, price, qty, maker_fee_ppm=0, taker_fee_ppm=0)
+            remaining -= qty
+            above, below = neighbours(queue, i)
+            ctx.emit(AdlStep(
+                market=market, underwater=unit.account, counterparty=c.account, counterparty_unit=c.unit, rank=r.rank,
+                index_num=str(r.index.numerator), index_den=str(r.index.denominator), size=qty, price=price,
+                realized_pnl=fill.maker_realized_pnl, remaining_after=remaining if pos.size > 0 else -remaining,
+                neighbour_above=above, neighbour_below=below,
+            ))
+        if remaining:
+            ctx.emit(AdlShortfall(market=market, underwater=unit.account, unmatched=remaining if pos.size > 0 else -remaining))
+    after = unit_health(ws, unit)
+    if not after.positions and after.value > 0 and unit.account != INSURANCE_FUND:
+        # Rounding in the unit's favour left it a little above zero: that residue goes to the fund.
+        sweep_to_fund(ws, unit, after.value)
+
+
+def take_from_unit(ws: WorkingState, account: bytes, unit_market: int, amount: int) -> None:
+    """Debit a winner's unit: its isolated bucket while the position is open, else cross cash."""
+    if unit_market != CROSS:
+        pos = ws.get(position_key(unit_market, account))
+        if pos is not None and pos.size != 0:
+            credit_unit(ws, Unit(account, unit_market), -amount)
+            return
+    add_cash(ws, account, -amount)
+
+
+def cover_with_winners(ctx: TxContext, unit: Unit, policy: str) -> None:
+    """Policy ``seed``: cover a position-less unit's deficit from ranked winners' slices."""
+    ws = ctx.ws
+    refs = [ws.get(k) for k in ws.index.iter_prefix(NS_LIQ_REF + unit.account + unit.market.to_bytes(4, "big"))]
+    deficit = -unit_health(ws, unit).value
+    if not refs:
+        ctx.emit(AdlShortfall(market=unit.market, underwater=unit.account, unmatched=0))
+        return
+    # The deficit is attributed to the liquidated position with the largest reference notional.
+    ref = max(refs, key=lambda r: (r.reference_price, -r.market))
+    queue = build_queue(ws, ref.market, winners_long=not ref.was_long, exclude=unit.account, policy=policy)
+    ctx.emit(queue_event(ref.market, unit, 0, ref.reference_price, policy, queue))
+    spec = ws.get(market_spec_key(ref.market))
+    for r in queue:
+        if deficit <= 0:
+            break
+        c = r.candidate
+        qty = smallest_cover_qty(c.size, c.cost, ref.reference_price, deficit)
+        if qty is None:
+            continue  # no profit at the reference price: nothing to cover with
+        taker = Taker(owner=c.account, oid=next_oid(ws), is_buy=c.size < 0, limit_price=ref.reference_price, remaining=qty, reduce_only=True, kind="deficit_cover")
+        fill = execute_fill(ctx, ref.market, spec, taker, INSURANCE_FUND, 0, ref.reference_price, qty, maker_fee_ppm=0, taker_fee_ppm=0)
+        covered = min(fill.taker_realized_pnl, deficit)
+        take_from_unit(ws, c.account, c.unit, covered)
+        credit_unit(ws, unit, covered)
+        deficit -= covered
+        ctx.emit(DeficitCover(
+            market=ref.market, underwater=unit.account, counterparty=c.account, rank=r.rank, index_num=str(r.index.numerator),
+            index_den=str(r.index.denominator), size=qty, reference_price=ref.reference_price, realized_pnl=fill.taker_realized_pnl,
+            covered=covered, deficit_remaining=deficit,
+        ))
+    if deficit > 0:
+        ctx.emit(AdlShortfall(market=ref.market, underwater=unit.account, unmatched=0))
+
+
+def run_adl(ws: WorkingState, time_ms: int) -> list[Any]:
+    """End-of-block step 50."""
+    chain = ws.get(CHAIN_KEY)
+    events: list[Any] = []
+    for unit in units_in_state(ws):
+        health = unit_health(ws, unit)
+        if health.value >= 0:
+            continue
+        ctx = TxContext(ws=ws, chain=chain, tx_index=NO_TX, signer=unit.account, account=unit.account, time_ms=time_ms, events=events)
+        ws.begin_tx()
+        if health.positions:
+            deleverage_positions(ctx, unit, chain.policy)
+        elif chain.policy == "seed":
+            cover_with_winners(ctx, unit, chain.policy)
+        ws.commit_tx()
+    for key in ws.index.iter_prefix(NS_LIQ_REF):
+        ws.delete(key)
+    return events

@@ -1,0 +1,61 @@
+"""The insurance fund (RULEBOOK §7.3): an account at a reserved address that pays deficits.
+
+It starts with its genesis balance, receives rounding residue and backstop
+margin, and pays a unit's deficit while it can: what it can pay is its cash,
+capped by its value (it may hold positions taken over in backstops), never
+below zero. Policy ``seed`` follows the article: the fund covers a deficit
+only in full; if it cannot, the whole deficit goes to the ADL queue.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from .accounts import add_cash, get_account
+from .keys import INSURANCE_FUND, position_key
+from .margin import cross_health
+from .margin_units import Unit
+from .waterfall_events import InsuranceCover
+from .working_state import WorkingState
+
+
+def fund_cash(ws: WorkingState) -> int:
+    return get_account(ws, INSURANCE_FUND).cash
+
+
+def fund_available(ws: WorkingState) -> int:
+    """What the fund can pay now: min(cash, value), not below zero."""
+    cash = fund_cash(ws)
+    value = cross_health(ws, INSURANCE_FUND).value
+    return max(0, min(cash, value))
+
+
+def credit_unit(ws: WorkingState, unit: Unit, amount: int) -> None:
+    """Add ``amount`` to a unit's bucket: cross cash, or the isolated position's cash."""
+    if unit.is_cross:
+        add_cash(ws, unit.account, amount)
+        return
+    key = position_key(unit.market, unit.account)
+    pos = ws.get(key)
+    ws.put(key, msgspec.structs.replace(pos, iso_cash=pos.iso_cash + amount))
+
+
+def cover_deficit(ws: WorkingState, unit: Unit, deficit: int, *, all_or_nothing: bool) -> InsuranceCover:
+    """Pay (part of) ``deficit`` from the fund into the unit; returns the evidence event."""
+    before = fund_cash(ws)
+    available = fund_available(ws)
+    if all_or_nothing:
+        paid = deficit if available >= deficit else 0
+    else:
+        paid = min(deficit, available)
+    if paid:
+        add_cash(ws, INSURANCE_FUND, -paid)
+        credit_unit(ws, unit, paid)
+    return InsuranceCover(account=unit.account, unit=unit.market, deficit=deficit, paid=paid, fund_before=before, fund_after=before - paid)
+
+
+def sweep_to_fund(ws: WorkingState, unit: Unit, amount: int) -> None:
+    """Move a unit's leftover (rounding residue or backstop margin; may be negative) to the fund."""
+    if amount:
+        credit_unit(ws, unit, -amount)
+        add_cash(ws, INSURANCE_FUND, amount)
