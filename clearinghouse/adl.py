@@ -36,6 +36,7 @@ from .keys import CHAIN_KEY, INSURANCE_FUND, NS_LIQ_REF, market_spec_key, positi
 from .liquidation_math import bankruptcy_prices, round_bankruptcy_price, smallest_cover_qty
 from .margin_units import Unit, unit_health, unit_of_position, units_in_state
 from .matching import Taker, execute_fill
+from .policies import policy_of
 from .waterfall_events import CROSS, AdlQueue, AdlShortfall, AdlStep, DeficitCover, QueueEntry
 from .working_state import WorkingState
 
@@ -43,7 +44,7 @@ QUEUE_EVIDENCE_TOP = 10
 """How many leading queue entries an AdlQueue event lists (the hash covers all)."""
 
 
-def build_queue(ws: WorkingState, market: int, winners_long: bool, exclude: bytes, policy: str) -> list[Ranked]:
+def build_queue(ws: WorkingState, market: int, winners_long: bool, exclude: bytes, ranking: str) -> list[Ranked]:
     """The ranked queue of ``market``'s positions on one side (longs if ``winners_long``)."""
     candidates = []
     health_cache: dict[Unit, Any] = {}
@@ -59,7 +60,7 @@ def build_queue(ws: WorkingState, market: int, winners_long: bool, exclude: byte
         mm = next(mm for m, _p, _mk, mm in health.positions if m == market)
         mark = next(mk for m, _p, mk, _mm in health.positions if m == market)
         candidates.append(Candidate(account=account, unit=unit.market, size=pos.size, cost=pos.cost, mark=mark, value=health.value, maintenance=mm, unit_maintenance=health.maintenance))
-    return rank_candidates(candidates, policy)
+    return rank_candidates(candidates, ranking)
 
 
 def queue_entry(r: Ranked) -> QueueEntry:
@@ -86,7 +87,7 @@ def deleverage_positions(ctx: TxContext, unit: Unit, policy: str) -> None:
     exact = bankruptcy_prices(health.value, [(p.size, mark, mm) for _m, p, mark, mm in health.positions])
     for (market, pos, _mark, _mm), bp in zip(health.positions, exact):
         price = round_bankruptcy_price(bp, pos.size)
-        queue = build_queue(ws, market, winners_long=pos.size < 0, exclude=unit.account, policy=policy)
+        queue = build_queue(ws, market, winners_long=pos.size < 0, exclude=unit.account, ranking=policy_of(policy).ranking)
         ctx.emit(queue_event(market, unit, pos.size, price, policy, queue))
         spec = ws.get(market_spec_key(market))
         remaining = abs(pos.size)
@@ -133,7 +134,7 @@ def cover_with_winners(ctx: TxContext, unit: Unit, policy: str) -> None:
         return
     # The deficit is attributed to the liquidated position with the largest reference notional.
     ref = max(refs, key=lambda r: (r.reference_price, -r.market))
-    queue = build_queue(ws, ref.market, winners_long=not ref.was_long, exclude=unit.account, policy=policy)
+    queue = build_queue(ws, ref.market, winners_long=not ref.was_long, exclude=unit.account, ranking=policy_of(policy).ranking)
     ctx.emit(queue_event(ref.market, unit, 0, ref.reference_price, policy, queue))
     spec = ws.get(market_spec_key(ref.market))
     for r in queue:
@@ -170,7 +171,7 @@ def run_adl(ws: WorkingState, time_ms: int) -> list[Any]:
         ws.begin_tx()
         if health.positions:
             deleverage_positions(ctx, unit, chain.policy)
-        elif chain.policy == "seed":
+        elif policy_of(chain.policy).deficit_cover:
             cover_with_winners(ctx, unit, chain.policy)
         ws.commit_tx()
     for key in ws.index.iter_prefix(NS_LIQ_REF):

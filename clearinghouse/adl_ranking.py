@@ -57,7 +57,6 @@ def bitmex_index(c: Candidate) -> Fraction:
 RANKINGS: dict[str, Callable[[Candidate], Fraction]] = {
     "hyperliquid": hyperliquid_index,
     "bitmex": bitmex_index,
-    "seed": hyperliquid_index,
 }
 
 
@@ -68,9 +67,9 @@ class Ranked:
     candidate: Candidate
 
 
-def rank_candidates(candidates: list[Candidate], policy: str) -> list[Ranked]:
+def rank_candidates(candidates: list[Candidate], ranking: str) -> list[Ranked]:
     """The queue: eligible candidates by index descending, then address, then unit."""
-    index_fn = RANKINGS[policy]
+    index_fn = RANKINGS[ranking]
     scored = [(index_fn(c), c) for c in candidates if c.value > 0 and c.cost != 0]
     scored.sort(key=lambda ic: (-ic[0], ic[1].account, ic[1].unit))
     return [Ranked(rank=i + 1, index=ix, candidate=c) for i, (ix, c) in enumerate(scored)]

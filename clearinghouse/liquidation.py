@@ -30,6 +30,7 @@ from .liquidation_math import (
 )
 from .margin_units import Unit, unit_health, units_in_state
 from .matching import Taker, cancel_resting, match
+from .policies import Policy, policy_of
 from .records import LiquidationRef
 from .waterfall_events import LiquidationTriggered, MarketLiquidation
 from .working_state import WorkingState
@@ -45,9 +46,9 @@ def cancel_orders_of(ctx: TxContext, market: int, owner: bytes) -> None:
                 cancel_resting(ctx, market, key, order, "liquidation")
 
 
-def liquidation_limit(policy: str, is_long: bool, value: int, qty: int, mark: int, fund: int) -> int:
+def liquidation_limit(policy: Policy, is_long: bool, value: int, qty: int, mark: int, fund: int) -> int:
     slip = slippage_bound(is_long, mark, LIQUIDATION_SLIPPAGE_BPS)
-    if policy == "seed":
+    if not policy.fund_bounded_liquidation:
         return slip
     bound = fund_bounded_limit(is_long, value, qty, mark, fund)
     # The tighter of the two: a long may not sell below either bound, a short not buy above.
@@ -62,7 +63,7 @@ def record_reference_prices(ws: WorkingState, unit: Unit, value: int, positions:
         ws.put(liq_ref_key(unit.account, unit.market, m), LiquidationRef(market=m, was_long=p.size > 0, reference_price=round_bankruptcy_price(bp, p.size)))
 
 
-def liquidate_unit(ctx: TxContext, unit: Unit, policy: str) -> None:
+def liquidate_unit(ctx: TxContext, unit: Unit, policy: Policy) -> None:
     ws = ctx.ws
     health = unit_health(ws, unit)
     ctx.emit(LiquidationTriggered(account=unit.account, market=unit.market, value=health.value, maintenance_margin=health.maintenance, positions=health.snapshots(), method="market"))
@@ -78,7 +79,7 @@ def liquidate_unit(ctx: TxContext, unit: Unit, policy: str) -> None:
         mark = next(mk for m, _p2, mk, _ in now.positions if m == market)
         size_abs = abs(pos.size)
         in_cooldown = pos.liq_cooldown_until_ms > ctx.time_ms
-        qty, partial = liquidation_slice(size_abs, size_abs * mark, in_cooldown)
+        qty, partial = liquidation_slice(size_abs, size_abs * mark, in_cooldown or not policy.partial_liquidation)
         is_long = pos.size > 0
         limit = liquidation_limit(policy, is_long, now.value, qty, mark, fund_available(ws))
         spec = ws.get(market_spec_key(market))
@@ -95,7 +96,7 @@ def liquidate_unit(ctx: TxContext, unit: Unit, policy: str) -> None:
         ctx.emit(MarketLiquidation(account=unit.account, market=market, unit=unit.market, side_is_buy=not is_long, ordered=qty, filled=taker.filled, limit_price=limit, partial=partial, cooldown_until_ms=cooldown))
     after = unit_health(ws, unit)
     if after.value < 0:
-        ctx.emit(cover_deficit(ws, unit, -after.value, all_or_nothing=policy == "seed"))
+        ctx.emit(cover_deficit(ws, unit, -after.value, all_or_nothing=policy.fund_all_or_nothing))
         after = unit_health(ws, unit)
     if after.positions and is_liquidatable(after.value, after.maintenance) and (below_backstop(after.value, after.maintenance) or not absorbed):
         backstop_unit(ctx, unit, "below_two_thirds" if below_backstop(after.value, after.maintenance) else "book_could_not_absorb")
@@ -116,6 +117,6 @@ def run_liquidations(ws: WorkingState, time_ms: int) -> list[Any]:
         ctx = TxContext(ws=ws, chain=chain, tx_index=NO_TX, signer=unit.account, account=unit.account, time_ms=time_ms, events=events)
         # One journal per unit: matching needs savepoints (a maker failing margin is undone).
         ws.begin_tx()
-        liquidate_unit(ctx, unit, chain.policy)
+        liquidate_unit(ctx, unit, policy_of(chain.policy))
         ws.commit_tx()
     return events

@@ -57,7 +57,9 @@ HANDLERS: dict[type, Handler] = {
 }
 """Action type -> handler. Trading and oracle handlers register in ``trading_handlers``."""
 
-SUPPORTED_POLICIES = ("hyperliquid", "bitmex", "seed")
+from .policies import POLICIES
+
+SUPPORTED_POLICIES = tuple(sorted(POLICIES))
 
 
 def register(action_type: type, handler: Handler) -> None:

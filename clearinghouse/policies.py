@@ -1,0 +1,41 @@
+"""Liquidation/ADL policies, fixed in genesis (RULEBOOK §7.6). Each is a row of switches.
+
+``hyperliquid`` (default)
+    Hyperliquid's ranking index; market liquidation in 20% slices above
+    100,000 USDC; liquidation orders bounded by what the insurance fund can
+    pay; the fund pays deficits while it can; ADL closes underwater positions
+    at their bankruptcy price.
+``bitmex``
+    As ``hyperliquid`` but ranked BitMEX-style (PnL% x effective leverage when
+    profitable, PnL% / effective leverage when losing).
+``seed``
+    The article's simplified model (RULEBOOK §9): whole-position market
+    liquidation bounded only by a 10% slippage limit (fills may go beyond
+    bankruptcy), the fund pays a deficit only in full, and a remaining deficit
+    is covered by the deficit-cover rule (adl.cover_with_winners).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    ranking: str
+    partial_liquidation: bool
+    fund_bounded_liquidation: bool
+    fund_all_or_nothing: bool
+    deficit_cover: bool
+
+
+POLICIES: dict[str, Policy] = {
+    "hyperliquid": Policy("hyperliquid", "hyperliquid", partial_liquidation=True, fund_bounded_liquidation=True, fund_all_or_nothing=False, deficit_cover=False),
+    "bitmex": Policy("bitmex", "bitmex", partial_liquidation=True, fund_bounded_liquidation=True, fund_all_or_nothing=False, deficit_cover=False),
+    "seed": Policy("seed", "hyperliquid", partial_liquidation=False, fund_bounded_liquidation=False, fund_all_or_nothing=True, deficit_cover=True),
+}
+
+
+def policy_of(name: str) -> Policy:
+    return POLICIES[name]
