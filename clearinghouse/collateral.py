@@ -5,10 +5,11 @@ from __future__ import annotations
 import msgspec
 
 from tx.actions import Deposit, Transfer, Withdraw
+from tx.types import U64_MAX
 
 from .accounts import add_cash
 from .context import TxContext
-from .errors import InsufficientBalance, ReservedAccount, Unauthorized
+from .errors import InsufficientBalance, InvalidAmount, ReservedAccount, Unauthorized
 from .events import Deposited, Transferred, Withdrew
 from .keys import CHAIN_KEY, SYSTEM_ACCOUNTS
 from .margin import withdrawable
@@ -20,8 +21,10 @@ def apply_deposit(ctx: TxContext, action: Deposit) -> None:
         raise Unauthorized("only the bridge may sign deposits")
     if action.to in SYSTEM_ACCOUNTS:
         raise ReservedAccount("deposits to system accounts are not allowed")
-    add_cash(ctx.ws, action.to, action.amount)
     chain = ctx.ws.get(CHAIN_KEY)
+    if chain.deposits + action.amount > U64_MAX:
+        raise InvalidAmount("total deposits would overflow their 64-bit counter")
+    add_cash(ctx.ws, action.to, action.amount)
     ctx.ws.put(CHAIN_KEY, msgspec.structs.replace(chain, deposits=chain.deposits + action.amount))
     ctx.emit(Deposited(tx_index=ctx.tx_index, account=action.to, amount=action.amount, ref=action.ref))
 

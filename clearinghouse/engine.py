@@ -125,17 +125,18 @@ class Engine:
         ws = WorkingState(self.store, self.index)
         try:
             events = apply_block(ws, height, time_ms, txs)
+            changes = ws.changes()  # encodes every record: may raise too, so inside the reset
+            encoded = [encode(e) for e in events]
         except BaseException:
             self.reset_index()
             raise
-        encoded = [encode(e) for e in events]
         leaves = [leaf_hash(e) for e in encoded]
         return Executed(
             height=height,
             time_ms=time_ms,
             txs=txs,
             events=events,
-            changes=ws.changes(),
+            changes=changes,
             tx_root=ordered_root(txs),
             events_root=ordered_root(encoded) if encoded else EMPTY_ROOT,
             event_leaves=leaves,
