@@ -12,7 +12,7 @@ ends with zero in that unit; maintenance margin is not returned.
 from __future__ import annotations
 
 from .context import TxContext
-from .insurance_fund import fund_cash, sweep_to_fund
+from .insurance_fund import fund_value, sweep_to_fund
 from .keys import INSURANCE_FUND, market_spec_key
 from .margin_units import Unit, unit_health
 from .matching import Taker, execute_fill
@@ -23,7 +23,7 @@ from .waterfall_events import CROSS, Backstop
 def backstop_unit(ctx: TxContext, unit: Unit, reason: str) -> None:
     ws = ctx.ws
     health = unit_health(ws, unit)
-    before = fund_cash(ws)
+    before = fund_value(ws)
     for market, pos, mark, _mm in health.positions:
         spec = ws.get(market_spec_key(market))
         taker = Taker(owner=unit.account, oid=next_oid(ws), is_buy=pos.size < 0, limit_price=mark, remaining=abs(pos.size), reduce_only=True, kind="backstop")
@@ -34,6 +34,6 @@ def backstop_unit(ctx: TxContext, unit: Unit, reason: str) -> None:
     sweep_to_fund(ws, source, health.value)
     ctx.emit(Backstop(
         account=unit.account, unit=unit.market, reason=reason, value=health.value, maintenance_margin=health.maintenance,
-        positions=health.snapshots(), margin_taken=health.value, fund_before=before, fund_after=fund_cash(ws),
+        positions=health.snapshots(), margin_taken=health.value, fund_before=before, fund_after=fund_value(ws),
     ))
 

@@ -46,7 +46,7 @@ def _print_json(obj: Any) -> None:
 
 # ---------------------------------------------------------------- commands
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import build_demo_log
+    from .demo import build_demo_log, demo_labels
     from .reporting import replay_into_db, render_summary, summary_dict
 
     out = os.path.abspath(args.out)
@@ -56,7 +56,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if os.path.exists(db_path):
         shutil.rmtree(db_path)
     build_demo_log(log_path)
-    result = replay_into_db(log_path, db_path, progress=not args.json and sys.stderr.isatty())
+    result = replay_into_db(log_path, db_path, progress=not args.json and sys.stderr.isatty(), labels=demo_labels())
     summary = summary_dict(result)
     if args.json:
         _print_json(summary)

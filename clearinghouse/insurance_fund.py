@@ -1,9 +1,9 @@
 """The insurance fund (RULEBOOK §7.3): an account at a reserved address that pays deficits.
 
 It starts with its genesis balance, receives rounding residue and backstop
-margin, and pays a unit's deficit while it can: what it can pay is its cash,
-capped by its value (it may hold positions taken over in backstops), never
-below zero. Policy ``seed`` follows the article: the fund covers a deficit
+margin, and pays a unit's deficit while it can: what it can pay is its value
+(cash plus the positions it took over in backstops, at mark), never below
+zero. Its "balance" in evidence events is that value. Policy ``seed`` follows the article: the fund covers a deficit
 only in full; if it cannot, the whole deficit goes to the ADL queue.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import msgspec
 
-from .accounts import add_cash, get_account
+from .accounts import add_cash
 from .keys import INSURANCE_FUND, position_key
 from .margin import cross_health
 from .margin_units import Unit
@@ -19,15 +19,14 @@ from .waterfall_events import InsuranceCover
 from .working_state import WorkingState
 
 
-def fund_cash(ws: WorkingState) -> int:
-    return get_account(ws, INSURANCE_FUND).cash
+def fund_value(ws: WorkingState) -> int:
+    """The fund's value at mark: cash plus its positions (the balance events report)."""
+    return cross_health(ws, INSURANCE_FUND).value
 
 
 def fund_available(ws: WorkingState) -> int:
-    """What the fund can pay now: min(cash, value), not below zero."""
-    cash = fund_cash(ws)
-    value = cross_health(ws, INSURANCE_FUND).value
-    return max(0, min(cash, value))
+    """What the fund can pay now: its value, not below zero."""
+    return max(0, fund_value(ws))
 
 
 def credit_unit(ws: WorkingState, unit: Unit, amount: int) -> None:
@@ -42,8 +41,8 @@ def credit_unit(ws: WorkingState, unit: Unit, amount: int) -> None:
 
 def cover_deficit(ws: WorkingState, unit: Unit, deficit: int, *, all_or_nothing: bool) -> InsuranceCover:
     """Pay (part of) ``deficit`` from the fund into the unit; returns the evidence event."""
-    before = fund_cash(ws)
-    available = fund_available(ws)
+    before = fund_value(ws)
+    available = max(0, before)
     if all_or_nothing:
         paid = deficit if available >= deficit else 0
     else:

@@ -41,7 +41,7 @@ def usdc(micro: int) -> str:
     return f"{sign}{whole:,}.{frac:06d}".rstrip("0").rstrip(".")
 
 
-def replay_into_db(log_path: str, db_path: str | None, *, progress: bool = False) -> ReplayResult:
+def replay_into_db(log_path: str, db_path: str | None, *, progress: bool = False, labels: dict[bytes, str] | None = None) -> ReplayResult:
     """Replay ``log_path`` into an LMDB store at ``db_path`` (or memory when None)."""
     from state import LmdbStore, MemoryStore
 
@@ -80,7 +80,7 @@ def replay_into_db(log_path: str, db_path: str | None, *, progress: bool = False
             log=os.path.abspath(log_path), db=os.path.abspath(db_path) if db_path else None,
             height=store.height, state_root=store.root, stats=stats, event_counts=counts, rejected_codes=codes,
         )
-        result.accounts = account_rows(engine)
+        result.accounts = account_rows(engine, labels or {})
         return result
     finally:
         store.close()
@@ -92,15 +92,18 @@ def _derived_counts(ev: Any) -> list[tuple[str, int]]:
     out = []
     if name == "Fill":
         out.append(("fills", 1))
-        kind = getattr(ev, "kind", "")
-        if kind == "adl":
+        if ev.kind in ("adl", "deficit_cover"):
             out.append(("adl_fills", 1))
+        elif ev.kind == "liquidation":
+            out.append(("liquidation_fills", 1))
     elif name == "FundingPaid" and ev.amount != 0:
         out.append(("funding_payments", 1))
+    elif name == "InsuranceCover" and ev.paid > 0:
+        out.append(("insurance_covers", 1))
     return out
 
 
-def account_rows(engine: Engine) -> list[dict[str, Any]]:
+def account_rows(engine: Engine, labels: dict[bytes, str]) -> list[dict[str, Any]]:
     """Every account in state with its cash and cross value, sorted by address."""
     from .keys import NS_ACCOUNT
 
@@ -111,7 +114,7 @@ def account_rows(engine: Engine) -> list[dict[str, Any]]:
         acct = view.get(key)
         health = cross_health(view, addr)
         rows.append({
-            "address": checksum_address(addr), "cash": acct.cash, "value": health.value,
+            "address": checksum_address(addr), "name": labels.get(addr, ""), "cash": acct.cash, "value": health.value,
             "positions": len(acct.open_markets), "open_orders": acct.open_orders,
         })
     return rows
@@ -133,7 +136,9 @@ def summary_dict(result: ReplayResult) -> dict[str, Any]:
         "events": dict(sorted((k, v) for k, v in c.items() if k[:1].isupper())),
         "fills": c.get("fills", 0),
         "funding_payments": c.get("funding_payments", 0),
-        "liquidations": c.get("Liquidation", 0),
+        "liquidations": c.get("LiquidationTriggered", 0),
+        "liquidation_fills": c.get("liquidation_fills", 0),
+        "insurance_covers": c.get("insurance_covers", 0),
         "backstops": c.get("Backstop", 0),
         "adl_fills": c.get("adl_fills", 0),
         "accounts": result.accounts,
@@ -151,12 +156,14 @@ def render_summary(con: Any, s: dict[str, Any], *, title: str) -> None:
     con.print(f"  height       {s['height']}  ({s['blocks_applied']} applied, {s['blocks_skipped']} already stored)")
     con.print(f"  state root   {s['state_root']}")
     con.print(f"  transactions {s['txs']}  ({s['rejected']} rejected: {', '.join(f'{k} x{v}' for k, v in s['rejected_by_code'].items()) or 'none'})")
-    con.print(f"  fills {s['fills']}, funding payments {s['funding_payments']}, liquidations {s['liquidations']}, backstops {s['backstops']}, ADL fills {s['adl_fills']}")
+    con.print(f"  fills {s['fills']}, funding payments {s['funding_payments']}")
+    con.print(f"  liquidations {s['liquidations']} ({s['liquidation_fills']} fills into the book), insurance-fund covers {s['insurance_covers']}, backstops {s['backstops']}, ADL fills {s['adl_fills']}")
     table = Table(title="Accounts", show_lines=False)
-    for col in ("address", "cash (USDC)", "value (USDC)", "positions", "orders"):
-        table.add_column(col, justify="right" if col != "address" else "left")
+    for col in ("account", "cash (USDC)", "value (USDC)", "positions", "orders"):
+        table.add_column(col, justify="right" if col != "account" else "left", no_wrap=True)
     for row in s["accounts"]:
-        table.add_row(row["address"], usdc(row["cash"]), usdc(row["value"]), str(row["positions"]), str(row["open_orders"]))
+        label = f"{row['name']} ({row['address'][:10]}…)" if row.get("name") else row["address"]
+        table.add_row(label, usdc(row["cash"]), usdc(row["value"]), str(row["positions"]), str(row["open_orders"]))
     con.print(table)
 
 

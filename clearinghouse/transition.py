@@ -128,17 +128,18 @@ def acting_account(ws: WorkingState, signer: bytes, action: Any) -> bytes:
     return agent.owner
 
 
-def apply_transaction(ws: WorkingState, chain: Chain, index: int, tx: Transaction, time_ms: int) -> tuple[bytes, bytes, list[Any]]:
-    """Validate and apply one decoded transaction; returns (signer, account, events)."""
-    signer = recover(chain, tx)
+def apply_transaction(ctx: TxContext, tx: Transaction) -> None:
+    """Validate and apply one decoded transaction, filling in ``ctx`` as it learns who acts.
+
+    Order: signature, handler lookup, acting account (agents), nonce, action.
+    """
+    ctx.signer = recover(ctx.chain, tx)
     handler = HANDLERS.get(type(tx.action))
     if handler is None:
-        raise InvalidTransaction(f"{type(tx.action).__name__} is not supported yet")
-    account = acting_account(ws, signer, tx.action)
-    use_nonce(ws, signer, tx.nonce, time_ms)
-    ctx = TxContext(ws=ws, chain=chain, tx_index=index, signer=signer, account=account, time_ms=time_ms)
+        raise InvalidTransaction(f"{type(tx.action).__name__} is not supported")
+    ctx.account = acting_account(ctx.ws, ctx.signer, tx.action)
+    use_nonce(ctx.ws, ctx.signer, tx.nonce, ctx.time_ms)
     handler(ctx, tx.action)
-    return signer, account, ctx.events
 
 
 def apply_block(ws: WorkingState, height: int, time_ms: int, raw_txs: list[bytes]) -> list[Any]:
@@ -156,22 +157,22 @@ def apply_block(ws: WorkingState, height: int, time_ms: int, raw_txs: list[bytes
     for index in execution_order(actions):
         tx, error = decoded[index]
         tid = tx_id(raw_txs[index])
-        signer = account = b""
         action_name = type(tx.action).__name__ if tx is not None else "?"
+        ctx = TxContext(ws=ws, chain=ws.get(CHAIN_KEY), tx_index=index, signer=b"", account=b"", time_ms=time_ms)
         if error is None:
-            chain = ws.get(CHAIN_KEY)
             ws.begin_tx()
             try:
-                signer, account, tx_events = apply_transaction(ws, chain, index, tx, time_ms)
+                apply_transaction(ctx, tx)
             except InvalidTransaction as exc:
                 ws.rollback_tx()
                 error = exc
             else:
                 ws.commit_tx()
         if error is None:
-            events.append(Receipt(tx_index=index, tx_id=tid, signer=signer, account=account, action=action_name, ok=True, code="OK", message=""))
-            events.extend(tx_events)
+            events.append(Receipt(tx_index=index, tx_id=tid, signer=ctx.signer, account=ctx.account, action=action_name, ok=True, code="OK", message=""))
+            events.extend(ctx.events)
         else:
-            events.append(Receipt(tx_index=index, tx_id=tid, signer=signer, account=account, action=action_name, ok=False, code=error.code, message=error.message))
+            # The receipt names whoever was identified before the rejection (signer, account).
+            events.append(Receipt(tx_index=index, tx_id=tid, signer=ctx.signer, account=ctx.account, action=action_name, ok=False, code=error.code, message=error.message))
     events.extend(end_of_block.run(ws, time_ms))
     return events
