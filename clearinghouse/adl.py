@@ -177,3 +177,39 @@ def run_adl(ws: WorkingState, time_ms: int) -> list[Any]:
     for key in ws.index.iter_prefix(NS_LIQ_REF):
         ws.delete(key)
     return events
+
+
+def queue_for_position(ws: WorkingState, market: int, account: bytes) -> tuple[list[Ranked], int] | None:
+    """The queue the account's position in ``market`` sits in (its own side), and its unit.
+
+    This is the queue an underwater position on the *other* side would walk.
+    None if the account has no open position there.
+    """
+    pos = ws.get(position_key(market, account))
+    if pos is None or pos.size == 0:
+        return None
+    chain = ws.get(CHAIN_KEY)
+    queue = build_queue(ws, market, winners_long=pos.size > 0, exclude=b"", ranking=policy_of(chain.policy).ranking)
+    return queue, unit_of_position(account, market, pos).market
+
+
+def adl_indicator(ws: WorkingState, market: int, account: bytes) -> dict[str, Any] | None:
+    """A position's ADL queue indicator (RULEBOOK §7.7): rank, queue length, percentile and
+    quintile 1-5 (5 = the front fifth, first to be deleveraged), with its exact index.
+
+    None if there is no open position; ``rank`` None if the position is not eligible
+    (its unit's value is <= 0).
+    """
+    from .adl_ranking import indicator
+
+    found = queue_for_position(ws, market, account)
+    if found is None:
+        return None
+    queue, unit = found
+    out: dict[str, Any] = {"market": market, "queue_length": len(queue), "rank": None, "percentile": None, "quintile": None, "index_num": None, "index_den": None}
+    ind = indicator(queue, account, unit)
+    if ind is not None:
+        out.update(ind)
+        r = queue[ind["rank"] - 1]
+        out.update(index_num=str(r.index.numerator), index_den=str(r.index.denominator), ranking_hash=ranking_hash(queue).hex())
+    return out

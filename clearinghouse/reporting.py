@@ -186,9 +186,14 @@ def account_report(store: Any, addr: bytes, *, with_proof: bool) -> dict[str, An
     if acct is not None:
         health = cross_health(view, addr)
         report.update(value=health.value, maintenance_margin=health.maintenance, initial_margin=health.initial)
+        from .adl import adl_indicator
+
         for market in acct.open_markets:
             pos = view.get(position_key(market, addr))
-            report["positions"].append({"market": market, "size": pos.size, "cost": pos.cost, "leverage": pos.leverage, "is_cross": pos.is_cross, "iso_cash": pos.iso_cash})
+            report["positions"].append({
+                "market": market, "size": pos.size, "cost": pos.cost, "leverage": pos.leverage, "is_cross": pos.is_cross,
+                "iso_cash": pos.iso_cash, "adl": adl_indicator(view, market, addr),
+            })
     if with_proof:
         key = account_key(addr)
         value = store.get(key)
@@ -211,6 +216,12 @@ def render_account(con: Any, r: dict[str, Any]) -> None:
         con.print(f"  cash {usdc(r['cash'])} USDC, value {usdc(r.get('value', r['cash']))} USDC, open orders {r['open_orders']}")
         for p in r["positions"]:
             con.print(f"  market {p['market']}: size {p['size']} lots, cost {usdc(p['cost'])}, {'cross' if p['is_cross'] else 'isolated'} {p['leverage']}x")
+            adl = p.get("adl")
+            if adl and adl["rank"] is not None:
+                lights = "■" * adl["quintile"] + "□" * (5 - adl["quintile"])
+                con.print(f"    ADL queue: rank {adl['rank']} of {adl['queue_length']} (top {adl['percentile']}%), {lights} quintile {adl['quintile']}, index {adl['index_num']}/{adl['index_den']}")
+            elif adl:
+                con.print(f"    ADL queue: not eligible (unit value <= 0), queue length {adl['queue_length']}")
     if "proof" in r:
         pr = r["proof"]
         status = "[green]verified[/]" if pr["verified"] else "[red]FAILED[/]"
