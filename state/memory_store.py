@@ -1,0 +1,193 @@
+"""
+In-memory implementation of the :class:`~state.store.Store` protocol.
+
+Used by tests, tools and short-lived simulations. It follows exactly the same
+rules as the LMDB store (same validation, same tree, same meta entries), so the
+two give identical roots; commits are made atomic with an undo log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from types import TracebackType
+
+from sortedcontainers import SortedDict
+
+from .errors import RootMismatch, StoreClosed
+from .proof import Proof, build_proof
+from .smt import EMPTY, TreeUpdate, compute_update
+from .store import (
+    META_HEIGHT,
+    META_ROOT,
+    NO_HEIGHT,
+    check_key,
+    check_next_height,
+    encode_height,
+    prepare_changes,
+    prepare_meta,
+)
+
+_MISSING = object()
+"""Undo-log marker: the entry did not exist before the commit."""
+
+
+class MemoryStore:
+    """State held in Python containers; lost when the process exits."""
+
+    def __init__(self) -> None:
+        self._data: SortedDict = SortedDict()  # sorted so scans come out in key order
+        self._nodes: dict[bytes, bytes] = {}
+        self._meta: dict[str, bytes] = {}
+        self._height = NO_HEIGHT
+        self._root = EMPTY
+        self._closed = False
+
+    # ------------------------------------------------------------------ reads
+
+    @property
+    def height(self) -> int:
+        """Last committed height, or -1 if nothing is committed."""
+        return self._height
+
+    @property
+    def root(self) -> bytes:
+        """Current state root (``EMPTY`` for the empty state)."""
+        return self._root
+
+    def get(self, key: bytes) -> bytes | None:
+        """Return the committed value of ``key``, or ``None``."""
+        self._check_open()
+        return self._data.get(check_key(key))
+
+    def scan_prefix(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Yield committed ``(key, value)`` pairs whose key starts with ``prefix``, ascending."""
+        self._check_open()
+        # Materialised up front so a commit during iteration cannot disturb the scan,
+        # matching the snapshot semantics of the LMDB read transaction.
+        found = []
+        for key in self._data.irange(minimum=prefix):
+            if not key.startswith(prefix):
+                break
+            found.append((key, self._data[key]))
+        return iter(found)
+
+    def iter_all(self) -> Iterator[tuple[bytes, bytes]]:
+        """Yield every committed ``(key, value)`` pair in ascending key order."""
+        return self.scan_prefix(b"")
+
+    def get_meta(self, name: str) -> bytes | None:
+        """Return the committed meta entry ``name``, or ``None``."""
+        self._check_open()
+        return self._meta.get(name)
+
+    def preview_root(self, changes: Mapping[bytes, bytes | None]) -> bytes:
+        """The root ``changes`` would give, without committing anything."""
+        self._check_open()
+        return compute_update(self._nodes.get, self._root, dict(prepare_changes(changes))).root
+
+    def prove(self, key: bytes) -> Proof:
+        """Return an (non-)inclusion proof for ``key`` against the current root."""
+        self._check_open()
+        return build_proof(self._nodes.get, self._root, key)
+
+    # ------------------------------------------------------------------ commit
+
+    def commit_block(
+        self,
+        height: int,
+        changes: Mapping[bytes, bytes | None],
+        meta: Mapping[str, bytes],
+        *,
+        expected_root: bytes | None = None,
+    ) -> bytes:
+        """
+        Atomically apply ``changes`` and ``meta`` as block ``height``; return the new root.
+
+        Raises
+        ------
+        HeightMismatch
+            ``height != self.height + 1``.
+        InvalidKey, InvalidValue, InvalidMeta
+            Bad input; nothing is changed.
+        """
+        self._check_open()
+        check_next_height(self._height, height)
+        items = prepare_changes(changes)
+        meta_items = prepare_meta(meta)
+        update = compute_update(self._nodes.get, self._root, dict(items))
+        if expected_root is not None and update.root != expected_root:
+            raise RootMismatch(expected_root, update.root)
+        undo: list[tuple[dict | SortedDict, object, object]] = []
+        try:
+            self._apply_data(items, undo)
+            self._apply_nodes(update, undo)
+            self._apply_meta(
+                [*meta_items, (META_HEIGHT, encode_height(height)), (META_ROOT, update.root)],
+                undo,
+            )
+        except BaseException:
+            _rollback(undo)
+            raise
+        self._height = height
+        self._root = update.root
+        return update.root
+
+    def _apply_data(
+        self, items: list[tuple[bytes, bytes | None]], undo: list[tuple[object, object, object]]
+    ) -> None:
+        """Write data changes in key order, logging previous values for rollback."""
+        _write_logged(self._data, items, undo)
+
+    def _apply_nodes(self, update: TreeUpdate, undo: list[tuple[object, object, object]]) -> None:
+        """Write tree node changes, logging previous records for rollback."""
+        _write_logged(self._nodes, update.node_writes, undo)
+
+    def _apply_meta(
+        self, items: list[tuple[str, bytes]], undo: list[tuple[object, object, object]]
+    ) -> None:
+        """Write meta entries, logging previous values for rollback."""
+        _write_logged(self._meta, items, undo)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        """Drop the contents; further calls raise ``StoreClosed``. Idempotent."""
+        self._closed = True
+        self._data = SortedDict()
+        self._nodes = {}
+        self._meta = {}
+
+    def __enter__(self) -> MemoryStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        """Raise StoreClosed if ``close()`` was called."""
+        if self._closed:
+            raise StoreClosed("memory store is closed")
+
+
+def _write_logged(target, items, undo) -> None:  # type: ignore[no-untyped-def]
+    """Apply ``(key, value-or-None)`` writes to ``target``, appending undo records first."""
+    for key, value in items:
+        undo.append((target, key, target.get(key, _MISSING)))
+        if value is None:
+            target.pop(key, None)
+        else:
+            target[key] = value
+
+
+def _rollback(undo: list) -> None:  # type: ignore[type-arg]
+    """Undo logged writes, newest first, restoring the exact prior contents."""
+    for target, key, old in reversed(undo):
+        if old is _MISSING:
+            target.pop(key, None)
+        else:
+            target[key] = old
