@@ -131,6 +131,83 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _open_existing_store(path: str):
+    from state import LmdbStore
+
+    if not os.path.isdir(path):
+        raise CliError(f"no state database at {path}")
+    store = LmdbStore(path)
+    if store.height < 0:
+        store.close()
+        raise CliError(f"the state database at {path} is empty")
+    return store
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    """Per-namespace hashes of two stores and, where they differ, the differing keys."""
+    from .diffing import differing_keys, namespace_hashes
+
+    a = _open_existing_store(args.db_a)
+    try:
+        b = _open_existing_store(args.db_b)
+    except BaseException:
+        a.close()
+        raise
+    try:
+        ha, hb = namespace_hashes(a), namespace_hashes(b)
+        names = sorted(set(ha) | set(hb))
+        rows = [{"namespace": n, "a": ha.get(n), "b": hb.get(n), "same": ha.get(n) == hb.get(n)} for n in names]
+        same = a.root == b.root and all(r["same"] for r in rows)
+        diffs = [] if same else list(differing_keys(a, b, limit=args.limit))
+        report = {"same": same, "a": {"db": args.db_a, "height": a.height, "root": a.root.hex()}, "b": {"db": args.db_b, "height": b.height, "root": b.root.hex()}, "namespaces": rows, "differences": diffs}
+    finally:
+        a.close()
+        b.close()
+    if args.json:
+        _print_json(report)
+    else:
+        from rich.table import Table
+
+        con = _console()
+        con.print(f"A {report['a']['db']}  height {report['a']['height']}  root {report['a']['root']}")
+        con.print(f"B {report['b']['db']}  height {report['b']['height']}  root {report['b']['root']}")
+        table = Table(title="Namespaces")
+        for col in ("namespace", "A records", "A hash", "B records", "B hash", ""):
+            table.add_column(col, no_wrap=True)
+        for r in rows:
+            ca, hha = r["a"] or (0, "-")
+            cb, hhb = r["b"] or (0, "-")
+            table.add_row(r["namespace"], str(ca), hha[:16], str(cb), hhb[:16], "same" if r["same"] else "[red]DIFFERS[/]")
+        con.print(table)
+        for d in diffs:
+            con.print(f"[bold]{d['key']}[/]\n  A: {d['a']}\n  B: {d['b']}")
+        con.print("[green]identical[/]" if same else f"[red]{len(diffs)} differing key(s) shown[/]")
+    return EXIT_OK if same else EXIT_FAIL
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Check the RULEBOOK §8 invariants on a stored state."""
+    from .invariants import check_all
+
+    store = _open_existing_store(args.db)
+    try:
+        violations = check_all(store)
+        report = {"db": args.db, "height": store.height, "state_root": store.root.hex(), "ok": not violations, "violations": violations}
+    finally:
+        store.close()
+    if args.json:
+        _print_json(report)
+    else:
+        con = _console()
+        if violations:
+            con.print(f"[bold red]{len(violations)} invariant violation(s)[/] at height {report['height']}:")
+            for v in violations:
+                con.print(f"  - {v}")
+        else:
+            con.print(f"[green]OK[/]: conservation, open interest, solvency, bookkeeping and book hold at height {report['height']} (root {report['state_root']})")
+    return EXIT_OK if not violations else EXIT_FAIL
+
+
 # ---------------------------------------------------------------- helpers
 def _require_file(path: str) -> None:
     if not os.path.isfile(path):
@@ -174,6 +251,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_inspect)
 
+    p = sub.add_parser("diff", help="compare two state databases per namespace and list differing keys")
+    p.add_argument("db_a")
+    p.add_argument("db_b")
+    p.add_argument("--limit", type=int, default=200, help="most differing keys to list")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_diff)
+
+    p = sub.add_parser("audit", help="check the invariants (conservation, open interest, solvency) on a state database")
+    p.add_argument("--db", required=True, metavar="DIR")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_audit)
+
     for extra in _EXTRA_COMMANDS:
         extra(sub)
     return parser
@@ -181,6 +270,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 _EXTRA_COMMANDS: list = []
 """Later modules add subcommands here (scenario, explain, diff, audit)."""
+
+
+def _add_scenario_commands(sub: Any) -> None:
+    from .scenario import add_scenario_command
+
+    add_scenario_command(sub)
+
+
+def _add_explain_command(sub: Any) -> None:
+    from .explain import add_explain_command
+
+    add_explain_command(sub)
+
+
+_EXTRA_COMMANDS.extend([_add_scenario_commands, _add_explain_command])
 
 
 def main(argv: list[str] | None = None) -> int:

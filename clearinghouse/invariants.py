@@ -1,0 +1,160 @@
+"""The RULEBOOK §8 invariants, checked on any state (a store, or a working state).
+
+Used by ``clearinghouse audit``, by the tests after every block, and by the
+stateful property test. Each check returns a list of violations (plain
+sentences with the numbers); an empty list means the state is sound.
+
+* conservation: deposits - withdrawals = sum of all cash (cross cash of every
+  account, the insurance fund and fee pool included, plus every isolated
+  bucket);
+* open interest: per market, total long size = total short size = the
+  market's recorded open interest;
+* solvency: no cross account and no isolated position has negative value at
+  the marks (after end-of-block processing);
+* bookkeeping: every account's open_markets lists exactly its non-zero
+  positions, and open_orders counts its resting and trigger orders;
+* the book is not crossed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import msgspec
+
+from .keys import (
+    CHAIN_KEY, NS_ACCOUNT, NS_ORDER, NS_POSITION, NS_TRIGGER, book_side_prefix, market_state_key, record_type,
+)
+from .margin import cross_health
+from .margin_units import Unit, unit_health
+from .waterfall_events import CROSS
+
+
+@dataclass
+class Snapshot:
+    """Decoded records of the namespaces the invariants need, from any key/value source."""
+
+    chain: Any
+    accounts: dict[bytes, Any]
+    positions: dict[tuple[int, bytes], Any]
+    orders: list[tuple[bytes, Any]]
+    triggers: list[tuple[bytes, Any]]
+
+
+def snapshot(items: Iterable[tuple[bytes, bytes]]) -> Snapshot:
+    chain = None
+    accounts: dict[bytes, Any] = {}
+    positions: dict[tuple[int, bytes], Any] = {}
+    orders: list[tuple[bytes, Any]] = []
+    triggers: list[tuple[bytes, Any]] = []
+    for key, raw in items:
+        ns = key[:1]
+        if ns not in (NS_ACCOUNT, NS_POSITION, NS_ORDER, NS_TRIGGER) and key != CHAIN_KEY:
+            continue
+        rec = msgspec.msgpack.decode(raw, type=record_type(key))
+        if key == CHAIN_KEY:
+            chain = rec
+        elif ns == NS_ACCOUNT:
+            accounts[key[1:]] = rec
+        elif ns == NS_POSITION:
+            positions[(int.from_bytes(key[1:5], "big"), key[5:])] = rec
+        elif ns == NS_ORDER:
+            orders.append((key, rec))
+        else:
+            triggers.append((key, rec))
+    return Snapshot(chain=chain, accounts=accounts, positions=positions, orders=orders, triggers=triggers)
+
+
+def check_conservation(s: Snapshot) -> list[str]:
+    total = sum(a.cash for a in s.accounts.values()) + sum(p.iso_cash for p in s.positions.values())
+    expected = s.chain.deposits - s.chain.withdrawals
+    if total != expected:
+        return [f"conservation: deposits - withdrawals = {expected}, but cash in state = {total} (difference {total - expected})"]
+    return []
+
+
+def check_open_interest(s: Snapshot, view: Any) -> list[str]:
+    longs: Counter = Counter()
+    shorts: Counter = Counter()
+    for (m, _a), p in s.positions.items():
+        if p.size > 0:
+            longs[m] += p.size
+        elif p.size < 0:
+            shorts[m] -= p.size
+    out = []
+    for m in range(s.chain.market_count):
+        recorded = view.get(market_state_key(m)).open_interest
+        if longs[m] != shorts[m] or longs[m] != recorded:
+            out.append(f"open interest: market {m} longs {longs[m]}, shorts {shorts[m]}, recorded {recorded}")
+    return out
+
+
+def check_solvency(s: Snapshot, view: Any) -> list[str]:
+    out = []
+    units = set()
+    for (m, addr), p in s.positions.items():
+        if p.is_cross:
+            if p.size != 0:
+                units.add(Unit(addr, CROSS))
+        elif p.size != 0 or p.iso_cash != 0:
+            units.add(Unit(addr, m))
+    for addr in s.accounts:
+        units.add(Unit(addr, CROSS))
+    for unit in sorted(units):
+        value = unit_health(view, unit).value
+        if value < 0:
+            where = "cross" if unit.is_cross else f"isolated market {unit.market}"
+            out.append(f"solvency: 0x{unit.account.hex()} {where} value {value} < 0")
+    return out
+
+
+def check_bookkeeping(s: Snapshot) -> list[str]:
+    out = []
+    open_markets: dict[bytes, list[int]] = defaultdict(list)
+    for (m, addr), p in sorted(s.positions.items()):
+        if p.size != 0:
+            open_markets[addr].append(m)
+    order_counts: Counter = Counter(rec.owner for _k, rec in s.orders + s.triggers)
+    for addr, acct in s.accounts.items():
+        if acct.open_markets != open_markets.get(addr, []):
+            out.append(f"bookkeeping: 0x{addr.hex()} open_markets {acct.open_markets} != positions {open_markets.get(addr, [])}")
+        if acct.open_orders != order_counts.get(addr, 0):
+            out.append(f"bookkeeping: 0x{addr.hex()} open_orders {acct.open_orders} != {order_counts.get(addr, 0)} orders in the book")
+    for addr in open_markets:
+        if addr not in s.accounts:
+            out.append(f"bookkeeping: 0x{addr.hex()} has positions but no account record")
+    return out
+
+
+def check_book_not_crossed(s: Snapshot, view: Any) -> list[str]:
+    out = []
+    for m in range(s.chain.market_count):
+        bid_key = view.index.first(book_side_prefix(m, True)) if hasattr(view, "index") else None
+        ask_key = view.index.first(book_side_prefix(m, False)) if hasattr(view, "index") else None
+        if bid_key and ask_key:
+            bid, ask = view.get(bid_key).price, view.get(ask_key).price
+            if bid >= ask:
+                out.append(f"book: market {m} crossed (best bid {bid} >= best ask {ask})")
+    return out
+
+
+def check_all(store: Any, view: Any | None = None) -> list[str]:
+    """Every invariant on a committed store (``view`` defaults to the store's engine view)."""
+    if view is None:
+        from .engine import Engine
+
+        view = Engine(store).view()
+    s = snapshot(store.iter_all())
+    if s.chain is None:
+        return ["chain: no chain record (empty store)"]
+    return (
+        check_conservation(s) + check_open_interest(s, view) + check_solvency(s, view)
+        + check_bookkeeping(s) + check_book_not_crossed(s, view)
+    )
+
+
+def account_values(view: Any, accounts: Iterable[bytes]) -> dict[bytes, int]:
+    """Cross value per account (for tests that check nobody without positions lost anything)."""
+    return {a: cross_health(view, a).value for a in accounts}
