@@ -116,30 +116,55 @@ class MarginMoved(_Event, tag=13):
 
 
 class PricesSet(_Event, tag=20):
+    """A market's new oracle and mark prices and the mark's inputs (docs/prices-and-funding.md).
+
+    Emitted at end of block when the oracle or the mark changed. ``publishers``
+    counts the block's submissions for the market. ``source_a`` is
+    oracle + EMA150(mid - oracle), ``source_b`` median(bid, ask, last) and
+    ``ema30_b`` its 30 s EMA; 0 means absent (as does ``external_price`` 0).
+    """
+
     market: U32
     oracle_price: U64
+    external_price: U64
     mark_price: U64
     publishers: U32
+    source_a: U64
+    source_b: U64
+    ema30_b: U64
 
 
 class FundingPaid(_Event, tag=21):
-    """One account's funding in one market for one hour (positive = paid)."""
+    """One position's funding for one settlement (``amount`` positive = paid, negative = received).
+
+    Paid amounts were rounded up, received amounts down; ``is_cross`` says
+    whether it moved the account's cash or the isolated position's margin.
+    """
 
     market: U32
     account: Address
     size: I64
+    is_cross: bool
     amount: I64
 
 
 class FundingSettled(_Event, tag=22):
-    """The hour's funding in one market: rate, totals paid and received, residue to the fund."""
+    """One market's funding settlement: the rate, its inputs, totals, and the residue to the fund.
+
+    ``hours`` is how many hour boundaries the block crossed (settled once:
+    see docs/prices-and-funding.md); rates and premiums are parts per billion.
+    ``residue`` = ``total_paid`` - ``total_received``, credited to the insurance fund.
+    """
 
     market: U32
-    rate_ppm: I64
+    hours: U32
+    samples: U32
+    avg_premium_ppb: I64
+    rate_ppb: I64
     oracle_price: U64
     total_paid: U64
     total_received: U64
-    residue: U64
+    residue: I64
 
 
 Event = Union[

@@ -114,26 +114,37 @@ class CloidLocator(msgspec.Struct, **_REC):
 
 
 class MarketState(msgspec.Struct, **_REC):
-    """A market's prices and funding accumulators (RULEBOOK §6).
+    """A market's prices, EMAs and funding accumulators (RULEBOOK §6).
 
-    EMA state is kept as exact integer numerator/denominator pairs over block
-    time (docs/protocol.md "Mark price"). Funding premium samples accumulate
-    as a sum and a count over the hour.
+    Written by the end-of-block ``prices`` and ``funding`` steps
+    (docs/prices-and-funding.md); ``last_trade_price`` and ``open_interest``
+    by the matching engine. Every field is an integer:
+
+    * prices are price units; ``external_price`` 0 means "none published";
+      ``last_trade_price`` 0 means "no trade yet";
+    * each EMA (``ema150_*``: 150 s EMA of book mid - oracle; ``ema30_*``:
+      30 s EMA of median(bid, ask, last)) is kept as its value in 10^-6 units
+      and its weight in ms (Hyperliquid's num/den as num/den and den);
+      ``ema_time_ms`` is when they were last updated; weight 0 = no value;
+    * funding: premium samples (parts per billion of the oracle price) summed
+      over the current hour, their count, when the last sample was taken, the
+      start of the current funding hour and the last hourly rate applied (ppb).
     """
 
     oracle_price: U64
     external_price: U64
     mark_price: U64
     last_trade_price: U64
-    ema150_num: I64
-    ema150_den: I64
-    ema30_num: I64
-    ema30_den: I64
+    ema150_e6: I64
+    ema150_weight: I64
+    ema30_e6: I64
+    ema30_weight: I64
     ema_time_ms: U64
-    premium_sum_ppm: I64
+    premium_sum_ppb: I64
     premium_samples: U32
     last_sample_ms: U64
     last_funding_ms: U64
+    funding_rate_ppb: I64
     open_interest: U64
 
 
@@ -162,3 +173,14 @@ class OracleSubmission(msgspec.Struct, **_REC):
 
     oracle_price: U64
     external_price: U64
+
+
+class LiquidationRef(msgspec.Struct, **_REC):
+    """Block-local: a liquidated position's bankruptcy price at trigger (deleted at end of block).
+
+    The ``seed`` policy closes deficit-covering winners at this reference price.
+    """
+
+    market: U32
+    was_long: bool
+    reference_price: U64
