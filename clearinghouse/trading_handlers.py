@@ -23,7 +23,4 @@ register(A.Modify, apply_modify)
 register(A.UpdateLeverage, apply_update_leverage)
 register(A.UpdateIsolatedMargin, apply_update_isolated_margin)
 
-try:  # prices and funding (oracle updates, mark price, hourly funding)
-    from . import oracle, funding  # noqa: F401
-except ImportError:  # pragma: no cover - while those modules are being written
-    pass
+from . import oracle, funding  # noqa: E402,F401  (oracle updates; end-of-block prices and funding)
