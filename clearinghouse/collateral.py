@@ -11,7 +11,7 @@ from .accounts import add_cash
 from .context import TxContext
 from .errors import InsufficientBalance, InvalidAmount, ReservedAccount, Unauthorized
 from .events import Deposited, Transferred, Withdrew
-from .keys import CHAIN_KEY, SYSTEM_ACCOUNTS
+from .keys import CHAIN_KEY, SYSTEM_ACCOUNTS, agent_key
 from .margin import withdrawable
 
 
@@ -21,6 +21,7 @@ def apply_deposit(ctx: TxContext, action: Deposit) -> None:
         raise Unauthorized("only the bridge may sign deposits")
     if action.to in SYSTEM_ACCOUNTS:
         raise ReservedAccount("deposits to system accounts are not allowed")
+    _check_not_agent(ctx, action.to)
     chain = ctx.ws.get(CHAIN_KEY)
     if chain.deposits + action.amount > U64_MAX:
         raise InvalidAmount("total deposits would overflow their 64-bit counter")
@@ -44,10 +45,17 @@ def apply_transfer(ctx: TxContext, action: Transfer) -> None:
         raise ReservedAccount("transfers to system accounts are not allowed")
     if action.to == ctx.account:
         raise Unauthorized("transfer to self")
+    _check_not_agent(ctx, action.to)
     _check_can_release(ctx, action.amount)
     add_cash(ctx.ws, ctx.account, -action.amount)
     add_cash(ctx.ws, action.to, action.amount)
     ctx.emit(Transferred(tx_index=ctx.tx_index, source=ctx.account, destination=action.to, amount=action.amount))
+
+
+def _check_not_agent(ctx: TxContext, to: bytes) -> None:
+    """An agent key acts only for its owner: money sent to it could never be used or withdrawn."""
+    if ctx.ws.get(agent_key(to)) is not None:
+        raise ReservedAccount("that address is an approved agent key, not an account")
 
 
 def _check_can_release(ctx: TxContext, amount: int) -> None:

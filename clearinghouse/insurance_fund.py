@@ -3,7 +3,9 @@
 It starts with its genesis balance, receives rounding residue and backstop
 margin, and pays a unit's deficit while it can: what it can pay is its value
 (cash plus the positions it took over in backstops, at mark), never below
-zero. Its "balance" in evidence events is that value. Policy ``seed`` follows the article: the fund covers a deficit
+zero. Its "balance" in evidence events is that value. The fund itself can
+fall below zero only by absorbing a backstopped unit's negative margin; it
+then holds positions, and the ADL step closes them against the queue. Policy ``seed`` follows the article: the fund covers a deficit
 only in full; if it cannot, the whole deficit goes to the ADL queue.
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import msgspec
 
-from .accounts import add_cash
+from .accounts import add_cash, checked_i64
 from .keys import INSURANCE_FUND, position_key
 from .margin import cross_health
 from .margin_units import Unit
@@ -36,7 +38,7 @@ def credit_unit(ws: WorkingState, unit: Unit, amount: int) -> None:
         return
     key = position_key(unit.market, unit.account)
     pos = ws.get(key)
-    ws.put(key, msgspec.structs.replace(pos, iso_cash=pos.iso_cash + amount))
+    ws.put(key, msgspec.structs.replace(pos, iso_cash=checked_i64(pos.iso_cash + amount, "isolated cash")))
 
 
 def cover_deficit(ws: WorkingState, unit: Unit, deficit: int, *, all_or_nothing: bool) -> InsuranceCover:

@@ -13,7 +13,7 @@ import msgspec
 
 from tx.actions import UpdateIsolatedMargin, UpdateLeverage
 
-from .accounts import add_cash
+from .accounts import add_cash, checked_i64
 from .context import TxContext
 from .errors import InsufficientBalance, InsufficientMargin, InvalidAmount, InvalidLeverage, InvalidMarginMode
 from .events import MarginMoved, PositionChanged
@@ -28,8 +28,10 @@ def apply_update_leverage(ctx: TxContext, action: UpdateLeverage) -> None:
     if not 1 <= action.leverage <= spec.max_leverage:
         raise InvalidLeverage(f"leverage must be 1..{spec.max_leverage}")
     pos = get_or_default(ws, action.market, ctx.account, spec)
-    if pos.size != 0 and pos.is_cross != action.is_cross:
-        raise InvalidMarginMode("cannot switch margin mode with an open position")
+    if (pos.size != 0 or pos.iso_cash != 0) and pos.is_cross != action.is_cross:
+        # A flat isolated position whose bucket is not empty holds a deficit the
+        # waterfall has not settled yet: switching it to cross would orphan it.
+        raise InvalidMarginMode("cannot switch margin mode with an open position or an unsettled isolated balance")
     new = msgspec.structs.replace(pos, leverage=action.leverage, is_cross=action.is_cross)
     put_position(ws, action.market, ctx.account, new, spec)
     if new.size != 0:
@@ -55,7 +57,7 @@ def apply_update_isolated_margin(ctx: TxContext, action: UpdateIsolatedMargin) -
         free = withdrawable(ws, ctx.account)
         if action.delta > free:
             raise InsufficientBalance(f"cannot add {action.delta}: only {free} free in cross")
-    new = msgspec.structs.replace(pos, iso_cash=pos.iso_cash + action.delta)
+    new = msgspec.structs.replace(pos, iso_cash=checked_i64(pos.iso_cash + action.delta, "isolated cash"))
     if action.delta < 0:
         value, _mm, im = isolated_health(ws, action.market, new)
         if value < im:

@@ -5,9 +5,9 @@ its resting orders in the affected markets are cancelled; then, for each of
 its positions in ascending market order, a reduce-only IOC liquidation order
 goes into the book for the whole position, or 20% of it (rounded up to a lot)
 above 100,000 USDC notional outside the 30 s cooldown. The order's limit is
-the worse-for-the-trader of two bounds only when both allow it: never more
-than 10% from the mark, and (policies ``hyperliquid`` and ``bitmex``) never a
-price whose deficit the insurance fund could not pay. The liquidated side pays
+the tighter of two bounds: never more than 10% from the mark, and (policies
+``hyperliquid`` and ``bitmex``) never a price whose deficit the insurance fund
+could not pay. The liquidated side pays
 no fee. Whatever collateral remains stays with the trader. The fund then
 covers any deficit (step 3) and, if needed, the backstop takes over (step 4).
 """
@@ -32,7 +32,8 @@ from .margin_units import Unit, unit_health, units_in_state
 from .matching import Taker, cancel_resting, match
 from .policies import Policy, policy_of
 from .records import LiquidationRef
-from .waterfall_events import LiquidationTriggered, MarketLiquidation
+from .errors import InvalidTransaction
+from .waterfall_events import LiquidationTriggered, MarketLiquidation, WaterfallSkipped
 from .working_state import WorkingState
 
 
@@ -56,8 +57,9 @@ def liquidation_limit(policy: Policy, is_long: bool, value: int, qty: int, mark:
 
 
 def record_reference_prices(ws: WorkingState, unit: Unit, value: int, positions: list) -> None:
-    """Remember each position's bankruptcy price at trigger time for this block's ADL step
-    (policy ``seed`` closes winners at it). Block-local: the ADL step deletes these records."""
+    """Remember each position's bankruptcy price at trigger time for the ADL step
+    (policy ``seed`` closes winners at it). The ADL step deletes these records at the
+    end of the block unless the unit is still below zero (its deficit is retried)."""
     exact = bankruptcy_prices(value, [(p.size, mark, mm) for _m, p, mark, mm in positions])
     for (m, p, _mark, _mm), bp in zip(positions, exact):
         ws.put(liq_ref_key(unit.account, unit.market, m), LiquidationRef(market=m, was_long=p.size > 0, reference_price=round_bankruptcy_price(bp, p.size)))
@@ -117,6 +119,14 @@ def run_liquidations(ws: WorkingState, time_ms: int) -> list[Any]:
         ctx = TxContext(ws=ws, chain=chain, tx_index=NO_TX, signer=unit.account, account=unit.account, time_ms=time_ms, events=events)
         # One journal per unit: matching needs savepoints (a maker failing margin is undone).
         ws.begin_tx()
-        liquidate_unit(ctx, unit, policy_of(chain.policy))
-        ws.commit_tx()
+        events_before = len(events)
+        try:
+            liquidate_unit(ctx, unit, policy_of(chain.policy))
+        except InvalidTransaction as exc:
+            # A bound was hit (e.g. a 64-bit balance): undo this unit, say so, go on.
+            ws.rollback_tx()
+            del events[events_before:]
+            events.append(WaterfallSkipped(account=unit.account, unit=unit.market, step="liquidation", code=exc.code, message=exc.message))
+        else:
+            ws.commit_tx()
     return events

@@ -14,7 +14,7 @@ from state import MemoryStore
 from tx.builder import Wallet
 from tx.encoding import encode
 from tx.logfile import FRAME_BLOCK, FRAME_GENESIS, LogWriter
-from tx.messages import Genesis, LogBlock
+from tx.messages import MAX_BLOCK_TXS, Genesis, LogBlock
 
 from .engine import Engine, Executed
 
@@ -40,6 +40,8 @@ class Producer:
 
     def block(self, txs: list[bytes], *, advance_ms: int = 1000, time_ms: int | None = None) -> Executed:
         """Produce the next block at ``time_ms`` (default: previous + ``advance_ms``)."""
+        if len(txs) > MAX_BLOCK_TXS:
+            raise ValueError(f"a block holds at most {MAX_BLOCK_TXS} transactions, got {len(txs)}")
         self.time_ms = time_ms if time_ms is not None else self.time_ms + advance_ms
         entry, executed = self.engine.produce(self.time_ms, txs)
         self.blocks.append(entry)

@@ -97,14 +97,23 @@ def apply_genesis(ws: WorkingState, genesis: Genesis) -> None:
     init_markets(ws, genesis)
 
 
+# Receipt messages are committed through the events root, so the messages of wire-level
+# rejections are fixed sentences: the decoder's and libsecp256k1's own wording (which names
+# byte offsets and changes between library versions) must never reach consensus data.
+MSG_DECODE = "transaction bytes are malformed or out of range"
+MSG_NON_CANONICAL = "transaction bytes are not the canonical encoding"
+MSG_BAD_SIGNATURE = "signature is malformed or does not recover a key"
+MSG_HIGH_S = "signature is not in low-s form"
+
+
 def decode_for_block(raw: bytes) -> tuple[Transaction | None, InvalidTransaction | None]:
     """Decode one transaction, mapping wire errors to rejection codes."""
     try:
         return decode_transaction(raw), None
-    except NonCanonicalEncoding as exc:
-        return None, NonCanonicalRejected(exc.message)
-    except TxError as exc:
-        return None, DecodeRejected(exc.message)
+    except NonCanonicalEncoding:
+        return None, NonCanonicalRejected(MSG_NON_CANONICAL)
+    except TxError:
+        return None, DecodeRejected(MSG_DECODE)
 
 
 def recover(chain: Chain, tx: Transaction) -> bytes:
@@ -112,10 +121,10 @@ def recover(chain: Chain, tx: Transaction) -> bytes:
     digest = signing_digest(chain.chain_id, tx.nonce, encode(tx.action))
     try:
         return recover_signer(digest, tx.signature)
-    except HighSSignature as exc:
-        raise HighSRejected(exc.message) from None
-    except SignatureError as exc:
-        raise SignatureRejected(exc.message) from None
+    except HighSSignature:
+        raise HighSRejected(MSG_HIGH_S) from None
+    except SignatureError:
+        raise SignatureRejected(MSG_BAD_SIGNATURE) from None
 
 
 def acting_account(ws: WorkingState, signer: bytes, action: Any) -> bytes:

@@ -7,7 +7,7 @@ their price is >= mark; within a direction in key order (price, then order
 id). A fired trigger becomes an IOC order (at its limit price, or a market
 order with a 10% slippage bound) for its owner; if that order is rejected
 (margin, nothing to reduce) the trigger is cancelled with the reason, and
-nothing else changes.
+nothing else changes: its fills are undone and not reported.
 """
 
 from __future__ import annotations
@@ -75,11 +75,15 @@ def run_triggers(ws: WorkingState, time_ms: int) -> list[Any]:
             if trig is None:
                 continue
             ctx = TxContext(ws=ws, chain=chain, tx_index=NO_TX, signer=trig.owner, account=trig.owner, time_ms=time_ms, events=events)
+            events_mark = len(events)
             ws.begin_tx()
+            events_before = len(events)
             try:
                 fire(ctx, market, key, trig, mark)
             except InvalidTransaction as exc:
                 ws.rollback_tx()
+                del events[events_before:]  # the undone fills must not be reported
+                del events[events_mark:]  # the undone fills' events go with them
                 # The trigger stays cancelled even if its order fails: cancel it outside the undone part.
                 ws.begin_tx()
                 remove_order(ws, key, trig)

@@ -142,3 +142,13 @@ class AdlShortfall(_Event, tag=47):
     market: U32
     underwater: Address
     unmatched: I64
+
+
+class WaterfallSkipped(_Event, tag=48):
+    """A unit's liquidation or ADL step hit a hard bound and was undone for this block."""
+
+    account: Address
+    unit: U32
+    step: str
+    code: str
+    message: str

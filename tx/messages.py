@@ -18,8 +18,8 @@ from .types import U64, Address, Hash32, Name, PosU64, Signature65
 
 MAX_TX_BYTES = 16 * 1024
 """Largest accepted encoded transaction."""
-MAX_BLOCK_TXS = 20_000
-"""Most transactions in one block."""
+MAX_BLOCK_TXS = 4_000
+"""Most transactions in one block: 4,000 x 16 KiB (plus framing and witness) fits one 64 MiB log frame."""
 MAX_MARKETS = 256
 MAX_ORACLE_PUBLISHERS = 16
 
@@ -80,7 +80,7 @@ class Genesis(msgspec.Struct, **_STRICT):
     time_ms: U64
     bridge: Address
     oracle_publishers: Annotated[list[Address], Meta(min_length=1, max_length=MAX_ORACLE_PUBLISHERS)]
-    insurance_fund: U64
+    insurance_fund: Annotated[int, Meta(ge=0, le=2**63 - 1)]
     policy: Name
     markets: Annotated[list[MarketSpec], Meta(max_length=MAX_MARKETS)]
 
