@@ -60,13 +60,12 @@ def withdrawable(ws: WorkingState, addr: bytes) -> int:
     """The most cross collateral that can leave the account (RULEBOOK §5), never negative.
 
     Account value after the withdrawal must stay >= max(initial margin,
-    10% of total cross notional); cash itself may not go negative.
+    10% of total cross notional). Cash alone is not a limit: a leveraged long
+    has negative cash (it paid the notional) and is still worth value.
     """
     health = cross_health(ws, addr)
     floor = withdrawal_floor(health.notional, health.initial)
-    free = health.value - floor
-    cash = get_account(ws, addr).cash
-    return max(0, min(free, cash))
+    return max(0, health.value - floor)
 
 
 def meets_cross_initial(ws: WorkingState, addr: bytes, extra_initial: int = 0) -> bool:

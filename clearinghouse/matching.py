@@ -140,7 +140,9 @@ def match(ctx: TxContext, market: int, spec: MarketSpec, taker: Taker) -> None:
             del ctx.events[events_mark:]
             cancel_resting(ctx, market, key, maker, "margin")
             continue
-        if abs(_position_size(ws, market, taker.owner)) > abs(taker_before) or (taker_before != 0 and (_position_size(ws, market, taker.owner) > 0) != (taker_before > 0)):
+        taker_after = _position_size(ws, market, taker.owner)
+        # Grew, or flipped through zero (closing exactly to zero is neither).
+        if abs(taker_after) > abs(taker_before) or (taker_before != 0 and taker_after != 0 and (taker_after > 0) != (taker_before > 0)):
             taker.increased = True
         rest = maker.size - qty
         if rest == 0:

@@ -52,8 +52,9 @@ def trunc_div(a: int, b: int) -> int:
 
 
 def entry_price(pos: Position) -> int:
-    """Entry price rounded toward zero (display and ADL ranking use exact fractions instead)."""
-    return trunc_div(pos.cost, abs(pos.size)) if pos.size else 0
+    """Entry price |cost| / |size| (positive for longs and shorts alike), rounded toward zero
+    (display and ADL ranking use exact fractions instead)."""
+    return trunc_div(abs(pos.cost), abs(pos.size)) if pos.size else 0
 
 
 def put_position(ws: WorkingState, market: int, addr: bytes, pos: Position, spec: MarketSpec) -> None:

@@ -75,7 +75,6 @@ def run_triggers(ws: WorkingState, time_ms: int) -> list[Any]:
             if trig is None:
                 continue
             ctx = TxContext(ws=ws, chain=chain, tx_index=NO_TX, signer=trig.owner, account=trig.owner, time_ms=time_ms, events=events)
-            events_mark = len(events)
             ws.begin_tx()
             events_before = len(events)
             try:
@@ -83,7 +82,6 @@ def run_triggers(ws: WorkingState, time_ms: int) -> list[Any]:
             except InvalidTransaction as exc:
                 ws.rollback_tx()
                 del events[events_before:]  # the undone fills must not be reported
-                del events[events_mark:]  # the undone fills' events go with them
                 # The trigger stays cancelled even if its order fails: cancel it outside the undone part.
                 ws.begin_tx()
                 remove_order(ws, key, trig)
