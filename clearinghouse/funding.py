@@ -74,7 +74,7 @@ def impact_price(ws: WorkingState, market: int, bids: bool, impact_notional: int
     """
     filled = 0
     lots = 0
-    for key in ws.index.iter_prefix(book_side_prefix(market, bids)):
+    for key in ws.index.walk(book_side_prefix(market, bids)):
         order = ws.get(key)
         level = order.price * order.size
         if filled + level >= impact_notional:

@@ -32,11 +32,11 @@ from .working_state import WorkingState
 def due_triggers(ws: WorkingState, market: int, mark: int) -> list[bytes]:
     """Keys of the triggers the mark fires, in firing order."""
     due = []
-    for key in ws.index.iter_prefix(trigger_prefix(market, TRIGGER_ABOVE)):
+    for key in ws.index.walk(trigger_prefix(market, TRIGGER_ABOVE)):
         if ws.get(key).trigger_price > mark:
             break
         due.append(key)
-    for key in ws.index.iter_prefix(trigger_prefix(market, TRIGGER_BELOW)):
+    for key in ws.index.walk(trigger_prefix(market, TRIGGER_BELOW)):
         if ws.get(key).trigger_price < mark:
             break
         due.append(key)

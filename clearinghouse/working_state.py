@@ -70,6 +70,12 @@ class KeyIndex:
         hi = prefix + b"\xff" * 40
         return iter(list(keys.irange(prefix, hi)))
 
+    def walk(self, prefix: bytes) -> Iterator[bytes]:
+        """Present keys with ``prefix`` in ascending order, lazily: O(log n) to start and O(1)
+        per key, for read-only walks that stop early (best prices, impact depth, due triggers).
+        The index must not change while the walk is in progress."""
+        return self._keys[prefix[:1]].irange(prefix, prefix + b"\xff" * 40)
+
     def count_prefix(self, prefix: bytes) -> int:
         keys = self._keys[prefix[:1]]
         return keys.bisect_left(prefix + b"\xff" * 40) - keys.bisect_left(prefix)
