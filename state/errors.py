@@ -97,9 +97,11 @@ class ProofDecodeError(StateError):
 class RootMismatch(StateError):
     """A block's changes do not give the root its header claims; nothing was committed."""
 
-    code = "ROOT_MISMATCH"
+    code: ClassVar[str] = "ROOT_MISMATCH"
 
     def __init__(self, expected: bytes, got: bytes) -> None:
         super().__init__(f"expected root {expected.hex()}, changes give {got.hex()}")
         self.expected = expected
+        """The root the caller required (e.g. the header's ``state_root``)."""
         self.got = got
+        """The root the changes actually produce."""

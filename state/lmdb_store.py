@@ -25,7 +25,7 @@ from typing import Any
 
 import lmdb
 
-from .errors import RootMismatch, CorruptStore, StoreClosed, StoreOpenError
+from .errors import CorruptStore, RootMismatch, StoreClosed, StoreOpenError
 from .proof import Proof, build_proof
 from .smt import EMPTY, ROOT_PATH, check_record, compute_update, record_hash
 from .store import (
@@ -36,8 +36,10 @@ from .store import (
     check_next_height,
     decode_height,
     encode_height,
+    Preview,
     prepare_changes,
     prepare_meta,
+    reuse_preview,
 )
 
 LMDB_OPTIONS: dict[str, Any] = {
@@ -88,6 +90,7 @@ class LmdbStore:
                 self._smt = env.open_db(DB_SMT, txn=txn)
                 self._meta = env.open_db(DB_META, txn=txn)
             self._env: lmdb.Environment | None = env
+            self._preview: Preview | None = None
             self._height, self._root = self._load_tip()
         except BaseException:
             env.close()
@@ -165,10 +168,23 @@ class LmdbStore:
             return txn.get(name.encode("utf-8"))
 
     def preview_root(self, changes: Mapping[bytes, bytes | None]) -> bytes:
-        """The root ``changes`` would give, without committing anything."""
+        """
+        Return the root ``changes`` would give, without committing anything.
+
+        The computation is remembered so that an immediately following
+        ``commit_block`` of the same changes does not repeat it.
+
+        Raises
+        ------
+        InvalidKey, InvalidValue
+            Bad input (the same checks as ``commit_block``).
+        """
         env = self._open_env()
+        items = prepare_changes(changes)
         with env.begin(db=self._smt) as txn:
-            return compute_update(partial(txn.get, db=self._smt), self._root, dict(prepare_changes(changes))).root
+            update = compute_update(txn.get, self._root, dict(items))
+        self._preview = (self._root, items, update)
+        return update.root
 
     def prove(self, key: bytes) -> Proof:
         """Return an (non-)inclusion proof for ``key`` against the current root."""
@@ -191,7 +207,8 @@ class LmdbStore:
 
         Data, tree nodes and meta (including ``height`` and ``root``) go into one
         write transaction; if anything raises before it commits, the transaction is
-        aborted and the store is exactly as before.
+        aborted and the store is exactly as before. With ``expected_root``, the
+        block is committed only if the new root equals it.
 
         Raises
         ------
@@ -199,14 +216,19 @@ class LmdbStore:
             ``height != self.height + 1``.
         InvalidKey, InvalidValue, InvalidMeta
             Bad input; nothing is written.
+        RootMismatch
+            ``expected_root`` is given and differs from the new root; nothing is written.
         """
         env = self._open_env()
         check_next_height(self._height, height)
         items = prepare_changes(changes)
         meta_items = prepare_meta(meta)
+        preview, self._preview = self._preview, None
         txn = env.begin(write=True)
         try:
-            update = compute_update(partial(txn.get, db=self._smt), self._root, dict(items))
+            update = reuse_preview(preview, self._root, items)
+            if update is None:
+                update = compute_update(partial(txn.get, db=self._smt), self._root, dict(items))
             if expected_root is not None and update.root != expected_root:
                 raise RootMismatch(expected_root, update.root)
             self._write_data(txn, items)
@@ -253,6 +275,7 @@ class LmdbStore:
     def close(self) -> None:
         """Close the environment; further calls raise ``StoreClosed``. Idempotent."""
         env, self._env = self._env, None
+        self._preview = None
         if env is not None:
             env.close()
 

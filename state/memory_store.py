@@ -8,8 +8,9 @@ two give identical roots; commits are made atomic with an undo log.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from types import TracebackType
+from typing import Any
 
 from sortedcontainers import SortedDict
 
@@ -20,15 +21,20 @@ from .store import (
     META_HEIGHT,
     META_ROOT,
     NO_HEIGHT,
+    Preview,
     check_key,
     check_next_height,
     encode_height,
     prepare_changes,
     prepare_meta,
+    reuse_preview,
 )
 
 _MISSING = object()
 """Undo-log marker: the entry did not exist before the commit."""
+
+UndoLog = list[tuple[MutableMapping[Any, Any], Any, Any]]
+"""``(container, key, previous value or _MISSING)`` records, oldest first."""
 
 
 class MemoryStore:
@@ -41,6 +47,7 @@ class MemoryStore:
         self._height = NO_HEIGHT
         self._root = EMPTY
         self._closed = False
+        self._preview: Preview | None = None
 
     # ------------------------------------------------------------------ reads
 
@@ -81,9 +88,22 @@ class MemoryStore:
         return self._meta.get(name)
 
     def preview_root(self, changes: Mapping[bytes, bytes | None]) -> bytes:
-        """The root ``changes`` would give, without committing anything."""
+        """
+        Return the root ``changes`` would give, without committing anything.
+
+        The computation is remembered so that an immediately following
+        ``commit_block`` of the same changes does not repeat it.
+
+        Raises
+        ------
+        InvalidKey, InvalidValue
+            Bad input (the same checks as ``commit_block``).
+        """
         self._check_open()
-        return compute_update(self._nodes.get, self._root, dict(prepare_changes(changes))).root
+        items = prepare_changes(changes)
+        update = compute_update(self._nodes.get, self._root, dict(items))
+        self._preview = (self._root, items, update)
+        return update.root
 
     def prove(self, key: bytes) -> Proof:
         """Return an (non-)inclusion proof for ``key`` against the current root."""
@@ -103,21 +123,29 @@ class MemoryStore:
         """
         Atomically apply ``changes`` and ``meta`` as block ``height``; return the new root.
 
+        With ``expected_root``, the block is committed only if the new root equals
+        it; the check happens before anything is written.
+
         Raises
         ------
         HeightMismatch
             ``height != self.height + 1``.
         InvalidKey, InvalidValue, InvalidMeta
             Bad input; nothing is changed.
+        RootMismatch
+            ``expected_root`` is given and differs from the new root; nothing is changed.
         """
         self._check_open()
         check_next_height(self._height, height)
         items = prepare_changes(changes)
         meta_items = prepare_meta(meta)
-        update = compute_update(self._nodes.get, self._root, dict(items))
+        preview, self._preview = self._preview, None
+        update = reuse_preview(preview, self._root, items)
+        if update is None:
+            update = compute_update(self._nodes.get, self._root, dict(items))
         if expected_root is not None and update.root != expected_root:
             raise RootMismatch(expected_root, update.root)
-        undo: list[tuple[dict | SortedDict, object, object]] = []
+        undo: UndoLog = []
         try:
             self._apply_data(items, undo)
             self._apply_nodes(update, undo)
@@ -133,17 +161,17 @@ class MemoryStore:
         return update.root
 
     def _apply_data(
-        self, items: list[tuple[bytes, bytes | None]], undo: list[tuple[object, object, object]]
+        self, items: list[tuple[bytes, bytes | None]], undo: UndoLog
     ) -> None:
         """Write data changes in key order, logging previous values for rollback."""
         _write_logged(self._data, items, undo)
 
-    def _apply_nodes(self, update: TreeUpdate, undo: list[tuple[object, object, object]]) -> None:
+    def _apply_nodes(self, update: TreeUpdate, undo: UndoLog) -> None:
         """Write tree node changes, logging previous records for rollback."""
         _write_logged(self._nodes, update.node_writes, undo)
 
     def _apply_meta(
-        self, items: list[tuple[str, bytes]], undo: list[tuple[object, object, object]]
+        self, items: list[tuple[str, bytes]], undo: UndoLog
     ) -> None:
         """Write meta entries, logging previous values for rollback."""
         _write_logged(self._meta, items, undo)
@@ -153,6 +181,7 @@ class MemoryStore:
     def close(self) -> None:
         """Drop the contents; further calls raise ``StoreClosed``. Idempotent."""
         self._closed = True
+        self._preview = None
         self._data = SortedDict()
         self._nodes = {}
         self._meta = {}
@@ -174,7 +203,9 @@ class MemoryStore:
             raise StoreClosed("memory store is closed")
 
 
-def _write_logged(target, items, undo) -> None:  # type: ignore[no-untyped-def]
+def _write_logged(
+    target: MutableMapping[Any, Any], items: Iterable[tuple[Any, Any]], undo: UndoLog
+) -> None:
     """Apply ``(key, value-or-None)`` writes to ``target``, appending undo records first."""
     for key, value in items:
         undo.append((target, key, target.get(key, _MISSING)))
@@ -184,7 +215,7 @@ def _write_logged(target, items, undo) -> None:  # type: ignore[no-untyped-def]
             target[key] = value
 
 
-def _rollback(undo: list) -> None:  # type: ignore[type-arg]
+def _rollback(undo: UndoLog) -> None:
     """Undo logged writes, newest first, restoring the exact prior contents."""
     for target, key, old in reversed(undo):
         if old is _MISSING:

@@ -115,6 +115,7 @@ ROOT_PATH = b"\x00"
 _LEAF_PREFIX = b"\x00"
 _INTERNAL_PREFIX = b"\x01"
 _TOP_BIT = 1 << 255
+_DEPTH_BYTE = tuple(bytes((depth,)) for depth in range(256))  # prebuilt: paths are made per visited node
 
 NodeGetter = Callable[[bytes], "bytes | None"]
 """Reads a node record by path; returns ``None`` if no node is stored there."""
@@ -183,13 +184,14 @@ def node_path(depth: int, kh: bytes) -> bytes:
     at positions ``>= depth`` cleared, so every key below the node maps to the
     same path.
     """
-    return _path(depth, int.from_bytes(kh, "big") >> (256 - depth) << (256 - depth) if depth else 0)
+    shift = 256 - depth
+    return _path(depth, int.from_bytes(kh, "big") >> shift << shift)
 
 
 def _path(depth: int, prefix: int) -> bytes:
     """Path of the node at ``depth`` whose 256-bit top-aligned ``prefix`` has zero low bits."""
     nbytes = (depth + 7) >> 3
-    return bytes((depth,)) + (prefix >> (256 - (nbytes << 3))).to_bytes(nbytes, "big")
+    return _DEPTH_BYTE[depth] + (prefix >> (256 - (nbytes << 3))).to_bytes(nbytes, "big")
 
 
 def encode_leaf(kh: bytes, vh: bytes, key: bytes) -> bytes:
@@ -357,12 +359,12 @@ class _Updater:
             return self.build(depth, prefix, [e for e in self.batch[lo:hi] if e[2] is not None])
         path = _path(depth, prefix)
         record = self.get_node(path)
-        if record is None or len(record) < 65:
+        if record is None or len(record) < 65 or record[0] > INTERNAL_TAG:
             check_record(path, record)  # raises CorruptStore
         if record[0] == LEAF_TAG:
             return self.update_leaf(depth, prefix, lo, hi, current, path, record)
-        if depth >= MAX_LEAF_DEPTH:
-            raise CorruptStore(f"internal node too deep at path {path.hex()}")
+        if depth >= MAX_LEAF_DEPTH or len(record) != 65:
+            raise CorruptStore(f"malformed or too deep internal node at path {path.hex()}")
         right_prefix = prefix | (_TOP_BIT >> depth)
         mid = bisect_left(self.khs, right_prefix, lo, hi)
         # A side the batch does not touch keeps its hash; whether it is a lone leaf
@@ -397,13 +399,13 @@ class _Updater:
                 break
             path = _path(depth, prefix)
             record = get_node(path)
-            if record is None or len(record) < 65:
+            if record is None or len(record) < 65 or record[0] > INTERNAL_TAG:
                 check_record(path, record)  # raises CorruptStore
             if record[0] == LEAF_TAG:
                 result = self.update_leaf(depth, prefix, index, index + 1, current, path, record)
                 break
-            if depth >= MAX_LEAF_DEPTH:
-                raise CorruptStore(f"internal node too deep at path {path.hex()}")
+            if depth >= MAX_LEAF_DEPTH or len(record) != 65:
+                raise CorruptStore(f"malformed or too deep internal node at path {path.hex()}")
             trail.append((depth, prefix, path, record, current))
             bit = _TOP_BIT >> depth
             if khi & bit:

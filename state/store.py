@@ -28,6 +28,7 @@ from typing import Protocol, runtime_checkable
 
 from .errors import HeightMismatch, InvalidKey, InvalidMeta, InvalidValue
 from .proof import Proof
+from .smt import TreeUpdate
 
 MAX_KEY_LEN = 511
 """Longest storable key in bytes (LMDB's default maximum key size)."""
@@ -75,10 +76,24 @@ class Store(Protocol):
         """Return the committed meta entry ``name``, or ``None``."""
         ...
 
+    def preview_root(self, changes: Mapping[bytes, bytes | None]) -> bytes:
+        """Return the root ``changes`` would give, without committing anything."""
+        ...
+
     def commit_block(
-        self, height: int, changes: Mapping[bytes, bytes | None], meta: Mapping[str, bytes]
+        self,
+        height: int,
+        changes: Mapping[bytes, bytes | None],
+        meta: Mapping[str, bytes],
+        *,
+        expected_root: bytes | None = None,
     ) -> bytes:
-        """Atomically apply ``changes`` and ``meta`` as block ``height``; return the new root."""
+        """
+        Atomically apply ``changes`` and ``meta`` as block ``height``; return the new root.
+
+        With ``expected_root``, commit only if the new root equals it (else raise
+        ``RootMismatch`` and change nothing).
+        """
         ...
 
     def prove(self, key: bytes) -> Proof:
@@ -158,6 +173,26 @@ def prepare_meta(meta: Mapping[str, bytes]) -> list[tuple[str, bytes]]:
             raise InvalidMeta(f"meta value for {name!r} must be bytes")
     items.sort(key=_first)
     return items
+
+
+Preview = tuple[bytes, list[tuple[bytes, "bytes | None"]], TreeUpdate]
+"""A remembered ``preview_root`` computation: (root it started from, prepared changes, result)."""
+
+
+def reuse_preview(
+    preview: Preview | None, root: bytes, items: list[tuple[bytes, bytes | None]]
+) -> TreeUpdate | None:
+    """
+    Return the remembered tree update if it was computed from ``root`` with ``items``.
+
+    Block producers and verifiers call ``preview_root`` and then ``commit_block``
+    with the same changes; reusing the update halves the tree work per block.
+    Equal roots imply equal tree contents (the root commits to every node), so
+    the comparison of root and change set is all that is needed for safety.
+    """
+    if preview is not None and preview[0] == root and preview[1] == items:
+        return preview[2]
+    return None
 
 
 def _first(item: tuple[object, object]) -> object:
