@@ -312,4 +312,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the package module, not this file's __main__ copy, so there is one CliError class.
+    from clearinghouse.cli import main as _main
+
+    sys.exit(_main())
