@@ -48,7 +48,6 @@ DuplicateCloid = _tx_error("DuplicateCloid", "DUPLICATE_CLOID", "Client order id
 ReduceOnlyViolation = _tx_error("ReduceOnlyViolation", "REDUCE_ONLY", "A reduce-only order would not reduce the position.")
 WouldTakeALO = _tx_error("WouldTakeALO", "ALO_WOULD_TAKE", "A post-only order would have matched.")
 FOKNotFilled = _tx_error("FOKNotFilled", "FOK_NOT_FILLED", "A fill-or-kill order could not fill completely.")
-NoLiquidity = _tx_error("NoLiquidity", "NO_LIQUIDITY", "An immediate order found nothing to match.")
 InvalidMarginMode = _tx_error("InvalidMarginMode", "INVALID_MARGIN_MODE", "Margin mode change or isolated-margin move not allowed.")
 InvalidAmount = _tx_error("InvalidAmount", "INVALID_AMOUNT", "Amount is zero, negative where not allowed, or out of bounds.")
 InvalidOracle = _tx_error("InvalidOracle", "INVALID_ORACLE", "Oracle update malformed (duplicate or unknown market, bad price).")

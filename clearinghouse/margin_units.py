@@ -88,3 +88,10 @@ def units_in_state(ws: WorkingState) -> list[Unit]:
 
 def unit_of_position(account: bytes, market: int, pos: Position) -> Unit:
     return Unit(account, CROSS if pos.is_cross else market)
+
+
+def unit_value_for(ws: WorkingState, account: bytes, market: int) -> int:
+    """Value of the unit that holds (or would hold) ``account``'s position in ``market``."""
+    pos = ws.get(position_key(market, account))
+    unit = Unit(account, CROSS) if pos is None or pos.is_cross else Unit(account, market)
+    return unit_health(ws, unit).value

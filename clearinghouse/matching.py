@@ -26,13 +26,17 @@ from .accounts import add_cash
 from .context import TxContext
 from .events import Fill, OrderStatus
 from .keys import FEE_POOL, book_side_prefix, market_state_key, position_key
+from .errors import InsufficientMargin
 from .margin import meets_initial_after_increase
+from .margin_units import unit_value_for
 from .margin_math import ceil_div
 from .positions import settle_fill
 from .book import remove_order
 from .working_state import WorkingState
 
 PPM = 1_000_000
+BOOK_TRADE_KINDS = ("trade", "liquidation")
+"""Fill kinds that cross the book (the others are administered transfers at a set price)."""
 
 
 @dataclass
@@ -88,8 +92,11 @@ def execute_fill(ctx: TxContext, market: int, spec: MarketSpec, taker: Taker, ma
     m_pnl = settle_fill(ws, market, spec, maker_owner, -signed, price, m_fee)
     if t_fee + m_fee:
         add_cash(ws, FEE_POOL, t_fee + m_fee)
-    key = market_state_key(market)
-    ws.put(key, msgspec.structs.replace(ws.get(key), last_trade_price=price))
+    if taker.kind in BOOK_TRADE_KINDS:
+        # Only trades through the book are "last trades" (mark price source b): backstop,
+        # ADL and deficit-cover transfers happen at administered prices, not market ones.
+        key = market_state_key(market)
+        ws.put(key, msgspec.structs.replace(ws.get(key), last_trade_price=price))
     ev = Fill(
         tx_index=ctx.tx_index, market=market, price=price, size=qty, taker=taker.owner, maker=maker_owner,
         taker_oid=taker.oid, maker_oid=maker_oid, taker_is_buy=taker.is_buy, taker_fee=t_fee, maker_fee=m_fee,
@@ -97,6 +104,12 @@ def execute_fill(ctx: TxContext, market: int, spec: MarketSpec, taker: Taker, ma
     )
     ctx.emit(ev)
     return ev
+
+
+def _pushed_below_zero(ws: WorkingState, owner: bytes, market: int, value_before: int) -> bool:
+    """Did the last fill leave the owner's unit below zero and worse than it was?"""
+    after = unit_value_for(ws, owner, market)
+    return after < 0 and after < value_before
 
 
 def _position_size(ws: WorkingState, market: int, owner: bytes) -> int:
@@ -131,15 +144,23 @@ def match(ctx: TxContext, market: int, spec: MarketSpec, taker: Taker) -> None:
             qty = min(qty, cap)
         maker_before = _position_size(ws, market, maker.owner)
         taker_before = _position_size(ws, market, taker.owner)
+        maker_value_before = unit_value_for(ws, maker.owner, market)
+        taker_value_before = unit_value_for(ws, taker.owner, market)
         mark = ws.savepoint()
         events_mark = len(ctx.events)
         execute_fill(ctx, market, spec, taker, maker.owner, maker.oid, maker.price, qty, taker_fee_ppm=taker.taker_fee_ppm)
         maker_after = _position_size(ws, market, maker.owner)
-        if abs(maker_after) > abs(maker_before) and not meets_initial_after_increase(ws, maker.owner, market):
+        maker_broke = _pushed_below_zero(ws, maker.owner, market, maker_value_before)
+        if maker_broke or (abs(maker_after) > abs(maker_before) and not meets_initial_after_increase(ws, maker.owner, market)):
             ws.rollback_to(mark)
             del ctx.events[events_mark:]
-            cancel_resting(ctx, market, key, maker, "margin")
+            cancel_resting(ctx, market, key, maker, "bankruptcy" if maker_broke else "margin")
             continue
+        if taker.kind == "trade" and _pushed_below_zero(ws, taker.owner, market, taker_value_before):
+            # A trader may not trade its own account (or isolated position) below zero: the
+            # deficit would have no position left for the waterfall to act on. Liquidation
+            # orders are exempt: their losses are what the waterfall then covers.
+            raise InsufficientMargin("the fill would leave the account below zero")
         taker_after = _position_size(ws, market, taker.owner)
         # Grew, or flipped through zero (closing exactly to zero is neither).
         if abs(taker_after) > abs(taker_before) or (taker_before != 0 and taker_after != 0 and (taker_after > 0) != (taker_before > 0)):
@@ -152,19 +173,3 @@ def match(ctx: TxContext, market: int, spec: MarketSpec, taker: Taker) -> None:
             ws.put(key, msgspec.structs.replace(maker, size=rest))
         taker.remaining -= qty
         taker.filled += qty
-
-
-def fillable(ws: WorkingState, market: int, taker: Taker) -> int:
-    """Lots the book would give ``taker`` (ignoring its own orders, which self-trade prevention
-    cancels), up to its remaining size: the fill-or-kill pre-check."""
-    total = 0
-    for key in ws.index.iter_prefix(book_side_prefix(market, not taker.is_buy)):
-        order = ws.get(key)
-        if not crosses(taker, order.price):
-            break
-        if order.owner == taker.owner:
-            continue
-        total += order.size
-        if total >= taker.remaining:
-            return taker.remaining
-    return total

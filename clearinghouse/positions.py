@@ -134,7 +134,9 @@ def settle_fill(ws: WorkingState, market: int, spec: MarketSpec, addr: bytes, si
             acct = get_account(ws, addr)
             put_account(ws, addr, msgspec.structs.replace(acct, cash=checked_i64(acct.cash + to_cross, "cash")))
     new_pos = msgspec.structs.replace(
-        pos, size=checked_i64(new_size, "size"), cost=checked_i64(new_cost, "cost"), iso_cash=checked_i64(iso_cash, "isolated cash")
+        pos, size=checked_i64(new_size, "size"), cost=checked_i64(new_cost, "cost"), iso_cash=checked_i64(iso_cash, "isolated cash"),
+        # A closed position has no liquidation cooldown left to remember.
+        liq_cooldown_until_ms=0 if new_size == 0 else pos.liq_cooldown_until_ms,
     )
     put_position(ws, market, addr, new_pos, spec)
     _adjust_open_interest(ws, market, s, new_size)
