@@ -1,7 +1,8 @@
 """Auto-deleveraging (RULEBOOK §7.5-7.6): closing underwater units against ranked winners.
 
 End-of-block step 50, after the liquidation waterfall. Every unit whose value
-is negative (the insurance fund's cross side included), in unit order:
+is negative, in unit order, the insurance fund's cross side last (backstops
+and deficit-cover slices can leave it below zero, so it goes after them):
 
 * with open positions: each position, in ascending market order, is closed
   against the opposite side's queue (``adl_ranking``), walking it: whole
@@ -16,10 +17,18 @@ is negative (the insurance fund's cross side included), in unit order:
   winner it closes the fewest whole lots whose realized profit at the
   reference (bankruptcy) price covers what remains, against the insurance
   fund, which takes the slice over at that price; the covered amount moves
-  from the winner's unit to the underwater unit.
+  from the winner's unit to the underwater unit. A deficit not covered keeps
+  its LiquidationRef and is tried again next block.
 
-Units without open positions are never counterparties: no one without a
-position loses anything to ADL.
+A deficit nothing can close (no position left, or a short whose deficit
+exceeds its notional so that even a price of one unit leaves it below zero)
+is reported with an ``AdlShortfall`` of size 0.
+
+No counterparty is made insolvent: closing at the bankruptcy (or reference)
+price instead of the mark costs a counterparty |price - mark| per lot, so
+it gives at most value // that lots (RULEBOOK §8 solvency); the queue walk
+goes on to the next entry. Units without open positions are never
+counterparties: no one without a position loses anything to ADL.
 """
 
 from __future__ import annotations
@@ -81,11 +90,23 @@ def queue_event(market: int, unit: Unit, size: int, price: int, policy: str, que
     )
 
 
+def affordable(c: Candidate, price: int) -> int:
+    """Lots of ``c`` that may close at ``price`` without taking its unit below zero.
+
+    Closing at ``price`` rather than the mark changes the unit's value by
+    (price - mark) per lot for a long, (mark - price) for a short; where that
+    is a loss, at most value // loss lots (floor: the unit stays >= 0).
+    """
+    loss = c.mark - price if c.size > 0 else price - c.mark
+    return abs(c.size) if loss <= 0 else min(abs(c.size), c.value // loss)
+
+
 def deleverage_positions(ctx: TxContext, unit: Unit, policy: str) -> None:
     ws = ctx.ws
     health = unit_health(ws, unit)
     exact = bankruptcy_prices(health.value, [(p.size, mark, mm) for _m, p, mark, mm in health.positions])
-    for (market, pos, _mark, _mm), bp in zip(health.positions, exact):
+    moved = 0  # the unit's value change from its ADL fills: sum of qty x (price - mark) per closed side
+    for (market, pos, mark, _mm), bp in zip(health.positions, exact):
         price = round_bankruptcy_price(bp, pos.size)
         queue = build_queue(ws, market, winners_long=pos.size < 0, exclude=unit.account, ranking=policy_of(policy).ranking)
         ctx.emit(queue_event(market, unit, pos.size, price, policy, queue))
@@ -95,10 +116,13 @@ def deleverage_positions(ctx: TxContext, unit: Unit, policy: str) -> None:
             if remaining == 0:
                 break
             c = r.candidate
-            qty = min(remaining, abs(c.size))
+            qty = min(remaining, affordable(c, price))
+            if qty == 0:
+                continue
             taker = Taker(owner=unit.account, oid=next_oid(ws), is_buy=pos.size < 0, limit_price=price, remaining=qty, reduce_only=True, kind="adl")
             fill = execute_fill(ctx, market, spec, taker, c.account, 0, price, qty, maker_fee_ppm=0, taker_fee_ppm=0)
             remaining -= qty
+            moved += qty * (price - mark) if pos.size > 0 else qty * (mark - price)
             above, below = neighbours(queue, i)
             ctx.emit(AdlStep(
                 market=market, underwater=unit.account, counterparty=c.account, counterparty_unit=c.unit, rank=r.rank,
@@ -109,9 +133,16 @@ def deleverage_positions(ctx: TxContext, unit: Unit, policy: str) -> None:
         if remaining:
             ctx.emit(AdlShortfall(market=market, underwater=unit.account, unmatched=remaining if pos.size > 0 else -remaining))
     after = unit_health(ws, unit)
-    if not after.positions and after.value > 0 and unit.account != INSURANCE_FUND:
+    residue = health.value + moved
+    if not after.positions and residue > 0 and unit.account != INSURANCE_FUND:
         # Rounding in the unit's favour left it a little above zero: that residue goes to the fund.
-        sweep_to_fund(ws, unit, after.value)
+        # It sits in cross cash either way: a cross unit's own cash, or, for an isolated unit,
+        # the owner's cross cash, where settle_fill returned the closed position's bucket.
+        sweep_to_fund(ws, Unit(unit.account, CROSS), residue)
+    elif not after.positions and residue < 0:
+        # Every position closed, still below zero: a short's bankruptcy price was below one price
+        # unit (its deficit exceeded its notional). Nothing is left to close.
+        ctx.emit(AdlShortfall(market=unit.market, underwater=unit.account, unmatched=0))
 
 
 def take_from_unit(ws: WorkingState, account: bytes, unit_market: int, amount: int) -> None:
@@ -144,9 +175,16 @@ def cover_with_winners(ctx: TxContext, unit: Unit, policy: str) -> None:
         qty = smallest_cover_qty(c.size, c.cost, ref.reference_price, deficit)
         if qty is None:
             continue  # no profit at the reference price: nothing to cover with
+        # The winner's unit value after closing at the reference price instead of the mark and
+        # paying what it covers must stay >= 0: cap the slice (affordable) and the amount (room).
+        qty = min(qty, affordable(c, ref.reference_price))
+        per_lot = ref.reference_price - c.mark if c.size > 0 else c.mark - ref.reference_price
+        room = c.value + qty * per_lot
+        if qty == 0 or room <= 0:
+            continue
         taker = Taker(owner=c.account, oid=next_oid(ws), is_buy=c.size < 0, limit_price=ref.reference_price, remaining=qty, reduce_only=True, kind="deficit_cover")
         fill = execute_fill(ctx, ref.market, spec, taker, INSURANCE_FUND, 0, ref.reference_price, qty, maker_fee_ppm=0, taker_fee_ppm=0)
-        covered = min(fill.taker_realized_pnl, deficit)
+        covered = max(0, min(fill.taker_realized_pnl, deficit, room))
         take_from_unit(ws, c.account, c.unit, covered)
         credit_unit(ws, unit, covered)
         deficit -= covered
@@ -159,11 +197,29 @@ def cover_with_winners(ctx: TxContext, unit: Unit, policy: str) -> None:
         ctx.emit(AdlShortfall(market=ref.market, underwater=unit.account, unmatched=0))
 
 
+def units_to_deleverage(ws: WorkingState) -> list[Unit]:
+    """``units_in_state`` plus every unit with a LiquidationRef, then the insurance fund.
+
+    A cross account whose positions were all sold beyond bankruptcy has no
+    position left, so ``units_in_state`` does not list it, yet its cash may be
+    negative: the deficit the fund could not pay (policy ``seed``). Its
+    LiquidationRef lists it until that deficit is covered.
+    """
+    units = set(units_in_state(ws))
+    for key in ws.index.iter_prefix(NS_LIQ_REF):
+        # NS_LIQ_REF + account (20 bytes) + unit (u32) + market (u32): keys.liq_ref_key
+        units.add(Unit(key[1:21], int.from_bytes(key[21:25], "big")))
+    fund = Unit(INSURANCE_FUND, CROSS)
+    units.discard(fund)
+    # The fund last, and always: it may have no position but a negative balance.
+    return sorted(units) + [fund]
+
+
 def run_adl(ws: WorkingState, time_ms: int) -> list[Any]:
     """End-of-block step 50."""
     chain = ws.get(CHAIN_KEY)
     events: list[Any] = []
-    for unit in units_in_state(ws):
+    for unit in units_to_deleverage(ws):
         health = unit_health(ws, unit)
         if health.value >= 0:
             continue
@@ -173,9 +229,13 @@ def run_adl(ws: WorkingState, time_ms: int) -> list[Any]:
             deleverage_positions(ctx, unit, chain.policy)
         elif policy_of(chain.policy).deficit_cover:
             cover_with_winners(ctx, unit, chain.policy)
+        else:
+            ctx.emit(AdlShortfall(market=unit.market, underwater=unit.account, unmatched=0))
         ws.commit_tx()
+    # A reference is kept while its unit is still below zero (a deficit to cover next block).
     for key in ws.index.iter_prefix(NS_LIQ_REF):
-        ws.delete(key)
+        if unit_health(ws, Unit(key[1:21], int.from_bytes(key[21:25], "big"))).value >= 0:
+            ws.delete(key)
     return events
 
 

@@ -1,0 +1,121 @@
+"""One crash, three policies (RULEBOOK §7.6): hyperliquid, bitmex and seed differ where documented.
+
+The situation (fee-free BTC, marks pinned, insurance fund 1,000):
+
+* L: isolated long 12 BTC at 10,000, 20x: bucket 6,000, iso_cash 6,000 - 120,000 = -114,000.
+* Q: cross short 12 BTC at 10,000 (L's counterparty), deposit 21,000.
+* P: cross short 6 BTC at 9,700 (sold to X while the mark was 9,700), deposit 7,600.
+* mm bids 12 BTC at 9,300.
+
+The mark falls to 9,400: L's value is -114,000 + 112,800 = -1,200 < MM 1,128, bankruptcy
+9,400 + 1,200 / 12 = 9,500 (= 10,000 - 6,000 / 12). At 9,400:
+
+* P: uPnL 6 x 300 = 1,800 on |cost| 58,200, value 7,600 + 1,800 = 9,400, leverage 56,400 / 9,400 = 6;
+* Q: uPnL 12 x 600 = 7,200 on 120,000, value 21,000 + 7,200 = 28,200, leverage 112,800 / 28,200 = 4.
+
+hyperliquid ranks P first ((1 + 3.09%) x 6 = 600/97 > 1.06 x 4 = 106/25), bitmex Q first
+(3.09% x 6 = 18/97 < 6% x 4 = 6/25).
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+
+from clearinghouse.keys import INSURANCE_FUND
+from clearinghouse.policies import POLICIES, policy_of
+from clearinghouse.waterfall_events import (
+    AdlQueue, AdlShortfall, AdlStep, Backstop, DeficitCover, InsuranceCover, MarketLiquidation,
+)
+from tests.helpers import BUY
+from tests.waterfall_helpers import BTC, WChain, of_type, one, px, sz, usdc
+
+
+def crash(policy: str):
+    c = WChain(policy, fund=1_000)
+    c.fund(L=6_100, Q=21_000, P=7_600, X=100_000, mm=100_000)
+    c.isolated("L", BTC, 20)
+    c.trade("L", "Q", BTC, px(10_000), sz(12))
+    c.set_mark(BTC, px(9_700))
+    c.trade("X", "P", BTC, px(9_700), sz(6))
+    assert c.place("mm", BTC, BUY, px(9_300), sz(12)).ok
+    r = c.crash({BTC: px(9_400)})
+    return c, r.end_events
+
+
+def test_policy_table():
+    assert sorted(POLICIES) == ["bitmex", "hyperliquid", "seed"]
+    hl, bm, seed = policy_of("hyperliquid"), policy_of("bitmex"), policy_of("seed")
+    assert (hl.ranking, bm.ranking, seed.ranking) == ("hyperliquid", "bitmex", "hyperliquid")
+    assert hl.partial_liquidation and bm.partial_liquidation and not seed.partial_liquidation
+    assert hl.fund_bounded_liquidation and bm.fund_bounded_liquidation and not seed.fund_bounded_liquidation
+    assert not hl.fund_all_or_nothing and not bm.fund_all_or_nothing and seed.fund_all_or_nothing
+    assert not hl.deficit_cover and not bm.deficit_cover and seed.deficit_cover
+
+
+@pytest.mark.parametrize("policy", ["hyperliquid", "bitmex"])
+def test_hyperliquid_and_bitmex_slice_bound_cover_and_backstop_alike(policy):
+    c, ev = crash(policy)
+    # Notional 112,800 > 100,000: a 20% slice of 12,000 lots = 2,400. Its limit is bounded by what the
+    # fund can pay: 9,400 - (-1,200 + 1,000) / 2.4 = 9,400 + 83.333.. -> 9,483.334 (floor of the slack
+    # per lot, -83.3334), above the 9,300 bid: no fill, the book cannot absorb.
+    ml = one(ev, MarketLiquidation)
+    assert (ml.ordered, ml.filled, ml.partial, ml.limit_price) == (2_400, 0, True, 9_483_334)
+    # The fund pays what it can (1,000 of 1,200), then takes the position and the -200 at the mark.
+    ic = one(ev, InsuranceCover)
+    assert (ic.deficit, ic.paid, ic.fund_before, ic.fund_after) == (usdc(1_200), usdc(1_000), usdc(1_000), 0)
+    b = one(ev, Backstop)
+    assert (b.reason, b.margin_taken, b.fund_after) == ("below_two_thirds", usdc(-200), usdc(-200))
+    # The fund (value -200, long 12) is deleveraged at 9,400 + 200 / 12 = 9,416.666.. -> 9,416.667 (up).
+    q = one(ev, AdlQueue)
+    assert (q.underwater, q.policy, q.bankruptcy_price, q.queue_length) == (INSURANCE_FUND, policy, 9_416_667, 2)
+    assert not of_type(ev, DeficitCover) and not of_type(ev, AdlShortfall)
+    # Rounding left the fund 12,000 x (9,416,667 - 9,400,000) - 200,000,000 = 4,000 micro above zero.
+    assert c.fund_value() == 4_000 and c.size(INSURANCE_FUND, BTC) == 0
+    assert c.book(BTC, BUY)[0].size == sz(12)  # mm's bid untouched
+
+
+def test_ranking_order_differs_between_hyperliquid_and_bitmex():
+    c, ev = crash("hyperliquid")
+    P, Q = c.addr("P"), c.addr("Q")
+    q = one(ev, AdlQueue)
+    assert [(e.account, Fraction(int(e.index_num), int(e.index_den))) for e in q.top] == [(P, Fraction(600, 97)), (Q, Fraction(106, 25))]
+    # P whole (6), then 6 of Q's 12; realized = (entry - 9,416.667) x qty.
+    steps = of_type(ev, AdlStep)
+    assert [(s.counterparty, s.rank, s.size, s.realized_pnl) for s in steps] == [
+        (P, 1, sz(6), 6_000 * (9_700_000 - 9_416_667)),  # 1,699.998
+        (Q, 2, sz(6), 6_000 * (10_000_000 - 9_416_667)),  # 3,499.998
+    ]
+    assert (c.size("P", BTC), c.size("Q", BTC)) == (0, -sz(6))
+
+    c, ev = crash("bitmex")
+    q = one(ev, AdlQueue)
+    assert [(e.account, Fraction(int(e.index_num), int(e.index_den))) for e in q.top] == [(Q, Fraction(6, 25)), (P, Fraction(18, 97))]
+    steps = of_type(ev, AdlStep)
+    assert [(s.counterparty, s.rank, s.size, s.realized_pnl) for s in steps] == [(Q, 1, sz(12), 12_000 * (10_000_000 - 9_416_667))]
+    assert (c.size("P", BTC), c.size("Q", BTC)) == (-sz(6), 0)
+
+
+def test_seed_liquidates_the_whole_position_and_covers_the_deficit_from_winners():
+    c, ev = crash("seed")
+    # Whole position, bounded only by 10% slippage: ceil(9,400 x 0.9) = 8,460; fills 12 BTC at 9,300.
+    ml = one(ev, MarketLiquidation)
+    assert (ml.ordered, ml.filled, ml.partial, ml.limit_price) == (sz(12), sz(12), False, px(8_460))
+    # Deficit -1,200 - 12 x 100 = -2,400; the fund (1,000) pays all or nothing: nothing.
+    ic = one(ev, InsuranceCover)
+    assert (ic.deficit, ic.paid) == (usdc(2_400), 0)
+    assert not of_type(ev, Backstop) and not of_type(ev, AdlStep)
+    # Deficit cover at the reference (bankruptcy) price 9,500, queue ranked as hyperliquid: P first.
+    # P (entry 9,700) realizes 200 per BTC: even all 6 BTC (1,200) do not cover 2,400: whole position.
+    # Q (entry 10,000) realizes 500 per BTC: 2.4 BTC cover the remaining 1,200 exactly.
+    q = one(ev, AdlQueue)
+    assert (q.underwater, q.bankruptcy_price, q.underwater_size) == (c.addr("L"), px(9_500), 0)
+    covers = of_type(ev, DeficitCover)
+    assert [(d.counterparty, d.rank, d.size, d.realized_pnl, d.covered, d.deficit_remaining) for d in covers] == [
+        (c.addr("P"), 1, sz(6), usdc(1_200), usdc(1_200), usdc(1_200)),
+        (c.addr("Q"), 2, sz("2.4"), usdc(1_200), usdc(1_200), 0),
+    ]
+    # L loses exactly its margin (6,000 of the 6,100 deposited); the fund holds the covered slices.
+    assert c.cash("L") == usdc(100) and c.iso_cash("L", BTC) == 0
+    assert c.size(INSURANCE_FUND, BTC) == -sz("8.4") and c.fund_cash() == usdc(1_000 + 57_000 + 22_800)  # 1,000 + 6 x 9,500 + 2.4 x 9,500
