@@ -164,7 +164,7 @@ def cover_with_winners(ctx: TxContext, unit: Unit, policy: str) -> None:
         ctx.emit(AdlShortfall(market=unit.market, underwater=unit.account, unmatched=0))
         return
     # The deficit is attributed to the liquidated position with the largest reference notional.
-    ref = max(refs, key=lambda r: (r.reference_price, -r.market))
+    ref = max(refs, key=lambda r: (r.size * r.reference_price, -r.market))
     queue = build_queue(ws, ref.market, winners_long=not ref.was_long, exclude=unit.account, ranking=policy_of(policy).ranking)
     ctx.emit(queue_event(ref.market, unit, 0, ref.reference_price, policy, queue))
     spec = ws.get(market_spec_key(ref.market))

@@ -62,7 +62,7 @@ def record_reference_prices(ws: WorkingState, unit: Unit, value: int, positions:
     end of the block unless the unit is still below zero (its deficit is retried)."""
     exact = bankruptcy_prices(value, [(p.size, mark, mm) for _m, p, mark, mm in positions])
     for (m, p, _mark, _mm), bp in zip(positions, exact):
-        ws.put(liq_ref_key(unit.account, unit.market, m), LiquidationRef(market=m, was_long=p.size > 0, reference_price=round_bankruptcy_price(bp, p.size)))
+        ws.put(liq_ref_key(unit.account, unit.market, m), LiquidationRef(market=m, was_long=p.size > 0, reference_price=round_bankruptcy_price(bp, p.size), size=abs(p.size)))
 
 
 def liquidate_unit(ctx: TxContext, unit: Unit, policy: Policy) -> None:
@@ -100,7 +100,7 @@ def liquidate_unit(ctx: TxContext, unit: Unit, policy: Policy) -> None:
     if after.value < 0:
         ctx.emit(cover_deficit(ws, unit, -after.value, all_or_nothing=policy.fund_all_or_nothing))
         after = unit_health(ws, unit)
-    if after.positions and is_liquidatable(after.value, after.maintenance) and (below_backstop(after.value, after.maintenance) or not absorbed):
+    if policy.backstop and after.positions and is_liquidatable(after.value, after.maintenance) and (below_backstop(after.value, after.maintenance) or not absorbed):
         backstop_unit(ctx, unit, "below_two_thirds" if below_backstop(after.value, after.maintenance) else "book_could_not_absorb")
 
 

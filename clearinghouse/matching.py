@@ -26,7 +26,7 @@ from .accounts import add_cash
 from .context import TxContext
 from .events import Fill, OrderStatus
 from .keys import FEE_POOL, book_side_prefix, market_state_key, position_key
-from .errors import InsufficientMargin
+from .errors import InsufficientMargin, InvalidMarginMode
 from .margin import meets_initial_after_increase
 from .margin_units import unit_value_for
 from .margin_math import ceil_div
@@ -106,6 +106,16 @@ def execute_fill(ctx: TxContext, market: int, spec: MarketSpec, taker: Taker, ma
     return ev
 
 
+def has_unsettled_deficit(ws: WorkingState, owner: bytes, market: int) -> bool:
+    """A flat isolated position whose bucket is below zero: a deficit the waterfall still owes.
+
+    Reopening on top of it would hand the deficit to the new position, so the
+    owner cannot trade in that market (as taker or maker) until it is covered.
+    """
+    pos = ws.get(position_key(market, owner))
+    return pos is not None and pos.size == 0 and not pos.is_cross and pos.iso_cash < 0
+
+
 def _pushed_below_zero(ws: WorkingState, owner: bytes, market: int, value_before: int) -> bool:
     """Did the last fill leave the owner's unit below zero and worse than it was?"""
     after = unit_value_for(ws, owner, market)
@@ -121,6 +131,8 @@ def match(ctx: TxContext, market: int, spec: MarketSpec, taker: Taker) -> None:
     """Fill ``taker`` against the opposite side until it is done or no longer crosses."""
     ws = ctx.ws
     side_prefix = book_side_prefix(market, not taker.is_buy)
+    if taker.kind == "trade" and has_unsettled_deficit(ws, taker.owner, market):
+        raise InvalidMarginMode("this market's isolated position has an unsettled deficit; it cannot trade until the waterfall covers it")
     while taker.remaining > 0:
         key = ws.index.first(side_prefix)
         if key is None:
@@ -130,6 +142,9 @@ def match(ctx: TxContext, market: int, spec: MarketSpec, taker: Taker) -> None:
             break
         if maker.owner == taker.owner:
             cancel_resting(ctx, market, key, maker, "self_trade")
+            continue
+        if has_unsettled_deficit(ws, maker.owner, market):
+            cancel_resting(ctx, market, key, maker, "unsettled_deficit")
             continue
         qty = min(taker.remaining, maker.size)
         if taker.reduce_only:

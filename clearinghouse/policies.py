@@ -12,7 +12,11 @@
     The article's simplified model (RULEBOOK §9): whole-position market
     liquidation bounded only by a 10% slippage limit (fills may go beyond
     bankruptcy), the fund pays a deficit only in full, and a remaining deficit
-    is covered by the deficit-cover rule (adl.cover_with_winners).
+    is covered by the deficit-cover rule (adl.cover_with_winners). There is no
+    backstop (the article has none, and a backstop would hand the fund the very
+    deficit it declined): what the book cannot absorb waits for the next block,
+    and a unit still below zero with positions is deleveraged at its bankruptcy
+    price.
 """
 
 from __future__ import annotations
@@ -28,12 +32,13 @@ class Policy:
     fund_bounded_liquidation: bool
     fund_all_or_nothing: bool
     deficit_cover: bool
+    backstop: bool
 
 
 POLICIES: dict[str, Policy] = {
-    "hyperliquid": Policy("hyperliquid", "hyperliquid", partial_liquidation=True, fund_bounded_liquidation=True, fund_all_or_nothing=False, deficit_cover=False),
-    "bitmex": Policy("bitmex", "bitmex", partial_liquidation=True, fund_bounded_liquidation=True, fund_all_or_nothing=False, deficit_cover=False),
-    "seed": Policy("seed", "hyperliquid", partial_liquidation=False, fund_bounded_liquidation=False, fund_all_or_nothing=True, deficit_cover=True),
+    "hyperliquid": Policy("hyperliquid", "hyperliquid", partial_liquidation=True, fund_bounded_liquidation=True, fund_all_or_nothing=False, deficit_cover=False, backstop=True),
+    "bitmex": Policy("bitmex", "bitmex", partial_liquidation=True, fund_bounded_liquidation=True, fund_all_or_nothing=False, deficit_cover=False, backstop=True),
+    "seed": Policy("seed", "hyperliquid", partial_liquidation=False, fund_bounded_liquidation=False, fund_all_or_nothing=True, deficit_cover=True, backstop=False),
 }
 
 

@@ -176,7 +176,7 @@ class OracleSubmission(msgspec.Struct, **_REC):
 
 
 class LiquidationRef(msgspec.Struct, **_REC):
-    """Block-local: a liquidated position's bankruptcy price at trigger (deleted at end of block).
+    """A liquidated position's bankruptcy price at trigger, kept until its unit is back at >= 0.
 
     The ``seed`` policy closes deficit-covering winners at this reference price.
     """
@@ -184,3 +184,5 @@ class LiquidationRef(msgspec.Struct, **_REC):
     market: U32
     was_long: bool
     reference_price: U64
+    size: U64
+    """Lots of the position at trigger: the deficit is attributed to the largest notional."""

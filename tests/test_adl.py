@@ -392,26 +392,31 @@ def test_seed_uncovered_deficit_is_retried_next_block():
     assert c.cash("L") == 0 and not c.scan(NS_LIQ_REF)  # covered: the reference is gone
 
 
-def test_a_deficit_beyond_what_closing_can_recover_is_reported():
+def test_a_deficit_beyond_what_closing_can_recover_is_reported_then_covered_next_block():
     """A short whose deficit exceeds its notional has a bankruptcy price below one price unit: closing
-    it at 1 cannot bring the unit to zero. The remainder is reported (AdlShortfall, size 0), every block.
-    Here policy seed: the book absorbs 0.97 of a 1 ETH short far above the mark, the fund refuses the
-    deficit (all or nothing) and the backstop then hands the last 0.03 ETH and the deficit to the fund."""
+    it at 1 cannot bring the unit to zero, and the remainder is reported (AdlShortfall, size 0).
+    Policy seed: the book absorbs 0.97 of a 1 ETH short far above the mark, the fund refuses the
+    deficit (all or nothing), there is no backstop, so ADL closes the last 0.03 ETH at the clamped
+    price; next block the position-less deficit is covered from the winners (deficit cover)."""
     c = WChain("seed", fund=50)
     c.fund(T=100, B=10_000, mm=100_000)
     c.trade("B", "T", ETH, px(1_000, ETH), sz(1, ETH))  # T: cross short 1 ETH at 1,000 (20x: IM 50)
     assert c.place("mm", ETH, SELL, px(1_190, ETH), sz("0.97", ETH)).ok
     # Mark 1,085: T's value 100 + 1,000 - 1,085 = 15 < MM 21.7. It buys 0.97 at 1,190: cash 1,100 - 1,154.3 = -54.3,
-    # value -54.3 - 0.03 x 1,085 = -86.85. The fund (50) pays nothing; backstop: fund value 50 - 86.85 = -36.85
-    # with a short of 0.03 ETH: bankruptcy 1,085 - 36.85 / 0.03 < 0, clamped to 1 unit (0.0001 USDC).
+    # value -54.3 - 0.03 x 1,085 = -86.85. The fund (50) pays nothing (seed: all or nothing); no backstop.
+    # T's 0.03 ETH short: bankruptcy 1,085 - 86.85 / 0.03 < 0, clamped to 1 unit (0.0001 USDC).
     r = c.crash({ETH: px(1_085, ETH)})
     ev = r.end_events
     assert one(ev, InsuranceCover).paid == 0
-    assert one(ev, Backstop).margin_taken == usdc("-86.85")
+    assert not of_type(ev, Backstop)
     q = one(ev, AdlQueue)
-    assert (q.underwater, q.bankruptcy_price) == (INSURANCE_FUND, 1)
-    # Buying 3 lots back at 1 unit recovers 3 x (10,850,000 - 1) = 32,549,997 micro of the 36,850,000.
-    assert c.fund_value() == -36_850_000 + 32_549_997 == -4_300_003
-    assert [(s.underwater, s.market, s.unmatched) for s in of_type(ev, AdlShortfall)] == [(INSURANCE_FUND, CROSS, 0)]
+    assert (q.underwater, q.bankruptcy_price) == (c.addr("T"), 1)
+    # Buying 3 lots back at 1 unit recovers 3 x (10,850,000 - 1) = 32,549,997 micro of the 86,850,000.
+    assert c.value("T") == -86_850_000 + 32_549_997 == -54_300_003
+    assert [(s.underwater, s.market, s.unmatched) for s in of_type(ev, AdlShortfall)] == [(c.addr("T"), CROSS, 0)]
+    assert c.fund_value() == 50 * M
+    # Next block: T has no position left; its deficit is covered from the winners' slices.
     r = c.block()
-    assert [(s.underwater, s.unmatched) for s in of_type(r.end_events, AdlShortfall)] == [(INSURANCE_FUND, 0)]
+    cover = one(r.end_events, DeficitCover)
+    assert (cover.underwater, cover.covered, cover.deficit_remaining) == (c.addr("T"), 54_300_003, 0)
+    assert c.value("T") == 0
