@@ -45,8 +45,9 @@ from .keys import CHAIN_KEY, INSURANCE_FUND, NS_LIQ_REF, market_spec_key, positi
 from .liquidation_math import bankruptcy_prices, round_bankruptcy_price, smallest_cover_qty
 from .margin_units import Unit, unit_health, unit_of_position, units_in_state
 from .matching import Taker, execute_fill
+from .errors import InvalidTransaction
 from .policies import policy_of
-from .waterfall_events import CROSS, AdlQueue, AdlShortfall, AdlStep, DeficitCover, QueueEntry
+from .waterfall_events import WaterfallSkipped, CROSS, AdlQueue, AdlShortfall, AdlStep, DeficitCover, QueueEntry
 from .working_state import WorkingState
 
 QUEUE_EVIDENCE_TOP = 10
@@ -225,13 +226,21 @@ def run_adl(ws: WorkingState, time_ms: int) -> list[Any]:
             continue
         ctx = TxContext(ws=ws, chain=chain, tx_index=NO_TX, signer=unit.account, account=unit.account, time_ms=time_ms, events=events)
         ws.begin_tx()
-        if health.positions:
-            deleverage_positions(ctx, unit, chain.policy)
-        elif policy_of(chain.policy).deficit_cover:
-            cover_with_winners(ctx, unit, chain.policy)
+        events_before = len(events)
+        try:
+            if health.positions:
+                deleverage_positions(ctx, unit, chain.policy)
+            elif policy_of(chain.policy).deficit_cover:
+                cover_with_winners(ctx, unit, chain.policy)
+            else:
+                ctx.emit(AdlShortfall(market=unit.market, underwater=unit.account, unmatched=0))
+        except InvalidTransaction as exc:
+            # A hard bound (a 64-bit balance) stops this unit's ADL for the block, never the chain.
+            ws.rollback_tx()
+            del events[events_before:]
+            events.append(WaterfallSkipped(account=unit.account, unit=unit.market, step="adl", code=exc.code, message=exc.message))
         else:
-            ctx.emit(AdlShortfall(market=unit.market, underwater=unit.account, unmatched=0))
-        ws.commit_tx()
+            ws.commit_tx()
     # A reference is kept while its unit is still below zero (a deficit to cover next block).
     for key in ws.index.iter_prefix(NS_LIQ_REF):
         if unit_health(ws, Unit(key[1:21], int.from_bytes(key[21:25], "big"))).value >= 0:

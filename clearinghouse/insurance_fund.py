@@ -3,9 +3,10 @@
 It starts with its genesis balance, receives rounding residue and backstop
 margin, and pays a unit's deficit while it can: what it can pay is its value
 (cash plus the positions it took over in backstops, at mark), never below
-zero. Its "balance" in evidence events is that value. The fund itself can
-fall below zero only by absorbing a backstopped unit's negative margin; it
-then holds positions, and the ADL step closes them against the queue. Policy ``seed`` follows the article: the fund covers a deficit
+zero. Its "balance" in evidence events is that value. The fund can fall
+below zero when it absorbs a backstopped unit's negative margin or when the
+mark moves against positions it took over; either way it then holds
+positions, and the ADL step (which visits the fund last) closes them. Policy ``seed`` follows the article: the fund covers a deficit
 only in full; if it cannot, the whole deficit goes to the ADL queue.
 """
 

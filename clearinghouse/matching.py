@@ -22,7 +22,7 @@ import msgspec
 
 from tx.messages import MarketSpec
 
-from .accounts import add_cash
+from .accounts import add_cash, get_account
 from .context import TxContext
 from .events import Fill, OrderStatus
 from .keys import FEE_POOL, book_side_prefix, market_state_key, position_key
@@ -107,13 +107,25 @@ def execute_fill(ctx: TxContext, market: int, spec: MarketSpec, taker: Taker, ma
 
 
 def has_unsettled_deficit(ws: WorkingState, owner: bytes, market: int) -> bool:
-    """A flat isolated position whose bucket is below zero: a deficit the waterfall still owes.
+    """A unit with no position and a balance below zero: a deficit the waterfall still owes.
+
+    The unit is the market's isolated position if it is isolated, else the cross account.
 
     Reopening on top of it would hand the deficit to the new position, so the
     owner cannot trade in that market (as taker or maker) until it is covered.
     """
     pos = ws.get(position_key(market, owner))
-    return pos is not None and pos.size == 0 and not pos.is_cross and pos.iso_cash < 0
+    if pos is not None and not pos.is_cross:
+        return pos.size == 0 and pos.iso_cash < 0
+    # Cross: the account has no open cross position anywhere and its cash is below zero.
+    acct = get_account(ws, owner)
+    if acct.cash >= 0:
+        return False
+    for m in acct.open_markets:
+        p = ws.get(position_key(m, owner))
+        if p is not None and p.is_cross and p.size != 0:
+            return False
+    return True
 
 
 def _pushed_below_zero(ws: WorkingState, owner: bytes, market: int, value_before: int) -> bool:

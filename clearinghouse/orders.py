@@ -14,14 +14,14 @@ from tx.actions import (
 
 from .book import check_cloid_free, find_by_cloid, find_order, next_oid, remove_order, store_order
 from .context import TxContext
-from .errors import FOKNotFilled, InsufficientMargin, ReduceOnlyViolation, UnknownMarket, WouldTakeALO
+from .errors import FOKNotFilled, InsufficientMargin, InvalidMarginMode, ReduceOnlyViolation, UnknownMarket, WouldTakeALO
 from .events import OrderStatus
 from .keys import (
     CHAIN_KEY, TRIGGER_ABOVE, TRIGGER_BELOW, book_side_prefix, market_spec_key, market_state_key, order_key, position_key, trigger_key,
 )
 from .margin import cross_health, get_position
 from .margin_math import ceil_div
-from .matching import Taker, match, reducible
+from .matching import Taker, has_unsettled_deficit, match, reducible
 from .positions import DEFAULT_LEVERAGE
 from .order_rules import check_notional, check_price, check_price_band, check_size, slippage_limit
 from .records import Order, Trigger
@@ -44,6 +44,12 @@ def mark_of(ws: WorkingState, market: int) -> int:
 
 def status(ctx: TxContext, market: int, oid: int, owner: bytes, st: str, reason: str, remaining: int) -> None:
     ctx.emit(OrderStatus(tx_index=ctx.tx_index, market=market, oid=oid, owner=owner, status=st, reason=reason, remaining=remaining))
+
+
+def check_no_unsettled_deficit(ws: WorkingState, owner: bytes, market: int) -> None:
+    """No new order (resting, ALO or trigger) while the unit still owes an unsettled deficit."""
+    if has_unsettled_deficit(ws, owner, market):
+        raise InvalidMarginMode("this account has an unsettled deficit in that market; it cannot place orders until it is covered")
 
 
 def resting_margin_ok(ws: WorkingState, owner: bytes, market: int, is_buy: bool, size: int, price: int) -> bool:
@@ -73,6 +79,7 @@ def submit(ctx: TxContext, market: int, *, is_buy: bool, price: int, size: int, 
     check_notional(spec, price, size, reduce_only=reduce_only)
     owner = ctx.account
     check_cloid_free(ws, owner, cloid)
+    check_no_unsettled_deficit(ws, owner, market)
     if reduce_only and reducible(ws, market, owner, is_buy) == 0:
         raise ReduceOnlyViolation("reduce-only order but no opposite position to reduce")
     if tif == TIF_ALO:
@@ -155,6 +162,7 @@ def apply_trigger_order(ctx: TxContext, action: TriggerOrder) -> None:
         check_price(spec, action.limit_price)
     check_notional(spec, action.trigger_price, action.size, reduce_only=action.reduce_only)
     check_cloid_free(ws, ctx.account, action.cloid)
+    check_no_unsettled_deficit(ws, ctx.account, action.market)
     oid = next_oid(ws)
     direction = trigger_direction(action.is_buy, action.is_take_profit)
     trig = Trigger(

@@ -145,7 +145,11 @@ class AdlShortfall(_Event, tag=47):
 
 
 class WaterfallSkipped(_Event, tag=48):
-    """A unit's liquidation or ADL step hit a hard bound and was undone for this block."""
+    """An end-of-block step hit a hard bound (a 64-bit balance) and was undone for this block.
+
+    ``step`` is ``liquidation`` or ``adl`` (for the unit ``account``/``unit``) or
+    ``funding`` (``unit`` is the market, ``account`` all zero). The chain goes on.
+    """
 
     account: Address
     unit: U32
