@@ -2,6 +2,14 @@
 
 An address that is an approved agent acts only for its owner; it can never
 withdraw or transfer (RULEBOOK §3).
+
+An agent must be a fresh key: never a genesis authority (the bridge, an oracle
+publisher), never a key with an account, never a key that has signed a
+transaction (it has a nonce record). Otherwise anyone could approve the
+bridge's or a publisher's key as their agent, after which every deposit or
+price update it signs is refused as an agent's action (halting deposits and
+prices), or approve a user's key whose account has been emptied, after which
+that user's orders would trade for the approver.
 """
 
 from __future__ import annotations
@@ -11,7 +19,7 @@ from tx.actions import ApproveAgent
 from .context import TxContext
 from .errors import Unauthorized
 from .events import AgentSet
-from .keys import SYSTEM_ACCOUNTS, account_key, agent_key
+from .keys import SYSTEM_ACCOUNTS, account_key, agent_key, nonces_key
 from .records import Agent
 
 
@@ -25,8 +33,12 @@ def apply_approve_agent(ctx: TxContext, action: ApproveAgent) -> None:
     if action.approve:
         if current is not None and current.owner != ctx.account:
             raise Unauthorized("that key is already another account's agent")
+        if action.agent == ctx.chain.bridge or action.agent in ctx.chain.oracle_publishers:
+            raise Unauthorized("a genesis authority's key cannot be an agent")
         if ctx.ws.get(account_key(action.agent)) is not None:
             raise Unauthorized("that key already has an account; agents must be fresh keys")
+        if current is None and ctx.ws.get(nonces_key(action.agent)) is not None:
+            raise Unauthorized("that key has signed transactions; agents must be fresh keys")
         ctx.ws.put(key, Agent(owner=ctx.account))
     else:
         if current is None or current.owner != ctx.account:

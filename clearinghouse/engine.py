@@ -17,9 +17,9 @@ import msgspec
 
 from tx.encoding import decode_canonical, decode_genesis, encode, genesis_hash, header_hash
 from tx.errors import TxError
-from tx.logfile import FRAME_BLOCK, FRAME_GENESIS, read_log
+from tx.logfile import FRAME_BLOCK, FRAME_GENESIS, MAX_FRAME, read_log
 from tx.merkle import EMPTY_ROOT, leaf_hash, ordered_root
-from tx.messages import Block, BlockWitness, ChangedKey, Genesis, Header, LogBlock
+from tx.messages import MAX_BLOCK_TXS, MAX_TX_BYTES, Block, BlockWitness, ChangedKey, Genesis, Header, LogBlock
 
 from . import trading_handlers  # noqa: F401  (registers trading actions and end-of-block steps)
 from .errors import ClearinghouseError, InvalidBlock
@@ -161,14 +161,25 @@ class Engine:
         return self.store.preview_root(executed.changes)
 
     def produce(self, time_ms: int, txs: list[bytes]) -> tuple[LogBlock, Executed]:
-        """Execute and commit the next block as its producer; returns the log entry."""
+        """Execute and commit the next block as its producer; returns the log entry.
+
+        A block that no verifier could read back (more than ``MAX_BLOCK_TXS``
+        transactions, one longer than ``MAX_TX_BYTES``, or a log entry above
+        ``MAX_FRAME``) is refused with ``InvalidBlock`` before anything is committed.
+        """
         height = self.height + 1
         parent = self.last_header_hash()
+        check_block_limits(txs)
         executed = self.execute(height, time_ms, txs)
         state_root = self.preview_root(executed)
         header = Header(height=height, time_ms=time_ms, parent_hash=parent, tx_root=executed.tx_root, state_root=state_root, events_root=executed.events_root)
+        entry = LogBlock(block=Block(header=header, txs=txs), witness=witness_of(executed))
+        size = len(encode(entry))
+        if size > MAX_FRAME:
+            self.reset_index()
+            raise InvalidBlock(f"block {height}: its log entry would be {size} bytes, above the frame limit of {MAX_FRAME}")
         self.commit(executed, header, expected_root=state_root)
-        return LogBlock(block=Block(header=header, txs=txs), witness=witness_of(executed)), executed
+        return entry, executed
 
     def apply_logged(self, entry: LogBlock) -> Executed:
         """Check and commit one block from a log; raises ``VerifyFailure`` on any mismatch.
@@ -200,6 +211,17 @@ class Engine:
             )
         self.commit(executed, header, expected_root=header.state_root)
         return executed
+
+
+def check_block_limits(txs: list[bytes]) -> None:
+    """What ``decode_block`` enforces, checked by the producer before it executes (``InvalidBlock``)."""
+    if len(txs) > MAX_BLOCK_TXS:
+        raise InvalidBlock(f"a block holds at most {MAX_BLOCK_TXS} transactions, got {len(txs)}")
+    for i, raw in enumerate(txs):
+        if not isinstance(raw, bytes):
+            raise InvalidBlock(f"transaction {i} is {type(raw).__name__}, not bytes")
+        if len(raw) > MAX_TX_BYTES:
+            raise InvalidBlock(f"transaction {i} is {len(raw)} bytes, above the limit of {MAX_TX_BYTES}")
 
 
 def first_event_difference(executed: Executed, witness: BlockWitness) -> int | None:
