@@ -23,7 +23,7 @@ from .book import next_oid
 from .context import TxContext
 from .events import NO_TX
 from .insurance_fund import cover_deficit, fund_available
-from .keys import INSURANCE_FUND, NS_LIQ_REF, book_side_prefix, liq_ref_key, market_spec_key, position_key
+from .keys import INSURANCE_FUND, book_side_prefix, liq_ref_key, market_spec_key, position_key
 from .liquidation_math import (
     LIQUIDATION_COOLDOWN_MS, LIQUIDATION_SLIPPAGE_BPS, below_backstop, bankruptcy_prices, fund_bounded_limit,
     is_liquidatable, liquidation_slice, round_bankruptcy_price, slippage_bound,

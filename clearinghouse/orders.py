@@ -9,7 +9,7 @@ transaction, which the journal undoes.
 from __future__ import annotations
 
 from tx.actions import (
-    TIF_ALO, TIF_FOK, TIF_GTC, TIF_IOC, Cancel, CancelByCloid, MarketOrder, Modify, PlaceOrder, TriggerOrder,
+    TIF_ALO, TIF_FOK, TIF_IOC, Cancel, CancelByCloid, MarketOrder, Modify, PlaceOrder, TriggerOrder,
 )
 
 from .book import check_cloid_free, find_by_cloid, find_order, next_oid, remove_order, store_order
@@ -17,7 +17,7 @@ from .context import TxContext
 from .errors import FOKNotFilled, InsufficientMargin, InvalidMarginMode, ReduceOnlyViolation, UnknownMarket, WouldTakeALO
 from .events import OrderStatus
 from .keys import (
-    CHAIN_KEY, TRIGGER_ABOVE, TRIGGER_BELOW, book_side_prefix, market_spec_key, market_state_key, order_key, position_key, trigger_key,
+    CHAIN_KEY, TRIGGER_ABOVE, TRIGGER_BELOW, book_side_prefix, market_spec_key, market_state_key, order_key, trigger_key,
 )
 from .margin import cross_health, get_position
 from .margin_math import ceil_div

@@ -41,7 +41,7 @@ from .errors import (
     Unauthorized,
 )
 from .events import Receipt
-from .keys import CHAIN_KEY, INSURANCE_FUND, FEE_POOL, agent_key, market_spec_key, market_state_key
+from .keys import CHAIN_KEY, INSURANCE_FUND, FEE_POOL, agent_key
 from .nonces import use_nonce
 from .ordering import execution_order
 from .records import Account, Chain

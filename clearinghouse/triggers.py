@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from tx.actions import TIF_IOC
 
 from .book import remove_order
 from .context import TxContext
@@ -25,7 +24,6 @@ from .keys import CHAIN_KEY, TRIGGER_ABOVE, TRIGGER_BELOW, market_state_key, tri
 from .matching import Taker, match, reducible
 from .order_rules import slippage_limit
 from .orders import MARKET_TRIGGER_SLIPPAGE_BPS, _taker_margin_ok, market_spec
-from .errors import InsufficientMargin
 from .working_state import WorkingState
 
 

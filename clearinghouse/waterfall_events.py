@@ -14,7 +14,7 @@ import msgspec
 
 from tx.types import I64, U32, U64, Address
 
-from .events import _EV, _Event
+from .events import _Event
 
 CROSS = 2**32 - 1
 """``market`` value meaning "the account's cross positions", not an isolated position."""
