@@ -749,6 +749,41 @@ def test_tampered_log_is_refused(demo_log: Path, tmp_path: Path) -> None:
     assert data[:HEADER_SIZE] == (tmp_path / "flipped.log").read_bytes()[:HEADER_SIZE]
 
 
+# ---------------------------------------------------------------- nondeterminism in the code itself
+DISPLAY_MODULES = {"cli.py", "reporting.py", "explain.py", "scenario.py", "diffing.py"}
+"""Modules that only format output or drive tools; everything else in clearinghouse/, tx/, state/
+decides consensus state and must be a pure function of the log."""
+
+
+def test_consensus_code_has_no_floats_clocks_or_hash_seeds() -> None:
+    """No float literal or float() call, no builtin hash()/id() (PYTHONHASHSEED, addresses), no wall
+    clock or randomness (time, datetime, random, uuid, secrets, os.urandom) in consensus modules.
+    Together with the fresh-process, other-hash-seed replay of tests/test_state_machine.py this
+    covers nondeterminism by construction and by observation. (Divisions are on Fractions.)"""
+    import ast
+
+    found = []
+    for d in ("clearinghouse", "tx", "state"):
+        for f in sorted((REPO_ROOT / d).glob("*.py")):
+            if f.name in DISPLAY_MODULES:
+                continue
+            for node in ast.walk(ast.parse(f.read_text())):
+                where = f"{d}/{f.name}:{getattr(node, 'lineno', '?')}"
+                if isinstance(node, ast.Constant) and isinstance(node.value, float):
+                    found.append(f"{where} float literal {node.value}")
+                elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("float", "hash", "id"):
+                    found.append(f"{where} {node.func.id}()")
+                elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                    names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                    for n in names:
+                        if n.split(".")[0] in ("time", "datetime", "random", "uuid", "secrets"):
+                            found.append(f"{where} imports {n}")
+                elif isinstance(node, ast.Attribute) and node.attr == "urandom":
+                    found.append(f"{where} os.urandom")
+    assert not found, found
+    BAD["nondeterminism source"] += 1
+
+
 # ---------------------------------------------------------------- the fuzz harness, without atheris
 def _fuzz_module() -> Any:
     import importlib.util
