@@ -204,12 +204,15 @@ def test_sigkill_at_random_moments_then_resume(chain: dict[str, Any], tmp_path: 
     done = fresh_starts = mid_replay = 0
     previous = -1
     heights = []
-    while done < kills:
+    scale = 1.0  # self-calibration: a shared machine makes every estimate above approximate
+    runs = 0
+    while (done < kills or mid_replay < kills // 2) and runs < 5 * kills:
+        runs += 1
         proc = subprocess.Popen(cmd, env=subprocess_env(), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         # Aim a little past the stored height: start-up, reading the stored blocks again, then
         # somewhere in the next ``step`` blocks (some kills land before the first commit: a crash too).
         resume = startup + skip_all * max(previous, 0) / last
-        time.sleep(rng.uniform(0.6, 1.0) * resume + rng.uniform(0.0, 1.0) * step * per_block)
+        time.sleep(scale * (rng.uniform(0.6, 1.0) * resume + rng.uniform(0.0, 1.0) * step * per_block))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
         rc = proc.wait(timeout=120)
@@ -221,6 +224,7 @@ def test_sigkill_at_random_moments_then_resume(chain: dict[str, Any], tmp_path: 
         else:
             done += 1
         if not db.exists():
+            scale *= 1.3  # killed before it even created the store: aim later
             continue
         height, root, stored_hash, violations = committed(db)
         heights.append(height)
@@ -230,6 +234,10 @@ def test_sigkill_at_random_moments_then_resume(chain: dict[str, Any], tmp_path: 
         assert not violations, violations
         if not finished and previous < height < last:
             mid_replay += 1
+        if finished:
+            scale *= 0.7
+        elif height <= max(previous, 0):
+            scale *= 1.3
         previous = height
         if last - height < 10:
             shutil.rmtree(db)  # start over so later kills land mid-replay again
@@ -243,9 +251,9 @@ def test_sigkill_at_random_moments_then_resume(chain: dict[str, Any], tmp_path: 
     audit = cli("audit", "--db", str(db), "--json", cwd=tmp_path)
     assert audit.returncode == 0, audit.stdout + audit.stderr
     assert json.loads(audit.stdout)["ok"] is True
-    RESULTS.update(kills=done, mid_replay_kills=mid_replay, fresh_starts=fresh_starts)
+    RESULTS.update(kills=done, mid_replay_kills=mid_replay, fresh_starts=fresh_starts, runs=runs)
     RESULTS["heights"] = heights  # type: ignore[assignment]
-    assert mid_replay >= kills // 4, f"only {mid_replay} of {kills} kills landed mid-replay (heights {heights})"
+    assert done >= kills and mid_replay >= kills // 2, f"only {mid_replay} of {done} kills landed mid-replay (heights {heights})"
 
 
 def _torn(log: Path, tmp_path: Path, cut: float) -> Path:

@@ -610,7 +610,7 @@ class ClearinghouseMachine(RuleBasedStateMachine):
             "cancel_unknown": (self.sign(name, A.Cancel(market=BTC, oid=chain.next_oid + 10**6), t), "ORDER_NOT_FOUND"),
             "old_nonce": (self.sign(name, A.Transfer(to=self.addr(OUTSIDER), amount=1), t, nonce=t - 3 * 24 * HOUR_MS), "BAD_NONCE"),
             "future_nonce": (self.sign(name, A.Transfer(to=self.addr(OUTSIDER), amount=1), t, nonce=t + 2 * 24 * HOUR_MS), "BAD_NONCE"),
-            "overdraft": (self.sign(OUTSIDER, A.Withdraw(amount=1, destination=self.addr(OUTSIDER)), t), "INSUFFICIENT_BALANCE"),
+            "overdraft": (self.sign(OUTSIDER, A.Withdraw(amount=max(get_account(self.view, self.addr(OUTSIDER)).cash, 0) + 1, destination=self.addr(OUTSIDER)), t), "INSUFFICIENT_BALANCE"),
             "zero_size": (self.sign(name, A.PlaceOrder(market=0, is_buy=True, price=1000, size=0, tif=0, reduce_only=False, cloid=0), t), "DECODE"),
             "garbage": (b"\x93\x01\x02", "DECODE"),
         }
