@@ -51,6 +51,7 @@ FOKNotFilled = _tx_error("FOKNotFilled", "FOK_NOT_FILLED", "A fill-or-kill order
 InvalidMarginMode = _tx_error("InvalidMarginMode", "INVALID_MARGIN_MODE", "Margin mode change or isolated-margin move not allowed.")
 InvalidAmount = _tx_error("InvalidAmount", "INVALID_AMOUNT", "Amount is zero, negative where not allowed, or out of bounds.")
 InvalidOracle = _tx_error("InvalidOracle", "INVALID_ORACLE", "Oracle update malformed (duplicate or unknown market, bad price).")
+NoSuchAccount = _tx_error("NoSuchAccount", "NO_SUCH_ACCOUNT", "The acting account has never been funded (or was emptied and removed).")
 ReservedAccount = _tx_error("ReservedAccount", "RESERVED_ACCOUNT", "System accounts cannot be the target of this action.")
 LimitExceeded = _tx_error("LimitExceeded", "LIMIT_EXCEEDED", "A per-account or per-market limit would be exceeded.")
 DecodeRejected = _tx_error("DecodeRejected", "DECODE", "Transaction bytes are malformed.")

@@ -36,18 +36,22 @@ from .errors import (
     HighSRejected,
     InvalidBlock,
     InvalidTransaction,
+    NoSuchAccount,
     NonCanonicalRejected,
     SignatureRejected,
     Unauthorized,
 )
 from .events import Receipt
-from .keys import CHAIN_KEY, INSURANCE_FUND, FEE_POOL, agent_key
+from .keys import CHAIN_KEY, account_key, INSURANCE_FUND, FEE_POOL, agent_key
 from .nonces import use_nonce
 from .ordering import execution_order
 from .records import Account, Chain
 from .working_state import WorkingState
 
 Handler = Callable[[TxContext, Any], None]
+
+AUTHORITY_ACTIONS = (A.Deposit, A.OracleUpdate)
+"""Actions signed by genesis authorities, which need no account of their own."""
 
 HANDLERS: dict[type, Handler] = {
     A.Deposit: apply_deposit,
@@ -147,6 +151,10 @@ def apply_transaction(ctx: TxContext, tx: Transaction) -> None:
     if handler is None:
         raise InvalidTransaction(f"{type(tx.action).__name__} is not supported")
     ctx.account = acting_account(ctx.ws, ctx.signer, tx.action)
+    if not isinstance(tx.action, AUTHORITY_ACTIONS) and ctx.ws.get(account_key(ctx.account)) is None:
+        # Only accounts that exist (hold or held collateral) may write state: an unfunded key
+        # cannot fill the state with nonce sets, order ids, settings or agent records for free.
+        raise NoSuchAccount("the acting account does not exist: deposit first")
     use_nonce(ctx.ws, ctx.signer, tx.nonce, ctx.time_ms)
     handler(ctx, tx.action)
 

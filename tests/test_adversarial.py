@@ -501,7 +501,7 @@ def test_bad_signatures(world: World) -> None:
     codes = reject_block(world.p, txs, what="bad signatures")
     assert codes[0] == "HIGH_S"
     assert set(codes[1 : 1 + len(malformed)]) == {"BAD_SIGNATURE"}
-    assert set(codes[1 + len(malformed):]) <= {"BAD_SIGNATURE", "HIGH_S", "INSUFFICIENT_BALANCE"}
+    assert set(codes[1 + len(malformed):]) <= {"BAD_SIGNATURE", "HIGH_S", "NO_SUCH_ACCOUNT"}
     BAD["bad signature"] += len(txs)
     # A signature of the wrong length is not an envelope.
     tree = msgspec.msgpack.decode(raw)
@@ -526,7 +526,8 @@ def test_wrong_chain_and_foreign_signatures(world: World) -> None:
     forged = world.w["mallory"].sign(A.Deposit(to=world.addr("mallory"), amount=10**12, ref=9), t)
     txs.append(replace_sig(forged, decode_transaction(lifted_from).signature))
     codes = reject_block(world.p, txs, what="wrong chain")
-    assert codes == ["INSUFFICIENT_BALANCE", "ORDER_NOT_FOUND", "UNAUTHORIZED", "UNAUTHORIZED", "UNAUTHORIZED"]
+    # The recovered strangers own no account (NO_SUCH_ACCOUNT); a stranger is no bridge or publisher.
+    assert codes == ["NO_SUCH_ACCOUNT", "NO_SUCH_ACCOUNT", "UNAUTHORIZED", "UNAUTHORIZED", "UNAUTHORIZED"]
     BAD["wrong-chain or foreign signature"] += len(txs)
 
 
@@ -582,7 +583,7 @@ def test_acting_on_another_account(world: World) -> None:
         (world.tx("bob", A.ApproveAgent(agent=world.addr("alice-agent"), approve=True)), "UNAUTHORIZED"),
         (world.tx("bob", A.ApproveAgent(agent=world.addr("alice"), approve=True)), "UNAUTHORIZED"),
         (world.tx("alice-agent", A.Cancel(market=BTC, oid=2)), "ORDER_NOT_FOUND"),  # mm's order, via alice's agent
-        (world.tx("mallory", A.Transfer(to=world.addr("mallory"), amount=1)), "UNAUTHORIZED"),
+        (world.tx("mallory", A.Transfer(to=world.addr("mallory"), amount=1)), "NO_SUCH_ACCOUNT"),  # mallory was never funded
         (world.tx("alice", A.Transfer(to=INSURANCE_FUND, amount=1)), "RESERVED_ACCOUNT"),
         (world.tx("alice", A.Transfer(to=FEE_POOL, amount=1)), "RESERVED_ACCOUNT"),
         (world.tx("bridge", A.Deposit(to=INSURANCE_FUND, amount=1, ref=0)), "RESERVED_ACCOUNT"),

@@ -49,7 +49,8 @@ def test_withdraw_beyond_balance_changes_nothing(funded: Any) -> None:
 
 def test_withdraw_from_an_empty_account_changes_nothing(funded: Any) -> None:
     dave = funded.wallet("dave")
-    assert_rejected_without_effect(funded, [dave.sign(Withdraw(amount=1, destination=dave.address), t_next(funded))], ["INSUFFICIENT_BALANCE"])
+    # Dave was never funded: he has no account at all.
+    assert_rejected_without_effect(funded, [dave.sign(Withdraw(amount=1, destination=dave.address), t_next(funded))], ["NO_SUCH_ACCOUNT"])
 
 
 def test_withdraw_whole_balance_removes_the_account(funded: Any) -> None:
@@ -82,8 +83,8 @@ def test_nobody_can_move_another_accounts_funds(funded: Any) -> None:
     """A transfer has no source field: whoever signs pays. Dave (empty) cannot spend alice's cash."""
     alice, dave = funded.wallet("alice"), funded.wallet("dave")
     # Dave asks for alice's money to come to him: he is the source, and he has nothing.
-    assert_rejected_without_effect(funded, [dave.sign(Transfer(to=dave.address, amount=USDC), t_next(funded))], ["UNAUTHORIZED"])
-    assert_rejected_without_effect(funded, [dave.sign(Transfer(to=alice.address, amount=USDC), t_next(funded))], ["INSUFFICIENT_BALANCE"])
+    assert_rejected_without_effect(funded, [dave.sign(Transfer(to=dave.address, amount=USDC), t_next(funded))], ["NO_SUCH_ACCOUNT"])
+    assert_rejected_without_effect(funded, [dave.sign(Transfer(to=alice.address, amount=USDC), t_next(funded))], ["NO_SUCH_ACCOUNT"])
     # Bob (funded) sending to dave pays from bob's account; alice is untouched.
     bob = funded.wallet("bob")
     assert codes_of(funded.block([bob.sign(Transfer(to=dave.address, amount=USDC), t_next(funded))])) == ["OK"]
@@ -171,8 +172,8 @@ def test_revoked_agent_is_just_a_stranger(funded: Any) -> None:
     alice, agent = funded.wallet("alice"), funded.wallet("alice-agent")
     funded.block([alice.sign(ApproveAgent(agent=agent.address, approve=True), t_next(funded))])
     assert codes_of(funded.block([alice.sign(ApproveAgent(agent=agent.address, approve=False), t_next(funded))])) == ["OK"]
-    # Now the key signs for itself: an empty account.
-    assert_rejected_without_effect(funded, [agent.sign(Transfer(to=alice.address, amount=USDC), t_next(funded))], ["INSUFFICIENT_BALANCE"])
+    # Now the key signs for itself: it has no account.
+    assert_rejected_without_effect(funded, [agent.sign(Transfer(to=alice.address, amount=USDC), t_next(funded))], ["NO_SUCH_ACCOUNT"])
 
 
 # ---------------------------------------------------------------- a random walk against a model
@@ -202,12 +203,13 @@ def test_collateral_random_walk_matches_a_model_and_conserves(blocks: list[list[
                     model[to] += amount
             elif kind == "withdraw":
                 txs.append(wallets[who].sign(Withdraw(amount=amount, destination=addr[who]), t))
-                code = "OK" if amount <= model[who] else "INSUFFICIENT_BALANCE"
+                # An account exists while it holds cash (an emptied one is removed).
+                code = "NO_SUCH_ACCOUNT" if model[who] == 0 else "OK" if amount <= model[who] else "INSUFFICIENT_BALANCE"
                 if code == "OK":
                     model[who] -= amount
             else:
                 txs.append(wallets[who].sign(Transfer(to=addr[to], amount=amount), t))
-                code = ("RESERVED_ACCOUNT" if to == "fee_pool" else "UNAUTHORIZED" if to == who
+                code = ("NO_SUCH_ACCOUNT" if model[who] == 0 else "RESERVED_ACCOUNT" if to == "fee_pool" else "UNAUTHORIZED" if to == who
                         else "OK" if amount <= model[who] else "INSUFFICIENT_BALANCE")
                 if code == "OK":
                     model[who] -= amount

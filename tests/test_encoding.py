@@ -348,7 +348,7 @@ def test_every_single_bit_flip_of_a_signature_is_rejected(funded: Any, kind: str
         raw, other_signer_code = bridge_deposit(funded), "UNAUTHORIZED"  # the recovered key is not the bridge
     else:
         raw = funded.wallet("alice").sign(A.Transfer(to=funded.wallet("bob").address, amount=USDC), funded.time_ms + 1000)
-        other_signer_code = "INSUFFICIENT_BALANCE"  # the recovered key owns an empty account
+        other_signer_code = "NO_SUCH_ACCOUNT"  # the recovered key owns no account
     sig = decode_transaction(raw).signature
     flipped = []
     for bit in range(65 * 8):
@@ -373,7 +373,7 @@ def test_signature_for_another_chain_recovers_a_stranger(funded: Any) -> None:
     deposit = other_bridge.sign(A.Deposit(to=alice.address, amount=5 * USDC, ref=9), t)
     transfer = other_alice.sign(A.Transfer(to=bob.address, amount=5 * USDC), t)
     before = {n: cash_of(funded, n) for n in ("alice", "bob")}
-    assert_rejected_without_effect(funded, [deposit, transfer], ["UNAUTHORIZED", "INSUFFICIENT_BALANCE"])
+    assert_rejected_without_effect(funded, [deposit, transfer], ["UNAUTHORIZED", "NO_SUCH_ACCOUNT"])
     assert {n: cash_of(funded, n) for n in ("alice", "bob")} == before
     # The same actions signed for this chain go through.
     executed = funded.block([bridge_deposit(funded, 5 * USDC), alice.sign(A.Transfer(to=bob.address, amount=5 * USDC), funded.time_ms + 1000)])

@@ -167,6 +167,12 @@ class ClearinghouseMachine(RuleBasedStateMachine):
             self.names[w.address] = name
         return w
 
+    def exists(self, name: str) -> bool:
+        """Has this key an account (the only keys that may act, authorities aside)?"""
+        from clearinghouse.keys import account_key
+
+        return self.view.get(account_key(self.addr(name))) is not None
+
     def addr(self, name: str) -> bytes:
         return self.wallet(name).address
 
@@ -388,9 +394,11 @@ class ClearinghouseMachine(RuleBasedStateMachine):
         else:
             to = {"transfer": self.addr(dst), "to_fund": INSURANCE_FUND, "to_self": self.addr(src)}[how]
             a = A.Transfer(to=to, amount=amount)
+        existed = self.exists(src)
         ex = self.produce([self.sign(src, a, t)])
         if how in ("to_fund", "to_self"):
-            assert self.codes(ex) in (["RESERVED_ACCOUNT"], ["UNAUTHORIZED"], ["DECODE"]) or amount == 0
+            assert self.codes(ex) in (["RESERVED_ACCOUNT"], ["UNAUTHORIZED"], ["DECODE"]) or amount == 0 or (
+                not existed and self.codes(ex) == ["NO_SUCH_ACCOUNT"])
 
     # ------------------------------------------------------------ orders
     @rule(name=accounts, market=st.sampled_from(MARKETS), is_buy=st.booleans(), how=st.sampled_from(["market", "GTC", "IOC", "FOK", "ALO"]),
@@ -474,7 +482,7 @@ class ClearinghouseMachine(RuleBasedStateMachine):
             other = data.draw(st.sampled_from([n for n in TRADERS + (OUTSIDER,) if self.addr(n) != owner]))
             action = A.Cancel(market=market, oid=oid) if data.draw(st.booleans()) else A.Modify(market=market, oid=oid, price=self.mark(market), size=1)
             ex = self.produce([self.sign(other, action, t)], expect_all_rejected=True)
-            assert self.codes(ex) == ["ORDER_NOT_FOUND"]
+            assert self.codes(ex) == ["ORDER_NOT_FOUND" if self.exists(other) else "NO_SUCH_ACCOUNT"]
             return
         signer = self.names[owner]
         agents = [self.names[a] for a, o in self.agent_owner.items() if o == owner and a in self.names]
@@ -499,9 +507,10 @@ class ClearinghouseMachine(RuleBasedStateMachine):
     def margin_settings(self, name: str, market: int, what: str, leverage: int, is_cross: bool, delta: int) -> None:
         t = self.next_time()
         if what == "leverage":
+            existed = self.exists(name)
             ex = self.produce([self.sign(name, A.UpdateLeverage(market=market, leverage=leverage, is_cross=is_cross), t)])
             if leverage > MAX_LEVERAGE[market]:
-                assert self.codes(ex) == ["INVALID_LEVERAGE"]
+                assert self.codes(ex) == (["INVALID_LEVERAGE"] if existed else ["NO_SUCH_ACCOUNT"])
         else:
             self.produce([self.sign(name, A.UpdateIsolatedMargin(market=market, delta=delta), t)])
 
@@ -614,6 +623,12 @@ class ClearinghouseMachine(RuleBasedStateMachine):
             "zero_size": (self.sign(name, A.PlaceOrder(market=0, is_buy=True, price=1000, size=0, tif=0, reduce_only=False, cloid=0), t), "DECODE"),
             "garbage": (b"\x93\x01\x02", "DECODE"),
         }
+        # A key without an account is refused before anything else is looked at (except authority actions).
+        if not self.exists(name):
+            for k in ("unknown_market_order", "leverage_too_high", "cancel_unknown", "old_nonce", "future_nonce"):
+                candidates[k] = (candidates[k][0], "NO_SUCH_ACCOUNT")
+        if not self.exists(OUTSIDER):
+            candidates["overdraft"] = (candidates["overdraft"][0], "NO_SUCH_ACCOUNT")
         if self.accepted:
             candidates["replay"] = (data.draw(st.sampled_from(self.accepted)), "BAD_NONCE")
         keys = data.draw(st.lists(st.sampled_from(sorted(candidates)), min_size=1, max_size=5, unique=True))
