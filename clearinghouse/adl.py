@@ -39,13 +39,13 @@ from .accounts import add_cash
 from .adl_ranking import Candidate, Ranked, rank_candidates, ranking_hash
 from .book import next_oid
 from .context import TxContext
+from .end_of_block import atomically
 from .events import NO_TX
 from .insurance_fund import credit_unit, sweep_to_fund
 from .keys import CHAIN_KEY, INSURANCE_FUND, NS_LIQ_REF, market_spec_key, position_key, position_prefix
 from .liquidation_math import bankruptcy_prices, round_bankruptcy_price, smallest_cover_qty
 from .margin_units import Unit, unit_health, unit_of_position, units_in_state
 from .matching import Taker, execute_fill
-from .errors import InvalidTransaction
 from .policies import policy_of
 from .waterfall_events import WaterfallSkipped, CROSS, AdlQueue, AdlShortfall, AdlStep, DeficitCover, QueueEntry
 from .working_state import WorkingState
@@ -216,6 +216,16 @@ def units_to_deleverage(ws: WorkingState) -> list[Unit]:
     return sorted(units) + [fund]
 
 
+def deleverage_unit(ctx: TxContext, unit: Unit, health: Any, policy: str) -> None:
+    """One underwater unit: close its positions, or (seed) cover its position-less deficit."""
+    if health.positions:
+        deleverage_positions(ctx, unit, policy)
+    elif policy_of(policy).deficit_cover:
+        cover_with_winners(ctx, unit, policy)
+    else:
+        ctx.emit(AdlShortfall(market=unit.market, underwater=unit.account, unmatched=0))
+
+
 def run_adl(ws: WorkingState, time_ms: int) -> list[Any]:
     """End-of-block step 50."""
     chain = ws.get(CHAIN_KEY)
@@ -225,22 +235,10 @@ def run_adl(ws: WorkingState, time_ms: int) -> list[Any]:
         if health.value >= 0:
             continue
         ctx = TxContext(ws=ws, chain=chain, tx_index=NO_TX, signer=unit.account, account=unit.account, time_ms=time_ms, events=events)
-        ws.begin_tx()
-        events_before = len(events)
-        try:
-            if health.positions:
-                deleverage_positions(ctx, unit, chain.policy)
-            elif policy_of(chain.policy).deficit_cover:
-                cover_with_winners(ctx, unit, chain.policy)
-            else:
-                ctx.emit(AdlShortfall(market=unit.market, underwater=unit.account, unmatched=0))
-        except InvalidTransaction as exc:
+        error = atomically(ws, events, lambda: deleverage_unit(ctx, unit, health, chain.policy))
+        if error is not None:
             # A hard bound (a 64-bit balance) stops this unit's ADL for the block, never the chain.
-            ws.rollback_tx()
-            del events[events_before:]
-            events.append(WaterfallSkipped(account=unit.account, unit=unit.market, step="adl", code=exc.code, message=exc.message))
-        else:
-            ws.commit_tx()
+            events.append(WaterfallSkipped(account=unit.account, unit=unit.market, step="adl", code=error.code, message=error.message))
     # A reference is kept while its unit is still below zero (a deficit to cover next block).
     for key in ws.index.iter_prefix(NS_LIQ_REF):
         if unit_health(ws, Unit(key[1:21], int.from_bytes(key[21:25], "big"))).value >= 0:

@@ -113,16 +113,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from state import LmdbStore
-
     from .reporting import account_report, render_account
 
     addr = _parse_address(args.address)
-    if not os.path.isdir(args.db):
-        raise CliError(f"no state database at {args.db}")
-    with LmdbStore(args.db) as store:
-        if store.height < 0:
-            raise CliError(f"the state database at {args.db} is empty")
+    with _open_existing_store(args.db) as store:
         report = account_report(store, addr, with_proof=args.proof)
     if args.json:
         _print_json(report)

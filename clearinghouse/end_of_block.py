@@ -11,12 +11,32 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from .errors import InvalidTransaction
 from .working_state import WorkingState
 
 Step = Callable[[WorkingState, int], list[Any]]
 
 STEPS: list[tuple[str, Step]] = []
 """(name, step) in execution order; each later module appends its step here at import."""
+
+
+def atomically(ws: WorkingState, events: list[Any], body: Callable[[], Any]) -> InvalidTransaction | None:
+    """Run ``body`` as one journalled unit (a transaction, a liquidated unit, a fired trigger).
+
+    On ``InvalidTransaction`` every write of the unit and every event it appended to
+    ``events`` are undone and the error is returned; otherwise the writes stand and
+    None is returned. Matching inside ``body`` may use savepoints of this journal.
+    """
+    ws.begin_tx()
+    events_before = len(events)
+    try:
+        body()
+    except InvalidTransaction as exc:
+        ws.rollback_tx()
+        del events[events_before:]
+        return exc
+    ws.commit_tx()
+    return None
 
 
 def register_step(name: str, step: Step, *, order: int) -> None:

@@ -16,7 +16,6 @@ import blake3
 import msgspec
 
 from tx.encoding import decode_canonical, decode_genesis, encode, genesis_hash, header_hash
-from tx.errors import TxError
 from tx.logfile import FRAME_BLOCK, FRAME_GENESIS, MAX_FRAME, read_log
 from tx.merkle import EMPTY_ROOT, leaf_hash, ordered_root
 from tx.messages import MAX_BLOCK_TXS, MAX_TX_BYTES, Block, BlockWitness, ChangedKey, Genesis, Header, LogBlock
@@ -247,12 +246,6 @@ def differing_keys(executed: Executed, witness: BlockWitness) -> list[str]:
 
 
 # ---------------------------------------------------------------- log reading
-@dataclass
-class LogContents:
-    genesis: Genesis
-    genesis_bytes: bytes
-
-
 def iter_log(path: str) -> Iterator[tuple[int, Any]]:
     """Yield (frame index, Genesis | LogBlock) from a log, raising typed errors on damage."""
     for frame in read_log(path):

@@ -21,7 +21,6 @@ import msgspec
 
 from . import end_of_block
 from .accounts import add_cash, checked_i64
-from .errors import InvalidTransaction
 from .events import FundingPaid, FundingSettled
 from .waterfall_events import WaterfallSkipped
 from .keys import CHAIN_KEY, INSURANCE_FUND, book_side_prefix, market_spec_key, market_state_key, position_prefix
@@ -217,17 +216,11 @@ def funding_step(ws: WorkingState, time_ms: int) -> list:
     chain: Chain = ws.get(CHAIN_KEY)
     events: list = []
     for market in range(chain.market_count):
-        ws.begin_tx()
-        try:
-            market_events = funding_market(ws, market, time_ms)
-        except InvalidTransaction as exc:
+        error = end_of_block.atomically(ws, events, lambda: events.extend(funding_market(ws, market, time_ms)))
+        if error is not None:
             # A payment past a 64-bit bound: this market's funding waits (accumulators kept),
             # the block and every other market go on.
-            ws.rollback_tx()
-            events.append(WaterfallSkipped(account=bytes(20), unit=market, step="funding", code=exc.code, message=exc.message))
-        else:
-            ws.commit_tx()
-            events.extend(market_events)
+            events.append(WaterfallSkipped(account=bytes(20), unit=market, step="funding", code=error.code, message=error.message))
     return events
 
 

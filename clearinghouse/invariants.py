@@ -27,7 +27,6 @@ import msgspec
 from .keys import (
     CHAIN_KEY, NS_ACCOUNT, NS_ORDER, NS_POSITION, NS_TRIGGER, book_side_prefix, market_state_key, record_type,
 )
-from .margin import cross_health
 from .margin_units import Unit, unit_health
 from .waterfall_events import CROSS
 
@@ -154,7 +153,3 @@ def check_all(store: Any, view: Any | None = None) -> list[str]:
         + check_bookkeeping(s) + check_book_not_crossed(s, view)
     )
 
-
-def account_values(view: Any, accounts: Iterable[bytes]) -> dict[bytes, int]:
-    """Cross value per account (for tests that check nobody without positions lost anything)."""
-    return {a: cross_health(view, a).value for a in accounts}

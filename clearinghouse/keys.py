@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tx.messages import MarketSpec
+
 from . import records as r
 
 NS_CHAIN = b"G"
@@ -55,9 +57,6 @@ NAMESPACE_NAMES = {
     NS_ORACLE_SUB: "oracle_submission",
     NS_LIQ_REF: "liquidation_reference",
 }
-
-# Imported lazily to keep keys.py free of the wire types at import time.
-from tx.messages import MarketSpec  # noqa: E402
 
 RECORD_TYPES: dict[bytes, Any] = {
     NS_CHAIN: r.Chain,

@@ -21,6 +21,7 @@ import msgspec
 from .backstop import backstop_unit
 from .book import next_oid
 from .context import TxContext
+from .end_of_block import atomically
 from .events import NO_TX
 from .insurance_fund import cover_deficit, fund_available
 from .keys import INSURANCE_FUND, book_side_prefix, liq_ref_key, market_spec_key, position_key
@@ -32,7 +33,6 @@ from .margin_units import Unit, unit_health, units_in_state
 from .matching import Taker, cancel_resting, match
 from .policies import Policy, policy_of
 from .records import LiquidationRef
-from .errors import InvalidTransaction
 from .waterfall_events import LiquidationTriggered, MarketLiquidation, WaterfallSkipped
 from .working_state import WorkingState
 
@@ -117,16 +117,8 @@ def run_liquidations(ws: WorkingState, time_ms: int) -> list[Any]:
         if not health.positions or not is_liquidatable(health.value, health.maintenance):
             continue
         ctx = TxContext(ws=ws, chain=chain, tx_index=NO_TX, signer=unit.account, account=unit.account, time_ms=time_ms, events=events)
-        # One journal per unit: matching needs savepoints (a maker failing margin is undone).
-        ws.begin_tx()
-        events_before = len(events)
-        try:
-            liquidate_unit(ctx, unit, policy_of(chain.policy))
-        except InvalidTransaction as exc:
-            # A bound was hit (e.g. a 64-bit balance): undo this unit, say so, go on.
-            ws.rollback_tx()
-            del events[events_before:]
-            events.append(WaterfallSkipped(account=unit.account, unit=unit.market, step="liquidation", code=exc.code, message=exc.message))
-        else:
-            ws.commit_tx()
+        error = atomically(ws, events, lambda: liquidate_unit(ctx, unit, policy_of(chain.policy)))
+        if error is not None:
+            # A bound was hit (e.g. a 64-bit balance): the unit is undone; say so and go on.
+            events.append(WaterfallSkipped(account=unit.account, unit=unit.market, step="liquidation", code=error.code, message=error.message))
     return events

@@ -172,7 +172,7 @@ def match(ctx: TxContext, market: int, spec: MarketSpec, taker: Taker) -> None:
         maker_before = _position_size(ws, market, maker.owner)
         taker_before = _position_size(ws, market, taker.owner)
         maker_value_before = unit_value_for(ws, maker.owner, market)
-        taker_value_before = unit_value_for(ws, taker.owner, market)
+        taker_value_before = unit_value_for(ws, taker.owner, market) if taker.kind == "trade" else 0
         mark = ws.savepoint()
         events_mark = len(ctx.events)
         execute_fill(ctx, market, spec, taker, maker.owner, maker.oid, maker.price, qty, taker_fee_ppm=taker.taker_fee_ppm)

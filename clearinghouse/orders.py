@@ -17,9 +17,9 @@ from .context import TxContext
 from .errors import FOKNotFilled, InsufficientMargin, InvalidMarginMode, ReduceOnlyViolation, UnknownMarket, WouldTakeALO
 from .events import OrderStatus
 from .keys import (
-    CHAIN_KEY, TRIGGER_ABOVE, TRIGGER_BELOW, book_side_prefix, market_spec_key, market_state_key, order_key, trigger_key,
+    CHAIN_KEY, TRIGGER_ABOVE, TRIGGER_BELOW, book_side_prefix, market_spec_key, order_key, trigger_key,
 )
-from .margin import cross_health, get_position
+from .margin import get_position, mark_price, meets_cross_initial, meets_initial_after_increase
 from .margin_math import ceil_div
 from .matching import Taker, has_unsettled_deficit, match, reducible
 from .positions import DEFAULT_LEVERAGE
@@ -36,10 +36,6 @@ def market_spec(ws: WorkingState, market: int):
     if market >= chain.market_count:
         raise UnknownMarket(f"no market {market}")
     return ws.get(market_spec_key(market))
-
-
-def mark_of(ws: WorkingState, market: int) -> int:
-    return ws.get(market_state_key(market)).mark_price
 
 
 def status(ctx: TxContext, market: int, oid: int, owner: bytes, st: str, reason: str, remaining: int) -> None:
@@ -65,8 +61,7 @@ def resting_margin_ok(ws: WorkingState, owner: bytes, market: int, is_buy: bool,
         return True
     spec = ws.get(market_spec_key(market))
     leverage = pos.leverage if pos is not None else min(DEFAULT_LEVERAGE, spec.max_leverage)
-    health = cross_health(ws, owner)
-    return health.value >= health.initial + ceil_div(growing * price, leverage)
+    return meets_cross_initial(ws, owner, ceil_div(growing * price, leverage))
 
 
 def submit(ctx: TxContext, market: int, *, is_buy: bool, price: int, size: int, tif: int, reduce_only: bool, cloid: int, kind: str = "trade") -> int:
@@ -75,7 +70,7 @@ def submit(ctx: TxContext, market: int, *, is_buy: bool, price: int, size: int, 
     spec = market_spec(ws, market)
     check_size(size)
     check_price(spec, price)
-    check_price_band(price, mark_of(ws, market))
+    check_price_band(price, mark_price(ws, market))
     check_notional(spec, price, size, reduce_only=reduce_only)
     owner = ctx.account
     check_cloid_free(ws, owner, cloid)
@@ -94,7 +89,7 @@ def submit(ctx: TxContext, market: int, *, is_buy: bool, price: int, size: int, 
         match(ctx, market, spec, taker)
     if tif == TIF_FOK and taker.remaining > 0:
         raise FOKNotFilled(f"fill-or-kill order filled {taker.filled} of {size} lots")
-    if taker.increased and not _taker_margin_ok(ws, owner, market):
+    if taker.increased and not meets_initial_after_increase(ws, owner, market):
         raise InsufficientMargin("the fills would leave the account below initial margin")
     if taker.remaining == 0:
         status(ctx, market, oid, owner, "filled", "", 0)
@@ -116,12 +111,6 @@ def submit(ctx: TxContext, market: int, *, is_buy: bool, price: int, size: int, 
     return oid
 
 
-def _taker_margin_ok(ws: WorkingState, owner: bytes, market: int) -> bool:
-    from .margin import meets_initial_after_increase
-
-    return meets_initial_after_increase(ws, owner, market)
-
-
 def apply_place_order(ctx: TxContext, action: PlaceOrder) -> None:
     submit(ctx, action.market, is_buy=action.is_buy, price=action.price, size=action.size, tif=action.tif, reduce_only=action.reduce_only, cloid=action.cloid)
 
@@ -130,7 +119,7 @@ def apply_market_order(ctx: TxContext, action: MarketOrder) -> None:
     """An IOC at the mark moved by the slippage bound; the limit needs no tick (it never rests)."""
     ws = ctx.ws
     spec = market_spec(ws, action.market)
-    limit = slippage_limit(mark_of(ws, action.market), action.is_buy, action.slippage_bps)
+    limit = slippage_limit(mark_price(ws, action.market), action.is_buy, action.slippage_bps)
     check_size(action.size)
     check_notional(spec, limit, action.size, reduce_only=action.reduce_only)
     check_cloid_free(ws, ctx.account, action.cloid)
@@ -139,7 +128,7 @@ def apply_market_order(ctx: TxContext, action: MarketOrder) -> None:
     oid = next_oid(ws)
     taker = Taker(owner=ctx.account, oid=oid, is_buy=action.is_buy, limit_price=limit, remaining=action.size, reduce_only=action.reduce_only)
     match(ctx, action.market, spec, taker)
-    if taker.increased and not _taker_margin_ok(ws, ctx.account, action.market):
+    if taker.increased and not meets_initial_after_increase(ws, ctx.account, action.market):
         raise InsufficientMargin("the fills would leave the account below initial margin")
     if taker.remaining == 0:
         status(ctx, action.market, oid, ctx.account, "filled", "", 0)
@@ -157,7 +146,7 @@ def apply_trigger_order(ctx: TxContext, action: TriggerOrder) -> None:
     spec = market_spec(ws, action.market)
     check_size(action.size)
     check_price(spec, action.trigger_price)
-    check_price_band(action.trigger_price, mark_of(ws, action.market))
+    check_price_band(action.trigger_price, mark_price(ws, action.market))
     if action.limit_price:
         check_price(spec, action.limit_price)
     check_notional(spec, action.trigger_price, action.size, reduce_only=action.reduce_only)

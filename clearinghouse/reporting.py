@@ -17,6 +17,7 @@ from tx.signing import checksum_address
 from .engine import Engine, replay_log
 from .keys import account_key, position_key
 from .margin import cross_health
+from .units import micro_to_usdc
 
 USDC = 1_000_000
 
@@ -35,10 +36,8 @@ class ReplayResult:
 
 
 def usdc(micro: int) -> str:
-    """micro-USDC as a decimal string (display only, exact)."""
-    sign = "-" if micro < 0 else ""
-    whole, frac = divmod(abs(micro), USDC)
-    return f"{sign}{whole:,}.{frac:06d}".rstrip("0").rstrip(".")
+    """micro-USDC as a grouped decimal string (display only, exact)."""
+    return micro_to_usdc(micro, grouping=True)
 
 
 def replay_into_db(log_path: str, db_path: str | None, *, progress: bool = False, labels: dict[bytes, str] | None = None) -> ReplayResult:

@@ -17,13 +17,13 @@ from typing import Any
 
 from .book import remove_order
 from .context import TxContext
-from .end_of_block import register_step
-from .errors import InvalidTransaction
+from .end_of_block import atomically, register_step
 from .events import NO_TX, OrderStatus
 from .keys import CHAIN_KEY, TRIGGER_ABOVE, TRIGGER_BELOW, market_state_key, trigger_prefix
 from .matching import Taker, match, reducible
 from .order_rules import slippage_limit
-from .orders import MARKET_TRIGGER_SLIPPAGE_BPS, _taker_margin_ok, market_spec
+from .margin import meets_initial_after_increase
+from .orders import MARKET_TRIGGER_SLIPPAGE_BPS, market_spec
 from .working_state import WorkingState
 
 
@@ -54,7 +54,7 @@ def fire(ctx: TxContext, market: int, key: bytes, trig: Any, mark: int) -> None:
     mark_sp = ws.savepoint()
     ev_mark = len(ctx.events)
     match(ctx, market, spec, taker)
-    if taker.increased and not _taker_margin_ok(ws, trig.owner, market):
+    if taker.increased and not meets_initial_after_increase(ws, trig.owner, market):
         ws.rollback_to(mark_sp)
         del ctx.events[ev_mark:]
         ctx.emit(OrderStatus(tx_index=NO_TX, market=market, oid=trig.oid, owner=trig.owner, status="canceled", reason="margin", remaining=trig.size))
@@ -73,20 +73,11 @@ def run_triggers(ws: WorkingState, time_ms: int) -> list[Any]:
             if trig is None:
                 continue
             ctx = TxContext(ws=ws, chain=chain, tx_index=NO_TX, signer=trig.owner, account=trig.owner, time_ms=time_ms, events=events)
-            ws.begin_tx()
-            events_before = len(events)
-            try:
-                fire(ctx, market, key, trig, mark)
-            except InvalidTransaction as exc:
-                ws.rollback_tx()
-                del events[events_before:]  # the undone fills must not be reported
-                # The trigger stays cancelled even if its order fails: cancel it outside the undone part.
-                ws.begin_tx()
+            error = atomically(ws, events, lambda: fire(ctx, market, key, trig, mark))
+            if error is not None:
+                # The undone fills are not reported, but the trigger stays cancelled.
                 remove_order(ws, key, trig)
-                ws.commit_tx()
-                events.append(OrderStatus(tx_index=NO_TX, market=market, oid=trig.oid, owner=trig.owner, status="canceled", reason=exc.code.lower(), remaining=trig.size))
-            else:
-                ws.commit_tx()
+                events.append(OrderStatus(tx_index=NO_TX, market=market, oid=trig.oid, owner=trig.owner, status="canceled", reason=error.code.lower(), remaining=trig.size))
     return events
 
 

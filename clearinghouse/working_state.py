@@ -179,6 +179,3 @@ class WorkingState:
             else:
                 out[key] = encode(record)
         return out
-
-    def touched_keys(self) -> list[bytes]:
-        return sorted(self._dirty)
