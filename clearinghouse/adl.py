@@ -39,7 +39,6 @@ from .accounts import add_cash
 from .adl_ranking import Candidate, Ranked, rank_candidates, ranking_hash
 from .book import next_oid
 from .context import TxContext
-from .end_of_block import atomically
 from .events import NO_TX
 from .insurance_fund import credit_unit, sweep_to_fund
 from .keys import CHAIN_KEY, INSURANCE_FUND, NS_LIQ_REF, market_spec_key, position_key, position_prefix
@@ -48,7 +47,7 @@ from .margin_units import Unit, unit_health, unit_of_position, units_in_state
 from .matching import Taker, execute_fill
 from .policies import policy_of
 from .waterfall_events import WaterfallSkipped, CROSS, AdlQueue, AdlShortfall, AdlStep, DeficitCover, QueueEntry
-from .working_state import WorkingState
+from .working_state import WorkingState, atomically
 
 QUEUE_EVIDENCE_TOP = 10
 """How many leading queue entries an AdlQueue event lists (the hash covers all)."""

@@ -1,52 +1,37 @@
-"""End-of-block work, in the fixed order of RULEBOOK §4 and docs/protocol.md.
+"""End-of-block work, in the fixed order of protocol §6.8.
 
-1. oracle prices (median of the block's submissions) and mark prices;
-2. trigger (TP/SL) orders that the new mark crosses;
-3. funding (sampling, and hourly settlement);
-4. the liquidation waterfall (market liquidation, insurance fund, backstop);
-5. auto-deleveraging of whatever is still underwater.
+After the block's transactions, ``run`` calls each step by name, in this order:
+
+1. ``prices_step`` (oracle.py): oracle prices and mark prices, protocol §11.3;
+2. ``run_triggers`` (triggers.py): TP/SL orders the new mark crosses, protocol §10.8;
+3. ``funding_step`` (funding.py): premium sampling and hourly settlement, protocol §11.5;
+4. ``run_liquidations`` (liquidation.py): the liquidation waterfall's trigger, market
+   liquidation, insurance fund cover and backstop, protocol §12.3-§12.6;
+5. ``run_adl`` (adl.py): auto-deleveraging of every unit still below zero, protocol §12.7.
+
+Each step reads the state the previous one left, so liquidation sees this
+block's mark prices and funding. There is no registry: adding a step means
+adding a call here and a line to protocol §6.8.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
-from .errors import InvalidTransaction
+from .adl import run_adl
+from .funding import funding_step
+from .liquidation import run_liquidations
+from .oracle import prices_step
+from .triggers import run_triggers
 from .working_state import WorkingState
-
-Step = Callable[[WorkingState, int], list[Any]]
-
-STEPS: list[tuple[str, Step]] = []
-"""(name, step) in execution order; each later module appends its step here at import."""
-
-
-def atomically(ws: WorkingState, events: list[Any], body: Callable[[], Any]) -> InvalidTransaction | None:
-    """Run ``body`` as one journalled unit (a transaction, a liquidated unit, a fired trigger).
-
-    On ``InvalidTransaction`` every write of the unit and every event it appended to
-    ``events`` are undone and the error is returned; otherwise the writes stand and
-    None is returned. Matching inside ``body`` may use savepoints of this journal.
-    """
-    ws.begin_tx()
-    events_before = len(events)
-    try:
-        body()
-    except InvalidTransaction as exc:
-        ws.rollback_tx()
-        del events[events_before:]
-        return exc
-    ws.commit_tx()
-    return None
-
-
-def register_step(name: str, step: Step, *, order: int) -> None:
-    """Insert a named step; ``order`` fixes its place regardless of import order."""
-    STEPS.append((f"{order:03d}:{name}", step))
-    STEPS.sort(key=lambda s: s[0])
 
 
 def run(ws: WorkingState, time_ms: int) -> list[Any]:
+    """Run the end-of-block steps in their fixed order and return their events in emission order."""
     events: list[Any] = []
-    for _name, step in STEPS:
-        events.extend(step(ws, time_ms))
+    events.extend(prices_step(ws, time_ms))
+    events.extend(run_triggers(ws, time_ms))
+    events.extend(funding_step(ws, time_ms))
+    events.extend(run_liquidations(ws, time_ms))
+    events.extend(run_adl(ws, time_ms))
     return events

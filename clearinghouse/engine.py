@@ -20,7 +20,6 @@ from tx.logfile import FRAME_BLOCK, FRAME_GENESIS, MAX_FRAME, read_log
 from tx.merkle import EMPTY_ROOT, leaf_hash, ordered_root
 from tx.messages import MAX_BLOCK_TXS, MAX_TX_BYTES, Block, BlockWitness, ChangedKey, Genesis, Header, LogBlock
 
-from . import trading_handlers  # noqa: F401  (registers trading actions and end-of-block steps)
 from .errors import ClearinghouseError, InvalidBlock
 from .events import NO_TX
 from .event_types import AnyEvent

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import msgspec
 
-from . import end_of_block
 from .accounts import add_cash, checked_i64
 from .events import FundingPaid, FundingSettled
 from .waterfall_events import WaterfallSkipped
 from .keys import CHAIN_KEY, INSURANCE_FUND, book_side_prefix, market_spec_key, market_state_key, position_prefix
 from .margin_math import ceil_div
 from .records import Chain, MarketState, Position
-from .working_state import WorkingState
+from .working_state import WorkingState, atomically
 
 RATE_SCALE = 10**9
 """Rates and premiums are in parts per billion: 1 = 10^-9 = 0.0000001%."""
@@ -216,7 +215,7 @@ def funding_step(ws: WorkingState, time_ms: int) -> list:
     chain: Chain = ws.get(CHAIN_KEY)
     events: list = []
     for market in range(chain.market_count):
-        error = end_of_block.atomically(ws, events, lambda: events.extend(funding_market(ws, market, time_ms)))
+        error = atomically(ws, events, lambda: events.extend(funding_market(ws, market, time_ms)))
         if error is not None:
             # A payment past a 64-bit bound: this market's funding waits (accumulators kept),
             # the block and every other market go on.
@@ -224,4 +223,3 @@ def funding_step(ws: WorkingState, time_ms: int) -> list:
     return events
 
 
-end_of_block.register_step("funding", funding_step, order=30)

@@ -21,7 +21,6 @@ import msgspec
 from .backstop import backstop_unit
 from .book import next_oid
 from .context import TxContext
-from .end_of_block import atomically
 from .events import NO_TX
 from .insurance_fund import cover_deficit, fund_available
 from .keys import INSURANCE_FUND, book_side_prefix, liq_ref_key, market_spec_key, position_key
@@ -34,7 +33,7 @@ from .matching import Taker, cancel_resting, match
 from .policies import Policy, policy_of
 from .records import LiquidationRef
 from .waterfall_events import LiquidationTriggered, MarketLiquidation, WaterfallSkipped
-from .working_state import WorkingState
+from .working_state import WorkingState, atomically
 
 
 def cancel_orders_of(ctx: TxContext, market: int, owner: bytes) -> None:

@@ -17,7 +17,6 @@ import msgspec
 
 from tx.actions import OracleUpdate
 
-from . import end_of_block, transition
 from .context import TxContext
 from .errors import InvalidOracle, Unauthorized
 from .events import PricesSet
@@ -51,7 +50,6 @@ def apply_oracle_update(ctx: TxContext, action: OracleUpdate) -> None:
         ctx.ws.put(oracle_sub_key(item.market, ctx.signer), OracleSubmission(oracle_price=item.oracle_price, external_price=item.external_price))
 
 
-transition.register(OracleUpdate, apply_oracle_update)
 
 
 # ---------------------------------------------------------------- end of block
@@ -125,4 +123,3 @@ def prices_step(ws: WorkingState, time_ms: int) -> list[PricesSet]:
     return events
 
 
-end_of_block.register_step("prices", prices_step, order=10)

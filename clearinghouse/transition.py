@@ -30,6 +30,12 @@ from . import end_of_block
 from .accounts import put_account, EMPTY_ACCOUNT
 from .agents import apply_approve_agent
 from .collateral import apply_deposit, apply_transfer, apply_withdraw
+from .leverage import apply_update_isolated_margin, apply_update_leverage
+from .oracle import apply_oracle_update
+from .orders import (
+    apply_cancel, apply_cancel_by_cloid, apply_market_order, apply_modify, apply_place_order, apply_trigger_order,
+)
+from .policies import POLICIES
 from .context import TxContext
 from .errors import (
     DecodeRejected,
@@ -46,7 +52,7 @@ from .keys import CHAIN_KEY, account_key, INSURANCE_FUND, FEE_POOL, agent_key
 from .nonces import use_nonce
 from .ordering import execution_order
 from .records import Account, Chain
-from .working_state import WorkingState
+from .working_state import WorkingState, atomically
 
 Handler = Callable[[TxContext, Any], None]
 
@@ -57,17 +63,20 @@ HANDLERS: dict[type, Handler] = {
     A.Deposit: apply_deposit,
     A.Withdraw: apply_withdraw,
     A.Transfer: apply_transfer,
+    A.PlaceOrder: apply_place_order,
+    A.MarketOrder: apply_market_order,
+    A.TriggerOrder: apply_trigger_order,
+    A.Cancel: apply_cancel,
+    A.CancelByCloid: apply_cancel_by_cloid,
+    A.Modify: apply_modify,
+    A.UpdateLeverage: apply_update_leverage,
+    A.UpdateIsolatedMargin: apply_update_isolated_margin,
     A.ApproveAgent: apply_approve_agent,
+    A.OracleUpdate: apply_oracle_update,
 }
-"""Action type -> handler. Trading and oracle handlers register in ``trading_handlers``."""
-
-from .policies import POLICIES
+"""Action type -> handler (protocol §9): the one dispatch table, every action in one place."""
 
 SUPPORTED_POLICIES = tuple(sorted(POLICIES))
-
-
-def register(action_type: type, handler: Handler) -> None:
-    HANDLERS[action_type] = handler
 
 
 def apply_genesis(ws: WorkingState, genesis: Genesis) -> None:
@@ -177,7 +186,7 @@ def apply_block(ws: WorkingState, height: int, time_ms: int, raw_txs: list[bytes
         action_name = type(tx.action).__name__ if tx is not None else "?"
         ctx = TxContext(ws=ws, chain=ws.get(CHAIN_KEY), tx_index=index, signer=b"", account=b"", time_ms=time_ms)
         if error is None:
-            error = end_of_block.atomically(ws, ctx.events, lambda: apply_transaction(ctx, tx))
+            error = atomically(ws, ctx.events, lambda: apply_transaction(ctx, tx))
         if error is None:
             events.append(Receipt(tx_index=index, tx_id=tid, signer=ctx.signer, account=ctx.account, action=action_name, ok=True, code="OK", message=""))
             events.extend(ctx.events)

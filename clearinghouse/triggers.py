@@ -17,14 +17,13 @@ from typing import Any
 
 from .book import remove_order
 from .context import TxContext
-from .end_of_block import atomically, register_step
 from .events import NO_TX, OrderStatus
 from .keys import CHAIN_KEY, TRIGGER_ABOVE, TRIGGER_BELOW, market_state_key, trigger_prefix
 from .matching import Taker, match, reducible
 from .order_rules import slippage_limit
 from .margin import meets_initial_after_increase
 from .orders import MARKET_TRIGGER_SLIPPAGE_BPS, market_spec
-from .working_state import WorkingState
+from .working_state import WorkingState, atomically
 
 
 def due_triggers(ws: WorkingState, market: int, mark: int) -> list[bytes]:
@@ -81,4 +80,3 @@ def run_triggers(ws: WorkingState, time_ms: int) -> list[Any]:
     return events
 
 
-register_step("triggers", run_triggers, order=20)

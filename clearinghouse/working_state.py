@@ -15,13 +15,14 @@ The block transition reads state only through this class (``get``, ``put``,
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import msgspec
 from sortedcontainers import SortedList
 
 from tx.encoding import encode
 
+from .errors import InvalidTransaction
 from .keys import NS_LIQ_REF, NS_ORDER, NS_POSITION, NS_TRIGGER, record_type
 
 INDEXED_NAMESPACES = (NS_ORDER, NS_TRIGGER, NS_POSITION, NS_LIQ_REF)
@@ -179,3 +180,22 @@ class WorkingState:
             else:
                 out[key] = encode(record)
         return out
+
+
+def atomically(ws: WorkingState, events: list[Any], body: Callable[[], Any]) -> InvalidTransaction | None:
+    """Run ``body`` as one journalled unit (a transaction, a liquidated unit, a fired trigger).
+
+    On ``InvalidTransaction`` every write of the unit and every event it appended to
+    ``events`` are undone and the error is returned; otherwise the writes stand and
+    None is returned. Matching inside ``body`` may use savepoints of this journal.
+    """
+    ws.begin_tx()
+    events_before = len(events)
+    try:
+        body()
+    except InvalidTransaction as exc:
+        ws.rollback_tx()
+        del events[events_before:]
+        return exc
+    ws.commit_tx()
+    return None

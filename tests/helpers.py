@@ -224,16 +224,18 @@ class Chain:
                 flat.append(bytes(t))
             else:
                 flat.extend(t)
-        step = None
+        prices_step = end_of_block.prices_step
         if self.pins:
-            step = ("015:test_pinned_marks", self._pin_step)
-            end_of_block.STEPS.append(step)
-            end_of_block.STEPS.sort(key=lambda s: s[0])
+            # Test-only: pin marks right after the prices step (before triggers), by
+            # wrapping the step the pipeline calls by name.
+            def pinned(ws: Any, time_ms: int) -> list[Any]:
+                return prices_step(ws, time_ms) + self._pin_step(ws, time_ms)
+
+            end_of_block.prices_step = pinned  # type: ignore[assignment]
         try:
             executed = self.p.block(flat, advance_ms=advance_ms if advance_ms is not None else self.advance_ms)
         finally:
-            if step is not None:
-                end_of_block.STEPS.remove(step)
+            end_of_block.prices_step = prices_step  # type: ignore[assignment]
         result = BlockResult.from_events(executed.height, executed.events)
         self.history.append(result)
         return result

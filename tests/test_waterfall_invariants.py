@@ -128,7 +128,7 @@ def test_crash_scenario_liquidates_and_stays_solvent():
     assert c.checked_blocks == len(c.history)
 
 
-def test_the_checker_catches_a_negative_account_without_shortfall():
+def test_the_checker_catches_a_negative_account_without_shortfall(monkeypatch: pytest.MonkeyPatch):
     """The solvency check is not vacuous: with the liquidation and ADL steps switched off, a gapped
     cross long stays negative and the checker fails, unless an AdlShortfall names the account."""
     from clearinghouse import end_of_block
@@ -137,12 +137,10 @@ def test_the_checker_catches_a_negative_account_without_shortfall():
     c.fund(alice=1_000, mm=1_000_000)
     c.trade("alice", "mm", BTC, px(10_000), sz(1))
     before = snapshot(c)
-    saved = list(end_of_block.STEPS)
-    end_of_block.STEPS[:] = [s for s in saved if not s[0].endswith((":liquidation", ":adl"))]
-    try:
+    with monkeypatch.context() as m:
+        m.setattr(end_of_block, "run_liquidations", lambda ws, time_ms: [])
+        m.setattr(end_of_block, "run_adl", lambda ws, time_ms: [])
         r = c.crash({BTC: px(8_000)})
-    finally:
-        end_of_block.STEPS[:] = saved
     assert c.value("alice") == usdc(1_000 - 2_000)
     with pytest.raises(AssertionError, match="cross value"):
         check_block(c, before, r.events)
