@@ -1,22 +1,36 @@
 """
-Benchmark: cost of committing blocks to the state stores.
+Benchmark: cost per changed key of the state tree and the state stores.
 
-For each size N, builds a state of N keys in a fresh :class:`MemoryStore` and a
-fresh :class:`LmdbStore` (temporary directory), then times ``commit_block`` for
-blocks of ``--batch`` changed keys (80% updates of existing keys, 20% inserts)
-and reports the median cost per changed key, as wall time (``perf_counter``)
-and as this process's CPU time (``process_time``; on a shared machine it is
-the steadier figure, and for LMDB wall minus CPU is roughly the fsync wait).
-The tree-only cost (``compute_update`` without persisting) is reported
-separately.
+For each size N (default 10^4, 10^5 and 10^6 keys) it builds, in chunks of
+``BUILD_CHUNK`` keys, a bare :class:`SparseMerkleTree` (nodes in a dict), a
+:class:`MemoryStore` and an :class:`LmdbStore` (temporary directory) holding N
+accounts, then times ``--blocks`` blocks of ``--batch`` changed keys (80%
+updates of existing keys spread over the key space, 20% inserts):
+
+- ``tree``: ``compute_update`` alone on the bare tree (hashing, node reads and
+  building the write list; the writes are applied untimed between blocks);
+- ``hash``: BLAKE3 alone over exactly the preimages those same blocks hash (a
+  key hash and a value hash per changed key, one 65-byte preimage per node
+  written), one ``blake3(data).digest()`` call each: the floor any pure-Python
+  tree built on the ``blake3`` package pays, measured in the same run;
+- ``memory`` / ``lmdb``: ``commit_block`` on the stores (validation, tree, data
+  and node writes; for LMDB one durable write transaction per block).
+
+Each figure is the median over the timed blocks of the cost per changed key, as
+wall time (``perf_counter``) and as this process's CPU time (``process_time``;
+on a shared machine it is the steadier figure, and for LMDB wall minus CPU is
+roughly the fsync wait). 10^6 keys need about 3 GB of memory at peak (one
+backend is held at a time) and a few minutes, mostly the LMDB build.
 
 Usage::
 
-    python benchmarks/bench_commitment.py [--sizes 10000 100000] [--batch 1000]
-                                          [--blocks 5] [--json]
+    python benchmarks/bench_commitment.py [--sizes 10000 100000 1000000] [--batch 1000]
+                                          [--blocks 7] [--backends tree memory lmdb]
+                                          [--json]
 
 Keys and values are derived deterministically from counters, so every run
-commits the same data and reaches the same roots (printed for cross-checking).
+commits the same data and reaches the same roots (compared across backends:
+the exit status is 1 if they differ).
 """
 
 from __future__ import annotations
@@ -37,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from blake3 import blake3  # noqa: E402
 
 from state import LmdbStore, MemoryStore, Store  # noqa: E402
-from state.smt import compute_update  # noqa: E402
+from state.smt import KEY_DOMAIN, VALUE_DOMAIN, SparseMerkleTree, TreeUpdate  # noqa: E402
 
 BUILD_CHUNK = 10_000
 """Keys per commit while building the initial state (keeps LMDB txns moderate)."""
@@ -94,26 +108,80 @@ def build(store: Store, size: int) -> float:
     return time.perf_counter() - start
 
 
-def time_blocks(store: Store, size: int, batch: int, blocks: int) -> list[tuple[float, float]]:
-    """Commit ``blocks`` blocks of ``batch`` changes; return (wall, CPU) seconds per block."""
+def time_blocks(store: Store, size: int, batch: int, blocks: int) -> list[Timing]:
+    """Commit ``blocks`` blocks of ``batch`` changes; return their timings."""
     timings = []
     for block in range(blocks):
         changes = block_changes(size, block, batch)
         wall, cpu = time.perf_counter(), time.process_time()
         store.commit_block(store.height + 1, changes, {"bench": block.to_bytes(8, "big")})
-        timings.append((time.perf_counter() - wall, time.process_time() - cpu))
+        timings.append(Timing(time.perf_counter() - wall, time.process_time() - cpu))
     return timings
 
 
-def time_tree_only(store: MemoryStore, size: int, batch: int, blocks: int) -> list[tuple[float, float]]:
-    """Time ``compute_update`` alone (no persistence) on the memory store's tree."""
+def time_tree(tree: SparseMerkleTree, size: int, batch: int, blocks: int) -> list[Timing]:
+    """
+    Time ``compute_update`` alone on a bare tree (a dict of nodes, no store).
+
+    Each block's writes are then applied (untimed), so successive blocks see the
+    tree grow as in the stores. Returns per-block timings and, for the hashing
+    baseline, the records each block had to hash.
+    """
     timings = []
     for block in range(blocks):
-        changes = block_changes(size, blocks + block, batch)
+        changes = block_changes(size, block, batch)
         wall, cpu = time.perf_counter(), time.process_time()
-        compute_update(store._nodes.get, store.root, changes)  # noqa: SLF001 - benchmark probe
-        timings.append((time.perf_counter() - wall, time.process_time() - cpu))
+        update = tree.compute_update(changes)
+        timings.append(Timing(time.perf_counter() - wall, time.process_time() - cpu, update))
+        tree.nodes.write_nodes(update.node_writes)
+        tree._root = update.root  # noqa: SLF001 - benchmark probe (same as tree.apply)
     return timings
+
+
+class Timing:
+    """Wall and CPU seconds of one timed block (and, for the bare tree, its update)."""
+
+    __slots__ = ("cpu", "update", "wall")
+
+    def __init__(self, wall: float, cpu: float, update: TreeUpdate | None = None) -> None:
+        self.wall = wall
+        self.cpu = cpu
+        self.update = update
+
+
+def hash_inputs(changes: dict[bytes, bytes | None], update: TreeUpdate) -> list[bytes]:
+    """
+    Return every preimage the tree must hash for one block.
+
+    One key hash and one value hash per changed key, plus the hash preimage (the
+    first 65 bytes) of every node record the block writes: each written node's
+    hash is computed once. This is the irreducible BLAKE3 work of the block.
+    """
+    inputs = [KEY_DOMAIN + key for key in changes]
+    inputs += [VALUE_DOMAIN + value for value in changes.values() if value is not None]
+    inputs += [record[:65] for _, record in update.node_writes if record is not None]
+    return inputs
+
+
+def time_hashing(
+    size: int, batch: int, tree_timings: list[Timing]
+) -> tuple[list[Timing], float]:
+    """
+    Time BLAKE3 alone over each timed tree block's preimages (same run, same machine).
+
+    Returns per-block timings and the mean number of hashes per changed key.
+    """
+    timings = []
+    counts = []
+    for block, tree_timing in enumerate(tree_timings):
+        assert tree_timing.update is not None
+        inputs = hash_inputs(block_changes(size, block, batch), tree_timing.update)
+        counts.append(len(inputs) / batch)
+        wall, cpu = time.perf_counter(), time.process_time()
+        for data in inputs:
+            blake3(data).digest()
+        timings.append(Timing(time.perf_counter() - wall, time.process_time() - cpu))
+    return timings, sum(counts) / len(counts)
 
 
 def median(values: list[float]) -> float:
@@ -122,48 +190,75 @@ def median(values: list[float]) -> float:
     return ordered[(len(ordered) - 1) // 2]
 
 
-def per_key(timings: list[tuple[float, float]], batch: int) -> tuple[float, float]:
+def per_key(timings: list[Timing], batch: int) -> tuple[float, float]:
     """Median wall and CPU microseconds per changed key over the timed blocks."""
     return (
-        median([wall for wall, _ in timings]) / batch * 1e6,
-        median([cpu for _, cpu in timings]) / batch * 1e6,
+        median([t.wall for t in timings]) / batch * 1e6,
+        median([t.cpu for t in timings]) / batch * 1e6,
     )
 
 
-def run_size(size: int, batch: int, blocks: int) -> dict[str, Any]:
-    """Benchmark both backends at one state size; return a result row."""
+def build_tree(size: int) -> SparseMerkleTree:
+    """Build a bare tree of ``size`` accounts, in the same chunks as the stores."""
+    tree = SparseMerkleTree()
+    for chunk in initial_chunks(size):
+        tree.apply(chunk)
+    return tree
+
+
+def run_size(size: int, batch: int, blocks: int, backends: list[str]) -> dict[str, Any]:
+    """Benchmark the bare tree, the hashing baseline and the stores at one size."""
     row: dict[str, Any] = {"size": size, "batch": batch, "blocks": blocks}
 
-    memory = MemoryStore()
-    row["memory_build_s"] = build(memory, size)
-    gc.collect()  # start the timed phase without garbage left over from the build
-    row["tree_us_per_key"], row["tree_cpu_us_per_key"] = per_key(
-        time_tree_only(memory, size, batch, blocks), batch
-    )
-    row["memory_us_per_key"], row["memory_cpu_us_per_key"] = per_key(
-        time_blocks(memory, size, batch, blocks), batch
-    )
-    row["memory_root"] = memory.root.hex()
-    memory.close()
-    del memory
-    gc.collect()
+    if "tree" in backends:
+        start = time.perf_counter()
+        tree = build_tree(size)
+        row["tree_build_s"] = time.perf_counter() - start
+        gc.collect()  # start the timed phase without garbage left over from the build
+        tree_timings = time_tree(tree, size, batch, blocks)
+        row["tree_us_per_key"], row["tree_cpu_us_per_key"] = per_key(tree_timings, batch)
+        row["tree_root"] = tree.root.hex()
+        hash_timings, row["hashes_per_key"] = time_hashing(size, batch, tree_timings)
+        row["hash_us_per_key"], row["hash_cpu_us_per_key"] = per_key(hash_timings, batch)
+        del tree, tree_timings
+        gc.collect()
 
-    with tempfile.TemporaryDirectory(prefix="bench-lmdb-") as tmp:
-        with LmdbStore(os.path.join(tmp, "state")) as lmdb_store:
-            row["lmdb_build_s"] = build(lmdb_store, size)
-            row["lmdb_us_per_key"], row["lmdb_cpu_us_per_key"] = per_key(
-                time_blocks(lmdb_store, size, batch, blocks), batch
-            )
-            row["lmdb_ms_per_block"] = row["lmdb_us_per_key"] * batch / 1e3
-            row["lmdb_root"] = lmdb_store.root.hex()
-        row["lmdb_disk_mb"] = os.path.getsize(os.path.join(tmp, "state", "data.mdb")) / 1e6
-    row["roots_equal"] = row["memory_root"] == row["lmdb_root"]
+    if "memory" in backends:
+        memory = MemoryStore()
+        row["memory_build_s"] = build(memory, size)
+        gc.collect()
+        row["memory_us_per_key"], row["memory_cpu_us_per_key"] = per_key(
+            time_blocks(memory, size, batch, blocks), batch
+        )
+        row["memory_root"] = memory.root.hex()
+        memory.close()
+        del memory
+        gc.collect()
+
+    if "lmdb" in backends:
+        with tempfile.TemporaryDirectory(prefix="bench-lmdb-") as tmp:
+            with LmdbStore(os.path.join(tmp, "state")) as lmdb_store:
+                row["lmdb_build_s"] = build(lmdb_store, size)
+                gc.collect()
+                row["lmdb_us_per_key"], row["lmdb_cpu_us_per_key"] = per_key(
+                    time_blocks(lmdb_store, size, batch, blocks), batch
+                )
+                row["lmdb_ms_per_block"] = row["lmdb_us_per_key"] * batch / 1e3
+                row["lmdb_root"] = lmdb_store.root.hex()
+            row["lmdb_disk_mb"] = os.path.getsize(os.path.join(tmp, "state", "data.mdb")) / 1e6
+
+    roots = {row[f"{name}_root"] for name in backends}
+    row["roots_equal"] = len(roots) == 1
     return row
 
 
+BACKENDS = ("tree", "memory", "lmdb")
+"""What can be measured; ``tree`` also gives the hashing baseline."""
+
 PLAIN_FIELDS = [
-    "size", "batch", "tree_us_per_key", "tree_cpu_us_per_key", "memory_us_per_key",
-    "memory_cpu_us_per_key", "lmdb_us_per_key", "lmdb_cpu_us_per_key", "lmdb_ms_per_block",
+    "size", "batch", "hashes_per_key", "hash_us_per_key", "hash_cpu_us_per_key",
+    "tree_us_per_key", "tree_cpu_us_per_key", "memory_us_per_key", "memory_cpu_us_per_key",
+    "lmdb_us_per_key", "lmdb_cpu_us_per_key", "lmdb_ms_per_block", "tree_build_s",
     "memory_build_s", "lmdb_build_s", "lmdb_disk_mb", "roots_equal",
 ]  # fmt: skip
 """Fields printed, in order, as ``name=value`` when stdout is not a terminal."""
@@ -176,6 +271,8 @@ def _fmt(value: Any) -> str:
 
 def _wall_cpu(row: dict[str, Any], prefix: str) -> str:
     """Format a wall/CPU pair of per-key figures as one table cell."""
+    if prefix + "_us_per_key" not in row:
+        return "-"
     return f"{row[prefix + '_us_per_key']:.1f} / {row[prefix + '_cpu_us_per_key']:.1f}"
 
 
@@ -189,35 +286,43 @@ def print_rows(rows: list[dict[str, Any]]) -> None:
             pass
         else:
             table = Table(title="Cost per changed key, median block (µs: wall / cpu)")
-            for heading in ("N", "batch", "tree", "memory", "LMDB", "LMDB ms/blk", "roots ="):
+            headings = ("N", "batch", "hashes/key", "hashing", "tree", "memory", "LMDB", "roots =")
+            for heading in headings:
                 table.add_column(heading, justify="right")
             for row in rows:
                 table.add_row(
                     str(row["size"]),
                     str(row["batch"]),
+                    f"{row['hashes_per_key']:.1f}" if "hashes_per_key" in row else "-",
+                    _wall_cpu(row, "hash"),
                     _wall_cpu(row, "tree"),
                     _wall_cpu(row, "memory"),
                     _wall_cpu(row, "lmdb"),
-                    f"{row['lmdb_ms_per_block']:.1f}",
                     str(row["roots_equal"]),
                 )
             Console().print(table)
             return
     for row in rows:
-        print(" ".join(f"{field}={_fmt(row[field])}" for field in PLAIN_FIELDS))
+        print(" ".join(f"{field}={_fmt(row[field])}" for field in PLAIN_FIELDS if field in row))
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the benchmark, print results."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--batch", type=int, default=1000)
-    parser.add_argument("--blocks", type=int, default=5, help="timed blocks per backend")
+    parser.add_argument("--blocks", type=int, default=7, help="timed blocks per backend")
+    parser.add_argument(
+        "--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS), help="what to measure"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     args = parser.parse_args(argv)
-    rows = [run_size(size, args.batch, args.blocks) for size in args.sizes]
+    rows = []
+    for size in args.sizes:
+        rows.append(run_size(size, args.batch, args.blocks, args.backends))
+        print(f"# done N={size}", file=sys.stderr, flush=True)
     if args.json:
-        print(json.dumps({"results": rows}, indent=2))
+        print(json.dumps({"python": sys.version.split()[0], "results": rows}, indent=2))
     else:
         print_rows(rows)
     return 0 if all(row["roots_equal"] for row in rows) else 1
