@@ -14,9 +14,9 @@ from typing import Any
 
 from sortedcontainers import SortedDict
 
-from .errors import RootMismatch, StoreClosed
+from .errors import InvalidKey, InvalidValue, RootMismatch, StoreClosed
 from .proof import Proof, build_proof
-from .smt import EMPTY, TreeUpdate, compute_update
+from .smt import EMPTY, TreeUpdate, build_nodes, compute_update
 from .store import (
     META_HEIGHT,
     META_ROOT,
@@ -48,6 +48,57 @@ class MemoryStore:
         self._root = EMPTY
         self._closed = False
         self._preview: Preview | None = None
+
+    @classmethod
+    def from_records(
+        cls,
+        height: int,
+        items: Iterable[tuple[bytes, bytes]],
+        meta: Mapping[str, bytes] | None = None,
+        *,
+        expected_root: bytes | None = None,
+    ) -> MemoryStore:
+        """
+        A store committed at ``height`` holding exactly ``items``, its tree built in one pass.
+
+        ``items`` are ``(key, value)`` pairs in strictly ascending key order (a
+        snapshot's records). The tree is bulk-built (:func:`~state.smt.build_nodes`),
+        not inserted key by key, and is the same tree the blocks that led to this
+        state would have built. With ``expected_root``, the store is refused
+        (``RootMismatch``) unless the records give that root.
+
+        Raises
+        ------
+        InvalidKey, InvalidValue, InvalidMeta
+            A bad key or value, keys out of order or repeated, or bad meta.
+        RootMismatch
+            ``expected_root`` is given and the records give another root.
+        """
+        if type(height) is not int or height < 0:
+            raise ValueError("height must be a non-negative int")
+        data: list[tuple[bytes, bytes]] = []
+        previous = b""
+        for key, value in items:
+            check_key(key)
+            if key <= previous:
+                raise InvalidKey(f"records must be in strictly ascending key order: {key.hex()} after {previous.hex()}")
+            if type(value) is not bytes:
+                raise InvalidValue(f"values must be bytes, got {type(value).__name__}")
+            data.append((key, value))
+            previous = key
+        meta_items = prepare_meta(meta or {})
+        root, nodes = build_nodes(data)
+        if expected_root is not None and root != expected_root:
+            raise RootMismatch(expected_root, root)
+        store = cls()
+        store._data = SortedDict(data)
+        store._nodes = nodes
+        store._meta = dict(meta_items)
+        store._meta[META_HEIGHT] = encode_height(height)
+        store._meta[META_ROOT] = root
+        store._height = height
+        store._root = root
+        return store
 
     # ------------------------------------------------------------------ reads
 

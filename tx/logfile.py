@@ -83,6 +83,7 @@ __all__ = [
     "encode_header",
     "encode_frame",
     "frame_checksum",
+    "index_frames",
     "iter_frames_from_bytes",
     "read_log",
     "scan_log",
@@ -201,11 +202,11 @@ def _tail_error(tail_len: int, index: int, offset: int) -> TruncatedLog:
     )
 
 
-def _iter_frames(f: BinaryIO) -> Iterator[Frame]:
-    """Validate the header, then yield frames from ``f`` until a clean EOF."""
+def _iter_frames(f: BinaryIO, offset: int = HEADER_SIZE, index: int = 0) -> Iterator[Frame]:
+    """Validate the header, then yield frames from ``f`` (from frame ``index`` at ``offset``) until a clean EOF."""
     _read_header(f)
-    offset = HEADER_SIZE
-    index = 0
+    if offset != HEADER_SIZE:
+        f.seek(offset)
     while True:
         head = _read_exact(f, FRAME_HEADER_SIZE)
         if not head:
@@ -246,15 +247,58 @@ def iter_frames_from_bytes(data: bytes) -> Iterator[Frame]:
     return _iter_frames(io.BytesIO(bytes(data)))
 
 
-def read_log(path: str | os.PathLike[str]) -> Iterator[Frame]:
+def read_log(path: str | os.PathLike[str], *, start: tuple[int, int] | None = None) -> Iterator[Frame]:
     """Stream the frames of the log at ``path``, validating as it goes.
 
     Memory use is bounded by one frame (<= MAX_FRAME), whatever the file
     size.  Raises a LogFormatError subclass at the first damaged spot;
-    frames before it have already been yielded.
+    frames before it have already been yielded.  ``start = (index, offset)``
+    (from :func:`index_frames`) begins at that frame instead of the first:
+    the file header is still checked, then reading seeks there.  A wrong
+    offset cannot make damage pass: what is read there is checked like any
+    frame, and the caller checks what it decodes (a block's height).
     """
+    index, offset = start if start is not None else (0, HEADER_SIZE)
+    if index < 0 or offset < HEADER_SIZE:
+        raise ValueError("start must be a frame index >= 0 and an offset >= HEADER_SIZE")
     with open(path, "rb", buffering=_READ_BUFFER) as f:
-        yield from _iter_frames(f)
+        yield from _iter_frames(f, offset, index)
+
+
+def index_frames(path: str | os.PathLike[str]) -> list[int]:
+    """Byte offsets of the log's frames (entry ``i`` = frame ``i``), found without reading payloads.
+
+    Reads each frame's 5-byte header and seeks past its payload and checksum:
+    nothing is decoded or checksummed (readers do that), so indexing a long log
+    costs one small read per frame.  The file header, each kind and each
+    length are checked as :func:`read_log` checks them (the same errors, with
+    ``offset`` and ``frame_index``); a torn tail raises ``TruncatedLog``.
+    The result is a hint for seeking with ``read_log(path, start=...)``.
+    """
+    offsets: list[int] = []
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        _read_header(f)
+        offset = HEADER_SIZE
+        index = 0
+        while offset < size:
+            f.seek(offset)
+            head = _read_exact(f, FRAME_HEADER_SIZE)
+            if len(head) < FRAME_HEADER_SIZE:
+                raise _tail_error(len(head), index, offset)
+            kind = head[0]
+            length = int.from_bytes(head[1:5], "big")
+            if kind not in FRAME_KINDS:
+                raise UnknownFrameKind(f"unknown frame kind {kind} in frame {index} at offset {offset}", offset=offset, frame_index=index)
+            if length > MAX_FRAME:
+                raise FrameTooLarge(f"frame {index} at offset {offset} declares {length} bytes (max {MAX_FRAME})", offset=offset, frame_index=index)
+            end = offset + FRAME_OVERHEAD + length
+            if end > size:
+                raise _tail_error(size - offset, index, offset)
+            offsets.append(offset)
+            offset = end
+            index += 1
+    return offsets
 
 
 def _scan_file(f: BinaryIO) -> tuple[int, int, LogFormatError | None]:
