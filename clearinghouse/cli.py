@@ -69,7 +69,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from .reporting import replay_into_db, render_summary, summary_dict
 
     _require_file(args.log)
-    result = replay_into_db(args.log, args.db, progress=not args.json and sys.stderr.isatty())
+    from .tools.segments_cli import snapshot_writer
+
+    result = replay_into_db(args.log, args.db, progress=not args.json and sys.stderr.isatty(), after_block=snapshot_writer(args))
     summary = summary_dict(result)
     if args.json:
         _print_json(summary)
@@ -79,6 +81,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from .tools.segments_cli import check_verify_flags, cmd_verify_segments
+
+    if check_verify_flags(args):  # --snapshots: in segments, on a process pool or Dask
+        return cmd_verify_segments(args)
     from .engine import VerifyFailure
     from .reporting import replay_into_db, summary_dict
 
@@ -278,7 +284,13 @@ def _add_explain_command(sub: Any) -> None:
     add_explain_command(sub)
 
 
-_EXTRA_COMMANDS.extend([_add_scenario_commands, _add_explain_command])
+def _add_segment_commands(sub: Any) -> None:
+    from .tools.segments_cli import add_segment_commands
+
+    add_segment_commands(sub)  # `snapshot`, and the snapshot/segment flags of `replay` and `verify`
+
+
+_EXTRA_COMMANDS.extend([_add_scenario_commands, _add_explain_command, _add_segment_commands])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,8 +40,13 @@ def usdc(micro: int) -> str:
     return micro_to_usdc(micro, grouping=True)
 
 
-def replay_into_db(log_path: str, db_path: str | None, *, progress: bool = False, labels: dict[bytes, str] | None = None) -> ReplayResult:
-    """Replay ``log_path`` into an LMDB store at ``db_path`` (or memory when None)."""
+def replay_into_db(log_path: str, db_path: str | None, *, progress: bool = False, labels: dict[bytes, str] | None = None, after_block: Any = None) -> ReplayResult:
+    """Replay ``log_path`` into an LMDB store at ``db_path`` (or memory when None).
+
+    ``after_block(store, entry, executed)`` is called after each block (``executed``
+    is None for a block skipped on resume), e.g. to write snapshots; if it has a
+    ``summary()`` method, its dict is added to the result's extra fields.
+    """
     from state import LmdbStore, MemoryStore
 
     store = LmdbStore(db_path) if db_path is not None else MemoryStore()
@@ -51,6 +56,8 @@ def replay_into_db(log_path: str, db_path: str | None, *, progress: bool = False
         codes: Counter = Counter()
 
         def count(entry: Any, executed: Any) -> None:
+            if after_block is not None:
+                after_block(store, entry, executed)
             if executed is None:
                 return
             for ev in executed.events:
@@ -80,6 +87,8 @@ def replay_into_db(log_path: str, db_path: str | None, *, progress: bool = False
             height=store.height, state_root=store.root, stats=stats, event_counts=counts, rejected_codes=codes,
         )
         result.accounts = account_rows(engine, labels or {})
+        if after_block is not None and hasattr(after_block, "summary"):
+            result.extra.update(after_block.summary())
         return result
     finally:
         store.close()
