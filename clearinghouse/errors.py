@@ -23,6 +23,11 @@ class InvalidBlock(ClearinghouseError):
     code = "INVALID_BLOCK"
 
 
+class InvalidGenesis(InvalidBlock):
+    """A genesis that breaks a rule of protocol §5 (publishers unsorted, unknown policy, duplicate market
+    names, a price or price parameter out of bounds): the chain cannot start. Same code as any bad block."""
+
+
 class InvalidTransaction(ClearinghouseError):
     """A transaction that is rejected; the block continues without it."""
 

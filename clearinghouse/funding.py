@@ -7,7 +7,9 @@ liquidations) does, for each market in ascending index:
    (``last_funding_ms + 1 h``): the hourly rate comes from the hour's average
    premium, every open position pays or receives size x oracle x rate, and
    the accumulators restart;
-2. a premium sample, if at least 5 s of block time passed since the last one.
+2. a premium sample, if at least 5 s of block time passed since the last one
+   and the oracle is live (a fresh majority of publishers, protocol §11.2):
+   while the oracle holds, no premium is measured against it.
 
 Rates and premiums are integers in parts per billion (ppb, 10^-9). Payments
 round against the account: a payer's amount rounds up, a receiver's down,
@@ -24,6 +26,7 @@ from .events import FundingPaid, FundingSettled
 from .waterfall_events import WaterfallSkipped
 from .keys import CHAIN_KEY, INSURANCE_FUND, book_side_prefix, market_spec_key, market_state_key, position_prefix
 from .margin_math import ceil_div
+from .oracle_quorum import oracle_is_live
 from .records import Chain, MarketState, Position
 from .working_state import WorkingState, atomically
 
@@ -189,12 +192,17 @@ def settle_market(ws: WorkingState, market: int, state: MarketState, hours: int)
 
 
 def funding_market(ws: WorkingState, market: int, time_ms: int) -> list:
-    """One market's funding step: settle if an hour ended, then sample if 5 s passed.
+    """One market's funding step: settle if an hour ended, then sample if 5 s passed (protocol §11.5).
 
     Settlement comes first because a sample taken at or after the hour's end
     belongs to the next hour. If the block crossed several hour boundaries
     (a halt), funding is paid once, for one hour, and the funding clock jumps
-    to the last boundary crossed: halted time is not charged.
+    to the last boundary crossed: halted time is not charged. While the
+    oracle is held (no fresh majority of publishers) no sample is taken, and
+    ``last_sample_ms`` stays, so the first live block samples at once: a
+    premium against a price no majority vouches for would charge one side for
+    the oracle's silence. Settlement still happens on time, from the samples
+    the hour has (none: the interest-only rate), at the held oracle.
     """
     key = market_state_key(market)
     state: MarketState = ws.get(key)
@@ -203,7 +211,7 @@ def funding_market(ws: WorkingState, market: int, time_ms: int) -> list:
     elapsed = time_ms - state.last_funding_ms
     if elapsed >= FUNDING_INTERVAL_MS:
         state, events = settle_market(ws, market, state, elapsed // FUNDING_INTERVAL_MS)
-    if time_ms - state.last_sample_ms >= SAMPLE_INTERVAL_MS:
+    if time_ms - state.last_sample_ms >= SAMPLE_INTERVAL_MS and oracle_is_live(ws, ws.get(CHAIN_KEY), market, time_ms):
         state = sample_premium(ws, market, state, time_ms)
     if state != before:
         ws.put(key, state)

@@ -1,4 +1,4 @@
-"""Mark price and the integer EMAs behind it (RULEBOOK §6, docs/prices-and-funding.md).
+"""Mark price and the integer EMAs behind it (protocol §11.3, §11.4).
 
 The mark price is the median of up to three sources:
 
@@ -14,6 +14,13 @@ value = num/den (in 10^-6 units) and weight = den (ms), with the decay
 ``exp(-dt/tau)`` taken as an exact integer: floor(10^9 * exp(-dt/tau)),
 computed with rigorous rational bounds so every implementation gets the same
 integer. All of it is pure integer arithmetic over block time.
+
+The band (protocol §11.3, not in Hyperliquid): what the book contributes (the
+mid behind the basis EMA, source (b) and so the EMA30 samples), the EMA
+values read back ((a) and the EMA30 of (b)) and the mark itself are clamped
+into ``[lo, hi]`` around the current oracle, the half-width being the market's
+genesis ``mark_band_bps``. A trade in a thin book can move the mark at most to
+the band's edge, however far from the oracle it prints.
 """
 
 from __future__ import annotations
@@ -130,6 +137,24 @@ def lower_median(values: list[int]) -> int:
     return ordered[(len(ordered) - 1) // 2]
 
 
+BAND_SCALE = 10_000
+"""``mark_band_bps`` is in basis points of the oracle price."""
+
+
+def mark_band(oracle: int, band_bps: int) -> tuple[int, int]:
+    """``[lo, hi]`` = oracle x (1 -/+ band_bps / 10^4), each rounded toward the oracle (the band is never
+    wider than stated): lo = ceil, hi = floor, hi capped at PRICE_CAP. With band_bps <= 900 and
+    oracle >= 1, 1 <= lo <= oracle <= hi."""
+    lo = -((-oracle * (BAND_SCALE - band_bps)) // BAND_SCALE)  # ceil
+    hi = oracle * (BAND_SCALE + band_bps) // BAND_SCALE  # floor
+    return max(1, lo), min(PRICE_CAP, hi)
+
+
+def clamp_band(px: int, band: tuple[int, int]) -> int:
+    """``px`` forced into the band ``[lo, hi]``."""
+    return max(band[0], min(band[1], px))
+
+
 def clamp_price(px: int) -> int:
     """A price forced into [1, PRICE_CAP] before it enters an EMA or a median."""
     return max(1, min(PRICE_CAP, px))
@@ -181,26 +206,33 @@ class MarkInputs(NamedTuple):
     ema30_b: int | None
 
 
-def advance_mark(state: MarketState, time_ms: int, bid: int | None, ask: int | None) -> tuple[MarketState, MarkInputs]:
+def advance_mark(state: MarketState, time_ms: int, bid: int | None, ask: int | None, band_bps: int) -> tuple[MarketState, MarkInputs]:
     """Update both EMAs to ``time_ms`` and recompute the mark (oracle/external already current).
 
-    Order: dt = time - ema_time; EMA150 takes the sample mid - oracle (if the
-    book has both sides); source (b) is computed and EMA30 takes it (if it
-    exists); then (a) = oracle + EMA150 value (0 without weight) and the mark
-    is the median of the sources. Returns the new state and the inputs used.
+    Order (protocol §11.3): dt = time - ema_time; band = ``mark_band(oracle,
+    band_bps)``; EMA150 takes the sample band(mid) - oracle (if the book has
+    both sides); source (b) is band(median of bid, ask, last) and EMA30 takes
+    it (if it exists); then (a) = band(oracle + EMA150 value, 0 without
+    weight), the EMA30 value is read back through the band, (c) is the
+    external price, and the mark is band(median of the sources). Returns the
+    new state and the inputs used (after the band).
     """
     dt = time_ms - state.ema_time_ms
     oracle = state.oracle_price
+    band = mark_band(oracle, band_bps)
     mid = book_mid(bid, ask)
-    basis_sample = None if mid is None else mid - oracle
+    basis_sample = None if mid is None else clamp_band(mid, band) - oracle
     v150, w150 = ema_update(state.ema150_e6, state.ema150_weight, basis_sample, dt, EMA150_TAU_MS)
     b = book_source(bid, ask, state.last_trade_price)
+    if b is not None:
+        b = clamp_band(b, band)
     v30, w30 = ema_update(state.ema30_e6, state.ema30_weight, b, dt, EMA30_TAU_MS)
     basis = ema_value(v150, w150)
-    a = clamp_price(oracle + (basis if basis is not None else 0))
+    a = clamp_band(oracle + (basis if basis is not None else 0), band)
+    ema30_b = ema_value(v30, w30)
     c = state.external_price if state.external_price > 0 else None
-    inputs = MarkInputs(a=a, b=b, c=c, ema30_b=ema_value(v30, w30))
-    mark = mark_from_sources(inputs.a, inputs.b, inputs.c, inputs.ema30_b)
+    inputs = MarkInputs(a=a, b=b, c=c, ema30_b=None if ema30_b is None else clamp_band(ema30_b, band))
+    mark = clamp_band(mark_from_sources(inputs.a, inputs.b, inputs.c, inputs.ema30_b), band)
     new_state = msgspec.structs.replace(
         state, ema150_e6=v150, ema150_weight=w150, ema30_e6=v30, ema30_weight=w30,
         ema_time_ms=time_ms, mark_price=mark,

@@ -166,13 +166,20 @@ class Chain(msgspec.Struct, **_REC):
     next_oid: U64
     deposits: U64
     withdrawals: U64
+    oracle_fresh_ms: U64
+    """Genesis freshness window of oracle submissions (protocol §11.2)."""
 
 
 class OracleSubmission(msgspec.Struct, **_REC):
-    """A publisher's price within the current block (deleted at end of block)."""
+    """A publisher's latest prices for one market and the block time they were posted (protocol §11.2).
+
+    Kept in state: the oracle is the median over the publishers whose latest
+    submission is still fresh. ``external_price`` 0 = none offered.
+    """
 
     oracle_price: U64
     external_price: U64
+    time_ms: U64
 
 
 class LiquidationRef(msgspec.Struct, **_REC):

@@ -41,6 +41,7 @@ from .errors import (
     DecodeRejected,
     HighSRejected,
     InvalidBlock,
+    InvalidGenesis,
     InvalidTransaction,
     NoSuchAccount,
     NonCanonicalRejected,
@@ -81,13 +82,14 @@ SUPPORTED_POLICIES = tuple(sorted(POLICIES))
 
 def apply_genesis(ws: WorkingState, genesis: Genesis) -> None:
     """Write the genesis state (height 0): chain record, markets, system accounts."""
-    from .market_setup import init_markets
+    from .market_setup import init_markets, validate_genesis_markets
 
     pubs = list(genesis.oracle_publishers)
     if pubs != sorted(set(pubs)):
-        raise InvalidBlock("genesis oracle publishers must be sorted and distinct")
+        raise InvalidGenesis("genesis oracle publishers must be sorted and distinct")
     if genesis.policy not in SUPPORTED_POLICIES:
-        raise InvalidBlock(f"unknown policy {genesis.policy!r}; expected one of {SUPPORTED_POLICIES}")
+        raise InvalidGenesis(f"unknown policy {genesis.policy!r}; expected one of {SUPPORTED_POLICIES}")
+    validate_genesis_markets(genesis)  # every check before the first write (protocol §5)
     ws.put(
         CHAIN_KEY,
         Chain(
@@ -102,6 +104,7 @@ def apply_genesis(ws: WorkingState, genesis: Genesis) -> None:
             next_oid=1,
             deposits=genesis.insurance_fund,
             withdrawals=0,
+            oracle_fresh_ms=genesis.oracle_fresh_ms,
         ),
     )
     # The initial insurance fund counts as a deposit so conservation holds from height 0.

@@ -29,7 +29,7 @@ right after ``prices`` (before ``triggers``) that sets ``mark_price`` to the
 pinned value, so both the triggers of that block and the transactions of the
 following blocks see exactly that mark. The step exists only inside this
 chain's ``block`` call; nothing global is left behind. ``c.oracle_update``
-moves prices the real way (an OracleUpdate signed by ``oracle-1``).
+moves prices the real way (the same OracleUpdate signed by every publisher).
 """
 
 from __future__ import annotations
@@ -265,10 +265,13 @@ class Chain:
         self.set_mark(market, price)
         return self.block()
 
-    def oracle_update(self, prices: dict[int, int], publisher: str = "oracle-1") -> BlockResult:
-        """Publish oracle prices (market -> price units) in one block, the non-test way."""
+    def oracle_update(self, prices: dict[int, int], publisher: str | None = None,
+                      publishers: tuple[str, ...] = ("oracle-1", "oracle-2", "oracle-3")) -> BlockResult:
+        """Publish oracle prices (market -> price units) in one block, the non-test way: every publisher
+        posts (the oracle moves only with a fresh majority, protocol §11.2); ``publisher`` posts alone."""
         action = A.OracleUpdate(prices=[A.OraclePrice(market=m, oracle_price=p, external_price=0) for m, p in sorted(prices.items())])
-        return self.block(self.tx(publisher, action))
+        names = (publisher,) if publisher is not None else publishers
+        return self.block([self.tx(n, action) for n in names])
 
     # ------------------------------------------------------------ collateral
     def deposit_tx(self, name: str | bytes, amount_usdc: int | str, ref: int = 0) -> bytes:

@@ -27,6 +27,8 @@ from tx.signing import Signer
 T0 = DEMO_GENESIS_TIME_MS
 HOUR = 3_600_000
 BTC, ETH = 0, 1
+ETH_ORACLE = 32_000_000
+"""ETH's genesis price (3,200 USDC)."""
 N = 1_000 * USDC  # the demo markets' impact notional
 ALICE, BOB, CAROL = (Signer.from_name(n).address for n in ("alice", "bob", "carol"))
 MAKER = b"\x77" * 20
@@ -75,8 +77,13 @@ def cash(ws: WorkingState, addr: bytes) -> int:
 
 
 def oracle_txs(t: int, *prices: int) -> list[bytes]:
-    """One OracleUpdate for BTC per price, signed by oracle-1, oracle-2, ... in turn."""
-    return [Wallet.from_name(name, DEMO_CHAIN_ID).sign(OracleUpdate(prices=[OraclePrice(market=BTC, oracle_price=px, external_price=0)]), t)
+    """Oracle updates for BTC: one price is posted by every publisher, several by oracle-1, oracle-2, ...
+    in turn. Each also posts ETH at its genesis price, so both markets have a live oracle (a fresh
+    majority, protocol §11.2): no premium is sampled while an oracle is held (§11.5)."""
+    if len(prices) == 1:
+        prices = prices * len(ORACLE_NAMES)
+    return [Wallet.from_name(name, DEMO_CHAIN_ID).sign(OracleUpdate(prices=[
+        OraclePrice(market=BTC, oracle_price=px, external_price=0), OraclePrice(market=ETH, oracle_price=ETH_ORACLE, external_price=0)]), t)
             for name, px in zip(ORACLE_NAMES, prices)]
 
 
@@ -173,12 +180,12 @@ def test_full_funding_hour():
     before = total_money(ws)
     insurance_before = cash(ws, INSURANCE_FUND)
 
-    chain.block(T0 + 5_000)  # sample 1 at oracle 90_000_000: 805_755
+    chain.block(T0 + 5_000, oracle_txs(T0 + 5_000, 90_000_000))  # sample 1 at oracle 90_000_000: 805_755
     assert (btc(ws).premium_sum_ppb, btc(ws).premium_samples) == (805_755, 1)
     chain.block(T0 + 7_000)  # only 2 s later: no sample
     assert btc(ws).premium_samples == 1
     chain.block(T0 + 10_000, oracle_txs(T0 + 10_000, 90_100_000))  # sample 2: 0
-    chain.block(T0 + 15_000, oracle_txs(T0 + 15_000, 89_900_000, 89_950_000))  # lower median 89_900_000: 1_918_998
+    chain.block(T0 + 15_000, oracle_txs(T0 + 15_000, 89_900_000, 89_950_000, 89_850_000))  # median 89_900_000: 1_918_998
     chain.block(T0 + 20_000, oracle_txs(T0 + 20_000, 89_950_000, 90_000_000, 89_900_000))  # median 89_950_000: 1_362_067
     s = btc(ws)
     assert s.oracle_price == 89_950_000
@@ -260,7 +267,7 @@ def test_funding_end_to_end_with_real_trades(tmp_path):
     paid: list = []
     while not settled:
         t = p.time_ms + 60_000
-        txs = oracle_txs(t, 90_000_007) if t >= T0 + HOUR else []
+        txs = oracle_txs(t, 90_000_007 if t >= T0 + HOUR else 90_000_000)
         ex = p.block(txs, time_ms=t)
         settled = [e for e in ex.events if isinstance(e, FundingSettled) and e.market == BTC]
         paid = [e for e in ex.events if isinstance(e, FundingPaid)]

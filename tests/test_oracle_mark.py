@@ -52,6 +52,12 @@ def submit(ws: WorkingState, signer: bytes, *prices: tuple[int, int, int]) -> No
     oracle.apply_oracle_update(ctx_for(ws, signer), OracleUpdate(prices=[OraclePrice(market=m, oracle_price=o, external_price=e) for m, o, e in prices]))
 
 
+def submit_all(ws: WorkingState, *prices: tuple[int, int, int]) -> None:
+    """Every publisher posts the same prices (the oracle moves only with a fresh majority, protocol §11.2)."""
+    for pub in PUBS:
+        submit(ws, pub, *prices)
+
+
 def rest(ws: WorkingState, oid: int, is_buy: bool, price: int, size: int) -> None:
     """A resting order put straight into the book (the matching engine is not under test)."""
     ws.put(order_key(BTC, is_buy, price, oid), Order(oid=oid, owner=b"\x77" * 20, is_buy=is_buy, price=price, size=size,
@@ -75,15 +81,20 @@ def test_lower_median():
     assert lower_median([4, 1, 3, 2]) == 2
 
 
-def test_oracle_median_one_publisher():
+def test_one_publisher_of_three_is_not_a_majority():
     ws = fresh()
     submit(ws, PUBS[1], (BTC, 91_000_000, 0))
+    assert oracle.prices_step(ws, T0 + 1000) == []  # 1 of 3 fresh: the oracle holds, nothing moved
+    assert state(ws).oracle_price == 90_000_000
+    # A second publisher makes a fresh majority (2 of 3); the third slot keeps the held price:
+    # lower median of 91_000_000, 91_000_000, 90_000_000 = 91_000_000.
+    submit(ws, PUBS[2], (BTC, 91_000_000, 0))
     events = oracle.prices_step(ws, T0 + 1000)
     assert state(ws).oracle_price == 91_000_000
     assert state(ws).external_price == 0
     # Empty book, no external: the mark is source (a) = oracle + 0.
     assert events == [PricesSet(market=BTC, oracle_price=91_000_000, external_price=0, mark_price=91_000_000,
-                                publishers=1, source_a=91_000_000, source_b=0, ema30_b=0)]
+                                publishers=2, source_a=91_000_000, source_b=0, ema30_b=0)]
 
 
 def test_oracle_median_two_publishers_takes_lower_middle():
@@ -102,19 +113,26 @@ def test_oracle_median_three_publishers_and_zero_externals_ignored():
     submit(ws, PUBS[2], (BTC, 91_000_000, 0))
     oracle.prices_step(ws, T0 + 1000)
     assert state(ws).oracle_price == 91_000_000  # median of 90/91/92
-    assert state(ws).external_price == 93_000_000  # the only nonzero external
+    assert state(ws).external_price == 0  # one external of three publishers is a minority: none
+    # Two externals (a majority); the third slot votes the new oracle (no external was held):
+    # lower median of 93_000_000, 92_500_000, 91_000_000 = 92_500_000.
+    submit(ws, PUBS[0], (BTC, 92_000_000, 92_500_000))
+    oracle.prices_step(ws, T0 + 1000)
+    assert state(ws).external_price == 92_500_000
 
 
-def test_later_submission_in_block_replaces_earlier_and_submissions_never_persist():
+def test_later_submission_replaces_earlier_and_the_latest_persists():
     ws = fresh()
-    submit(ws, PUBS[0], (BTC, 95_000_000, 0), (1, 33_000_000, 0))
-    submit(ws, PUBS[0], (BTC, 91_500_000, 0))
-    assert ws.get(oracle_sub_key(BTC, PUBS[0])) == OracleSubmission(oracle_price=91_500_000, external_price=0)
+    for pub in PUBS[:2]:
+        submit(ws, pub, (BTC, 95_000_000, 0), (1, 33_000_000, 0))
+        submit(ws, pub, (BTC, 91_500_000, 0))
+    assert ws.get(oracle_sub_key(BTC, PUBS[0])) == OracleSubmission(oracle_price=91_500_000, external_price=0, time_ms=T0 + 1000)
     oracle.prices_step(ws, T0 + 1000)
     assert state(ws).oracle_price == 91_500_000
     assert state(ws, 1).oracle_price == 33_000_000  # the first update's ETH price still counts
-    assert ws.get(oracle_sub_key(BTC, PUBS[0])) is None
-    assert not any(k[:1] == NS_ORACLE_SUB for k in ws.changes())
+    # Latest submissions are kept (with their block time): freshness is judged on them in later blocks.
+    assert ws.get(oracle_sub_key(BTC, PUBS[0])) is not None
+    assert sum(1 for k in ws.changes() if k[:1] == NS_ORACLE_SUB) == 4
 
 
 def test_no_submission_keeps_oracle_and_no_event_when_nothing_moved():
@@ -149,18 +167,18 @@ def test_unauthorized_publisher_rejected_in_signed_block(tmp_path):
     alice = p.wallet("alice")
     t = p.time_ms + 1000
     update = lambda px: OracleUpdate(prices=[OraclePrice(market=BTC, oracle_price=px, external_price=0)])  # noqa: E731
-    ex = p.block([o1.sign(update(91_000_000), t), alice.sign(update(50_000_000), t)])
+    ex = p.block([o1.sign(update(91_000_000), t), o2.sign(update(91_000_000), t), alice.sign(update(50_000_000), t)])
     receipts = [e for e in ex.events if isinstance(e, Receipt)]
-    assert [(r.ok, r.code) for r in receipts] == [(True, "OK"), (False, "UNAUTHORIZED")]
+    assert [(r.ok, r.code) for r in receipts] == [(True, "OK"), (True, "OK"), (False, "UNAUTHORIZED")]
     prices = [e for e in ex.events if isinstance(e, PricesSet)]
-    assert [(e.market, e.oracle_price, e.mark_price, e.publishers) for e in prices] == [(BTC, 91_000_000, 91_000_000, 1)]
+    assert [(e.market, e.oracle_price, e.mark_price, e.publishers) for e in prices] == [(BTC, 91_000_000, 91_000_000, 2)]
     # Three publishers, one of them twice (the later replaces the earlier): median of 90, 91.5, 92.
     t = p.time_ms + 1000
     ex = p.block([o1.sign(update(99_000_000), t), o2.sign(update(92_000_000), t), o3.sign(update(90_000_000), t),
                   o1.sign(update(91_500_000), t)])
     prices = [e for e in ex.events if isinstance(e, PricesSet)]
     assert [(e.oracle_price, e.publishers) for e in prices] == [(91_500_000, 3)]
-    assert list(p.engine.store.scan_prefix(NS_ORACLE_SUB)) == []
+    assert len(list(p.engine.store.scan_prefix(NS_ORACLE_SUB))) == 3  # each publisher's latest, committed
     p.close()
     # The log replays to the same roots.
     stats = replay_log(Engine(MemoryStore()), str(log))
@@ -249,7 +267,7 @@ def book_block_1(ws: WorkingState) -> None:
 def test_mark_three_sources():
     ws = fresh()
     book_block_1(ws)
-    submit(ws, PUBS[0], (BTC, 90_000_000, 90_050_000))
+    submit_all(ws, (BTC, 90_000_000, 90_050_000))
     events = oracle.prices_step(ws, T0 + 1000)
     # EMA150 sample: mid - oracle = (89_990_000 + 90_020_000) // 2 - 90_000_000 = 5_000, weight 1000.
     # (a) = 90_005_000; (b) = median(89_990_000, 90_020_000, 90_010_000) = 90_010_000; (c) = 90_050_000.
@@ -257,7 +275,7 @@ def test_mark_three_sources():
     assert (s.ema150_e6, s.ema150_weight) == (5_000 * 10**6, 1000)
     assert s.mark_price == 90_010_000
     assert events == [PricesSet(market=BTC, oracle_price=90_000_000, external_price=90_050_000, mark_price=90_010_000,
-                                publishers=1, source_a=90_005_000, source_b=90_010_000, ema30_b=90_010_000)]
+                                publishers=3, source_a=90_005_000, source_b=90_010_000, ema30_b=90_010_000)]
 
 
 def test_mark_two_sources_uses_ema30_of_book_price():
@@ -291,12 +309,12 @@ def test_mark_two_sources_uses_ema30_of_book_price():
 def test_mark_with_empty_book():
     ws = fresh()
     # No book, no trade, no external: mark = (a) = oracle.
-    submit(ws, PUBS[0], (BTC, 91_000_000, 0))
+    submit_all(ws, (BTC, 91_000_000, 0))
     oracle.prices_step(ws, T0 + 1000)
     assert state(ws).mark_price == 91_000_000
     assert (state(ws).ema150_weight, state(ws).ema30_weight) == (0, 0)  # nothing sampled
     # External 90_500_000 joins: two sources, no EMA30 of (b): lower middle = 90_500_000.
-    submit(ws, PUBS[0], (BTC, 91_000_000, 90_500_000))
+    submit_all(ws, (BTC, 91_000_000, 90_500_000))
     events = oracle.prices_step(ws, T0 + 2000)
     assert state(ws).mark_price == 90_500_000
     assert [e.source_b for e in events] == [0]

@@ -391,7 +391,7 @@ def test_stop_loss_fires_from_an_oracle_update() -> None:
     # (b) lower median(best bid 84,000, last 90,000) = 84,000: two of three agree, so the
     # mark is 84,000 <= 85,000 and the stop fires in the same block, after the prices step.
     oracle = A.OracleUpdate(prices=[A.OraclePrice(market=BTC, oracle_price=px(84_000), external_price=0)])
-    blk = c.block(c.tx("oracle-1", oracle), c.order_tx("carol", BTC, BUY, px(84_000), sz("0.1")))
+    blk = c.block([c.tx(o, oracle) for o in ("oracle-1", "oracle-2", "oracle-3")] + [c.order_tx("carol", BTC, BUY, px(84_000), sz("0.1"))])
     assert blk.all_ok and c.mark(BTC) == px(84_000)
     [fill] = blk.fills
     assert (fill.taker_oid, fill.price, fill.taker_realized_pnl) == (sl, px(84_000), -600 * USDC)

@@ -210,8 +210,17 @@ publishers = ["oracle-2"]
 prices = { BTC = "88000.5" }
 [[step]]
 do = "expect"
+oracle = { BTC = "89000" }
+[[step]]
+do = "oracle"
+publishers = ["oracle-2", "oracle-3"]
+prices = { BTC = "88000.5" }
+[[step]]
+do = "expect"
 oracle = { BTC = "88000.5" }
 """
+    # oracle-2 alone is a minority: the median of the latest fresh words (91000, 88000.5, 89000) is 89000
+    # (protocol §11.2); with oracle-3 it is a majority: median(91000, 88000.5, 88000.5) = 88000.5.
     run = run_scenario(parse_scenario(text), str(tmp_path / "o.log"))
     assert not run.failed_expects, [e.message for e in run.failed_expects]
     receipts = [e for e in run.blocks[0].events if type(e).__name__ == "Receipt"]

@@ -71,6 +71,10 @@ def build(c: Chain, op: tuple) -> list[bytes]:
     if op[0] == "trade":  # a resting GTC and an IOC against it: fills unless margin says no
         _, maker, taker, m, is_buy, i, size = op
         return [c.order_tx(maker, m, not is_buy, PRICES[m][i], size, GTC), c.order_tx(taker, m, is_buy, PRICES[m][i], size, IOC)]
+    if op[0] == "oracle":  # every publisher: the oracle moves only with a fresh majority (protocol §11.2)
+        _, m, i = op
+        update = A.OracleUpdate(prices=[A.OraclePrice(market=m, oracle_price=PRICES[m][i], external_price=0)])
+        return [c.tx(o, update) for o in ("oracle-1", "oracle-2", "oracle-3")]
     return [build_one(c, op)]
 
 

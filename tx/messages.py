@@ -23,6 +23,19 @@ MAX_BLOCK_TXS = 4_000
 MAX_MARKETS = 256
 MAX_ORACLE_PUBLISHERS = 16
 
+MIN_MARK_BAND_BPS = 1
+MAX_MARK_BAND_BPS = 900
+"""Bounds of ``MarketSpec.mark_band_bps`` (protocol §5, §11.3). The upper bound keeps a mark pushed to
+the band's edge harmless to the insurance fund: a withdrawal leaves at least 10% of the notional in the
+account, and a move of b/(1-b) <= 10% (b <= 1/11) back to the oracle cannot take more than that."""
+DEFAULT_MARK_BAND_BPS = 500
+"""The mark, the book's inputs to it and their EMA stay within 5% of the oracle unless genesis says otherwise."""
+MIN_ORACLE_FRESH_MS = 1_000
+MAX_ORACLE_FRESH_MS = 3_600_000
+"""Bounds of ``Genesis.oracle_fresh_ms`` (protocol §5, §11.2): 1 s .. 1 h."""
+DEFAULT_ORACLE_FRESH_MS = 60_000
+"""A publisher's latest submission counts for 60 s of block time (20 of Hyperliquid's 3 s rounds)."""
+
 _STRICT = dict(array_like=True, frozen=True, forbid_unknown_fields=True)
 
 
@@ -56,7 +69,10 @@ class MarketSpec(msgspec.Struct, **_STRICT):
     """A perpetual market defined in genesis (RULEBOOK §2, §5).
 
     Fee rates are in parts per million of notional (4.5 bps = 450).
-    ``impact_notional`` and ``min_notional`` are micro-USDC.
+    ``impact_notional`` and ``min_notional`` are micro-USDC. ``mark_band_bps``
+    is the half-width of the band around the oracle price that the mark, the
+    book's inputs to it and their EMA stay in (protocol §11.3); it is always
+    encoded (the default only spares Python callers from spelling it out).
     """
 
     name: Name
@@ -67,6 +83,7 @@ class MarketSpec(msgspec.Struct, **_STRICT):
     impact_notional: PosU64
     min_notional: U64
     initial_price: PosU64
+    mark_band_bps: Annotated[int, Meta(ge=MIN_MARK_BAND_BPS, le=MAX_MARK_BAND_BPS)] = DEFAULT_MARK_BAND_BPS
 
 
 class Genesis(msgspec.Struct, **_STRICT):
@@ -74,6 +91,9 @@ class Genesis(msgspec.Struct, **_STRICT):
 
     ``policy`` names the liquidation/ADL policy (``hyperliquid``, ``bitmex``,
     ``seed``). Oracle publishers must be sorted ascending and distinct.
+    ``oracle_fresh_ms`` is how long (block time) a publisher's latest
+    submission counts toward the oracle (protocol §11.2); like every field it
+    is always encoded.
     """
 
     chain_id: U64
@@ -83,7 +103,7 @@ class Genesis(msgspec.Struct, **_STRICT):
     insurance_fund: Annotated[int, Meta(ge=0, le=2**63 - 1)]
     policy: Name
     markets: Annotated[list[MarketSpec], Meta(max_length=MAX_MARKETS)]
-
+    oracle_fresh_ms: Annotated[int, Meta(ge=MIN_ORACLE_FRESH_MS, le=MAX_ORACLE_FRESH_MS)] = DEFAULT_ORACLE_FRESH_MS
 
 
 class ChangedKey(msgspec.Struct, **_STRICT):
