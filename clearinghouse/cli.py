@@ -29,9 +29,11 @@ EXIT_INTERNAL = 3
 class CliError(Exception):
     """A user-facing failure with its exit code."""
 
-    def __init__(self, message: str, code: int = EXIT_FAIL) -> None:
+    def __init__(self, message: str, code: int = EXIT_FAIL, *, error_code: str | None = None) -> None:
         super().__init__(message)
         self.exit_code = code
+        self.code = error_code or ("USAGE" if code == EXIT_USAGE else "BAD_INPUT")
+        """Stable machine-readable kind of failure (the ``code`` of a JSON error)."""
 
 
 def _console(stderr: bool = False):
@@ -44,17 +46,21 @@ def _print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+def _unsafe(exc: Exception) -> CliError:
+    return CliError(str(exc), error_code="UNSAFE_PATH")
+
+
 # ---------------------------------------------------------------- commands
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import build_demo_log, demo_labels
     from .reporting import replay_into_db, render_summary, summary_dict
+    from .tools.safety import UnsafePath, prepare_demo_dir
 
     out = os.path.abspath(args.out)
-    os.makedirs(out, exist_ok=True)
-    log_path = os.path.join(out, "demo.log")
-    db_path = os.path.join(out, "state")
-    if os.path.exists(db_path):
-        shutil.rmtree(db_path)
+    try:
+        log_path, db_path = prepare_demo_dir(out, force=args.force)
+    except UnsafePath as exc:
+        raise _unsafe(exc) from None
     build_demo_log(log_path)
     result = replay_into_db(log_path, db_path, progress=not args.json and sys.stderr.isatty(), labels=demo_labels())
     summary = summary_dict(result)
@@ -68,10 +74,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     from .reporting import replay_into_db, render_summary, summary_dict
 
-    _require_file(args.log)
-    from .tools.segments_cli import snapshot_writer
+    from .tools.safety import NewDatabase, UnsafePath
 
-    result = replay_into_db(args.log, args.db, progress=not args.json and sys.stderr.isatty(), after_block=snapshot_writer(args))
+    _require_file(args.log)
+    try:
+        created = NewDatabase(os.path.abspath(args.db))
+    except UnsafePath as exc:
+        raise _unsafe(exc) from None
+    try:
+        from .tools.segments_cli import snapshot_writer
+
+        result = replay_into_db(args.log, args.db, progress=not args.json and sys.stderr.isatty(), after_block=snapshot_writer(args))
+    except BaseException as exc:
+        from state import StoreInUse
+
+        if not isinstance(exc, StoreInUse):  # another writer's files are not ours to remove
+            created.discard()
+        raise
     summary = summary_dict(result)
     if args.json:
         _print_json(summary)
@@ -110,6 +129,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     summary = summary_dict(result)
+    if result.height < 0:
+        raise CliError(f"{args.log} holds no genesis (only the file header): there is no chain to verify", error_code="NO_GENESIS")
+    problems = []
+    if args.expect_height is not None and result.height != args.expect_height:
+        problems.append(f"the log ends at height {result.height}, expected {args.expect_height} (cut short or extended?)")
+    if args.expect_root is not None and summary["state_root"] != args.expect_root.lower().removeprefix("0x"):
+        problems.append(f"the final state root is {summary['state_root']}, expected {args.expect_root}")
+    if problems:
+        if args.json:
+            summary.update(ok=False, expected={"height": args.expect_height, "state_root": args.expect_root}, problems=problems)
+            _print_json(summary)
+        for text in problems:
+            print(f"error: EXPECTATION_MISMATCH: {text}", file=sys.stderr)
+        return EXIT_FAIL
     summary["ok"] = True
     if args.json:
         _print_json(summary)
@@ -132,15 +165,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _open_existing_store(path: str):
-    from state import LmdbStore
+    """Open a state database read-only: nothing is created or changed, a read-only copy works."""
+    from .tools.safety import UnsafePath, open_readonly
 
-    if not os.path.isdir(path):
-        raise CliError(f"no state database at {path}")
-    store = LmdbStore(path)
-    if store.height < 0:
-        store.close()
-        raise CliError(f"the state database at {path} is empty")
-    return store
+    try:
+        return open_readonly(path)
+    except UnsafePath as exc:
+        raise CliError(str(exc), error_code="NO_DATABASE") from None
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
@@ -193,6 +224,13 @@ def cmd_audit(args: argparse.Namespace) -> int:
     try:
         violations = check_all(store)
         report = {"db": args.db, "height": store.height, "state_root": store.root.hex(), "ok": not violations, "violations": violations}
+        if args.deep:
+            from .tools.deep_audit import deep_audit
+
+            deep = deep_audit(store)
+            report["deep"] = deep
+            violations.extend(deep["problems"])
+            report["ok"] = not violations
     finally:
         store.close()
     if args.json:
@@ -205,13 +243,18 @@ def cmd_audit(args: argparse.Namespace) -> int:
                 con.print(f"  - {v}")
         else:
             con.print(f"[green]OK[/]: conservation, open interest, solvency, bookkeeping and book hold at height {report['height']} (root {report['state_root']})")
+        if "deep" in report and not violations:
+            d = report["deep"]
+            con.print(f"[green]OK[/]: the root recomputed from all {d['records']:,} stored records equals the stored root and the last header's")
     return EXIT_OK if not violations else EXIT_FAIL
 
 
 # ---------------------------------------------------------------- helpers
 def _require_file(path: str) -> None:
+    if os.path.isdir(path):
+        raise CliError(f"{path} is a folder, not a log file", error_code="NOT_A_LOG")
     if not os.path.isfile(path):
-        raise CliError(f"no such log file: {path}")
+        raise CliError(f"no such log file: {path}", error_code="NO_SUCH_FILE")
 
 
 def _parse_address(text: str) -> bytes:
@@ -224,43 +267,53 @@ def _parse_address(text: str) -> bytes:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="clearinghouse", description="A replayable perpetual-futures clearinghouse.")
+    parser.add_argument("--version", action="version", version=f"clearinghouse {__version__}", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("demo", help="build the demo log, replay it into DIR/state and summarise it")
     p.add_argument("--out", default="demo-out", metavar="DIR", help="output directory (default: ./demo-out)")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.add_argument("--force", action="store_true",
+                   help="use a non-empty folder the demo did not create (only demo.log and state/ are replaced; nothing else is touched)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("replay", help="apply a log to an LMDB state directory, resuming from its height")
-    p.add_argument("log")
-    p.add_argument("--db", required=True, metavar="DIR")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("log", metavar="LOG", help="the log file to apply")
+    p.add_argument("--db", required=True, metavar="DIR", help="state database folder (created if new; one writer at a time)")
+    p.add_argument("--json", action="store_true", help="print the summary (or the error) as JSON")
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("verify", help="replay a log into a temporary store and check every header root")
-    p.add_argument("log")
-    p.add_argument("--backend", choices=("memory", "lmdb"), default="memory")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("log", metavar="LOG", help="the log file to verify (it must start with a genesis)")
+    p.add_argument("--backend", choices=("memory", "lmdb"), default="memory", help="where the replay keeps state (default: memory)")
+    p.add_argument("--expect-height", type=int, default=None, metavar="H",
+                   help="fail unless the log ends exactly at height H (catches a log cut at a frame boundary)")
+    p.add_argument("--expect-root", default=None, metavar="HEX", help="fail unless the final state root is HEX (from a trusted source)")
+    p.add_argument("--json", action="store_true", help="print the result (or the error) as JSON")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("inspect", help="show an account's state, optionally with a Merkle proof")
-    p.add_argument("--db", required=True, metavar="DIR")
-    p.add_argument("address")
+    p.add_argument("--db", required=True, metavar="DIR", help="state database folder (opened read-only)")
+    p.add_argument("address", metavar="ADDRESS_OR_NAME", help="a 0x address or an account name")
     p.add_argument("--proof", action="store_true", help="include an inclusion proof checked against the stored root")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the report (or the error) as JSON")
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("diff", help="compare two state databases per namespace and list differing keys")
-    p.add_argument("db_a")
-    p.add_argument("db_b")
+    p.add_argument("db_a", metavar="DB_A", help="first state database folder (opened read-only)")
+    p.add_argument("db_b", metavar="DB_B", help="second state database folder (opened read-only)")
     p.add_argument("--limit", type=int, default=200, help="most differing keys to list")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the comparison (or the error) as JSON")
     p.set_defaults(func=cmd_diff)
 
     p = sub.add_parser("audit", help="check the invariants (conservation, open interest, solvency) on a state database")
-    p.add_argument("--db", required=True, metavar="DIR")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--db", required=True, metavar="DIR", help="state database folder (opened read-only)")
+    p.add_argument("--deep", action="store_true",
+                   help="also recompute the state root from every stored record, compare it with the header and name the first bad key")
+    p.add_argument("--json", action="store_true", help="print the report (or the error) as JSON")
     p.set_defaults(func=cmd_audit)
 
     for extra in _EXTRA_COMMANDS:
@@ -294,27 +347,47 @@ _EXTRA_COMMANDS.extend([_add_scenario_commands, _add_explain_command, _add_segme
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .tools.console import error_code, error_message, report_error
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    as_json = bool(getattr(args, "json", False))
     try:
         return args.func(args)
     except CliError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return report_error(f"error: {exc}", code=exc.code, message=str(exc), exit_code=exc.exit_code,
+                            as_json=as_json and not getattr(exc, "json_printed", False))
     except (TxError, StateError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAIL
+        return report_error(f"error: {exc}", code=error_code(exc, "ERROR"), message=error_message(exc), exit_code=EXIT_FAIL, as_json=as_json)
     except OSError as exc:
-        print(f"error: {exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}".rstrip(": "), file=sys.stderr)
-        return EXIT_FAIL
+        import errno
+
+        code = "DISK_FULL" if exc.errno == errno.ENOSPC else "OS_ERROR"
+        text = f"{exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}".rstrip(": ")
+        return report_error(f"error: {code}: {text}", code=code, message=text, exit_code=EXIT_FAIL, as_json=as_json)
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+        return report_error("error: interrupted", code="INTERRUPTED", message="interrupted", exit_code=130, as_json=as_json)
     except Exception as exc:  # a bug: say so in one line unless debugging
         if os.environ.get("CLEARINGHOUSE_DEBUG"):
             raise
-        print(f"internal error: {type(exc).__name__}: {exc} (set CLEARINGHOUSE_DEBUG=1 for a traceback)", file=sys.stderr)
-        return EXIT_INTERNAL
+        lmdb_error = _lmdb_failure(exc)
+        if lmdb_error is not None:
+            code, text = lmdb_error
+            return report_error(f"error: {code}: {text}", code=code, message=text, exit_code=EXIT_FAIL, as_json=as_json)
+        text = f"{type(exc).__name__}: {exc}"
+        return report_error(f"internal error: {text} (set CLEARINGHOUSE_DEBUG=1 for a traceback)", code="INTERNAL", message=text,
+                            exit_code=EXIT_INTERNAL, as_json=as_json)
+
+
+def _lmdb_failure(exc: BaseException) -> tuple[str, str] | None:
+    """An LMDB error that escaped the store's translation: a full disk or a damaged database, not a bug."""
+    import lmdb
+
+    if not isinstance(exc, lmdb.Error):
+        return None
+    if isinstance(exc, lmdb.MapFullError) or "No space left" in str(exc):
+        return "STORE_FULL", f"the disk or database is full: {exc}"
+    return "CORRUPT_STORE", f"the database is damaged or unreadable: {exc}"
 
 
 if __name__ == "__main__":

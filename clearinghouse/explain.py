@@ -525,7 +525,7 @@ def load_history(path: str, names: dict[bytes, str] | None = None) -> History:
     if os.path.isdir(path):
         if not os.path.isfile(os.path.join(path, "data.mdb")):
             raise ExplainError(f"{path} is a directory but not an LMDB state database (no data.mdb)")
-        with LmdbStore(path) as store:
+        with LmdbStore(path, readonly=True) as store:
             if store.height < 0:
                 raise ExplainError(f"the state database at {path} is empty")
             engine = Engine(store)

@@ -1250,8 +1250,11 @@ def cli_command(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.N
         try:
             return fn(args)
         except CliError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return exc.exit_code
+            from .tools.console import report_error
+
+            as_json = bool(getattr(args, "json", False)) and not getattr(exc, "json_printed", False)
+            return report_error(f"error: {exc}", code=getattr(exc, "code", "BAD_INPUT"), message=str(exc),
+                                exit_code=exc.exit_code, as_json=as_json)
 
     return wrapper
 
@@ -1299,7 +1302,9 @@ def cmd_scenario_run(args: argparse.Namespace) -> int:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
     if run.failed_expects:
-        raise _expect_failure_error(run)
+        err = _expect_failure_error(run)
+        err.json_printed = bool(args.json)  # the JSON report above already says what failed
+        raise err
     return EXIT_OK
 
 
@@ -1315,7 +1320,9 @@ def cmd_scenario_compile(args: argparse.Namespace) -> int:
     else:
         _console().print(f"wrote {log}: {info['blocks']} blocks, height {info['height']}, state root {info['state_root']}")
     if run.failed_expects:
-        raise _expect_failure_error(run)
+        err = _expect_failure_error(run)
+        err.json_printed = bool(args.json)  # the JSON report above already says what failed
+        raise err
     return EXIT_OK
 
 
@@ -1323,12 +1330,12 @@ def add_scenario_command(sub: Any) -> None:
     p = sub.add_parser("scenario", help="compile and run a TOML scenario (docs/scenarios.md)")
     ssub = p.add_subparsers(dest="scenario_command", required=True, metavar="SUBCOMMAND")
     r = ssub.add_parser("run", help="compile, run and show a scenario's events and final accounts")
-    r.add_argument("file", metavar="FILE")
+    r.add_argument("file", metavar="FILE", help="the scenario TOML file (docs/scenarios.md)")
     r.add_argument("--json", action="store_true", help="print a machine-readable result")
     r.add_argument("--log", default=None, metavar="OUT", help="also keep the signed log at OUT (overwritten)")
     r.set_defaults(func=cli_command(cmd_scenario_run))
     c = ssub.add_parser("compile", help="compile a scenario into a signed log (check it with `clearinghouse verify`)")
-    c.add_argument("file", metavar="FILE")
+    c.add_argument("file", metavar="FILE", help="the scenario TOML file (docs/scenarios.md)")
     c.add_argument("--log", required=True, metavar="OUT", help="where to write the log (overwritten)")
-    c.add_argument("--json", action="store_true")
+    c.add_argument("--json", action="store_true", help="print the result (or the error) as JSON")
     c.set_defaults(func=cli_command(cmd_scenario_compile))

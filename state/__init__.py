@@ -22,7 +22,10 @@ from .errors import (
     RootMismatch,
     StateError,
     StoreClosed,
+    StoreFull,
+    StoreInUse,
     StoreOpenError,
+    StoreReadOnly,
 )
 from .lmdb_store import LmdbStore
 from .memory_store import MemoryStore
@@ -66,7 +69,10 @@ __all__ = [
     "StateError",
     "Store",
     "StoreClosed",
+    "StoreFull",
+    "StoreInUse",
     "StoreOpenError",
+    "StoreReadOnly",
     "TreeUpdate",
     "build_proof",
     "compute_update",

@@ -76,6 +76,24 @@ class StoreOpenError(StateError):
     code: ClassVar[str] = "STORE_OPEN_FAILED"
 
 
+class StoreInUse(StoreOpenError):
+    """Another process (or another handle in this one) is writing to the store: one writer at a time."""
+
+    code: ClassVar[str] = "STORE_IN_USE"
+
+
+class StoreReadOnly(StateError):
+    """A write was attempted on a store opened read-only."""
+
+    code: ClassVar[str] = "STORE_READ_ONLY"
+
+
+class StoreFull(StateError):
+    """The disk (or the database's map) is full; the block was not committed."""
+
+    code: ClassVar[str] = "STORE_FULL"
+
+
 class StoreClosed(StateError):
     """An operation was attempted on a store after ``close()``."""
 

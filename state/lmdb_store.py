@@ -17,15 +17,18 @@ never a mix. Reopening a directory resumes from the stored height and root.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from functools import partial
 from types import TracebackType
 from typing import Any
 
 import lmdb
 
-from .errors import CorruptStore, RootMismatch, StoreClosed, StoreOpenError
+from .errors import CorruptStore, RootMismatch, StoreClosed, StoreFull, StoreInUse, StoreOpenError, StoreReadOnly
 from .proof import Proof, build_proof
 from .smt import EMPTY, ROOT_PATH, check_record, compute_update, record_hash
 from .store import (
@@ -67,34 +70,79 @@ DB_META = b"meta"
 class LmdbStore:
     """State persisted in an LMDB environment directory."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
         """
         Open (creating if needed) the store at directory ``path`` and resume from it.
+
+        A writable store takes an exclusive advisory lock (``flock`` on
+        ``data.mdb``) for as long as it is open: one writer at a time, across
+        processes. With ``readonly=True`` the environment must already exist
+        and nothing is created or written: the handle takes a shared ``flock``
+        (writers wait for readers to finish), so LMDB's reader table in
+        ``lock.mdb`` is not touched; only when a writer is already active does
+        it register there (if ``lock.mdb`` is writable) so its snapshot stays valid.
 
         Raises
         ------
         StoreOpenError
-            The environment cannot be opened, e.g. it is already open in this process.
+            The environment cannot be opened, e.g. it is already open in this process,
+            or (read-only) there is no LMDB environment at ``path``.
+        StoreInUse
+            (writable) Another process or handle holds the writer lock.
         CorruptStore
             Stored meta is inconsistent or the stored root does not match the tree.
         """
         self.path = os.fspath(path)
         """Directory of the LMDB environment."""
+        self.readonly = readonly
+        """Whether this handle may commit."""
+        self._lock_fd: int | None = None
+        data_file = os.path.join(self.path, "data.mdb")
+        options = dict(LMDB_OPTIONS)
+        if readonly:
+            if not os.path.isfile(data_file):
+                raise StoreOpenError(f"no LMDB state database at {self.path!r} (no data.mdb)")
+            # A shared flock keeps writers out while we read, so LMDB's reader table (a write
+            # to lock.mdb) is not needed; only while a writer is active do we register there.
+            self._lock_fd = _take_reader_lock(data_file)
+            lock_file = os.path.join(self.path, "lock.mdb")
+            use_lock = self._lock_fd is None and os.path.isfile(lock_file) and os.access(lock_file, os.R_OK | os.W_OK)
+            options.update(readonly=True, create=False, lock=use_lock)
         try:
-            env = lmdb.open(self.path, **LMDB_OPTIONS)
+            env = lmdb.open(self.path, **options)
         except lmdb.Error as exc:
+            self._release_lock()
             raise StoreOpenError(f"cannot open LMDB store at {self.path!r}: {exc}") from exc
         try:
-            with env.begin(write=True) as txn:
-                self._data = env.open_db(DB_DATA, txn=txn)
-                self._smt = env.open_db(DB_SMT, txn=txn)
-                self._meta = env.open_db(DB_META, txn=txn)
+            if not readonly:
+                self._lock_fd = _take_writer_lock(data_file, self.path)
+            if readonly:
+                # py-lmdb opens each handle in its own read transaction, committed so the handle stays valid.
+                try:
+                    with _translated(self.path):
+                        self._data = env.open_db(DB_DATA, create=False)
+                        self._smt = env.open_db(DB_SMT, create=False)
+                        self._meta = env.open_db(DB_META, create=False)
+                except (lmdb.NotFoundError, StoreOpenError):
+                    raise StoreOpenError(f"{self.path!r} is an LMDB environment but not a state database") from None
+            else:
+                with _translated(self.path), env.begin(write=True) as txn:
+                    self._data = env.open_db(DB_DATA, txn=txn)
+                    self._smt = env.open_db(DB_SMT, txn=txn)
+                    self._meta = env.open_db(DB_META, txn=txn)
             self._env: lmdb.Environment | None = env
             self._preview: Preview | None = None
-            self._height, self._root = self._load_tip()
+            with _translated(self.path):
+                self._height, self._root = self._load_tip()
         except BaseException:
             env.close()
+            self._release_lock()
             raise
+
+    def _release_lock(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)  # closing the descriptor drops the flock
 
     def _load_tip(self) -> tuple[int, bytes]:
         """Read and sanity-check the committed height and root."""
@@ -140,7 +188,7 @@ class LmdbStore:
     def get(self, key: bytes) -> bytes | None:
         """Return the committed value of ``key``, or ``None``."""
         env = self._open_env()
-        with env.begin(db=self._data) as txn:
+        with _translated(self.path), env.begin(db=self._data) as txn:
             return txn.get(check_key(key))
 
     def scan_prefix(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
@@ -155,7 +203,9 @@ class LmdbStore:
             raise TypeError("prefix must be bytes")
         # Begin the read transaction now, not at the first next(), so the snapshot
         # is the state at call time (as with the memory store).
-        return _scan(env.begin(db=self._data), prefix)
+        with _translated(self.path):
+            txn = env.begin(db=self._data)
+        return _scan(txn, prefix, self.path)
 
     def iter_all(self) -> Iterator[tuple[bytes, bytes]]:
         """Yield every committed ``(key, value)`` pair in ascending key order."""
@@ -164,7 +214,7 @@ class LmdbStore:
     def get_meta(self, name: str) -> bytes | None:
         """Return the committed meta entry ``name``, or ``None``."""
         env = self._open_env()
-        with env.begin(db=self._meta) as txn:
+        with _translated(self.path), env.begin(db=self._meta) as txn:
             return txn.get(name.encode("utf-8"))
 
     def preview_root(self, changes: Mapping[bytes, bytes | None]) -> bytes:
@@ -181,7 +231,7 @@ class LmdbStore:
         """
         env = self._open_env()
         items = prepare_changes(changes)
-        with env.begin(db=self._smt) as txn:
+        with _translated(self.path), env.begin(db=self._smt) as txn:
             update = compute_update(txn.get, self._root, dict(items))
         self._preview = (self._root, items, update)
         return update.root
@@ -189,7 +239,7 @@ class LmdbStore:
     def prove(self, key: bytes) -> Proof:
         """Return an (non-)inclusion proof for ``key`` against the current root."""
         env = self._open_env()
-        with env.begin(db=self._smt) as txn:
+        with _translated(self.path), env.begin(db=self._smt) as txn:
             return build_proof(txn.get, self._root, key)
 
     # ------------------------------------------------------------------ commit
@@ -220,10 +270,18 @@ class LmdbStore:
             ``expected_root`` is given and differs from the new root; nothing is written.
         """
         env = self._open_env()
+        if self.readonly:
+            raise StoreReadOnly(f"LMDB store at {self.path!r} was opened read-only")
         check_next_height(self._height, height)
         items = prepare_changes(changes)
         meta_items = prepare_meta(meta)
         preview, self._preview = self._preview, None
+        with _translated(self.path):
+            self._commit(env, preview, items, meta_items, height, expected_root)
+        return self._root
+
+    def _commit(self, env: lmdb.Environment, preview: Preview | None, items: list[tuple[bytes, bytes | None]],
+                meta_items: list[tuple[str, bytes]], height: int, expected_root: bytes | None) -> None:
         txn = env.begin(write=True)
         try:
             update = reuse_preview(preview, self._root, items)
@@ -242,7 +300,13 @@ class LmdbStore:
             raise
         self._height = height
         self._root = update.root
-        return update.root
+
+    def node_records(self) -> Iterator[tuple[bytes, bytes]]:
+        """Yield every stored tree node ``(path, record)`` (for deep audits)."""
+        env = self._open_env()
+        with _translated(self.path):
+            txn = env.begin(db=self._smt)
+        return _scan(txn, b"", self.path)
 
     def _write_data(self, txn: lmdb.Transaction, items: list[tuple[bytes, bytes | None]]) -> None:
         """Write data changes in key order inside ``txn``."""
@@ -278,6 +342,7 @@ class LmdbStore:
         self._preview = None
         if env is not None:
             env.close()
+        self._release_lock()
 
     def __enter__(self) -> LmdbStore:
         return self
@@ -297,19 +362,76 @@ class LmdbStore:
         return self._env
 
 
-def _scan(txn: lmdb.Transaction, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+def _scan(txn: lmdb.Transaction, prefix: bytes, path: str = "") -> Iterator[tuple[bytes, bytes]]:
     """Generator behind ``scan_prefix``: walks ``txn``'s cursor from ``prefix``, then ends ``txn``."""
     try:
-        cursor = txn.cursor()
-        positioned = cursor.set_range(prefix) if prefix else cursor.first()
-        if not positioned:
-            return
-        for key, value in cursor:
-            if not key.startswith(prefix):
+        with _translated(path):
+            cursor = txn.cursor()
+            positioned = cursor.set_range(prefix) if prefix else cursor.first()
+            if not positioned:
                 return
-            yield key, value
+            for key, value in cursor:
+                if not key.startswith(prefix):
+                    return
+                yield key, value
     finally:
         txn.abort()  # read-only: abort just releases the snapshot
+
+
+def _take_reader_lock(data_file: str) -> int | None:
+    """A shared ``flock`` on ``data.mdb`` (readers); ``None`` if a writer holds it."""
+    fd = os.open(data_file, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _take_writer_lock(data_file: str, path: str) -> int:
+    """Take the exclusive writer lock (``flock`` on ``data.mdb``); return its descriptor."""
+    fd = os.open(data_file, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StoreInUse(f"database in use by another process: {path!r} (one writer at a time; readers keep writers out while they read)") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+@contextmanager
+def _translated(path: str) -> Iterator[None]:
+    """Turn LMDB's own errors into typed state errors: full disk or map, corrupt pages, read-only."""
+    try:
+        yield
+    except lmdb.MapFullError as exc:
+        raise StoreFull(f"the database at {path!r} is full (map size reached): {exc}") from exc
+    except (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.BadValsizeError, lmdb.InvalidError,
+            lmdb.BadTxnError, lmdb.BadRslotError, lmdb.IncompatibleError, lmdb.VersionMismatchError,
+            lmdb.PanicError) as exc:
+        raise CorruptStore(f"the database at {path!r} is damaged: {exc}") from exc
+    except lmdb.ReadonlyError as exc:
+        raise StoreReadOnly(f"the database at {path!r} is read-only: {exc}") from exc
+    except lmdb.Error as exc:
+        if _is_no_space(exc):
+            raise StoreFull(f"no space left on the device holding {path!r}: {exc}") from exc
+        raise StoreOpenError(f"LMDB error on {path!r}: {exc}") from exc
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise StoreFull(f"no space left on the device holding {path!r}") from exc
+        raise
+
+
+def _is_no_space(exc: BaseException) -> bool:
+    text = str(exc)
+    return "No space left" in text or "ENOSPC" in text or getattr(exc, "errno", None) == errno.ENOSPC
 
 
 __all__ = ["LmdbStore", "LMDB_OPTIONS", "DB_DATA", "DB_SMT", "DB_META"]
