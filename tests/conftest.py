@@ -173,3 +173,52 @@ def demo_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("demo") / "demo.log"
     build_demo_log(path)
     return path
+
+
+# ---------------------------------------------------------------- figures reported after the run
+# Some tests print what they ran (bad inputs rejected, kills survived, examples tried) inside
+# ``capsys.disabled()``. Printed there, the lines land among pytest's progress dots; instead they
+# are collected and shown in one "clearinghouse figures" section at the end of the run (or printed
+# in place with -v or -s, where the output is line by line anyway).
+FIGURES: list[str] = []
+
+
+class _FigureCapture:
+    """``capsys`` whose ``disabled()`` collects the printed lines for the end-of-run section."""
+
+    def __init__(self, inner: Any, live: bool) -> None:
+        self._inner = inner
+        self._live = live
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def disabled(self) -> Any:
+        import contextlib
+        import io
+
+        if self._live:
+            return self._inner.disabled()
+
+        @contextlib.contextmanager
+        def collect() -> Any:
+            buf = io.StringIO()
+            with contextlib.redirect_stdout(buf):
+                yield
+            FIGURES.extend(line for line in buf.getvalue().splitlines() if line.strip())
+
+        return collect()
+
+
+@pytest.fixture
+def capsys(capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest) -> Any:  # noqa: F811 (extends pytest's)
+    config = request.config
+    live = config.getoption("verbose") > 0 or config.getoption("capture") == "no"
+    return _FigureCapture(capsys, live)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if FIGURES:
+        terminalreporter.section("clearinghouse figures")
+        for line in FIGURES:
+            terminalreporter.write_line(line)
