@@ -7,7 +7,8 @@ transactions: deposits, withdrawals, transfers, every order type (GTC, IOC,
 FOK and ALO limits, market, TP/SL triggers), cancels by order id (ids learnt
 from ``OrderStatus`` events) and by client id, modifies, leverage and margin
 mode, isolated margin moves, agents, oracle moves with sudden +-50% crashes
-and time jumps across funding hours. Parameters are drawn valid and invalid
+and time jumps across funding hours, wash trades in thin books, publisher
+subsets (one posting an outlier) and stale publishers. Parameters are drawn valid and invalid
 alike: a rejection is fine, as long as it changes nothing but its receipt.
 
 After every block:
@@ -15,6 +16,10 @@ After every block:
 * every invariant of ``clearinghouse.invariants.check_all`` holds on the
   producer's committed store (conservation, open interest, solvency,
   bookkeeping, uncrossed book);
+* every mark lies within its market's band around the oracle; without a
+  fresh majority of publishers the oracle and external price hold; no single
+  publisher (a minority of three) moves either beyond what the others' fresh
+  words and the held price say (protocol §11.2, §11.3);
 * every transaction has exactly one receipt, with a known typed code;
 * a block made only of rejected transactions leaves state exactly as an empty
   block at the same height and time would (same changes, same root, same
@@ -60,7 +65,7 @@ from clearinghouse.engine import Engine, replay_log
 from clearinghouse.events import NO_TX, Fill, FundingPaid, OrderStatus, Receipt
 from clearinghouse.invariants import check_all
 from clearinghouse.margin import cross_health
-from clearinghouse.keys import CHAIN_KEY, FEE_POOL, INSURANCE_FUND, market_state_key, position_key
+from clearinghouse.keys import CHAIN_KEY, FEE_POOL, INSURANCE_FUND, market_spec_key, market_state_key, oracle_sub_key, position_key
 from clearinghouse.producer import Producer
 from state import LmdbStore
 from tx import actions as A
@@ -243,6 +248,7 @@ class ClearinghouseMachine(RuleBasedStateMachine):
             assert story(only_ok.events, kept) == story(dry.events, None), "rejected transactions changed the events"
 
         before_view = self.view
+        prices_before = self._prices()
         watched = set(self.names) | {INSURANCE_FUND, FEE_POOL}
         before = {a: self._account_state(a, before_view) for a in watched}
         positions_before = {(m, a) for a in watched for m in MARKETS if (pos := before_view.get(position_key(m, a))) is not None and pos.size != 0}
@@ -250,6 +256,7 @@ class ClearinghouseMachine(RuleBasedStateMachine):
 
         executed = self.p.block(txs, time_ms=t)
         assert executed.changes == dry.changes and executed.events == dry.events, "the same block executed twice differs"
+        self._check_oracle(prices_before, t)
 
         receipts = [e for e in executed.events if isinstance(e, Receipt)]
         assert sorted(r.tx_index for r in receipts) == list(range(len(txs))), "one receipt per transaction"
@@ -305,6 +312,34 @@ class ClearinghouseMachine(RuleBasedStateMachine):
                 else:
                     self.agent_owner.pop(ev.agent, None)
         return executed
+
+    def _prices(self) -> dict[int, tuple[int, int]]:
+        """market -> (oracle, external) in committed state."""
+        view = self.view
+        return {m: (view.get(market_state_key(m)).oracle_price, view.get(market_state_key(m)).external_price) for m in MARKETS}
+
+    def _check_oracle(self, before: dict[int, tuple[int, int]], t: int) -> None:
+        """Protocol §11.2 after every block: without a fresh majority the oracle and external price hold;
+        and no single publisher (a minority of three) places either outside the range of what the other
+        publishers' fresh words and the held price say (a stale slot votes the held price)."""
+        view = self.view
+        chain = view.get(CHAIN_KEY)
+        pubs = sorted(chain.oracle_publishers)
+        for m in MARKETS:
+            state = view.get(market_state_key(m))
+            held_o, held_x = before[m]
+            fresh = {p: sub for p in pubs if (sub := view.get(oracle_sub_key(m, p))) is not None and t - sub.time_ms < chain.oracle_fresh_ms}
+            if 2 * len(fresh) <= len(pubs):
+                assert (state.oracle_price, state.external_price) == (held_o, held_x), f"market {m}: the oracle moved without a fresh majority"
+            if len(pubs) < 3:
+                continue
+            fill = held_x if held_x > 0 else state.oracle_price
+            for p in pubs:
+                others = [sub.oracle_price for q, sub in fresh.items() if q != p] + [held_o]
+                assert min(others) <= state.oracle_price <= max(others), f"market {m}: publisher {p.hex()} alone moved the oracle"
+                if state.external_price:
+                    ext = [sub.external_price for q, sub in fresh.items() if q != p and sub.external_price] + [fill]
+                    assert min(ext) <= state.external_price <= max(ext), f"market {m}: publisher {p.hex()} alone moved the external price"
 
     # ------------------------------------------------------------ set-up
     @initialize(
@@ -576,6 +611,56 @@ class ClearinghouseMachine(RuleBasedStateMachine):
         else:
             self._quote(depth)
 
+    @rule(seller=accounts, buyer=st.sampled_from(TRADERS + MAKERS), market=st.sampled_from(MARKETS),
+          factor_pct=st.sampled_from([10, 50, 150, 190, 195]), washes=st.integers(1, 4), thin=st.booleans(), external=st.booleans())
+    def wash_trade(self, seller: str, buyer: str, market: int, factor_pct: int, washes: int, thin: bool, external: bool) -> None:
+        """Market integrity attack 1 (docs/security.md): two accounts trade one small lot with each other
+        far from the mark (``factor_pct`` % of it), every 10 s, while every publisher posts the unchanged
+        oracle (with or without an external price); ``thin`` first cancels every order in that market so
+        the wash prints in an empty book. The mark must stay within the band (invariant below)."""
+        if buyer == seller:
+            buyer = MAKERS[0]
+        for i in range(washes):
+            t = self.next_time(10_000)
+            txs = []
+            if thin and i == 0:
+                txs += [self.sign(self.names[o], A.Cancel(market=m, oid=oid), t) for oid, (o, m) in sorted(self.orders.items()) if m == market and o in self.names]
+            px = five_sig(self.mark(market) * factor_pct // 100)
+            size = max(1, -(-10 * USDC // px))  # the smallest size meeting the 10 USDC minimum notional
+            txs.append(self.sign(seller, A.PlaceOrder(market=market, is_buy=False, price=px, size=size, tif=A.TIF_GTC, reduce_only=False, cloid=0), t))
+            txs.append(self.sign(buyer, A.PlaceOrder(market=market, is_buy=True, price=px, size=size, tif=A.TIF_IOC, reduce_only=False, cloid=0), t))
+            txs += self._oracle_txs({BTC: 0, ETH: 0}, t, ORACLES, external="same" if external else "none")
+            self.produce(txs, advance_ms=10_000)
+
+    @rule(publishers=st.lists(st.sampled_from(ORACLES), min_size=0, max_size=3, unique=True), outlier=st.sampled_from(ORACLES + (None,)),
+          factor_pct=st.sampled_from([10, 80, 125, 1_000]), move=st.integers(-3, 3), advance_ms=st.sampled_from([1_000, 10_000, 59_000, 61_000, 200_000]))
+    def publisher_subset(self, publishers: list[str], outlier: str | None, factor_pct: int, move: int, advance_ms: int) -> None:
+        """Market integrity attack 2: only some publishers post (a small honest move), and one publisher
+        may post an outlier (``factor_pct`` % of the oracle, oracle and external alike), after up to
+        200 s of silence. The per-block oracle checks in ``produce`` do the asserting."""
+        t = self.next_time(advance_ms)
+        honest = tuple(p for p in publishers if p != outlier)
+        txs = self._oracle_txs({BTC: move, ETH: move}, t, honest)
+        if outlier is not None:
+            bad = [A.OraclePrice(market=m, oracle_price=max(1, self.oracle(m) * factor_pct // 100), external_price=max(1, self.oracle(m) * factor_pct // 100)) for m in MARKETS]
+            txs.append(self.sign(outlier, A.OracleUpdate(prices=bad), t))
+        self.produce(txs, advance_ms=advance_ms)
+
+    @rule(wait_s=st.integers(30, 900), poster=st.sampled_from(ORACLES + (None,)), factor_pct=st.sampled_from([100, 10, 1_000]))
+    def stale_publishers(self, wait_s: int, poster: str | None, factor_pct: int) -> None:
+        """Time passes without posts (publishers go stale, funding may not sample); then at most one
+        publisher posts, possibly an outlier: a lone publisher never moves the oracle."""
+        t = self.next_time(wait_s * 1000)
+        txs = []
+        if poster is not None:
+            prices = [A.OraclePrice(market=m, oracle_price=max(1, self.oracle(m) * factor_pct // 100), external_price=0) for m in MARKETS]
+            txs.append(self.sign(poster, A.OracleUpdate(prices=prices), t))
+        before = self._prices()
+        self.produce(txs, advance_ms=wait_s * 1000)
+        chain = self.view.get(CHAIN_KEY)
+        if wait_s * 1000 >= chain.oracle_fresh_ms:
+            assert self._prices() == before, "one publisher alone moved a stale oracle"
+
     # ------------------------------------------------------------ mixed blocks, replays, rejections
     @rule(data=st.data(), n=st.integers(2, 8))
     def mixed_block(self, data: Any, n: int) -> None:
@@ -645,6 +730,18 @@ class ClearinghouseMachine(RuleBasedStateMachine):
             return
         violations = check_all(self.p.engine.store)
         assert not violations, violations
+
+    @invariant()
+    def mark_within_band_of_oracle(self) -> None:
+        """Protocol §11.3: oracle x (1 - band) <= mark <= oracle x (1 + band), lo rounded up, hi down."""
+        if self.p is None:
+            return
+        view = self.view
+        for m in MARKETS:
+            state, band = view.get(market_state_key(m)), view.get(market_spec_key(m)).mark_band_bps
+            lo = -((-state.oracle_price * (10_000 - band)) // 10_000)
+            hi = state.oracle_price * (10_000 + band) // 10_000
+            assert lo <= state.mark_price <= hi, f"market {m}: mark {state.mark_price} outside [{lo}, {hi}] around oracle {state.oracle_price}"
 
     def teardown(self) -> None:
         try:
