@@ -116,12 +116,14 @@ class MarginMoved(_Event, tag=13):
 
 
 class PricesSet(_Event, tag=20):
-    """A market's new oracle and mark prices and the mark's inputs (docs/prices-and-funding.md).
+    """A market's new oracle and mark prices and the mark's inputs (protocol §11.3).
 
     Emitted at end of block when the oracle or the mark changed. ``publishers``
-    counts the block's submissions for the market. ``source_a`` is
-    oracle + EMA150(mid - oracle), ``source_b`` median(bid, ask, last) and
-    ``ema30_b`` its 30 s EMA; 0 means absent (as does ``external_price`` 0).
+    counts the publishers whose latest submission for the market is fresh (the
+    oracle is held when that is not more than half of them, protocol §11.2).
+    ``source_a`` is oracle + EMA150(mid - oracle), ``source_b`` median(bid,
+    ask, last) and ``ema30_b`` its 30 s EMA, each after the band around the
+    oracle; 0 means absent (as does ``external_price`` 0).
     """
 
     market: U32
