@@ -280,10 +280,16 @@ def run_inline(log: str, segments: list[Segment], *, on_progress: Callable[[int]
 
 
 def _pool_context() -> Any:
-    """``forkserver`` where available (children fork from a clean, preloaded server: no inherited threads), else ``spawn``."""
+    """How pool workers start: ``fork`` while this process has no other thread (cheapest: nothing to
+    import again), else ``forkserver`` (children fork from a clean server that preloaded this module,
+    so no lock held by another thread is inherited), else ``spawn``."""
     import multiprocessing
+    import threading
 
-    if "forkserver" in multiprocessing.get_all_start_methods():
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    if "forkserver" in methods:
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["clearinghouse.segments"])
         return ctx
