@@ -24,12 +24,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import assert_rejected_without_effect, cash_of, codes_of
-from clearinghouse.demo import DEMO_CHAIN_ID, DEMO_GENESIS_TIME_MS, USDC
+from clearinghouse.demo import DEMO_CHAIN_ID, DEMO_GENESIS_TIME_MS, USDC, demo_genesis
 from tx import actions as A
 from tx.builder import Wallet, sign_transaction
-from tx.encoding import decode_action, decode_canonical, decode_transaction, encode, tx_id
+from tx.encoding import decode_action, decode_canonical, decode_genesis, decode_transaction, encode, genesis_hash, tx_id
 from tx.errors import DecodeError, HighSSignature, NonCanonicalEncoding
-from tx.messages import MAX_TX_BYTES, Transaction
+from tx.messages import MAX_TX_BYTES, Genesis, Transaction
 from tx.signing import SECP256K1_N, Signer, address_from_public_key, checksum_address, recover_signer, signing_digest
 
 VECTORS_PATH = Path(__file__).resolve().parent.parent / "fixtures" / "encoding_vectors.json"
@@ -454,7 +454,15 @@ def build_vectors() -> dict[str, Any]:
         ),
         "chain_id": DEMO_CHAIN_ID,
         "vectors": vectors,
+        "genesis": genesis_vector(),
     }
+
+
+def genesis_vector() -> dict[str, Any]:
+    """The demo genesis (docs/protocol.md §3.4, §5): fields, canonical bytes and hash, with the price
+    parameters (``mark_band_bps`` per market, ``oracle_fresh_ms``) as the last fields of their structs."""
+    g = demo_genesis()
+    return {"fields": to_json_fields(g), "genesis_hex": encode(g).hex(), "genesis_hash_hex": genesis_hash(g).hex()}
 
 
 def test_encoding_vectors_file_matches() -> None:
@@ -477,6 +485,10 @@ def test_encoding_vectors_file_matches() -> None:
         assert tx.action == action and tx.nonce == v["nonce"]
         assert sign_transaction(signer, stored["chain_id"], action, v["nonce"]) == raw
         assert tx_id(raw).hex() == v["tx_id_hex"]
+    g = stored["genesis"]
+    genesis = from_json_fields(mi.type_info(Genesis), g["fields"])
+    assert encode(genesis).hex() == g["genesis_hex"] and genesis_hash(genesis).hex() == g["genesis_hash_hex"]
+    assert decode_genesis(bytes.fromhex(g["genesis_hex"])) == genesis
     assert stored == build_vectors(), "vectors are stale: python tests/test_encoding.py --write-vectors"
 
 
