@@ -14,7 +14,7 @@ import msgspec
 
 from .accounts import get_account, put_account
 from .errors import DuplicateCloid, LimitExceeded, OrderNotFound
-from .keys import CHAIN_KEY, cloid_key, order_loc_key
+from .keys import CHAIN_KEY, U64_MAX, cloid_key, order_loc_key
 from .records import CloidLocator, OrderLocator
 from .working_state import WorkingState
 
@@ -23,8 +23,14 @@ MAX_OPEN_ORDERS = 1000
 
 
 def next_oid(ws: WorkingState) -> int:
-    """Allocate the next order id (global, increasing: it is also time priority)."""
+    """Allocate the next order id (global, increasing: it is also time priority).
+
+    The counter is a u64: once it reaches ``U64_MAX`` no order can be placed
+    (``LIMIT_EXCEEDED``, protocol §2.3).
+    """
     chain = ws.get(CHAIN_KEY)
+    if chain.next_oid >= U64_MAX:
+        raise LimitExceeded("order ids are exhausted")
     ws.put(CHAIN_KEY, msgspec.structs.replace(chain, next_oid=chain.next_oid + 1))
     return chain.next_oid
 

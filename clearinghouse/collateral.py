@@ -33,8 +33,10 @@ def apply_deposit(ctx: TxContext, action: Deposit) -> None:
 def apply_withdraw(ctx: TxContext, action: Withdraw) -> None:
     """Release collateral off-chain, if the account stays above its withdrawal floor."""
     _check_can_release(ctx, action.amount)
-    add_cash(ctx.ws, ctx.account, -action.amount)
     chain = ctx.ws.get(CHAIN_KEY)
+    if chain.withdrawals + action.amount > U64_MAX:
+        raise InvalidAmount("total withdrawals would overflow their 64-bit counter")
+    add_cash(ctx.ws, ctx.account, -action.amount)
     ctx.ws.put(CHAIN_KEY, msgspec.structs.replace(chain, withdrawals=chain.withdrawals + action.amount))
     ctx.emit(Withdrew(tx_index=ctx.tx_index, account=ctx.account, amount=action.amount, destination=action.destination))
 

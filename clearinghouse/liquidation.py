@@ -23,7 +23,7 @@ from .book import next_oid
 from .context import TxContext
 from .events import NO_TX
 from .insurance_fund import cover_deficit, fund_available
-from .keys import INSURANCE_FUND, book_side_prefix, liq_ref_key, market_spec_key, position_key
+from .keys import INSURANCE_FUND, liq_ref_key, market_spec_key, position_key
 from .liquidation_math import (
     LIQUIDATION_COOLDOWN_MS, LIQUIDATION_SLIPPAGE_BPS, below_backstop, bankruptcy_prices, fund_bounded_limit,
     is_liquidatable, liquidation_slice, round_bankruptcy_price, slippage_bound,
@@ -37,13 +37,14 @@ from .working_state import WorkingState, atomically
 
 
 def cancel_orders_of(ctx: TxContext, market: int, owner: bytes) -> None:
-    """Cancel the owner's resting orders in ``market`` (they would self-trade or hold margin)."""
+    """Cancel the owner's resting orders in ``market`` (they would self-trade or hold margin).
+
+    Bids then asks, each in key order (protocol §12.3), found through the per-owner order
+    index (§7.1): O(the owner's orders), whatever the size of the book.
+    """
     ws = ctx.ws
-    for is_buy in (True, False):
-        for key in ws.index.iter_prefix(book_side_prefix(market, is_buy)):
-            order = ws.get(key)
-            if order.owner == owner:
-                cancel_resting(ctx, market, key, order, "liquidation")
+    for key in ws.index.owner_orders(owner, market):
+        cancel_resting(ctx, market, key, ws.get(key), "liquidation")
 
 
 def liquidation_limit(policy: Policy, is_long: bool, value: int, qty: int, mark: int, fund: int) -> int:

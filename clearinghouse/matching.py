@@ -10,7 +10,12 @@ resting order met:
   reduce-only order that can no longer reduce is cancelled;
 * the resting side's margin is checked at match: the fill is tried inside a
   savepoint and undone, and the resting order cancelled (reason ``margin``),
-  if the maker's position grew and it no longer meets initial margin;
+  if the fill grew the maker's position or flipped it through zero and it no
+  longer meets initial margin (protocol §10.3 step 8);
+* a fill that would take one of the maker's own 64-bit fields out of range
+  cancels the maker's order (reason ``invalid_amount``); one that would take the
+  taker's fields, the market's open interest or the fee pool out of range
+  rejects the taker (protocol §2.3);
 * fills trade at the resting price; fees (rounded up) go to the fee pool.
 """
 
@@ -26,17 +31,23 @@ from .accounts import add_cash, get_account
 from .context import TxContext
 from .events import Fill, OrderStatus
 from .keys import FEE_POOL, book_side_prefix, market_state_key, position_key
-from .errors import InsufficientMargin, InvalidMarginMode
+from .errors import InsufficientMargin, InvalidAmount, InvalidMarginMode
 from .margin import meets_initial_after_increase
 from .margin_units import unit_value_for
 from .margin_math import ceil_div
-from .positions import settle_fill
+from .positions import check_open_interest, settle_fill
 from .book import remove_order
 from .working_state import WorkingState
 
 PPM = 1_000_000
 BOOK_TRADE_KINDS = ("trade", "liquidation")
 """Fill kinds that cross the book (the others are administered transfers at a set price)."""
+
+
+class MakerBoundExceeded(InvalidAmount):
+    """The resting side of a fill would leave a 64-bit bound (its cash, size, cost, isolated
+    cash or realized PnL): matching cancels that maker's order instead of rejecting the taker
+    (protocol §10.3 step 7). Elsewhere (backstop, ADL) it is an ordinary ``INVALID_AMOUNT``."""
 
 
 @dataclass
@@ -89,7 +100,12 @@ def execute_fill(ctx: TxContext, market: int, spec: MarketSpec, taker: Taker, ma
     m_fee = fee(notional, spec.maker_fee_ppm if maker_fee_ppm is None else maker_fee_ppm)
     signed = qty if taker.is_buy else -qty
     t_pnl = settle_fill(ws, market, spec, taker.owner, signed, price, t_fee)
-    m_pnl = settle_fill(ws, market, spec, maker_owner, -signed, price, m_fee)
+    try:
+        m_pnl = settle_fill(ws, market, spec, maker_owner, -signed, price, m_fee)
+    except InvalidAmount as exc:
+        raise MakerBoundExceeded(exc.message) from None
+    # Open interest is checked once both sides are applied (one side may add what the other removes).
+    check_open_interest(ws, market)
     if t_fee + m_fee:
         add_cash(ws, FEE_POOL, t_fee + m_fee)
     if taker.kind in BOOK_TRADE_KINDS:
@@ -139,6 +155,16 @@ def _position_size(ws: WorkingState, market: int, owner: bytes) -> int:
     return pos.size if pos is not None else 0
 
 
+def opens_exposure(before: int, after: int) -> bool:
+    """Did a fill grow the position, or flip it through zero (protocol §10.3 steps 8 and 10)?
+
+    A flip closes the old position and opens a new one on the other side, so it needs
+    initial margin like any opening fill even when |size| shrinks (long 10 -> short 9).
+    Closing exactly to zero is neither.
+    """
+    return abs(after) > abs(before) or (before != 0 and after != 0 and (after > 0) != (before > 0))
+
+
 def match(ctx: TxContext, market: int, spec: MarketSpec, taker: Taker) -> None:
     """Fill ``taker`` against the opposite side until it is done or no longer crosses."""
     ws = ctx.ws
@@ -175,10 +201,18 @@ def match(ctx: TxContext, market: int, spec: MarketSpec, taker: Taker) -> None:
         taker_value_before = unit_value_for(ws, taker.owner, market) if taker.kind == "trade" else 0
         mark = ws.savepoint()
         events_mark = len(ctx.events)
-        execute_fill(ctx, market, spec, taker, maker.owner, maker.oid, maker.price, qty, taker_fee_ppm=taker.taker_fee_ppm)
+        try:
+            execute_fill(ctx, market, spec, taker, maker.owner, maker.oid, maker.price, qty, taker_fee_ppm=taker.taker_fee_ppm)
+        except MakerBoundExceeded:
+            # The maker cannot take this fill (a 64-bit bound of its own): its order goes, the
+            # taker goes on. Rejecting the taker instead would freeze the book at that order.
+            ws.rollback_to(mark)
+            del ctx.events[events_mark:]
+            cancel_resting(ctx, market, key, maker, "invalid_amount")
+            continue
         maker_after = _position_size(ws, market, maker.owner)
         maker_broke = _pushed_below_zero(ws, maker.owner, market, maker_value_before)
-        if maker_broke or (abs(maker_after) > abs(maker_before) and not meets_initial_after_increase(ws, maker.owner, market)):
+        if maker_broke or (opens_exposure(maker_before, maker_after) and not meets_initial_after_increase(ws, maker.owner, market)):
             ws.rollback_to(mark)
             del ctx.events[events_mark:]
             cancel_resting(ctx, market, key, maker, "bankruptcy" if maker_broke else "margin")
@@ -188,9 +222,7 @@ def match(ctx: TxContext, market: int, spec: MarketSpec, taker: Taker) -> None:
             # deficit would have no position left for the waterfall to act on. Liquidation
             # orders are exempt: their losses are what the waterfall then covers.
             raise InsufficientMargin("the fill would leave the account below zero")
-        taker_after = _position_size(ws, market, taker.owner)
-        # Grew, or flipped through zero (closing exactly to zero is neither).
-        if abs(taker_after) > abs(taker_before) or (taker_before != 0 and taker_after != 0 and (taker_after > 0) != (taker_before > 0)):
+        if opens_exposure(taker_before, _position_size(ws, market, taker.owner)):
             taker.increased = True
         rest = maker.size - qty
         if rest == 0:

@@ -27,6 +27,7 @@ import msgspec
 from tx.messages import MarketSpec
 
 from .accounts import checked_i64, get_account, put_account
+from .errors import LimitExceeded
 from .keys import market_state_key, position_key
 from .margin_math import ceil_div
 from .records import Position
@@ -80,13 +81,29 @@ def put_position(ws: WorkingState, market: int, addr: bytes, pos: Position, spec
     put_account(ws, addr, msgspec.structs.replace(acct, open_markets=markets))
 
 
+MAX_OPEN_INTEREST = 2**64 - 1
+"""``MarketState.open_interest`` is a u64 (protocol §2.3): total long size may not exceed it."""
+
+
 def _adjust_open_interest(ws: WorkingState, market: int, old_size: int, new_size: int) -> None:
-    """Open interest = total long size; kept in the market state."""
+    """Open interest = total long size; kept in the market state.
+
+    One side of a fill may pass the bound on its own while the other side brings it back, so
+    the bound is checked once per fill, after both sides (``check_open_interest``).
+    """
     delta = max(new_size, 0) - max(old_size, 0)
     if delta:
         key = market_state_key(market)
         ms = ws.get(key)
         ws.put(key, msgspec.structs.replace(ms, open_interest=ms.open_interest + delta))
+
+
+def check_open_interest(ws: WorkingState, market: int) -> None:
+    """Reject a fill that leaves the market's open interest above ``MAX_OPEN_INTEREST``
+    (``LIMIT_EXCEEDED``, protocol §2.3); it can only grow through fills that open longs."""
+    oi = ws.get(market_state_key(market)).open_interest
+    if oi > MAX_OPEN_INTEREST:
+        raise LimitExceeded(f"open interest of market {market} would exceed {MAX_OPEN_INTEREST} lots")
 
 
 def settle_fill(ws: WorkingState, market: int, spec: MarketSpec, addr: bytes, signed_qty: int, price: int, fee: int) -> int:
@@ -140,4 +157,5 @@ def settle_fill(ws: WorkingState, market: int, spec: MarketSpec, addr: bytes, si
     )
     put_position(ws, market, addr, new_pos, spec)
     _adjust_open_interest(ws, market, s, new_size)
-    return realized
+    # Realized PnL is carried by the Fill event as an i64 (protocol §2.3).
+    return checked_i64(realized, "realized PnL")

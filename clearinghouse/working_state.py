@@ -10,7 +10,10 @@ The block transition reads state only through this class (``get``, ``put``,
 * ordered key indexes for the namespaces the transition walks in order
   (resting orders, trigger orders, positions). They are a cache derived from
   state: rebuilt from the store on load, updated on every put/delete, undone
-  with the journal, so walking the book costs O(log n) per step.
+  with the journal, so walking the book costs O(log n) per step;
+* a per-owner index of resting orders (protocol §7.1: owner, then the book key),
+  derived the same way, so cancelling one account's orders in a market costs
+  O(its orders), not O(book) (liquidation, protocol §12.3).
 """
 
 from __future__ import annotations
@@ -39,23 +42,41 @@ class StateReader(Protocol):
 
 
 class KeyIndex:
-    """Sorted keys of the indexed namespaces, present in state right now."""
+    """Sorted keys of the indexed namespaces, present in state right now, and the resting
+    orders of each owner (``owner || book key without its namespace byte``, sorted)."""
 
     def __init__(self) -> None:
         self._keys: dict[bytes, SortedList] = {ns: SortedList() for ns in INDEXED_NAMESPACES}
+        self._by_owner = SortedList()
 
     @classmethod
     def load(cls, reader: StateReader) -> "KeyIndex":
         index = cls()
         for ns in INDEXED_NAMESPACES:
             index._keys[ns] = SortedList(k for k, _ in reader.scan_prefix(ns))
+        order_type = record_type(NS_ORDER)
+        index._by_owner = SortedList(
+            msgspec.msgpack.decode(v, type=order_type).owner + k[1:] for k, v in reader.scan_prefix(NS_ORDER)
+        )
         return index
 
-    def add(self, key: bytes) -> None:
+    def add(self, key: bytes, record: Any = None) -> None:
         self._keys[key[:1]].add(key)
+        if key[:1] == NS_ORDER:
+            self._by_owner.add(record.owner + key[1:])
 
-    def discard(self, key: bytes) -> None:
+    def discard(self, key: bytes, record: Any = None) -> None:
         self._keys[key[:1]].discard(key)
+        if key[:1] == NS_ORDER:
+            self._by_owner.discard(record.owner + key[1:])
+
+    def owner_orders(self, owner: bytes, market: int) -> list[bytes]:
+        """``owner``'s resting-order keys in ``market``, ascending (bids then asks, each in
+        price-time priority): the keys a walk of both book sides would find for that owner,
+        in the same order, at O(log n + k) cost. A snapshot: safe to mutate while iterating."""
+        prefix = owner + market.to_bytes(4, "big")
+        n = len(owner)
+        return [NS_ORDER + k[n:] for k in self._by_owner.irange(prefix, prefix + b"\xff" * 17)]
 
     def first(self, prefix: bytes) -> bytes | None:
         """The smallest present key starting with ``prefix`` (best order on a book side)."""
@@ -117,16 +138,18 @@ class WorkingState:
             self._original_present[key] = old is not None
         self._dirty[key] = record
         if key[:1] in INDEXED_NAMESPACES:
-            self._reindex(key, old is not None, record is not None)
+            self._reindex(key, old, record)
 
     def delete(self, key: bytes) -> None:
         self.put(key, None)
 
-    def _reindex(self, key: bytes, was_present: bool, is_present: bool) -> None:
-        if was_present and not is_present:
-            self.index.discard(key)
-        elif is_present and not was_present:
-            self.index.add(key)
+    def _reindex(self, key: bytes, old: Any, new: Any) -> None:
+        """Keep the derived indexes in step with one write (``old``/``new`` records or None).
+        A resting order keeps its owner for life (a size change rewrites it in place)."""
+        if old is not None and new is None:
+            self.index.discard(key, old)
+        elif new is not None and old is None:
+            self.index.add(key, new)
 
     # ------------------------------------------------------------ per-transaction atomicity
     def begin_tx(self) -> None:
@@ -156,13 +179,13 @@ class WorkingState:
 
     def _undo(self, journal: list[tuple[bytes, Any]]) -> None:
         for key, previous in reversed(journal):
-            current_present = self.get(key) is not None
+            current = self.get(key)
             if previous is _MISSING:
                 del self._dirty[key]
             else:
                 self._dirty[key] = previous
             if key[:1] in INDEXED_NAMESPACES:
-                self._reindex(key, current_present, self.get(key) is not None)
+                self._reindex(key, current, self.get(key))
 
     # ------------------------------------------------------------ output
     def changes(self) -> dict[bytes, bytes | None]:
@@ -182,17 +205,49 @@ class WorkingState:
         return out
 
 
+class OutOfBounds(InvalidTransaction):
+    """A record or event written by a unit has a field outside its declared type (u64, i64,
+    u32 ...): the unit is undone with code ``INVALID_AMOUNT`` (protocol §2.3). The handlers
+    bound what they write themselves, with precise messages; this check in ``atomically``
+    makes sure nothing they missed can reach the change set or the events root, where it
+    would fail to encode (halting the block) or encode a value no decoder accepts."""
+
+    code = "INVALID_AMOUNT"
+
+
+def _check_in_bounds(value: Any) -> None:
+    try:
+        msgspec.msgpack.decode(encode(value), type=type(value))
+    except (OverflowError, msgspec.ValidationError):
+        raise OutOfBounds(f"{type(value).__name__} would leave its 64-bit range") from None
+
+
+def check_unit_bounds(ws: WorkingState, events: list[Any]) -> None:
+    """Every record the open journal wrote (as it stands now) and every event in ``events``
+    fits its declared types; else ``OutOfBounds``. Keys in sorted order, events in order."""
+    assert ws._journal is not None
+    for key in sorted({k for k, _ in ws._journal}):
+        record = ws._dirty.get(key)
+        if record is not None:
+            _check_in_bounds(record)
+    for event in events:
+        _check_in_bounds(event)
+
+
 def atomically(ws: WorkingState, events: list[Any], body: Callable[[], Any]) -> InvalidTransaction | None:
     """Run ``body`` as one journalled unit (a transaction, a liquidated unit, a fired trigger).
 
     On ``InvalidTransaction`` every write of the unit and every event it appended to
     ``events`` are undone and the error is returned; otherwise the writes stand and
     None is returned. Matching inside ``body`` may use savepoints of this journal.
+    Before the writes stand, each written record and each new event must fit its declared
+    64-bit types (``check_unit_bounds``); if one does not, the unit is undone the same way.
     """
     ws.begin_tx()
     events_before = len(events)
     try:
         body()
+        check_unit_bounds(ws, events[events_before:])
     except InvalidTransaction as exc:
         ws.rollback_tx()
         del events[events_before:]
