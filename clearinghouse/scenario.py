@@ -36,7 +36,10 @@ from fractions import Fraction
 from typing import Any, Callable
 
 from tx import actions as A
-from tx.messages import Genesis, MarketSpec
+from tx.messages import (
+    DEFAULT_MARK_BAND_BPS, DEFAULT_ORACLE_FRESH_MS, MAX_MARK_BAND_BPS, MAX_ORACLE_FRESH_MS, MIN_MARK_BAND_BPS, MIN_ORACLE_FRESH_MS, Genesis,
+    MarketSpec,
+)
 from tx.signing import Signer, checksum_address, parse_address
 
 from .cli import EXIT_FAIL, CliError
@@ -78,8 +81,9 @@ STEP_KEYS: dict[str, tuple[str, ...]] = {
                "fee_pool", "mark", "oracle", "event", "where", "count", "within"),
 }
 TOP_KEYS = ("name", "description", "accounts", "chain", "market", "step")
-CHAIN_KEYS = ("chain_id", "start", "policy", "insurance_fund", "bridge", "oracles", "block_seconds")
-MARKET_KEYS = ("name", "sz_decimals", "max_leverage", "initial_price", "taker_fee", "maker_fee", "impact_notional", "min_notional")
+CHAIN_KEYS = ("chain_id", "start", "policy", "insurance_fund", "bridge", "oracles", "block_seconds", "oracle_fresh_seconds")
+MARKET_KEYS = ("name", "sz_decimals", "max_leverage", "initial_price", "taker_fee", "maker_fee", "impact_notional", "min_notional",
+               "mark_band_bps")
 MARKET_REQUIRED = ("name", "sz_decimals", "max_leverage", "initial_price")
 
 
@@ -134,6 +138,7 @@ class Scenario:
     accounts: list[str]
     initial_deposits: dict[str, int]
     steps: list[Step]
+    oracle_fresh_ms: int = DEFAULT_ORACLE_FRESH_MS
 
     def market(self, name: str) -> MarketDef:
         for m in self.markets:
@@ -150,6 +155,7 @@ class Scenario:
             insurance_fund=self.insurance_fund,
             policy=self.policy,
             markets=[m.spec for m in self.markets],
+            oracle_fresh_ms=self.oracle_fresh_ms,
         )
 
     def names(self) -> dict[bytes, str]:
@@ -275,6 +281,9 @@ class _Reader:
         if bridge in oracles:
             raise self.fail("[chain]", f"{bridge!r} cannot be both the bridge and an oracle")
         block_ms = self.unit(to_scaled, chain.get("block_seconds", 1), "[chain]", "block_seconds", 3, positive=True)
+        fresh_ms = self.unit(to_scaled, chain.get("oracle_fresh_seconds", DEFAULT_ORACLE_FRESH_MS // 1000), "[chain]", "oracle_fresh_seconds", 3, positive=True)
+        if not MIN_ORACLE_FRESH_MS <= fresh_ms <= MAX_ORACLE_FRESH_MS:
+            raise self.fail("[chain]", f"oracle_fresh_seconds must be {MIN_ORACLE_FRESH_MS // 1000}..{MAX_ORACLE_FRESH_MS // 1000}")
 
         markets_raw = data.get("market", [])
         if not isinstance(markets_raw, list) or not markets_raw:
@@ -288,7 +297,7 @@ class _Reader:
         accounts, deposits = self.accounts(data.get("accounts", []), bridge, oracles)
         sc = Scenario(path=self.path, name=name, description=description, chain_id=chain_id, start_ms=start_ms, policy=policy,
                       insurance_fund=fund, bridge=bridge, oracles=oracles, block_ms=block_ms, markets=markets,
-                      accounts=accounts, initial_deposits=deposits, steps=[])
+                      accounts=accounts, initial_deposits=deposits, steps=[], oracle_fresh_ms=fresh_ms)
         steps_raw = data.get("step", [])
         if not isinstance(steps_raw, list):
             raise self.fail("", "step must be an array of tables ([[step]])")
@@ -348,6 +357,7 @@ class _Reader:
             impact_notional=self.unit(usdc_to_micro, m.get("impact_notional", "1000"), where, "impact_notional", positive=True),
             min_notional=self.unit(usdc_to_micro, m.get("min_notional", "10"), where, "min_notional", nonneg=True),
             initial_price=self.unit(price_to_units, m["initial_price"], where, "initial_price", szd, positive=True),
+            mark_band_bps=self.integer(m.get("mark_band_bps", DEFAULT_MARK_BAND_BPS), where, "mark_band_bps", MIN_MARK_BAND_BPS, MAX_MARK_BAND_BPS),
         )
         return MarketDef(index=index, spec=spec)
 
