@@ -63,11 +63,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise _unsafe(exc) from None
     build_demo_log(log_path)
     result = replay_into_db(log_path, db_path, progress=not args.json and sys.stderr.isatty(), labels=demo_labels())
-    summary = summary_dict(result)
+    summary = summary_dict(result, top=args.top if args.json and args.top else None)
     if args.json:
         _print_json(summary)
     else:
-        render_summary(_console(), summary, title="Demo chain")
+        render_summary(_console(), summary, title="Demo chain", top=20 if args.top is None else args.top, wide=args.wide, quiet=args.quiet)
     return EXIT_OK
 
 
@@ -91,11 +91,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
         if not isinstance(exc, StoreInUse):  # another writer's files are not ours to remove
             created.discard()
         raise
-    summary = summary_dict(result)
+    summary = summary_dict(result, top=args.top if args.json and args.top else None)
     if args.json:
         _print_json(summary)
     else:
-        render_summary(_console(), summary, title="Replay")
+        render_summary(_console(), summary, title="Replay", top=20 if args.top is None else args.top, wide=args.wide, quiet=args.quiet)
     return EXIT_OK
 
 
@@ -154,13 +154,22 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_inspect(args: argparse.Namespace) -> int:
     from .reporting import account_report, render_account
 
-    addr = _parse_address(args.address)
+    from .keys import account_key
+    from .tools import names as N
+
+    if args.address.lower().startswith("0x"):
+        _parse_address(args.address)  # a malformed address is a usage error (exit 2), before the database
     with _open_existing_store(args.db) as store:
-        report = account_report(store, addr, with_proof=args.proof)
+        try:
+            known = N.known_names(names=args.names, scenario=args.scenario)
+            addr, name = N.resolve(args.address, known, lambda a: store.get(account_key(a)) is not None)
+        except N.UnknownName as exc:
+            raise CliError(str(exc), error_code="UNKNOWN_ACCOUNT") from None
+        report = account_report(store, addr, with_proof=args.proof, name=name)
     if args.json:
         _print_json(report)
     else:
-        render_account(_console(), report)
+        render_account(_console(), report, wide=args.wide)
     return EXIT_OK
 
 
@@ -189,7 +198,10 @@ def cmd_diff(args: argparse.Namespace) -> int:
         names = sorted(set(ha) | set(hb))
         rows = [{"namespace": n, "a": ha.get(n), "b": hb.get(n), "same": ha.get(n) == hb.get(n)} for n in names]
         same = a.root == b.root and all(r["same"] for r in rows)
-        diffs = [] if same else list(differing_keys(a, b, limit=args.limit))
+        from .diffing import market_decimals
+
+        decimals = {**market_decimals(b), **market_decimals(a)}
+        diffs = [] if same else list(differing_keys(a, b, limit=args.limit, decimals=decimals))
         report = {"same": same, "a": {"db": args.db_a, "height": a.height, "root": a.root.hex()}, "b": {"db": args.db_b, "height": b.height, "root": b.root.hex()}, "namespaces": rows, "differences": diffs}
     finally:
         a.close()
@@ -197,21 +209,23 @@ def cmd_diff(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(report)
     else:
-        from rich.table import Table
+        from .tools.console import Column, diff_lines, render_table
 
         con = _console()
         con.print(f"A {report['a']['db']}  height {report['a']['height']}  root {report['a']['root']}")
         con.print(f"B {report['b']['db']}  height {report['b']['height']}  root {report['b']['root']}")
-        table = Table(title="Namespaces")
-        for col in ("namespace", "A records", "A hash", "B records", "B hash", ""):
-            table.add_column(col, no_wrap=True)
+        columns = [Column("namespace", justify="left"), Column("A records"), Column("B records"), Column("", justify="left"),
+                   Column("A hash", justify="left", priority=1), Column("B hash", justify="left", priority=1)]
+        table_rows = []
         for r in rows:
             ca, hha = r["a"] or (0, "-")
             cb, hhb = r["b"] or (0, "-")
-            table.add_row(r["namespace"], str(ca), hha[:16], str(cb), hhb[:16], "same" if r["same"] else "[red]DIFFERS[/]")
-        con.print(table)
+            table_rows.append([r["namespace"], f"{ca:,}", f"{cb:,}", "same" if r["same"] else "DIFFERS", hha, hhb])
+        render_table(con, columns, table_rows, title="Namespaces", wide=args.wide)
         for d in diffs:
-            con.print(f"[bold]{d['key']}[/]\n  A: {d['a']}\n  B: {d['b']}")
+            con.print(f"[bold]{d['key']}[/]")
+            for line in diff_lines(d["a"], d["b"]):
+                con.print(f"  {line}", markup=False)
         con.print("[green]identical[/]" if same else f"[red]{len(diffs)} differing key(s) shown[/]")
     return EXIT_OK if same else EXIT_FAIL
 
@@ -266,6 +280,13 @@ def _parse_address(text: str) -> bytes:
         raise CliError(f"bad address {text!r}: {exc}", EXIT_USAGE) from None
 
 
+def _add_table_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--top", type=int, default=None, metavar="N",
+                   help="show the N most valuable accounts (text default 20, JSON default all; 0 for all)")
+    p.add_argument("--quiet", action="store_true", help="print the summary lines without the accounts table")
+    p.add_argument("--wide", action="store_true", help="never leave out table columns (the output may be wider than the terminal)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -278,12 +299,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.add_argument("--force", action="store_true",
                    help="use a non-empty folder the demo did not create (only demo.log and state/ are replaced; nothing else is touched)")
+    _add_table_args(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("replay", help="apply a log to an LMDB state directory, resuming from its height")
     p.add_argument("log", metavar="LOG", help="the log file to apply")
     p.add_argument("--db", required=True, metavar="DIR", help="state database folder (created if new; one writer at a time)")
     p.add_argument("--json", action="store_true", help="print the summary (or the error) as JSON")
+    _add_table_args(p)
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("verify", help="replay a log into a temporary store and check every header root")
@@ -298,8 +321,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="show an account's state, optionally with a Merkle proof")
     p.add_argument("--db", required=True, metavar="DIR", help="state database folder (opened read-only)")
     p.add_argument("address", metavar="ADDRESS_OR_NAME", help="a 0x address or an account name")
-    p.add_argument("--proof", action="store_true", help="include an inclusion proof checked against the stored root")
+    p.add_argument("--proof", action="store_true", help="include inclusion proofs (account and positions) checked against the stored root, as JSON")
     p.add_argument("--json", action="store_true", help="print the report (or the error) as JSON")
+    p.add_argument("--wide", action="store_true", help="never leave out table columns (the output may be wider than the terminal)")
+    from .tools.names import add_name_args
+
+    add_name_args(p)
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("diff", help="compare two state databases per namespace and list differing keys")
@@ -307,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("db_b", metavar="DB_B", help="second state database folder (opened read-only)")
     p.add_argument("--limit", type=int, default=200, help="most differing keys to list")
     p.add_argument("--json", action="store_true", help="print the comparison (or the error) as JSON")
+    p.add_argument("--wide", action="store_true", help="never leave out table columns (the output may be wider than the terminal)")
     p.set_defaults(func=cmd_diff)
 
     p = sub.add_parser("audit", help="check the invariants (conservation, open interest, solvency) on a state database")
@@ -370,6 +398,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug: say so in one line unless debugging
         if os.environ.get("CLEARINGHOUSE_DEBUG"):
             raise
+        import msgspec
+
+        if isinstance(exc, (msgspec.ValidationError, msgspec.DecodeError)) and getattr(args, "db", None) is not None or isinstance(exc, msgspec.ValidationError) and getattr(args, "source", None):
+            text = f"stored records cannot be read by this version (written by another version, or damaged): {exc}"
+            return report_error(f"error: STORE_INCOMPATIBLE: {text}", code="STORE_INCOMPATIBLE", message=text, exit_code=EXIT_FAIL, as_json=as_json)
         lmdb_error = _lmdb_failure(exc)
         if lmdb_error is not None:
             code, text = lmdb_error

@@ -48,16 +48,60 @@ def named_fields(rec: Any) -> Any:
     return hexify(rec)
 
 
-def _decode(key: bytes, raw: bytes | None) -> Any:
+USDC_FIELDS = frozenset({"cash", "cost", "iso_cash", "deposits", "withdrawals", "amount", "impact_notional", "min_notional"})
+"""Record fields in micro-USDC: JSON gets a ``<field>_usdc`` decimal companion."""
+SIZE_FIELDS = frozenset({"size", "orig_size", "open_interest"})
+"""Record fields in lots: JSON gets a ``<field>_base`` companion (needs the market's decimals)."""
+PRICE_FIELDS = frozenset({"price", "oracle_price", "external_price", "mark_price", "last_trade_price", "trigger_price",
+                          "limit_price", "reference_price", "initial_price"})
+"""Record fields in price units: JSON gets a ``<field>_usdc`` companion (needs the market's decimals)."""
+
+_MARKET_NAMESPACES = frozenset(b"MSPOT")
+
+
+def market_decimals(store: Any) -> dict[int, int]:
+    """market index -> sz_decimals, from a store's market specs."""
+    from .keys import NS_MARKET_SPEC
+
+    out = {}
+    for key, raw in store.scan_prefix(NS_MARKET_SPEC):
+        try:
+            out[int.from_bytes(key[1:5], "big")] = msgspec.msgpack.decode(raw, type=record_type(key)).sz_decimals
+        except Exception:
+            continue
+    return out
+
+
+def with_companions(key: bytes, fields: dict[str, Any], decimals: dict[int, int]) -> dict[str, Any]:
+    """``fields`` plus human-unit companions: ``_usdc`` for money and prices, ``_base`` for sizes."""
+    from .units import lots_to_size, micro_to_usdc, units_to_price
+
+    market = int.from_bytes(key[1:5], "big") if key[:1] and key[0] in _MARKET_NAMESPACES and len(key) >= 5 else None
+    d = decimals.get(market) if market is not None else None
+    out = dict(fields)
+    for name, value in fields.items():
+        if not isinstance(value, int) or isinstance(value, bool):
+            continue
+        if name in USDC_FIELDS:
+            out[name + "_usdc"] = micro_to_usdc(value)
+        elif name in SIZE_FIELDS and d is not None:
+            out[name + "_base"] = lots_to_size(value, d)
+        elif name in PRICE_FIELDS and d is not None:
+            out[name + "_usdc"] = units_to_price(value, d)
+    return out
+
+
+def _decode(key: bytes, raw: bytes | None, decimals: dict[int, int] | None = None) -> Any:
     if raw is None:
         return None
     try:
-        return named_fields(msgspec.msgpack.decode(raw, type=record_type(key)))
+        fields = named_fields(msgspec.msgpack.decode(raw, type=record_type(key)))
     except Exception:  # unknown namespace or damaged value: show the bytes
         return raw.hex()
+    return with_companions(key, fields, decimals or {}) if isinstance(fields, dict) else fields
 
 
-def differing_keys(a: Any, b: Any, limit: int = 200) -> Iterator[dict[str, Any]]:
+def differing_keys(a: Any, b: Any, limit: int = 200, decimals: dict[int, int] | None = None) -> Iterator[dict[str, Any]]:
     """Keys present in only one store, or with different values, in key order (merge walk)."""
     ia, ib = a.iter_all(), b.iter_all()
     ka = next(ia, None)
@@ -76,4 +120,4 @@ def differing_keys(a: Any, b: Any, limit: int = 200) -> Iterator[dict[str, Any]]
             if va == vb:
                 continue
         shown += 1
-        yield {"key": describe_key(key), "key_hex": key.hex(), "a": _decode(key, va), "b": _decode(key, vb)}
+        yield {"key": describe_key(key), "key_hex": key.hex(), "a": _decode(key, va, decimals), "b": _decode(key, vb, decimals)}

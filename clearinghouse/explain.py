@@ -852,31 +852,46 @@ def render_explanation(con: Any, report: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------- CLI
-def _parse_names(text: str | None) -> dict[bytes, str]:
-    names: dict[bytes, str] = {}
-    for n in (text or "").split(","):
-        n = n.strip()
-        if n:
-            names[Signer.from_name(n).address] = n
-    return names
+_ADDRESS_FIELDS = ("account", "signer", "taker", "maker", "source", "destination", "owner", "underwater", "counterparty", "agent")
+
+
+def appears(history: History, addr: bytes) -> bool:
+    """Whether any event of the chain names ``addr`` (so a derived test-key name is a real account)."""
+    for block in history.blocks:
+        for e in block.events:
+            for f in _ADDRESS_FIELDS:
+                v = getattr(e, f, None)
+                if isinstance(v, (bytes, bytearray)) and bytes(v) == addr:
+                    return True
+    return addr in SYSTEM_NAMES
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from .cli import EXIT_OK, EXIT_USAGE, CliError, _console, _print_json
+    from .tools import names as N
 
-    try:
-        addr = resolve_account(args.account)
-    except ValueError as exc:
-        raise CliError(f"bad account {args.account!r}: {exc}", EXIT_USAGE) from None
-    names = _parse_names(args.names)
-    if not args.account.lower().startswith("0x") and args.account not in SYSTEM_ALIASES:
-        names[addr] = args.account
     if args.height is not None and args.height < 1:
         raise CliError(f"--height must be at least 1, got {args.height}", EXIT_USAGE)
+    if args.account.lower().startswith("0x"):
+        try:
+            parse_address(args.account)
+        except ValueError as exc:
+            raise CliError(f"bad account {args.account!r}: {exc}", EXIT_USAGE) from None
     try:
-        history = load_history(args.source, names)
-    except ExplainError as exc:
+        known = N.known_names(names=args.names, scenario=args.scenario)
+    except (N.UnknownName, ValueError) as exc:
         raise CliError(str(exc)) from None
+    labels = N.labels(known)
+    try:
+        history = load_history(args.source, labels)
+    except ExplainError as exc:
+        raise CliError(str(exc), error_code="NO_SOURCE") from None
+    try:
+        addr, name = N.resolve(args.account, known, lambda a: appears(history, a))
+    except N.UnknownName as exc:
+        raise CliError(str(exc), error_code="UNKNOWN_ACCOUNT") from None
+    if name:
+        history.legend.names.setdefault(addr, name)
     if args.height is not None and args.height > history.height:
         raise CliError(f"height {args.height} is beyond the chain's last block ({history.height})")
     report = explain_events(history.blocks, addr, history.legend, height=args.height)
@@ -902,7 +917,9 @@ def add_explain_command(sub: Any) -> None:
     p.add_argument("--account", required=True, metavar="ADDRESS_OR_NAME",
                    help="a 0x address, insurance_fund, fee_pool, or a test-key name (Signer.from_name: INSECURE deterministic keys)")
     p.add_argument("--height", type=int, default=None, metavar="H", help="only events at this height")
-    p.add_argument("--names", default=None, metavar="A,B,...", help="test-key names to show instead of addresses for counterparties")
+    from .tools.names import add_name_args
+
+    add_name_args(p)
     p.add_argument("--json", action="store_true", help="print the explanation as JSON")
     from .scenario import cli_command
 

@@ -114,6 +114,7 @@ def _derived_counts(ev: Any) -> list[tuple[str, int]]:
 def account_rows(engine: Engine, labels: dict[bytes, str]) -> list[dict[str, Any]]:
     """Every account in state with its cash and cross value, sorted by address."""
     from .keys import NS_ACCOUNT
+    from .explain import SYSTEM_NAMES
 
     view = engine.view()
     rows = []
@@ -122,14 +123,19 @@ def account_rows(engine: Engine, labels: dict[bytes, str]) -> list[dict[str, Any
         acct = view.get(key)
         health = cross_health(view, addr)
         rows.append({
-            "address": checksum_address(addr), "name": labels.get(addr, ""), "cash": acct.cash, "value": health.value,
+            "address": checksum_address(addr), "name": labels.get(addr, "") or SYSTEM_NAMES.get(addr, ""), "cash": acct.cash, "value": health.value,
+            "cash_usdc": micro_to_usdc(acct.cash), "value_usdc": micro_to_usdc(health.value),
             "positions": len(acct.open_markets), "open_orders": acct.open_orders,
         })
     return rows
 
 
-def summary_dict(result: ReplayResult) -> dict[str, Any]:
+def summary_dict(result: ReplayResult, *, top: int | None = None) -> dict[str, Any]:
+    """The summary of a replay; ``top`` keeps the N most valuable accounts (all when None)."""
     c = result.event_counts
+    accounts = result.accounts
+    if top is not None:
+        accounts = sorted(accounts, key=lambda r: (-r["value"], r["address"]))[:top]
     out = {
         "log": result.log,
         "db": result.db,
@@ -149,91 +155,133 @@ def summary_dict(result: ReplayResult) -> dict[str, Any]:
         "insurance_covers": c.get("insurance_covers", 0),
         "backstops": c.get("Backstop", 0),
         "adl_fills": c.get("adl_fills", 0),
-        "accounts": result.accounts,
+        "account_count": len(result.accounts),
+        "accounts": accounts,
     }
     out.update(result.extra)
     return out
 
 
-def render_summary(con: Any, s: dict[str, Any], *, title: str) -> None:
-    from rich.table import Table
+def render_summary(con: Any, s: dict[str, Any], *, title: str, top: int | None = 20, wide: bool = False, quiet: bool = False) -> None:
+    """The summary in words and one accounts table (the ``top`` most valuable; None or 0 for all)."""
+    from rich.markup import escape
 
-    con.print(f"[bold]{title}[/]: {s['log']}")
+    from .tools.console import Column, render_table
+
+    con.print(f"[bold]{title}[/]: {escape(s['log'])}")
     if s.get("db"):
-        con.print(f"  state db     {s['db']}")
+        con.print(f"  state db     {escape(s['db'])}")
     con.print(f"  height       {s['height']}  ({s['blocks_applied']} applied, {s['blocks_skipped']} already stored)")
     con.print(f"  state root   {s['state_root']}")
-    con.print(f"  transactions {s['txs']}  ({s['rejected']} rejected: {', '.join(f'{k} x{v}' for k, v in s['rejected_by_code'].items()) or 'none'})")
-    con.print(f"  fills {s['fills']}, funding payments {s['funding_payments']}")
+    con.print(f"  transactions {s['txs']:,}  ({s['rejected']:,} rejected: {', '.join(f'{k} x{v}' for k, v in s['rejected_by_code'].items()) or 'none'})")
+    con.print(f"  fills {s['fills']:,}, funding payments {s['funding_payments']:,}")
     con.print(f"  liquidations {s['liquidations']} ({s['liquidation_fills']} fills into the book), insurance-fund covers {s['insurance_covers']}, backstops {s['backstops']}, ADL fills {s['adl_fills']}")
-    table = Table(title="Accounts", show_lines=False)
-    for col in ("account", "cash (USDC)", "value (USDC)", "positions", "orders"):
-        table.add_column(col, justify="right" if col != "account" else "left", no_wrap=True)
-    for row in s["accounts"]:
-        label = f"{row['name']} ({row['address'][:10]}…)" if row.get("name") else row["address"]
-        table.add_row(label, usdc(row["cash"]), usdc(row["value"]), str(row["positions"]), str(row["open_orders"]))
-    con.print(table)
+    if quiet:
+        return
+    accounts = sorted(s["accounts"], key=lambda r: (-r["value"], r["address"]))
+    shown = accounts[:top] if top else accounts
+    columns = [Column("account", justify="left"), Column("address", justify="left", priority=3), Column("cash (USDC)"),
+               Column("value (USDC)"), Column("positions", priority=2), Column("orders", priority=1)]
+    rows = [[row.get("name") or row["address"], row["address"] if row.get("name") else "", usdc(row["cash"]), usdc(row["value"]),
+             str(row["positions"]), str(row["open_orders"])] for row in shown]
+    render_table(con, columns, rows, title=f"Accounts by value ({len(shown)} of {s.get('account_count', len(accounts))})", wide=wide)
+    rest = s.get("account_count", len(accounts)) - len(shown)
+    if rest > 0:
+        con.print(f"  ... and {rest:,} more accounts (--top N to show more, --top 0 for all, --json for everything)")
 
 
-def account_report(store: Any, addr: bytes, *, with_proof: bool) -> dict[str, Any]:
-    """The account's records, and optionally a proof checked against the stored root."""
+def account_report(store: Any, addr: bytes, *, with_proof: bool, name: str | None = None) -> dict[str, Any]:
+    """The account as a trader sees it, and optionally proofs checked against the stored root.
+
+    Integers are the state's units (micro-USDC, lots, price units); every amount has a
+    ``_usdc`` companion, every size a ``_base`` one, every price a ``_usdc`` one (decimal strings).
+    """
     from state import verify_proof
+
+    from .tools.accounts_view import account_view, base_str, frac_str, px_str, usdc_str
 
     engine = Engine(store)
     view = engine.view()
-    acct = view.get(account_key(addr))
+    av = account_view(view, addr)
     report: dict[str, Any] = {
         "address": checksum_address(addr),
+        "name": name,
         "height": store.height,
         "state_root": store.root.hex(),
-        "exists": acct is not None,
-        "cash": acct.cash if acct else 0,
-        "open_orders": acct.open_orders if acct else 0,
+        "exists": av.exists,
+        "cash": av.cash,
+        "cash_usdc": usdc_str(av.cash),
+        "open_orders": av.open_orders,
         "positions": [],
     }
-    if acct is not None:
-        health = cross_health(view, addr)
-        report.update(value=health.value, maintenance_margin=health.maintenance, initial_margin=health.initial)
-        from .adl import adl_indicator
-
-        for market in acct.open_markets:
-            pos = view.get(position_key(market, addr))
+    if av.exists:
+        for key, value in (("value", av.cross_value), ("maintenance_margin", av.cross_maintenance), ("initial_margin", av.cross_initial),
+                           ("account_value", av.account_value), ("margin_used", av.margin_used), ("withdrawable", av.withdrawable),
+                           ("total_notional", av.total_notional)):
+            report[key] = value
+            report[key + "_usdc"] = usdc_str(value)
+        for p in av.positions:
+            d = p.market.sz_decimals
             report["positions"].append({
-                "market": market, "size": pos.size, "cost": pos.cost, "leverage": pos.leverage, "is_cross": pos.is_cross,
-                "iso_cash": pos.iso_cash, "adl": adl_indicator(view, market, addr),
+                "market": p.market.index, "coin": p.market.name, "size": p.size, "size_base": base_str(p.size, d),
+                "cost": p.cost, "cost_usdc": usdc_str(p.cost), "leverage": p.leverage, "is_cross": p.is_cross,
+                "margin_mode": "cross" if p.is_cross else "isolated", "iso_cash": p.iso_cash, "iso_cash_usdc": usdc_str(p.iso_cash),
+                "mark_price": p.mark, "mark_price_usdc": px_str(p.mark, d), "entry_price_usdc": px_str(p.entry_px, d, extra=2),
+                "position_value": p.position_value, "position_value_usdc": usdc_str(p.position_value),
+                "unrealized_pnl": p.unrealized_pnl, "unrealized_pnl_usdc": usdc_str(p.unrealized_pnl),
+                "return_on_equity": frac_str(p.return_on_equity, 6),
+                "liquidation_price_usdc": px_str(p.liquidation_px, d, extra=2),
+                "margin_used": p.margin_used, "margin_used_usdc": usdc_str(p.margin_used),
+                "maintenance_margin": p.maintenance, "maintenance_margin_usdc": usdc_str(p.maintenance),
+                "adl": p.adl,
             })
     if with_proof:
-        key = account_key(addr)
-        value = store.get(key)
-        proof = store.prove(key)
-        report["proof"] = {
-            "key": key.hex(),
-            "value": value.hex() if value is not None else None,
-            "proof": proof.to_json_obj(),
-            "verified": verify_proof(store.root, key, value, proof),
-            "kind": "inclusion" if value is not None else "non-inclusion",
-        }
+        def proof_of(key: bytes) -> dict[str, Any]:
+            value = store.get(key)
+            proof = store.prove(key)
+            return {
+                "key": key.hex(),
+                "value": value.hex() if value is not None else None,
+                "proof": proof.to_json_obj(),
+                "verified": verify_proof(store.root, key, value, proof),
+                "kind": "inclusion" if value is not None else "non-inclusion",
+            }
+
+        report["proof"] = proof_of(account_key(addr))
+        report["position_proofs"] = [dict(proof_of(position_key(p["market"], addr)), market=p["market"], coin=p["coin"]) for p in report["positions"]]
     return report
 
 
-def render_account(con: Any, r: dict[str, Any]) -> None:
-    con.print(f"[bold]Account {r['address']}[/] at height {r['height']}")
+def render_account(con: Any, r: dict[str, Any], *, wide: bool = False) -> None:
+    import json
+
+    from rich.markup import escape
+
+    from .tools.console import Column, render_table
+
+    label = f"{r['name']} ({r['address']})" if r.get("name") else r["address"]
+    con.print(f"[bold]Account {escape(label)}[/] at height {r['height']}")
     if not r["exists"]:
         con.print("  (no such account in state)")
     else:
-        con.print(f"  cash {usdc(r['cash'])} USDC, value {usdc(r.get('value', r['cash']))} USDC, open orders {r['open_orders']}")
-        for p in r["positions"]:
-            con.print(f"  market {p['market']}: size {p['size']} lots, cost {usdc(p['cost'])}, {'cross' if p['is_cross'] else 'isolated'} {p['leverage']}x")
-            adl = p.get("adl")
-            if adl and adl["rank"] is not None:
-                lights = "■" * adl["quintile"] + "□" * (5 - adl["quintile"])
-                con.print(f"    ADL queue: rank {adl['rank']} of {adl['queue_length']} (top {adl['percentile']}%), {lights} quintile {adl['quintile']}, index {adl['index_num']}/{adl['index_den']}")
-            elif adl:
-                con.print(f"    ADL queue: not eligible (unit value <= 0), queue length {adl['queue_length']}")
+        con.print(f"  account value {usdc(r['account_value'])} USDC (cross {usdc(r['value'])}), cash {usdc(r['cash'])} USDC")
+        con.print(f"  margin used {usdc(r['margin_used'])} USDC, cross maintenance {usdc(r['maintenance_margin'])} USDC, "
+                  f"withdrawable {usdc(r['withdrawable'])} USDC, open orders {r['open_orders']}")
+        if r["positions"]:
+            columns = [Column("coin", justify="left"), Column("size"), Column("entry"), Column("mark", priority=2), Column("uPnL (USDC)"),
+                       Column("liq. price"), Column("margin (USDC)", priority=1), Column("mode", justify="left", priority=3),
+                       Column("ADL rank", priority=2)]
+            rows = []
+            for p in r["positions"]:
+                adl = p.get("adl")
+                rank = "-" if not adl else (f"{adl['rank']}/{adl['queue_length']} (q{adl['quintile']})" if adl["rank"] is not None else f"not eligible/{adl['queue_length']}")
+                mode = f"{p['margin_mode']} {p['leverage']}x"
+                rows.append([p["coin"], p["size_base"], p["entry_price_usdc"] or "-", p["mark_price_usdc"], usdc(p["unrealized_pnl"]),
+                             p["liquidation_price_usdc"] or "none", usdc(p["margin_used"]), mode, rank])
+            render_table(con, columns, rows, title="Positions", wide=wide)
     if "proof" in r:
-        pr = r["proof"]
-        status = "[green]verified[/]" if pr["verified"] else "[red]FAILED[/]"
-        con.print(f"  {pr['kind']} proof against root {r['state_root']}: {status}")
-        con.print(f"  key {pr['key']}")
-        con.print(f"  value {pr['value']}")
-        con.print(f"  proof {pr['proof']}")
+        for pr in [r["proof"], *r.get("position_proofs", [])]:
+            what = f"position {pr['coin']}" if "coin" in pr else "account"
+            status = "[green]verified[/]" if pr["verified"] else "[red]FAILED[/]"
+            con.print(f"  {what}: {pr['kind']} proof against root {r['state_root']}: {status}")
+        con.print(escape(json.dumps({"account": r["proof"], "positions": r.get("position_proofs", [])}, indent=2)))

@@ -19,6 +19,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -327,18 +328,27 @@ def test_full_disk_is_a_one_line_error(demo_dir: Path, tmp_path: Path) -> None:
         subprocess.run(["umount", str(mnt)], capture_output=True)
 
 
-@pytest.mark.parametrize("page", [3, 4, 5])
-def test_damaged_pages_are_a_one_line_error(demo_dir: Path, tmp_path: Path, page: int) -> None:
+@pytest.mark.parametrize("where", ["every page", "the chain record's pages"])
+@pytest.mark.parametrize("command", ["audit --deep", "inspect", "explain"])
+def test_damaged_pages_are_a_one_line_error(demo_dir: Path, tmp_path: Path, where: str, command: str) -> None:
     db = tmp_path / "db"
     shutil.copytree(demo_dir / "state", db)
     data = bytearray((db / "data.mdb").read_bytes())
-    for i in range(page * 4096, (page + 1) * 4096):
-        data[i] = (data[i] * 7 + 13) & 0xFF
+    page = 4096
+    if where == "every page":
+        pages = range(2, len(data) // page)  # all but the two meta pages
+    else:
+        pages = sorted({m.start() // page for m in re.finditer(re.escape(b"Gchain"), bytes(data))})
+        assert pages
+    for n in pages:
+        for i in range(n * page, (n + 1) * page):
+            data[i] = (data[i] * 7 + 13) & 0xFF
     (db / "data.mdb").write_bytes(bytes(data))
-    proc = subprocess.run([sys.executable, "-m", "clearinghouse.cli", "audit", "--db", str(db), "--deep"],
-                          capture_output=True, text=True, env=subprocess_env(), timeout=120)
-    one_line_failure(proc.returncode, proc.stderr)  # never a crash or an internal error (exit 3)
-    assert "CORRUPT_STORE" in proc.stderr
+    args = {"audit --deep": ["audit", "--db", str(db), "--deep"], "inspect": ["inspect", "--db", str(db), "carol"],
+            "explain": ["explain", str(db), "--account", "carol"]}[command]
+    proc = subprocess.run([sys.executable, "-m", "clearinghouse.cli", *args], capture_output=True, text=True, env=subprocess_env(), timeout=120)
+    one_line_failure(proc.returncode, proc.stderr)  # never a crash, a traceback or an internal error (exit 3)
+    assert "CORRUPT_STORE" in proc.stderr or "STORE_INCOMPATIBLE" in proc.stderr, proc.stderr
 
 
 def test_audit_deep_finds_a_rotted_value(demo_dir: Path, tmp_path: Path) -> None:

@@ -40,3 +40,79 @@ def report_error(text: str, *, code: str, message: str, exit_code: int, as_json:
     if as_json:
         print_json({"ok": False, "error": {"code": code, "message": message, "exit_code": exit_code}})
     return exit_code
+
+
+# ---------------------------------------------------------------- tables that never cut a number
+class Column:
+    """A table column: ``priority`` 0 is never dropped; higher numbers are dropped first when narrow."""
+
+    def __init__(self, header: str, *, justify: str = "right", priority: int = 0) -> None:
+        self.header = header
+        self.justify = justify
+        self.priority = priority
+
+
+def render_table(con: Any, columns: list[Column], rows: list[list[str]], *, title: str | None = None, wide: bool = False) -> list[str]:
+    """Print a table whose cells are never cut with an ellipsis; return the headers of dropped columns.
+
+    When the table is wider than the console, the lowest-priority columns are dropped
+    (and named under the table) until it fits; what still does not fit wraps onto
+    more lines rather than being cut. ``wide`` keeps every column and widens the
+    output instead.
+    """
+    from rich.table import Table
+
+    widths = [max([len(c.header)] + [len(r[i]) for r in rows]) + 3 for i, c in enumerate(columns)]
+    keep = list(range(len(columns)))
+    dropped: list[str] = []
+    if wide:
+        total = sum(widths) + 1
+        if total > con.width:
+            con.width = total
+    else:
+        while sum(widths[i] for i in keep) + 1 > con.width:
+            candidates = [i for i in keep if columns[i].priority > 0]
+            if not candidates:
+                break
+            worst = max(candidates, key=lambda i: (columns[i].priority, i))
+            keep.remove(worst)
+            dropped.append(columns[worst].header)
+    table = Table(title=title, show_lines=False)
+    for i in keep:
+        table.add_column(columns[i].header, justify=columns[i].justify, overflow="fold", no_wrap=False)  # type: ignore[arg-type]
+    for r in rows:
+        table.add_row(*(_escape(r[i]) for i in keep))
+    con.print(table)
+    if dropped:
+        con.print(f"  (narrow output: left out {', '.join(dropped)}; use --wide or --json for everything)")
+    return dropped
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def diff_lines(a: Any, b: Any) -> list[str]:
+    """Field-by-field lines for two decoded records (human units where a companion exists)."""
+    if not isinstance(a, dict) or not isinstance(b, dict):
+        return [f"A: {_show(a)}", f"B: {_show(b)}"]
+    out = []
+    for name in sorted(k for k in a.keys() | b.keys() if not k.endswith(("_usdc", "_base"))):
+        va, vb = a.get(name), b.get(name)
+        if va == vb:
+            continue
+        human = next((s for s in ("_usdc", "_base") if name + s in a or name + s in b), None)
+        if human:
+            va, vb = a.get(name + human, va), b.get(name + human, vb)
+        out.append(f"{name}: {_show(va)} -> {_show(vb)}")
+    return out or ["(same fields; encodings differ)"]
+
+
+def _show(v: Any) -> str:
+    if v is None:
+        return "(absent)"
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, sort_keys=True)
+    return str(v)
