@@ -391,8 +391,18 @@ class _Updater:
 
     def sorted_writes(self) -> tuple[tuple[bytes, bytes | None], ...]:
         """Return every write as ``(path, record or None)``, sorted by path."""
-        # Each depth's map is (nearly) in path order already, so each sort is linear.
-        return tuple([(path, level[path]) for level in self.writes if level for path in sorted(level)])
+        writes: list[tuple[bytes, bytes | None]] = []
+        for level in self.writes:
+            if level:
+                # Nodes of one depth are written in path order (the batch is walked in
+                # key-hash order), so this check almost always passes, in linear time.
+                paths = list(level)
+                in_order = sorted(paths)
+                if paths == in_order:
+                    writes += level.items()
+                else:  # e.g. a collapse wrote a node after its right neighbour
+                    writes += [(path, level[path]) for path in in_order]
+        return tuple(writes)
 
     def hash(self, data: bytes) -> bytes:
         """Return ``H(data)`` with this update's hasher."""
@@ -414,7 +424,9 @@ class _Updater:
             return self.update_one(depth, lo, current)
         if current == EMPTY:
             return self.build(depth, prefix, [e for e in self.batch[lo:hi] if e[2] is not None])
-        path = _path(depth, prefix)
+        path = _DEPTH_BYTE[depth] + (prefix >> _PATH_SHIFT[depth] << _PATH_PAD[depth]).to_bytes(
+            _PATH_BYTES[depth], "big"
+        )
         record = self.get_node(path)
         if record is None or len(record) < 65 or record[0] > INTERNAL_TAG:
             check_record(path, record)  # raises CorruptStore
@@ -530,16 +542,17 @@ class _Updater:
 
         # Up: no collapse is possible (the new bottom is not empty, and a lone leaf
         # has a non-empty sibling), so each level is a plain internal-node rewrite.
-        writes = self.writes
         reset, feed, digest = self.reset, self.feed, self.digest
-        d = depth + len(records)
-        for path, record in zip(reversed(paths), reversed(records)):
-            d -= 1
-            if khi & _BIT[d]:
+        end = depth + len(records)
+        for path, record, bit, level in zip(
+            reversed(paths), reversed(records), _BIT[end - 1 : depth - 1 if depth else None : -1],
+            self.writes[end - 1 : depth - 1 if depth else None : -1],
+        ):  # fmt: skip
+            if khi & bit:
                 record = record[:33] + new_hash
             else:
                 record = _INTERNAL_PREFIX + new_hash + record[33:]
-            writes[d][path] = record
+            level[path] = record
             reset()
             feed(record)
             new_hash = digest()
