@@ -25,7 +25,7 @@ from tx.actions import (
     TIF_ALO, TIF_GTC, TIF_IOC, ApproveAgent, CancelByCloid, Deposit, MarketOrder, OracleUpdate, OraclePrice, PlaceOrder, Transfer,
     TriggerOrder, UpdateLeverage, Withdraw,
 )
-from tx.messages import Genesis, MarketSpec
+from tx.messages import DEFAULT_MARK_BAND_BPS, DEFAULT_ORACLE_FRESH_MS, Genesis, MarketSpec
 from tx.signing import Signer
 
 from .producer import Producer
@@ -63,9 +63,9 @@ def eth_px(usdc: int) -> int:
 def demo_markets() -> list[MarketSpec]:
     return [
         MarketSpec(name="BTC", sz_decimals=3, max_leverage=50, taker_fee_ppm=450, maker_fee_ppm=150,
-                   impact_notional=1_000 * USDC, min_notional=10 * USDC, initial_price=btc_px(90_000)),
+                   impact_notional=1_000 * USDC, min_notional=10 * USDC, initial_price=btc_px(90_000), mark_band_bps=DEFAULT_MARK_BAND_BPS),
         MarketSpec(name="ETH", sz_decimals=2, max_leverage=25, taker_fee_ppm=450, maker_fee_ppm=150,
-                   impact_notional=1_000 * USDC, min_notional=10 * USDC, initial_price=eth_px(3_200)),
+                   impact_notional=1_000 * USDC, min_notional=10 * USDC, initial_price=eth_px(3_200), mark_band_bps=DEFAULT_MARK_BAND_BPS),
     ]
 
 
@@ -79,6 +79,7 @@ def demo_genesis(policy: str = "hyperliquid", insurance_fund: int = 50_000 * USD
         insurance_fund=insurance_fund,
         policy=policy,
         markets=demo_markets(),
+        oracle_fresh_ms=DEFAULT_ORACLE_FRESH_MS,
     )
 
 
