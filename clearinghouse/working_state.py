@@ -191,7 +191,7 @@ class WorkingState:
     def changes(self) -> dict[bytes, bytes | None]:
         """The block's net writes, sorted by key, encoded canonically.
 
-        A key created and deleted within the block (e.g. an oracle submission)
+        A key created and deleted within the block (e.g. a liquidation reference settled in the same block)
         is no change at all and is left out.
         """
         out: dict[bytes, bytes | None] = {}
