@@ -15,7 +15,8 @@ transfers, withdrawals, resting orders, cancels, a few fills) or uses
    processes (cluster start-up included, as the CLI pays it).
 
 Each line gives wall time and CPU time (this process plus the workers); the
-ratios are taken within this one run. ``--target 0.6`` checks that the pool's
+ratios are taken within this one run. With ``--repeat R`` the modes run in
+R interleaved rounds and the fastest round of each is reported (all are listed). ``--target 0.6`` checks that the pool's
 wall time is at most 0.6x the sequential one (exit 1 otherwise, with
 ``--check``). On a shared machine, wall-time ratios are noisy; CPU time shows
 the work done.
@@ -23,7 +24,7 @@ the work done.
 Usage::
 
     python benchmarks/bench_segments.py [--blocks 6000] [--txs 4] [--accounts 200] [--every 750]
-                                        [--workers 2] [--dask] [--log PATH] [--json] [--check]
+                                        [--workers 2] [--dask] [--repeat R] [--log PATH] [--json] [--check]
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--every", type=int, default=None, help="snapshot every C blocks (default: blocks / (4 x workers))")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--dask", action="store_true", help="also run on a Dask LocalCluster")
+    ap.add_argument("--repeat", type=int, default=1, help="rounds (modes interleaved); the fastest round of each mode is reported")
     ap.add_argument("--log", help="use (or keep) the log at this path")
     ap.add_argument("--target", type=float, default=0.6, help="the pool's wall time must be at most this times the sequential one")
     ap.add_argument("--check", action="store_true", help="exit 1 if the target is missed")
@@ -110,9 +112,21 @@ def main(argv: list[str] | None = None) -> int:
         replay_into_db(log, None, after_block=writer)
         snap_seconds = time.perf_counter() - t0
 
-        rows = [sequential(log), segmented(log, snaps, 1), segmented(log, snaps, args.workers)]
-        if args.dask:
-            rows.append(segmented(log, snaps, args.workers, dask=True))
+        # Rounds interleave the modes, so a change in the machine's load hits all of them; the fastest
+        # round of each mode is kept (the least disturbed; the spread is reported).
+        runs: dict[str, list[dict[str, Any]]] = {}
+        for _ in range(args.repeat):
+            for r in (sequential(log), segmented(log, snaps, 1), segmented(log, snaps, args.workers)):
+                runs.setdefault(r["mode"], []).append(r)
+            if args.dask:
+                r = segmented(log, snaps, args.workers, dask=True)
+                runs.setdefault(r["mode"], []).append(r)
+        rows = []
+        for mode_runs in runs.values():
+            best = min(mode_runs, key=lambda r: r["seconds"])
+            best["rounds_seconds"] = [round(r["seconds"], 2) for r in mode_runs]
+            best["rounds_cpu_seconds"] = [round(r["cpu_seconds"], 2) for r in mode_runs]
+            rows.append(best)
         base = rows[0]
         for r in rows:
             if r["state_root"] != base["state_root"]:
@@ -126,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             "snapshot_records_last": writer.written[-1]["records"] if writer.written else 0,
             "replay_with_snapshots_seconds": round(snap_seconds, 3), "cpus": os.cpu_count(), "python": sys.version.split()[0],
             "load_avg": os.getloadavg() if hasattr(os, "getloadavg") else None,
-            "target": args.target, "pool_wall_ratio": round(pool["wall_ratio"], 3), "met": pool["wall_ratio"] <= args.target,
+            "repeat": args.repeat, "target": args.target, "pool_wall_ratio": round(pool["wall_ratio"], 3), "met": pool["wall_ratio"] <= args.target,
             "results": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
         }
         if args.json:
@@ -147,11 +161,11 @@ def _render(report: dict[str, Any]) -> None:
               f"snapshot every {report['snapshot_every']} blocks ({report['snapshots']} snapshots, last {report['snapshot_records_last']:,} records); "
               f"{report['cpus']} CPUs, load average {', '.join(f'{x:.1f}' for x in report['load_avg'] or ())}")
     table = Table(title="verification: sequential vs segments")
-    for col in ("mode", "workers", "segments", "wall s", "CPU s", "snapshot loads s", "wall / sequential", "speedup"):
+    for col in ("mode", "workers", "segments", "wall s", "CPU s", "snapshot loads s", "wall / sequential", "speedup", "rounds (wall s)"):
         table.add_column(col, justify="right" if col != "mode" else "left")
     for r in report["results"]:
         table.add_row(r["mode"], str(r["workers"]), str(r["segments"]), f"{r['seconds']:.2f}", f"{r['cpu_seconds']:.2f}",
-                      f"{r['load_seconds']:.3f}", f"{r['wall_ratio']:.2f}", f"{r['speedup']:.2f}x")
+                      f"{r['load_seconds']:.3f}", f"{r['wall_ratio']:.2f}", f"{r['speedup']:.2f}x", " ".join(map(str, r["rounds_seconds"])))
     con.print(table)
     verdict = "[green]met[/]" if report["met"] else "[red]missed[/]"
     con.print(f"pool wall time = {report['pool_wall_ratio']:.2f} x sequential (target <= {report['target']}): {verdict}")
