@@ -371,7 +371,13 @@ def _add_segment_commands(sub: Any) -> None:
     add_segment_commands(sub)  # `snapshot`, and the snapshot/segment flags of `replay` and `verify`
 
 
-_EXTRA_COMMANDS.extend([_add_scenario_commands, _add_explain_command, _add_segment_commands])
+def _add_export_command(sub: Any) -> None:
+    from .tools.export_cli import add_export_command
+
+    add_export_command(sub)
+
+
+_EXTRA_COMMANDS.extend([_add_scenario_commands, _add_explain_command, _add_segment_commands, _add_export_command])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -387,6 +393,12 @@ def main(argv: list[str] | None = None) -> int:
                             as_json=as_json and not getattr(exc, "json_printed", False))
     except (TxError, StateError) as exc:
         return report_error(f"error: {exc}", code=error_code(exc, "ERROR"), message=error_message(exc), exit_code=EXIT_FAIL, as_json=as_json)
+    except BrokenPipeError:  # the reader stopped early (`| head`): not an error of ours
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return EXIT_OK
     except OSError as exc:
         import errno
 

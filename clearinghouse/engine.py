@@ -61,6 +61,23 @@ def events_meta_name(height: int) -> str:
     return f"events/{height:020d}"
 
 
+def header_meta_name(height: int) -> str:
+    """Meta entry under which a committed block's header is kept (tools read its time; not state)."""
+    return f"headers/{height:020d}"
+
+
+def load_block_header(store: Any, height: int) -> Header | None:
+    """The header of a committed block, or None if the store does not have it (older stores)."""
+    raw = store.get_meta(header_meta_name(height))
+    if raw is None:
+        last = store.get_meta("header")
+        if last is None:
+            return None
+        header = msgspec.msgpack.decode(last, type=Header)
+        return header if header.height == height else None
+    return msgspec.msgpack.decode(raw, type=Header)
+
+
 def load_block_events(store: Any, height: int) -> list[Any] | None:
     """The events of a committed block, decoded, or None if the store does not have them."""
     raw = store.get_meta(events_meta_name(height))
@@ -148,7 +165,8 @@ class Engine:
         """Commit an executed block atomically; with ``expected_root``, only if it matches."""
         # Events are not state, but replayers and `explain` want them next to the block:
         # stored in the same write transaction under a per-height meta name.
-        meta = {"header_hash": header_hash(header), "header": encode(header), events_meta_name(executed.height): encode(executed.events)}
+        meta = {"header_hash": header_hash(header), "header": encode(header), events_meta_name(executed.height): encode(executed.events),
+                header_meta_name(executed.height): encode(header)}
         try:
             return self.store.commit_block(executed.height, executed.changes, meta, expected_root=expected_root)
         except BaseException:

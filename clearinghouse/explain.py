@@ -519,7 +519,7 @@ def load_history(path: str, names: dict[bytes, str] | None = None) -> History:
     """Events per height from a log file (replayed in memory) or an LMDB state directory."""
     from state import LmdbStore, MemoryStore
 
-    from .engine import Engine, load_block_events, replay_log
+    from .engine import Engine, load_block_events, load_block_header, replay_log
     from .keys import CHAIN_KEY
 
     if os.path.isdir(path):
@@ -541,7 +541,8 @@ def load_history(path: str, names: dict[bytes, str] | None = None) -> History:
                 if events is None:
                     missing.append(h)
                     continue
-                t = last_header.time_ms if last_header is not None and last_header.height == h else None
+                header = load_block_header(store, h)
+                t = header.time_ms if header is not None else None
                 blocks.append(BlockEvents(height=h, time_ms=t, events=events))
             view = engine.view()
             chain = view.get(CHAIN_KEY)
