@@ -28,14 +28,18 @@ from clearinghouse.market_setup import initial_market_state
 from clearinghouse.oracle_quorum import aggregate, is_fresh
 from clearinghouse.records import OracleSubmission
 from state import MemoryStore
+from tests.helpers import BUY, ETH, GTC, IOC, SELL, USDC, Chain, px, sz
 from tx import actions as A
 from tx.encoding import decode_genesis, encode
 from tx.errors import DecodeError, NonCanonicalEncoding
 from tx.messages import (
-    DEFAULT_MARK_BAND_BPS, DEFAULT_ORACLE_FRESH_MS, MAX_MARK_BAND_BPS, MAX_ORACLE_FRESH_MS, MIN_MARK_BAND_BPS, MIN_ORACLE_FRESH_MS,
+    DEFAULT_MARK_BAND_BPS,
+    DEFAULT_ORACLE_FRESH_MS,
+    MAX_MARK_BAND_BPS,
+    MAX_ORACLE_FRESH_MS,
+    MIN_MARK_BAND_BPS,
+    MIN_ORACLE_FRESH_MS,
 )
-
-from tests.helpers import BUY, ETH, GTC, IOC, SELL, USDC, Chain, px, sz
 
 ORACLE_ETH = px(3_200, ETH)
 FUND = 50_000 * USDC
