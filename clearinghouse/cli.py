@@ -377,7 +377,13 @@ def _add_export_command(sub: Any) -> None:
     add_export_command(sub)
 
 
-_EXTRA_COMMANDS.extend([_add_scenario_commands, _add_explain_command, _add_segment_commands, _add_export_command])
+def _add_schema_command(sub: Any) -> None:
+    from .tools.schemas import add_schema_command
+
+    add_schema_command(sub)
+
+
+_EXTRA_COMMANDS.extend([_add_scenario_commands, _add_explain_command, _add_segment_commands, _add_export_command, _add_schema_command])
 
 
 def main(argv: list[str] | None = None) -> int:
