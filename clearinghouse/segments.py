@@ -433,13 +433,17 @@ def verify_chain(
     if engine == "dask":
         from .tools.distributed import run_on_dask
 
-        results, cpu_elsewhere = run_on_dask(log, segments, scheduler=scheduler, workers=workers, on_result=on_result), True
+        dask_info: dict[str, Any] = {}
+        results, cpu_elsewhere = run_on_dask(log, segments, scheduler=scheduler, workers=workers, on_result=on_result, info=dask_info), True
+        workers = dask_info.get("workers", workers)
     elif engine == "pool":
         results, cpu_elsewhere = run_segments(log, segments, workers, on_progress=on_progress, on_result=on_result), True
     else:
         results, cpu_elsewhere = run_inline(log, segments, on_progress=on_progress, on_result=on_result), False
     failure, failed = link_segments(results)
     report = ChainReport(log=log, ok=failure is None, engine=engine, workers=workers, segments=results, failure=failure, failed_segment=failed, plan_seconds=plan_seconds)
+    if engine == "dask":
+        report.extra["scheduler"] = dask_info.get("scheduler", scheduler or "local")
     if failure is None:
         report.height = results[-1].end
         report.state_root = results[-1].end_root

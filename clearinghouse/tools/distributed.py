@@ -56,11 +56,14 @@ def run_on_dask(
     scheduler: str | None,
     workers: int,
     on_result: Callable[[SegmentResult], None] | None = None,
+    info: dict[str, Any] | None = None,
 ) -> list[SegmentResult]:
     """Run the segments on the Dask scheduler at ``scheduler``, or on a new LocalCluster of ``workers`` processes.
 
     Results come back in segment order; ``on_result`` sees each as it
     completes (progress is per segment: Dask has no cheap per-block channel).
+    ``info``, if given, receives ``workers`` (how many the scheduler had) and
+    ``scheduler`` (its address).
     """
     distributed = import_distributed()
     cluster = None
@@ -77,6 +80,10 @@ def run_on_dask(
             )
             client = distributed.Client(cluster)
         try:
+            if info is not None:
+                scheduler_info = client.scheduler_info()
+                info["workers"] = len(scheduler_info.get("workers", {}))
+                info["scheduler"] = scheduler_info.get("address", scheduler or "")
             futures = [
                 client.submit(verify_segment, log, s.start, s.end, s.snapshot, offset=s.offset, index=s.index, pure=False)
                 for s in segments
