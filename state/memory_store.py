@@ -219,7 +219,15 @@ class MemoryStore:
 
     def _apply_nodes(self, update: TreeUpdate, undo: UndoLog) -> None:
         """Write tree node changes, logging previous records for rollback."""
-        _write_logged(self._nodes, update.node_writes, undo)
+        # The same effect as _write_logged (paths in node_writes are distinct), in
+        # bulk: about fifteen node writes per changed key make this a hot loop.
+        nodes = self._nodes
+        get = nodes.get
+        writes = update.node_writes
+        undo += [(nodes, path, get(path, _MISSING)) for path, _ in writes]
+        nodes.update([write for write in writes if write[1] is not None])
+        for path in [path for path, record in writes if record is None]:
+            nodes.pop(path, None)
 
     def _apply_meta(
         self, items: list[tuple[str, bytes]], undo: UndoLog

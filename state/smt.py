@@ -370,7 +370,7 @@ class _Updater:
     paths at once was a sixth of the cost of an update.
     """
 
-    __slots__ = ("get_node", "batch", "khs", "writes", "reset", "feed", "digest")
+    __slots__ = ("get_node", "batch", "khs", "writes", "unordered", "reset", "feed", "digest")
 
     def __init__(
         self,
@@ -382,6 +382,8 @@ class _Updater:
         self.batch = batch
         self.khs = [entry[0] for entry in batch]  # parallel list so bisect needs no key function
         self.writes: list[dict[bytes, bytes | None]] = writes or [{} for _ in range(256)]
+        self.unordered = False
+        """Set when a write may have broken the path order of its depth's map (a collapse)."""
         # One BLAKE3 hasher, reset before each digest: about half the cost of a new
         # hasher object per node. Private to this update, so threads never share it.
         hasher = blake3()
@@ -392,16 +394,15 @@ class _Updater:
     def sorted_writes(self) -> tuple[tuple[bytes, bytes | None], ...]:
         """Return every write as ``(path, record or None)``, sorted by path."""
         writes: list[tuple[bytes, bytes | None]] = []
+        # Nodes of one depth are written in path order: a node is written while the
+        # batch entries below it are processed, and entries go in key-hash order.
+        # Only a collapse deletes a node after its right neighbour was written.
         for level in self.writes:
             if level:
-                # Nodes of one depth are written in path order (the batch is walked in
-                # key-hash order), so this check almost always passes, in linear time.
-                paths = list(level)
-                in_order = sorted(paths)
-                if paths == in_order:
+                if self.unordered:
+                    writes += [(path, level[path]) for path in sorted(level)]
+                else:
                     writes += level.items()
-                else:  # e.g. a collapse wrote a node after its right neighbour
-                    writes += [(path, level[path]) for path in in_order]
         return tuple(writes)
 
     def hash(self, data: bytes) -> bytes:
@@ -633,6 +634,7 @@ class _Updater:
                 side_record = check_record(side_path, self.get_node(side_path))
                 side_leaf = side_record if side_record[0] == LEAF_TAG else None
             if side_leaf is not None:
+                self.unordered = True
                 writes[depth + 1][side_path] = None
                 writes[depth][path] = side_leaf  # type: ignore[assignment]
                 return side_hash, side_leaf  # type: ignore[return-value]
