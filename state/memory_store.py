@@ -225,7 +225,7 @@ class MemoryStore:
         get = nodes.get
         writes = update.node_writes
         undo += [(nodes, path, get(path, _MISSING)) for path, _ in writes]
-        nodes.update([write for write in writes if write[1] is not None])
+        nodes.update([write for write in writes if write[1] is not None])  # type: ignore[misc]
         for path in [path for path, record in writes if record is None]:
             nodes.pop(path, None)
 

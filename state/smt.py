@@ -370,7 +370,7 @@ class _Updater:
     paths at once was a sixth of the cost of an update.
     """
 
-    __slots__ = ("get_node", "batch", "khs", "writes", "unordered", "reset", "feed", "digest")
+    __slots__ = ("batch", "digest", "feed", "get_node", "khs", "reset", "unordered", "writes")
 
     def __init__(
         self,
@@ -430,7 +430,7 @@ class _Updater:
         )
         record = self.get_node(path)
         if record is None or len(record) < 65 or record[0] > INTERNAL_TAG:
-            check_record(path, record)  # raises CorruptStore
+            record = check_record(path, record)  # raises CorruptStore
         if record[0] == LEAF_TAG:
             return self.update_leaf(depth, prefix, lo, hi, current, path, record)
         if depth >= MAX_LEAF_DEPTH or len(record) != 65:
@@ -439,6 +439,8 @@ class _Updater:
         mid = bisect_left(self.khs, right_prefix, lo, hi)
         # A side the batch does not touch keeps its hash; whether it is a lone leaf
         # is unknown (False) until needed, which saves a read per level.
+        left_leaf: bytes | None | bool
+        right_leaf: bytes | None | bool
         if mid > lo:
             left, left_leaf = self.update(depth + 1, prefix, lo, mid, record[1:33])
         else:
@@ -500,6 +502,7 @@ class _Updater:
             path = _path(d, khi >> (256 - d) << (256 - d))
 
         # Bottom: the slot at depth d, path ``path``, holding ``record`` (None: empty).
+        new_hash: bytes
         new_leaf: bytes | None
         if record is None:
             if leaf_record is None:
