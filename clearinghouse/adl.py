@@ -1,4 +1,4 @@
-"""Auto-deleveraging (RULEBOOK §7.5-7.6): closing underwater units against ranked winners.
+"""Auto-deleveraging (protocol §12.7-§12.10): closing underwater units against ranked winners.
 
 End-of-block step 50, after the liquidation waterfall. Every unit whose value
 is negative, in unit order, the insurance fund's cross side last (backstops
@@ -26,7 +26,7 @@ is reported with an ``AdlShortfall`` of size 0.
 
 No counterparty is made insolvent: closing at the bankruptcy (or reference)
 price instead of the mark costs a counterparty |price - mark| per lot, so
-it gives at most value // that lots (RULEBOOK §8 solvency); the queue walk
+it gives at most value // that lots (solvency, protocol §1.1); the queue walk
 goes on to the next entry. Units without open positions are never
 counterparties: no one without a position loses anything to ADL.
 """
@@ -260,7 +260,7 @@ def queue_for_position(ws: WorkingState, market: int, account: bytes) -> tuple[l
 
 
 def adl_indicator(ws: WorkingState, market: int, account: bytes) -> dict[str, Any] | None:
-    """A position's ADL queue indicator (RULEBOOK §7.7): rank, queue length, percentile and
+    """A position's ADL queue indicator (protocol §12.10): rank, queue length, percentile and
     quintile 1-5 (5 = the front fifth, first to be deleveraged), with its exact index.
 
     None if there is no open position; ``rank`` None if the position is not eligible

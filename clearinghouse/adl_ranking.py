@@ -1,4 +1,4 @@
-"""ADL ranking indexes and queues (RULEBOOK §7.5, §7.6), compared exactly.
+"""ADL ranking indexes and queues (protocol §12.10), compared exactly.
 
 A candidate is one opposite-side position together with the value of its
 margin unit (the cross account's value, or the isolated position's value).

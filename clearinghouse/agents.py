@@ -1,7 +1,7 @@
 """Agent keys: an account lets another key trade (place, cancel, modify) for it.
 
 An address that is an approved agent acts only for its owner; it can never
-withdraw or transfer (RULEBOOK §3).
+withdraw or transfer (protocol §4.5, §9.7).
 
 An agent must be a fresh key: never a genesis authority (the bridge, an oracle
 publisher), never a key with an account, never a key that has signed a

@@ -1,4 +1,4 @@
-"""Backstop liquidation (RULEBOOK §7.4): the insurance fund takes over a unit at mark.
+"""Backstop liquidation (protocol §12.6): the insurance fund takes over a unit at mark.
 
 When, after the market liquidation, a unit is still below maintenance and
 either below 2/3 of it or the book could not absorb the liquidation order,

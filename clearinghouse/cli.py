@@ -231,7 +231,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    """Check the RULEBOOK §8 invariants on a stored state."""
+    """Check the invariants of protocol §1.1 on a stored state."""
     from .invariants import check_all
 
     store = _open_existing_store(args.db)

@@ -1,4 +1,4 @@
-"""Collateral actions: deposit (bridge only), withdraw, transfer (RULEBOOK §3, §5)."""
+"""Collateral actions: deposit (bridge only), withdraw, transfer (protocol §9.1-§9.3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Funding: premium sampling from impact prices, and hourly settlement (RULEBOOK §6).
+"""Funding: premium sampling from impact prices, and hourly settlement (protocol §11.5-§11.6).
 
 The end-of-block ``funding`` step (after prices and triggers, before
 liquidations) does, for each market in ascending index:

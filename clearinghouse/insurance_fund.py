@@ -1,4 +1,4 @@
-"""The insurance fund (RULEBOOK §7.3): an account at a reserved address that pays deficits.
+"""The insurance fund (protocol §12.5): an account at a reserved address that pays deficits.
 
 It starts with its genesis balance, receives rounding residue and backstop
 margin, and pays a unit's deficit while it can: what it can pay is its value

@@ -1,4 +1,4 @@
-"""The RULEBOOK §8 invariants, checked on any state (a store, or a working state).
+"""The invariants of protocol §1.1, checked on any state (a store, or a working state).
 
 Used by ``clearinghouse audit``, by the tests after every block, and by the
 stateful property test. Each check returns a list of violations (plain

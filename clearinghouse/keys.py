@@ -1,6 +1,6 @@
 """State key layout: one namespace byte, then fixed-width big-endian fields.
 
-Fixed widths make keys sort in the order the transition needs (RULEBOOK §4):
+Fixed widths make keys sort in the order the transition needs (protocol §7.1):
 resting orders by market, side, price priority, then order id (time priority);
 positions by market, then address. See docs/protocol.md "State keys".
 """

@@ -1,4 +1,4 @@
-"""Leverage, margin mode and isolated margin (RULEBOOK §5).
+"""Leverage, margin mode and isolated margin (protocol §9.5, §9.6, §10.7).
 
 * Leverage is an integer 1..max_leverage per (account, market). With an open
   position it may change only if the position still meets initial margin at

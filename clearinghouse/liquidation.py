@@ -1,4 +1,4 @@
-"""Liquidation steps 1-2 (RULEBOOK §7.1-7.2): trigger at mark, market liquidation into the book.
+"""Liquidation steps 1-2 (protocol §12.3-§12.4): trigger at mark, market liquidation into the book.
 
 For every unit (margin_units order) below maintenance margin at the mark:
 its resting orders in the affected markets are cancelled; then, for each of

@@ -1,4 +1,4 @@
-"""Pure liquidation arithmetic (RULEBOOK §7): triggers, slices, bankruptcy prices.
+"""Pure liquidation arithmetic (protocol §12): triggers, slices, bankruptcy prices.
 
 No state here, only integers and exact fractions. Every rounding is named.
 """
@@ -51,7 +51,7 @@ def bankruptcy_prices(value: int, positions: list[tuple[int, int, int]]) -> list
     is spread over its positions in proportion to maintenance margin (dYdX v4):
     closing position i at p_i = mark_i - value x MM_i / (sum MM x size_i) and
     every other at its own p_j brings the unit to exactly zero. For a single
-    position this is entry -/+ margin / size (RULEBOOK §7.5).
+    position this is entry -/+ margin / size (protocol §12.8).
     """
     total_mm = sum(mm for _s, _m, mm in positions)
     out = []

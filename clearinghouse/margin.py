@@ -57,7 +57,7 @@ def isolated_value(pos: Position, mark: int) -> int:
 
 
 def withdrawable(ws: WorkingState, addr: bytes) -> int:
-    """The most cross collateral that can leave the account (RULEBOOK §5), never negative.
+    """The most cross collateral that can leave the account (protocol §9.2, §10.6), never negative.
 
     Account value after the withdrawal must stay >= max(initial margin,
     10% of total cross notional). Cash alone is not a limit: a leveraged long

@@ -1,6 +1,6 @@
 """Pure margin arithmetic (no state): notional, margins, rounding named.
 
-RULEBOOK §2: round against the account being charged. Margin requirements
+protocol §2.4: round against the account being charged. Margin requirements
 round up (``ceil_div``); payouts round down (floor division).
 """
 
@@ -13,7 +13,7 @@ def ceil_div(a: int, b: int) -> int:
 
 
 def notional(size: int, price: int) -> int:
-    """|size| x price in micro-USDC: exact by the unit choice of RULEBOOK §2."""
+    """|size| x price in micro-USDC: exact by the unit choice of protocol §2.1."""
     return abs(size) * price
 
 
@@ -23,7 +23,7 @@ def initial_margin(size: int, price: int, leverage: int) -> int:
 
 
 def maintenance_margin(size: int, price: int, max_leverage: int) -> int:
-    """notional / (2 x max_leverage), rounded up (RULEBOOK §5)."""
+    """notional / (2 x max_leverage), rounded up (protocol §10.6)."""
     return ceil_div(notional(size, price), 2 * max_leverage)
 
 

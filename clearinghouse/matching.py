@@ -1,4 +1,4 @@
-"""Matching an incoming order against the book (RULEBOOK §5).
+"""Matching an incoming order against the book (protocol §10.3).
 
 Price-time priority comes from the key order of the book namespace: the
 first key on the opposite side is the best price, earliest order. For each

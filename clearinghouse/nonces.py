@@ -1,4 +1,4 @@
-"""Hyperliquid's nonce rule (RULEBOOK §3).
+"""Hyperliquid's nonce rule (protocol §4.6).
 
 Per signer, the 100 highest used nonces are kept. A new nonce must be unused,
 must exceed the smallest kept nonce once 100 are kept, and must lie strictly

@@ -1,4 +1,4 @@
-"""Pure order validation (RULEBOOK §2, §5): ticks, lots, notional, price bands.
+"""Pure order validation (protocol §10.1): ticks, lots, notional, price bands.
 
 Prices are integers in units of 10^-(6 - sz_decimals) USDC and sizes integer
 lots, so lot rules hold by construction; what remains is the significant-

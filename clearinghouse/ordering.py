@@ -1,4 +1,4 @@
-"""In-block transaction ordering (RULEBOOK §4, Hyperliquid's rule).
+"""In-block transaction ordering (protocol §6.4, Hyperliquid's rule).
 
 Class 0: actions that place no GTC/IOC order (collateral, settings, oracle,
 ALO and trigger orders, and undecodable transactions, which are only

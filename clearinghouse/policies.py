@@ -1,4 +1,4 @@
-"""Liquidation/ADL policies, fixed in genesis (RULEBOOK §7.6). Each is a row of switches.
+"""Liquidation/ADL policies, fixed in genesis (protocol §12.2). Each is a row of switches.
 
 ``hyperliquid`` (default)
     Hyperliquid's ranking index; market liquidation in 20% slices above
@@ -9,7 +9,7 @@
     As ``hyperliquid`` but ranked BitMEX-style (PnL% x effective leverage when
     profitable, PnL% / effective leverage when losing).
 ``seed``
-    The article's simplified model (RULEBOOK §9): whole-position market
+    The article's simplified model (protocol §12.9): whole-position market
     liquidation bounded only by a 10% slippage limit (fills may go beyond
     bankruptcy), the fund pays a deficit only in full, and a remaining deficit
     is covered by the deficit-cover rule (adl.cover_with_winners). There is no

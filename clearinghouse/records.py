@@ -4,7 +4,7 @@ Each record is a frozen msgspec Struct encoded canonically (array-like
 msgpack), so its bytes, and hence the state root, are unique. Records are
 replaced, never mutated: ``msgspec.structs.replace`` gives the new version.
 
-Money is micro-USDC, sizes are lots, prices are price units (RULEBOOK §2).
+Money is micro-USDC, sizes are lots, prices are price units (protocol §2.1).
 Accounting model (docs/protocol.md "Accounts"): every account holds *cash*, a
 quote balance that fills move at the trade price (the buyer pays, the seller
 receives), so trading is zero-sum in cash and conservation is exact.
@@ -114,7 +114,7 @@ class CloidLocator(msgspec.Struct, **_REC):
 
 
 class MarketState(msgspec.Struct, **_REC):
-    """A market's prices, EMAs and funding accumulators (RULEBOOK §6).
+    """A market's prices, EMAs and funding accumulators (protocol §11).
 
     Written by the end-of-block ``prices`` and ``funding`` steps
     (docs/prices-and-funding.md); ``last_trade_price`` and ``open_interest``
@@ -152,7 +152,7 @@ class Chain(msgspec.Struct, **_REC):
     """Chain-wide values: genesis parameters, height and time, counters, totals.
 
     ``deposits`` and ``withdrawals`` are running totals so conservation
-    (RULEBOOK §8) can be checked from state alone.
+    (protocol §1.1) can be checked from state alone.
     """
 
     chain_id: U64

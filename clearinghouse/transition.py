@@ -3,7 +3,7 @@
 ``apply_block`` is the whole consensus rule for a block. It reads and writes
 only through a ``WorkingState`` and returns the events; the caller takes
 ``ws.changes()`` to storage, which commits them atomically and yields the
-state root. Order of work (RULEBOOK §4):
+state root. Order of work (protocol §6.3):
 
 1. check the block's height and time against the chain record;
 2. decode every transaction (failures become rejected receipts);

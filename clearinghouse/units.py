@@ -1,7 +1,7 @@
 """Human decimal strings <-> the integer units of the state (display and compile time only).
 
 The transition never sees a decimal: it works in micro-USDC, lots and price
-units (RULEBOOK §2). Scenario files, the CLI's output and ``explain`` speak
+units (protocol §2.1). Scenario files, the CLI's output and ``explain`` speak
 in human units ("90000.5" USDC, "0.30" BTC), and this module converts
 between the two, *exactly*:
 

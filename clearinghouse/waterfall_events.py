@@ -1,4 +1,4 @@
-"""Evidence events of the liquidation waterfall and ADL (RULEBOOK §7.7).
+"""Evidence events of the liquidation waterfall and ADL (protocol §6.7, §12.11).
 
 Each carries what a reader needs to re-check the step by hand: the trigger
 numbers, the prices and sizes, the deficit and the fund balance before and

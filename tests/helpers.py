@@ -9,7 +9,7 @@ Typical use::
     assert c.size("alice", BTC) == 0 and c.book(BTC, BUY)[0].oid == r.oid
     c.check_invariants()                   # conservation and open interest
 
-Units (RULEBOOK §2): money is micro-USDC (``usdc(1) == 1_000_000``); a
+Units (protocol §2.1): money is micro-USDC (``usdc(1) == 1_000_000``); a
 market's price is an integer count of 10^-(6 - sz_decimals) USDC and its size
 an integer count of 10^-sz_decimals lots. ``px(90_000)`` is 90,000 USDC in
 BTC price units (90_000_000), ``sz("0.5")`` is 0.5 BTC (500 lots);
@@ -450,7 +450,7 @@ class Chain:
         return cash + iso
 
     def check_conservation(self) -> None:
-        """deposits - withdrawals == Σ cash + Σ iso_cash (RULEBOOK §8)."""
+        """deposits - withdrawals == Σ cash + Σ iso_cash (protocol §1.1)."""
         ch = self.chain()
         assert ch.deposits - ch.withdrawals == self.total_collateral(), (ch.deposits, ch.withdrawals, self.total_collateral())
 

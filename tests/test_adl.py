@@ -1,4 +1,4 @@
-"""Auto-deleveraging (RULEBOOK §7.5): bankruptcy prices, ranking, the greedy walk, shortfalls.
+"""Auto-deleveraging (protocol §12.7-§12.10): bankruptcy prices, ranking, the greedy walk, shortfalls.
 
 End-to-end chains are ``WChain`` (tests/waterfall_helpers.py): fee-free, marks
 pinned, invariants checked after every block. BTC: lots of 0.001 BTC, price
@@ -45,7 +45,7 @@ def test_bankruptcy_price_of_one_position_is_entry_minus_or_plus_margin_over_siz
     # Isolated short 2 BTC at 10,000, margin 1,000: iso_cash = 1,000 + 20,000; bankruptcy 10,000 + 1,000 / 2 = 10,500.
     value = usdc(21_000) - sz(2) * mark
     assert bankruptcy_prices(value, [(-sz(2), mark, 1)]) == [Fraction(px(10_500))]
-    # The article's example 1 (RULEBOOK §9; lots of 0.1 BTC, price units of 10^-5 USDC): 1 BTC long at 90,000,
+    # The article's example 1 (protocol §12.9; lots of 0.1 BTC, price units of 10^-5 USDC): 1 BTC long at 90,000,
     # 50x, iso_cash 1,800 - 90,000; at mark 88,500 the value is 300: 88,500 - 300 / 1 = 88,200 = 90,000 - 90,000 / 50.
     assert bankruptcy_prices(usdc(-88_200) + 10 * 8_850_000_000, [(10, 8_850_000_000, 1)]) == [Fraction(8_820_000_000)]
 

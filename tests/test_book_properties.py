@@ -1,4 +1,4 @@
-"""Property test of the order book (RULEBOOK §5): random GTC/IOC/FOK/ALO/market orders,
+"""Property test of the order book (protocol §10.3): random GTC/IOC/FOK/ALO/market orders,
 cancels (by oid and client id) and modifies from four funded accounts into BTC, a few
 transactions per block, and after every block:
 

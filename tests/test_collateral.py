@@ -1,4 +1,4 @@
-"""Collateral actions through blocks: deposit (bridge only), withdraw, transfer (RULEBOOK §3, §8).
+"""Collateral actions through blocks: deposit (bridge only), withdraw, transfer (protocol §9.1-§9.3, §1.1).
 
 Who may move what: only the bridge deposits; the signer is always the source
 of a withdrawal or transfer (there is no "from" field), so nobody can move
@@ -33,7 +33,7 @@ def total_cash(p: Any) -> int:
 
 
 def assert_conserved(p: Any) -> None:
-    """RULEBOOK §8 without positions: deposits - withdrawals = all cash (insurance fund and fee pool included)."""
+    """Conservation (protocol §1.1) without positions: deposits - withdrawals = all cash (insurance fund and fee pool included)."""
     chain = p.engine.view().get(CHAIN_KEY)
     assert chain.deposits - chain.withdrawals == total_cash(p)
 
@@ -133,7 +133,7 @@ def test_deposits_to_system_accounts_are_reserved(funded: Any) -> None:
 
 
 def test_deposit_overflowing_an_account_or_the_deposit_total_is_rejected(producer: Any) -> None:
-    """Balances and the chain's deposit total are 64-bit (RULEBOOK §2): beyond, the deposit is refused, not a crash."""
+    """Balances and the chain's deposit total are 64-bit (protocol §2.3): beyond, the deposit is refused, not a crash."""
     p = producer(fund={"alice": I64_MAX})
     bridge, alice, bob = p.wallet("bridge"), p.wallet("alice"), p.wallet("bob")
     assert_rejected_without_effect(p, [bridge.sign(Deposit(to=alice.address, amount=1, ref=2), t_next(p))], ["INVALID_AMOUNT"])

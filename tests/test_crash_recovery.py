@@ -7,7 +7,7 @@ replayed into one LMDB directory by ``python -m clearinghouse.cli replay LOG
 (20 kills by default, 100 with ``--soak``). After every kill the directory
 opens (the stored root matches the stored tree), holds exactly some block
 ``h`` of the log (its root is header ``h``'s state root, its header hash is
-block ``h``'s) and satisfies every RULEBOOK §8 invariant; a directory that
+block ``h``'s) and satisfies every protocol §1.1 invariant; a directory that
 reached the end is started afresh so the kills keep landing mid-replay.
 After the last kill a replay completes, its root equals an uninterrupted
 replay's, and ``clearinghouse audit --db DIR`` exits 0.

@@ -1,4 +1,4 @@
-"""Determinism (RULEBOOK §8): the same log gives the same roots in every process,
+"""Determinism (protocol §1.1): the same log gives the same roots in every process,
 with any PYTHONHASHSEED, on the in-memory and LMDB backends.
 
 (Crash and resume: see test_transition_atomicity.py.)

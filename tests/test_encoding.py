@@ -1,4 +1,4 @@
-"""Canonical transaction encoding (RULEBOOK §3): round trips, rejections, vectors.
+"""Canonical transaction encoding (protocol §3): round trips, rejections, vectors.
 
 Every action type round-trips through the canonical encoder and the strict
 decoder; every other byte string for a transaction is rejected with
@@ -446,7 +446,7 @@ def build_vectors() -> dict[str, Any]:
         })
     return {
         "description": (
-            "Canonical msgpack of one example per action type (RULEBOOK §3). action_hex = encode(action); "
+            "Canonical msgpack of one example per action type (protocol §3.3). action_hex = encode(action); "
             "tx_hex = encode(Transaction(action, nonce, signature)) signed by the INSECURE test key "
             "tx.signing.test_secret(signer_name) over signing_digest(chain_id, nonce, action_hex); "
             "tx_id_hex = blake3(tx bytes). Byte fields are 0x-hex in 'fields'. "

@@ -1,7 +1,7 @@
 """``clearinghouse explain``: plain-language and JSON explanations of liquidations and ADL.
 
 The waterfall engine that emits the evidence events may not exist yet, so most
-tests build the events by hand (the article's worked example 1, RULEBOOK §9)
+tests build the events by hand (the article's worked example 1, protocol §12.9)
 on a legend read from a real chain; an end-to-end test runs a crash scenario
 and is skipped until the engine emits liquidation events.
 """
@@ -404,7 +404,7 @@ def test_end_to_end_crash_explained(tmp_path: Path) -> None:
 
 
 SEED_EXAMPLE_1 = """
-name = "seed example 1 (RULEBOOK section 9)"
+name = "seed example 1 (protocol section 12.9)"
 [chain]
 policy = "seed"
 [[market]]

@@ -1,4 +1,4 @@
-"""Funding (RULEBOOK §6): impact prices, premium samples, the hourly rate and settlement.
+"""Funding (protocol §11.5-§11.6): impact prices, premium samples, the hourly rate and settlement.
 
 All expected numbers are worked out by hand in the comments; the formulas are
 in docs/prices-and-funding.md. Rates and premiums are parts per billion (ppb).

@@ -1,4 +1,4 @@
-"""Liquidation waterfall steps 1-4 (RULEBOOK §7.1-7.4): trigger, market liquidation, insurance fund, backstop.
+"""Liquidation waterfall steps 1-4 (protocol §12.3-§12.6): trigger, market liquidation, insurance fund, backstop.
 
 Chains are ``WChain`` (tests/waterfall_helpers.py): fee-free BTC (max leverage
 50, maintenance margin = notional / 100) and ETH markets, marks pinned by the

@@ -1,4 +1,4 @@
-"""Hyperliquid's nonce rule (RULEBOOK §3), as a pure function and through blocks.
+"""Hyperliquid's nonce rule (protocol §4.6), as a pure function and through blocks.
 
 Per signer the 100 highest used nonces are kept; a new nonce must be unused,
 exceed the smallest kept one once 100 are kept, and lie strictly inside

@@ -1,4 +1,4 @@
-"""Oracle medians, the OracleUpdate action, integer EMAs and the mark price (RULEBOOK §6).
+"""Oracle medians, the OracleUpdate action, integer EMAs and the mark price (protocol §11).
 
 Every expected number is worked out by hand in the comments
 (docs/prices-and-funding.md gives the formulas).

@@ -1,4 +1,4 @@
-"""Order types and order rules (RULEBOOK §2, §5): TIFs, market orders, reduce-only,
+"""Order types and order rules (protocol §10.1-§10.3): TIFs, market orders, reduce-only,
 self-trade prevention, price/size/notional rules, cancel/modify, agents, TP/SL.
 
 Units (demo genesis): BTC (market 0) has sz_decimals 3, so a size is lots of
@@ -257,7 +257,7 @@ def test_cancel_by_oid_and_by_cloid(c: Chain) -> None:
 
 def test_cancels_run_before_takers_in_a_block(c: Chain) -> None:
     ask = c.sell("bob", BTC, px(90_000), sz("0.1")).oid
-    # Producer order: alice's IOC first, bob's cancel second; cancels execute first (RULEBOOK §4).
+    # Producer order: alice's IOC first, bob's cancel second; cancels execute first (protocol §6.4).
     r = c.block(c.order_tx("alice", BTC, BUY, px(90_000), sz("0.1"), IOC), c.cancel_tx("bob", BTC, ask))
     assert r.all_ok and r.fills == []
     assert c.size("alice", BTC) == 0

@@ -1,4 +1,4 @@
-"""One crash, three policies (RULEBOOK §7.6): hyperliquid, bitmex and seed differ where documented.
+"""One crash, three policies (protocol §12.2): hyperliquid, bitmex and seed differ where documented.
 
 The situation (fee-free BTC, marks pinned, insurance fund 1,000):
 

@@ -1,4 +1,4 @@
-"""Positions, PnL, fees and margin (RULEBOOK §2, §5), with hand-computed numbers.
+"""Positions, PnL, fees and margin (protocol §10.4-§10.6), with hand-computed numbers.
 
 Units: BTC prices are units of 0.001 USDC (90,000 USDC = 90_000_000), sizes lots
 of 0.001 BTC, so price x lots = micro-USDC (1 USDC = 1_000_000). ETH prices are

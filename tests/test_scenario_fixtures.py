@@ -1,5 +1,5 @@
 """Every scenario under fixtures/scenarios runs green, verifies, and keeps the invariants
-after every block; the seed examples show the article's numbers (RULEBOOK §9)."""
+after every block; the seed examples show the article's numbers (protocol §12.9)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The article's worked examples (RULEBOOK §9) end to end under policy ``seed``.
+"""The article's worked examples (protocol §12.9) end to end under policy ``seed``.
 
 Both run through the Producer with real oracle updates: oracle-1..3 publish
 the oracle and the external price, so the mark (median of oracle + basis EMA,

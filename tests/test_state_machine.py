@@ -1,4 +1,4 @@
-"""The whole clearinghouse as a hypothesis state machine (RULEBOOK §8).
+"""The whole clearinghouse as a hypothesis state machine (protocol §1.1).
 
 Each example builds a chain with ``Producer(demo_genesis(...))`` (policy and
 insurance fund drawn per example), funds named wallets through bridge
@@ -233,7 +233,7 @@ class ClearinghouseMachine(RuleBasedStateMachine):
         t = self.next_time(advance_ms)
         height = engine.height + 1
         # A dry run of the block, then of the block without its rejected transactions: the two must
-        # change state identically and tell the same story (RULEBOOK §3: a rejected transaction
+        # change state identically and tell the same story (protocol §6.5: a rejected transaction
         # changes nothing but its receipt). With everything rejected, the second is an empty block.
         dry = engine.execute(height, t, txs)
         engine.reset_index()
@@ -664,7 +664,7 @@ class ClearinghouseMachine(RuleBasedStateMachine):
     # ------------------------------------------------------------ mixed blocks, replays, rejections
     @rule(data=st.data(), n=st.integers(2, 8))
     def mixed_block(self, data: Any, n: int) -> None:
-        """Several transactions in one block (ALO first, cancels, then takers: RULEBOOK §4)."""
+        """Several transactions in one block (ALO first, cancels, then takers: protocol §6.4)."""
         t = self.next_time()
         names = [n_ for n_ in TRADERS if get_account(self.view, self.addr(n_)).cash > 0] or list(TRADERS)
         txs = []

@@ -1,4 +1,4 @@
-"""Trading invariants (RULEBOOK §8) after any sequence of trading transactions across
+"""Trading invariants (protocol §1.1) after any sequence of trading transactions across
 BTC and ETH: orders of every kind (with reduce-only), triggers, cancels, modifies,
 leverage and margin-mode changes, isolated margin moves, deposits, withdrawals,
 transfers, agent trading, oracle updates that move the marks (and fire triggers),

@@ -1,4 +1,4 @@
-"""All or nothing (RULEBOOK §3, §4): per transaction, per block, and across a crash.
+"""All or nothing (protocol §6.3, §6.5): per transaction, per block, and across a crash.
 
 * a rejected transaction's writes (nonce included) are undone by the journal;
 * a bug that raises mid-block commits nothing and leaves the engine usable;

@@ -1,4 +1,4 @@
-"""Waterfall invariants (RULEBOOK §8) after every block of generated crash scenarios.
+"""Waterfall invariants (protocol §1.1) after every block of generated crash scenarios.
 
 ``WChain`` (tests/waterfall_helpers.py) checks after every block:
 

@@ -2,7 +2,7 @@
 
 ``WChain`` is ``tests.helpers.Chain`` on a fee-free genesis (so hand-computed
 numbers need no fee terms) whose every block is followed by the waterfall
-invariants of RULEBOOK §8 (``check_block``):
+invariants of protocol §1.1 (``check_block``):
 
 * conservation: Chain.deposits - Chain.withdrawals == Σ account cash + Σ iso_cash
   (the insurance fund and the fee pool are accounts);
@@ -107,7 +107,7 @@ def parties(events: Iterable[Any]) -> set[bytes]:
 
 
 def check_block(c: Chain, before: Snapshot, events: list[Any]) -> None:
-    """The RULEBOOK §8 invariants after one block (see the module docstring)."""
+    """The protocol §1.1 invariants after one block (see the module docstring)."""
     c.check_conservation()
     c.check_open_interest()
     view = c.view()

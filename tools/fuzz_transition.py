@@ -24,7 +24,7 @@ harness asserts, for every input:
   whose code is one of the typed ``clearinghouse.errors`` codes;
 * a block whose transactions were all rejected changes exactly what an empty
   block at the same height and time changes;
-* the RULEBOOK §8 invariants (``clearinghouse.invariants.check_all``) hold on
+* the invariants of protocol §1.1 (``clearinghouse.invariants.check_all``) hold on
   the state the block would commit.
 
 Run (see tools/README.md)::

@@ -8,7 +8,7 @@ extra elements a decode error instead of being silently dropped.
 
 Amounts are micro-USDC (1e-6); sizes are integer lots of 10^-sz_decimals of
 the base asset; prices are integers in units of 10^-(6 - sz_decimals) USDC, so
-that price x size is exactly micro-USDC (RULEBOOK §2).
+that price x size is exactly micro-USDC (protocol §2.1).
 """
 
 from __future__ import annotations
@@ -181,7 +181,7 @@ Action = Union[
 ACTION_TYPES: tuple[type, ...] = Action.__args__  # type: ignore[attr-defined]
 
 AGENT_ALLOWED = (PlaceOrder, MarketOrder, TriggerOrder, Cancel, CancelByCloid, Modify)
-"""Actions an approved agent key may sign for its owner (RULEBOOK §3): trading only."""
+"""Actions an approved agent key may sign for its owner (protocol §4.5): trading only."""
 
 
 def action_name(action: _Action) -> str:

@@ -1,7 +1,7 @@
 """Canonical msgpack encoding and strict decoding.
 
 msgspec's decoder is lenient: it accepts non-minimal integer encodings and
-other representations of the same value (RULEBOOK §3). Signed and hashed bytes
+other representations of the same value (protocol §3.1). Signed and hashed bytes
 must be unique, so ``decode_canonical`` accepts only bytes that re-encode to
 themselves. Everything hashed or signed is produced by ``encode``.
 """
@@ -81,7 +81,7 @@ def decode_genesis(data: bytes) -> Genesis:
 
 
 def tx_id(tx_bytes: bytes) -> bytes:
-    """Transaction id: blake3 of the canonical envelope bytes (RULEBOOK §3)."""
+    """Transaction id: blake3 of the canonical envelope bytes (protocol §3.4)."""
     return blake3.blake3(tx_bytes).digest()
 
 

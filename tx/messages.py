@@ -66,7 +66,7 @@ class Block(msgspec.Struct, **_STRICT):
 
 
 class MarketSpec(msgspec.Struct, **_STRICT):
-    """A perpetual market defined in genesis (RULEBOOK §2, §5).
+    """A perpetual market defined in genesis (protocol §3.4, §5).
 
     Fee rates are in parts per million of notional (4.5 bps = 450).
     ``impact_notional`` and ``min_notional`` are micro-USDC. ``mark_band_bps``

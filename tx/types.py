@@ -2,7 +2,7 @@
 
 Every integer that crosses the wire is bounded here, so msgspec rejects an
 out-of-range value while decoding (the consensus code never sees it), and every
-value fits in a signed or unsigned 64-bit slot as RULEBOOK §2 requires.
+value fits in a signed or unsigned 64-bit slot as protocol §2.3 requires.
 """
 
 from __future__ import annotations
