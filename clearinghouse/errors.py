@@ -20,6 +20,9 @@ class ClearinghouseError(TxError):
 
 
 class InvalidBlock(ClearinghouseError):
+    """A block that cannot be applied at all (height out of sequence, time going backwards, a bad
+    genesis): nothing of it is committed (protocol §6.3, §13.2)."""
+
     code = "INVALID_BLOCK"
 
 
@@ -34,32 +37,145 @@ class InvalidTransaction(ClearinghouseError):
     code = "INVALID_TX"
 
 
-def _tx_error(name: str, code: str, doc: str) -> type[InvalidTransaction]:
-    cls = type(name, (InvalidTransaction,), {"code": code, "__doc__": doc})
-    return cls
+class BadNonce(InvalidTransaction):
+    """Nonce reused, too old, or outside the time window."""
+
+    code = "BAD_NONCE"
 
 
-BadNonce = _tx_error("BadNonce", "BAD_NONCE", "Nonce reused, too old, or outside the time window.")
-Unauthorized = _tx_error("Unauthorized", "UNAUTHORIZED", "The signer may not perform this action.")
-InsufficientBalance = _tx_error("InsufficientBalance", "INSUFFICIENT_BALANCE", "Not enough free collateral.")
-InsufficientMargin = _tx_error("InsufficientMargin", "INSUFFICIENT_MARGIN", "The action would breach a margin requirement.")
-UnknownMarket = _tx_error("UnknownMarket", "UNKNOWN_MARKET", "No market with that index.")
-InvalidPrice = _tx_error("InvalidPrice", "INVALID_PRICE", "Price off tick, too many significant figures, or out of bounds.")
-InvalidSize = _tx_error("InvalidSize", "INVALID_SIZE", "Size is zero, off lot, or out of bounds.")
-BelowMinNotional = _tx_error("BelowMinNotional", "MIN_NOTIONAL", "Order notional below the market minimum.")
-InvalidLeverage = _tx_error("InvalidLeverage", "INVALID_LEVERAGE", "Leverage outside 1..max or not allowed now.")
-OrderNotFound = _tx_error("OrderNotFound", "ORDER_NOT_FOUND", "No such open order for this account.")
-DuplicateCloid = _tx_error("DuplicateCloid", "DUPLICATE_CLOID", "Client order id already in use by an open order.")
-ReduceOnlyViolation = _tx_error("ReduceOnlyViolation", "REDUCE_ONLY", "A reduce-only order would not reduce the position.")
-WouldTakeALO = _tx_error("WouldTakeALO", "ALO_WOULD_TAKE", "A post-only order would have matched.")
-FOKNotFilled = _tx_error("FOKNotFilled", "FOK_NOT_FILLED", "A fill-or-kill order could not fill completely.")
-InvalidMarginMode = _tx_error("InvalidMarginMode", "INVALID_MARGIN_MODE", "Margin mode change or isolated-margin move not allowed.")
-InvalidAmount = _tx_error("InvalidAmount", "INVALID_AMOUNT", "Amount is zero, negative where not allowed, or out of bounds.")
-InvalidOracle = _tx_error("InvalidOracle", "INVALID_ORACLE", "Oracle update malformed (duplicate or unknown market, bad price).")
-NoSuchAccount = _tx_error("NoSuchAccount", "NO_SUCH_ACCOUNT", "The acting account has never been funded (or was emptied and removed).")
-ReservedAccount = _tx_error("ReservedAccount", "RESERVED_ACCOUNT", "System accounts cannot be the target of this action.")
-LimitExceeded = _tx_error("LimitExceeded", "LIMIT_EXCEEDED", "A per-account or per-market limit would be exceeded.")
-DecodeRejected = _tx_error("DecodeRejected", "DECODE", "Transaction bytes are malformed.")
-NonCanonicalRejected = _tx_error("NonCanonicalRejected", "NON_CANONICAL", "Transaction bytes are not canonical.")
-SignatureRejected = _tx_error("SignatureRejected", "BAD_SIGNATURE", "Signature malformed or not recoverable.")
-HighSRejected = _tx_error("HighSRejected", "HIGH_S", "Signature is not in low-s form.")
+class Unauthorized(InvalidTransaction):
+    """The signer may not perform this action."""
+
+    code = "UNAUTHORIZED"
+
+
+class InsufficientBalance(InvalidTransaction):
+    """Not enough free collateral."""
+
+    code = "INSUFFICIENT_BALANCE"
+
+
+class InsufficientMargin(InvalidTransaction):
+    """The action would breach a margin requirement."""
+
+    code = "INSUFFICIENT_MARGIN"
+
+
+class UnknownMarket(InvalidTransaction):
+    """No market with that index."""
+
+    code = "UNKNOWN_MARKET"
+
+
+class InvalidPrice(InvalidTransaction):
+    """Price off tick, too many significant figures, or out of bounds."""
+
+    code = "INVALID_PRICE"
+
+
+class InvalidSize(InvalidTransaction):
+    """Size is zero, off lot, or out of bounds."""
+
+    code = "INVALID_SIZE"
+
+
+class BelowMinNotional(InvalidTransaction):
+    """Order notional below the market minimum."""
+
+    code = "MIN_NOTIONAL"
+
+
+class InvalidLeverage(InvalidTransaction):
+    """Leverage outside 1..max or not allowed now."""
+
+    code = "INVALID_LEVERAGE"
+
+
+class OrderNotFound(InvalidTransaction):
+    """No such open order for this account."""
+
+    code = "ORDER_NOT_FOUND"
+
+
+class DuplicateCloid(InvalidTransaction):
+    """Client order id already in use by an open order."""
+
+    code = "DUPLICATE_CLOID"
+
+
+class ReduceOnlyViolation(InvalidTransaction):
+    """A reduce-only order would not reduce the position."""
+
+    code = "REDUCE_ONLY"
+
+
+class WouldTakeALO(InvalidTransaction):
+    """A post-only order would have matched."""
+
+    code = "ALO_WOULD_TAKE"
+
+
+class FOKNotFilled(InvalidTransaction):
+    """A fill-or-kill order could not fill completely."""
+
+    code = "FOK_NOT_FILLED"
+
+
+class InvalidMarginMode(InvalidTransaction):
+    """Margin mode change or isolated-margin move not allowed."""
+
+    code = "INVALID_MARGIN_MODE"
+
+
+class InvalidAmount(InvalidTransaction):
+    """Amount is zero, negative where not allowed, or out of bounds."""
+
+    code = "INVALID_AMOUNT"
+
+
+class InvalidOracle(InvalidTransaction):
+    """Oracle update malformed (duplicate or unknown market, bad price)."""
+
+    code = "INVALID_ORACLE"
+
+
+class NoSuchAccount(InvalidTransaction):
+    """The acting account has never been funded (or was emptied and removed)."""
+
+    code = "NO_SUCH_ACCOUNT"
+
+
+class ReservedAccount(InvalidTransaction):
+    """System accounts cannot be the target of this action."""
+
+    code = "RESERVED_ACCOUNT"
+
+
+class LimitExceeded(InvalidTransaction):
+    """A per-account or per-market limit would be exceeded."""
+
+    code = "LIMIT_EXCEEDED"
+
+
+class DecodeRejected(InvalidTransaction):
+    """Transaction bytes are malformed."""
+
+    code = "DECODE"
+
+
+class NonCanonicalRejected(InvalidTransaction):
+    """Transaction bytes are not canonical."""
+
+    code = "NON_CANONICAL"
+
+
+class SignatureRejected(InvalidTransaction):
+    """Signature malformed or not recoverable."""
+
+    code = "BAD_SIGNATURE"
+
+
+class HighSRejected(InvalidTransaction):
+    """Signature is not in low-s form."""
+
+    code = "HIGH_S"
