@@ -243,6 +243,60 @@ def test_update_writes_are_sorted_and_proportional() -> None:
     assert 1 <= len(paths) <= 40
 
 
+WIDE_KEYS = [b"w%d" % i for i in range(200)]
+"""A larger alphabet: batches mix shared upper levels with keys alone in their subtree."""
+
+
+@given(
+    st.lists(
+        st.dictionaries(st.sampled_from(WIDE_KEYS), st.none() | values, max_size=60),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_writes_sorted_and_unique_with_deletes(
+    batches: list[dict[bytes, bytes | None]],
+) -> None:
+    """
+    Every batch's writes are strictly sorted by path (no duplicates), including
+    batches whose deletes collapse leaves upwards, and applying them gives exactly
+    the nodes of a tree built from scratch.
+    """
+    tree = SparseMerkleTree()
+    model: dict[bytes, bytes] = {}
+    for changes in batches:
+        update = tree.compute_update(changes)
+        paths = [path for path, _ in update.node_writes]
+        assert all(a < b for a, b in zip(paths, paths[1:]))
+        tree.apply(changes)
+        apply_model(model, changes)
+        assert tree.root == naive_root(model)
+        assert tree.nodes.nodes == fresh_nodes(model)  # type: ignore[attr-defined]
+
+
+def test_concurrent_updates_in_threads() -> None:
+    """Each update hashes with its own hasher: threads computing updates do not interfere."""
+    import threading
+
+    base = {b"acct/%d" % i: b"v" for i in range(500)}
+    tree = SparseMerkleTree()
+    tree.apply(base)
+    batches = [{b"acct/%d" % i: b"t%d" % t for i in range(t, 500, 7)} for t in range(6)]
+    expected = [naive_root({**base, **batch}) for batch in batches]
+    got: list[list[bytes]] = [[] for _ in batches]
+
+    def work(t: int) -> None:
+        for _ in range(20):
+            got[t].append(tree.compute_update(batches[t]).root)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(len(batches))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(roots == [expected[t]] * 20 for t, roots in enumerate(got))
+
+
 def test_missing_node_raises_corrupt_store() -> None:
     with pytest.raises(CorruptStore):
         compute_update(lambda path: None, internal_hash(b"\x01" * 32, b"\x02" * 32), {b"a": b"1"})
