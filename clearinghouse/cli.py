@@ -383,7 +383,25 @@ def _add_schema_command(sub: Any) -> None:
     add_schema_command(sub)
 
 
-_EXTRA_COMMANDS.extend([_add_scenario_commands, _add_explain_command, _add_segment_commands, _add_export_command, _add_schema_command])
+def _add_report_command(sub: Any) -> None:
+    from .tools.report import add_report_command
+
+    add_report_command(sub)
+
+
+_EXTRA_COMMANDS.extend([_add_scenario_commands, _add_explain_command, _add_segment_commands, _add_export_command, _add_schema_command,
+                        _add_report_command])
+
+
+def _add_lab_commands(sub: Any) -> None:
+    from .tools.generate import add_generate_command
+    from .tools.whatif import add_whatif_command
+
+    add_generate_command(sub)  # `generate`: seeded load logs (tools/generate.py)
+    add_whatif_command(sub)  # `whatif`: the ADL policy lab (tools/whatif.py)
+
+
+_EXTRA_COMMANDS.append(_add_lab_commands)
 
 
 def main(argv: list[str] | None = None) -> int:
