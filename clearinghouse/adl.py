@@ -1,38 +1,48 @@
 """Auto-deleveraging (protocol §12.7-§12.10): closing underwater units against ranked winners.
 
-End-of-block step 50, after the liquidation waterfall. Every unit whose value
-is negative, in unit order, the insurance fund's cross side last (backstops
-and deficit-cover slices can leave it below zero, so it goes after them):
+End-of-block step 50, after the liquidation waterfall (protocol §12.7). Every
+unit whose value is negative, in unit order, the insurance fund's cross side
+last (backstops and deficit-cover slices can leave it below zero):
 
 * with open positions: each position, in ascending market order, is closed
-  against the opposite side's queue (``adl_ranking``), walking it: whole
-  positions, then one partial, at the unit's bankruptcy price for that
-  position (value spread over positions by maintenance margin, rounded in the
-  unit's favour). No fees. The unit ends at >= 0; the rounding residue goes to
-  the insurance fund so it ends at exactly zero. If the queue cannot match the
-  whole size, what is left waits for the next block (``AdlShortfall``).
+  against the opposite side's queue (``adl_ranking``, protocol §12.10),
+  walking it: round 1 at the unit's bankruptcy price for that position (value
+  spread over positions by maintenance margin, rounded in the unit's favour),
+  each counterparty capped at what it can afford; round 2 closes what round 1
+  left at the mark (a fill at the mark costs nobody anything), so the
+  underwater size is matched whenever the opposite side holds the lots. No
+  fees. The rounding residue goes to the insurance fund so the unit ends at
+  exactly zero;
 * with no positions (a deficit left by fills beyond bankruptcy that the fund
-  could not pay), policy ``seed`` only: the article's deficit-cover rule walks
-  the queue of the liquidated position's market and opposite side; from each
+  could not pay), policy ``seed``: the article's deficit-cover rule walks the
+  queue of the liquidated position's market and opposite side; from each
   winner it closes the fewest whole lots whose realized profit at the
   reference (bankruptcy) price covers what remains, against the insurance
-  fund, which takes the slice over at that price; the covered amount moves
-  from the winner's unit to the underwater unit. A deficit not covered keeps
-  its LiquidationRef and is tried again next block.
+  fund, which takes the slice over at that price.
 
-A deficit nothing can close (no position left, or a short whose deficit
-exceeds its notional so that even a price of one unit leaves it below zero)
-is reported with an ``AdlShortfall`` of size 0.
+Then nothing is left below zero (protocol §12.7, "no bad debt"): a user unit
+still below zero is paid up to zero by the insurance fund, which may go
+negative doing so; the fund, visited last, then charges its own negative
+value to every margin unit that held an open position when the step began,
+in proportion to value and never below zero (``Haircut``). Only if all of
+them together are worth less than the fund's deficit does the fund end the
+block below zero (the bounded exception of protocol §12.12).
+
+Queues are ranked once per market side per block and shared by every unit
+served in the block (protocol §12.10): each walk reads an entry's size and
+value live when it reaches it and passes over entries closed earlier.
 
 No counterparty is made insolvent: closing at the bankruptcy (or reference)
 price instead of the mark costs a counterparty |price - mark| per lot, so
-it gives at most value // that lots (solvency, protocol §1.1); the queue walk
-goes on to the next entry. Units without open positions are never
-counterparties: no one without a position loses anything to ADL.
+it gives at most value // that lots (solvency, protocol §1.1). Units without
+open positions are never counterparties and never pay a haircut: no one
+without a position loses anything to ADL.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 from .accounts import add_cash
@@ -40,13 +50,16 @@ from .adl_ranking import Candidate, Ranked, rank_candidates, ranking_hash
 from .book import next_oid
 from .context import TxContext
 from .events import NO_TX
-from .insurance_fund import credit_unit, sweep_to_fund
+from .insurance_fund import credit_unit, fund_value, sweep_to_fund
 from .keys import CHAIN_KEY, INSURANCE_FUND, NS_LIQ_REF, market_spec_key, position_key, position_prefix
 from .liquidation_math import bankruptcy_prices, round_bankruptcy_price, smallest_cover_qty
+from .margin_math import ceil_div
 from .margin_units import Unit, unit_health, unit_of_position, units_in_state
 from .matching import Taker, execute_fill
 from .policies import policy_of
-from .waterfall_events import WaterfallSkipped, CROSS, AdlQueue, AdlShortfall, AdlStep, DeficitCover, QueueEntry
+from .waterfall_events import (
+    CROSS, AdlQueue, AdlShortfall, AdlStep, DeficitCover, Haircut, InsuranceCover, QueueEntry, WaterfallSkipped,
+)
 from .working_state import WorkingState, atomically
 
 QUEUE_EVIDENCE_TOP = 10
@@ -72,6 +85,72 @@ def build_queue(ws: WorkingState, market: int, winners_long: bool, exclude: byte
     return rank_candidates(candidates, ranking)
 
 
+@dataclass
+class BlockQueue:
+    """A market side's queue as ranked once in this block's step 50 (protocol §12.10).
+
+    ``entries`` and ``hash`` are the ranking at build time; walks read each
+    entry's live size and value. ``start`` skips the prefix of entries whose
+    position in the market was closed earlier in the step (a closed position
+    cannot reopen during step 50), so serving many units costs O(queue) once
+    rather than O(queue) per unit.
+    """
+
+    market: int
+    winners_long: bool
+    entries: list[Ranked]
+    hash: bytes
+    start: int = 0
+
+
+@dataclass
+class Queues:
+    """The block's shared queues, built lazily on first use, one per (market, side)."""
+
+    ws: WorkingState
+    ranking: str
+    built: dict[tuple[int, bool], BlockQueue] = field(default_factory=dict)
+    builds: int = 0
+    """How many queues were ranked (one per market side used in the block)."""
+
+    def get(self, market: int, winners_long: bool) -> BlockQueue:
+        q = self.built.get((market, winners_long))
+        if q is None:
+            entries = build_queue(self.ws, market, winners_long, exclude=b"", ranking=self.ranking)
+            q = self.built[(market, winners_long)] = BlockQueue(market, winners_long, entries, ranking_hash(entries))
+            self.builds += 1
+        return q
+
+
+def live_candidate(ws: WorkingState, q: BlockQueue, r: Ranked) -> Candidate | None:
+    """Entry ``r`` as it stands now: its current size, cost, unit value and mark; None if closed."""
+    c = r.candidate
+    pos = ws.get(position_key(q.market, c.account))
+    if pos is None or pos.size == 0 or (pos.size > 0) != q.winners_long:
+        return None
+    health = unit_health(ws, Unit(c.account, c.unit))
+    mark = next(mk for m, _p, mk, _mm in health.positions if m == q.market)
+    return replace(c, size=pos.size, cost=pos.cost, value=health.value, mark=mark)
+
+
+def walk(ws: WorkingState, q: BlockQueue, exclude: bytes) -> Any:
+    """Yield ``(i, ranked, live candidate)`` for the queue's open entries, in rank order.
+
+    Entries of ``exclude`` (the underwater account) are passed over; a closed
+    entry at the front advances ``q.start`` for every later walk in the block.
+    """
+    i = q.start
+    while i < len(q.entries):
+        r = q.entries[i]
+        c = live_candidate(ws, q, r)
+        if c is None:
+            if i == q.start:
+                q.start += 1
+        elif c.account != exclude:
+            yield i, r, c
+        i += 1
+
+
 def queue_entry(r: Ranked) -> QueueEntry:
     c = r.candidate
     return QueueEntry(account=c.account, unit=c.unit, size=c.size, index_num=str(r.index.numerator), index_den=str(r.index.denominator))
@@ -83,10 +162,10 @@ def neighbours(queue: list[Ranked], i: int) -> tuple[list[QueueEntry], list[Queu
     return above, below
 
 
-def queue_event(market: int, unit: Unit, size: int, price: int, policy: str, queue: list[Ranked]) -> AdlQueue:
+def queue_event(market: int, unit: Unit, size: int, price: int, policy: str, q: BlockQueue) -> AdlQueue:
     return AdlQueue(
         market=market, underwater=unit.account, underwater_unit=unit.market, underwater_size=size, bankruptcy_price=price,
-        policy=policy, queue_length=len(queue), ranking_hash=ranking_hash(queue), top=[queue_entry(r) for r in queue[:QUEUE_EVIDENCE_TOP]],
+        policy=policy, queue_length=len(q.entries), ranking_hash=q.hash, top=[queue_entry(r) for r in q.entries[:QUEUE_EVIDENCE_TOP]],
     )
 
 
@@ -98,38 +177,54 @@ def affordable(c: Candidate, price: int) -> int:
     is a loss, at most value // loss lots (floor: the unit stays >= 0).
     """
     loss = c.mark - price if c.size > 0 else price - c.mark
-    return abs(c.size) if loss <= 0 else min(abs(c.size), c.value // loss)
+    return abs(c.size) if loss <= 0 else max(0, min(abs(c.size), c.value // loss))
 
 
-def deleverage_positions(ctx: TxContext, unit: Unit, policy: str) -> None:
+def close_against_queue(ctx: TxContext, unit: Unit, q: BlockQueue, size: int, price: int, remaining: int) -> int:
+    """One round of the walk: close up to ``remaining`` lots of the underwater position (signed
+    ``size``) at ``price`` against the queue, each entry capped by ``affordable``; returns what is left."""
+    ws = ctx.ws
+    spec = ws.get(market_spec_key(q.market))
+    for i, r, c in walk(ws, q, unit.account):
+        if remaining == 0:
+            break
+        qty = min(remaining, affordable(c, price))
+        if qty == 0:
+            continue
+        taker = Taker(owner=unit.account, oid=next_oid(ws), is_buy=size < 0, limit_price=price, remaining=qty, reduce_only=True, kind="adl")
+        fill = execute_fill(ctx, q.market, spec, taker, c.account, 0, price, qty, maker_fee_ppm=0, taker_fee_ppm=0)
+        remaining -= qty
+        above, below = neighbours(q.entries, i)
+        ctx.emit(AdlStep(
+            market=q.market, underwater=unit.account, counterparty=c.account, counterparty_unit=c.unit, rank=r.rank,
+            index_num=str(r.index.numerator), index_den=str(r.index.denominator), size=qty, price=price,
+            realized_pnl=fill.maker_realized_pnl, remaining_after=remaining if size > 0 else -remaining,
+            neighbour_above=above, neighbour_below=below,
+        ))
+    return remaining
+
+
+def deleverage_positions(ctx: TxContext, unit: Unit, policy: str, queues: Queues) -> None:
+    """Close an underwater unit's positions against the queues (protocol §12.7).
+
+    Per position: round 1 at its bankruptcy price, capped by what each entry
+    can afford; round 2, for what is left, at the mark. Lots neither round can
+    match (the opposite side's open, eligible lots ran out) are reported with
+    ``AdlShortfall`` and stay open.
+    """
     ws = ctx.ws
     health = unit_health(ws, unit)
     exact = bankruptcy_prices(health.value, [(p.size, mark, mm) for _m, p, mark, mm in health.positions])
     moved = 0  # the unit's value change from its ADL fills: sum of qty x (price - mark) per closed side
     for (market, pos, mark, _mm), bp in zip(health.positions, exact):
         price = round_bankruptcy_price(bp, pos.size)
-        queue = build_queue(ws, market, winners_long=pos.size < 0, exclude=unit.account, ranking=policy_of(policy).ranking)
-        ctx.emit(queue_event(market, unit, pos.size, price, policy, queue))
-        spec = ws.get(market_spec_key(market))
-        remaining = abs(pos.size)
-        for i, r in enumerate(queue):
-            if remaining == 0:
-                break
-            c = r.candidate
-            qty = min(remaining, affordable(c, price))
-            if qty == 0:
-                continue
-            taker = Taker(owner=unit.account, oid=next_oid(ws), is_buy=pos.size < 0, limit_price=price, remaining=qty, reduce_only=True, kind="adl")
-            fill = execute_fill(ctx, market, spec, taker, c.account, 0, price, qty, maker_fee_ppm=0, taker_fee_ppm=0)
-            remaining -= qty
-            moved += qty * (price - mark) if pos.size > 0 else qty * (mark - price)
-            above, below = neighbours(queue, i)
-            ctx.emit(AdlStep(
-                market=market, underwater=unit.account, counterparty=c.account, counterparty_unit=c.unit, rank=r.rank,
-                index_num=str(r.index.numerator), index_den=str(r.index.denominator), size=qty, price=price,
-                realized_pnl=fill.maker_realized_pnl, remaining_after=remaining if pos.size > 0 else -remaining,
-                neighbour_above=above, neighbour_below=below,
-            ))
+        q = queues.get(market, winners_long=pos.size < 0)
+        ctx.emit(queue_event(market, unit, pos.size, price, policy, q))
+        remaining = close_against_queue(ctx, unit, q, pos.size, price, abs(pos.size))
+        closed = abs(pos.size) - remaining
+        moved += closed * (price - mark) if pos.size > 0 else closed * (mark - price)
+        if remaining:
+            remaining = close_against_queue(ctx, unit, q, pos.size, mark, remaining)
         if remaining:
             ctx.emit(AdlShortfall(market=market, underwater=unit.account, unmatched=remaining if pos.size > 0 else -remaining))
     after = unit_health(ws, unit)
@@ -139,10 +234,6 @@ def deleverage_positions(ctx: TxContext, unit: Unit, policy: str) -> None:
         # It sits in cross cash either way: a cross unit's own cash, or, for an isolated unit,
         # the owner's cross cash, where settle_fill returned the closed position's bucket.
         sweep_to_fund(ws, Unit(unit.account, CROSS), residue)
-    elif not after.positions and residue < 0:
-        # Every position closed, still below zero: a short's bankruptcy price was below one price
-        # unit (its deficit exceeded its notional). Nothing is left to close.
-        ctx.emit(AdlShortfall(market=unit.market, underwater=unit.account, unmatched=0))
 
 
 def take_from_unit(ws: WorkingState, account: bytes, unit_market: int, amount: int) -> None:
@@ -155,23 +246,23 @@ def take_from_unit(ws: WorkingState, account: bytes, unit_market: int, amount: i
     add_cash(ws, account, -amount)
 
 
-def cover_with_winners(ctx: TxContext, unit: Unit, policy: str) -> None:
-    """Policy ``seed``: cover a position-less unit's deficit from ranked winners' slices."""
+def cover_with_winners(ctx: TxContext, unit: Unit, policy: str, queues: Queues) -> None:
+    """Policy ``seed``: cover a position-less unit's deficit from ranked winners' slices (protocol §12.9)."""
     ws = ctx.ws
     refs = [ws.get(k) for k in ws.index.iter_prefix(NS_LIQ_REF + unit.account + unit.market.to_bytes(4, "big"))]
     deficit = -unit_health(ws, unit).value
     if not refs:
-        ctx.emit(AdlShortfall(market=unit.market, underwater=unit.account, unmatched=0))
         return
     # The deficit is attributed to the liquidated position with the largest reference notional.
     ref = max(refs, key=lambda r: (r.size * r.reference_price, -r.market))
-    queue = build_queue(ws, ref.market, winners_long=not ref.was_long, exclude=unit.account, ranking=policy_of(policy).ranking)
-    ctx.emit(queue_event(ref.market, unit, 0, ref.reference_price, policy, queue))
+    q = queues.get(ref.market, winners_long=not ref.was_long)
+    ctx.emit(queue_event(ref.market, unit, 0, ref.reference_price, policy, q))
     spec = ws.get(market_spec_key(ref.market))
-    for r in queue:
+    for _i, r, c in walk(ws, q, unit.account):
         if deficit <= 0:
             break
-        c = r.candidate
+        if c.account == INSURANCE_FUND:
+            continue  # the fund takes the slices: closing its own position against itself moves nothing
         qty = smallest_cover_qty(c.size, c.cost, ref.reference_price, deficit)
         if qty is None:
             continue  # no profit at the reference price: nothing to cover with
@@ -193,8 +284,44 @@ def cover_with_winners(ctx: TxContext, unit: Unit, policy: str) -> None:
             index_den=str(r.index.denominator), size=qty, reference_price=ref.reference_price, realized_pnl=fill.taker_realized_pnl,
             covered=covered, deficit_remaining=deficit,
         ))
-    if deficit > 0:
-        ctx.emit(AdlShortfall(market=ref.market, underwater=unit.account, unmatched=0))
+
+
+def fund_absorbs(ctx: TxContext, unit: Unit) -> None:
+    """A user unit still below zero after its ADL: the insurance fund pays it up to exactly zero,
+    whatever the fund holds (it may go negative; its own deficit is then haircut, protocol §12.7)."""
+    ws = ctx.ws
+    value = unit_health(ws, unit).value
+    if value >= 0:
+        return
+    deficit = -value
+    before = fund_value(ws)
+    add_cash(ws, INSURANCE_FUND, -deficit)
+    credit_unit(ws, unit, deficit)
+    ctx.emit(InsuranceCover(account=unit.account, unit=unit.market, deficit=deficit, paid=deficit, fund_before=before, fund_after=before - deficit))
+
+
+def haircut(ctx: TxContext, pool: list[Unit]) -> None:
+    """The fund's own deficit, charged to ``pool`` (every unit with an open position when step 50
+    began, the fund's aside) in proportion to value, each share rounded up and never more than the
+    unit's value, in unit order until the deficit is met (protocol §12.7). What the pool cannot pay
+    stays on the fund: ``AdlShortfall{market = CROSS, unmatched = 0}`` (protocol §12.12)."""
+    ws = ctx.ws
+    deficit = -fund_value(ws)
+    if deficit <= 0:
+        return
+    payers = [(u, v) for u in pool if (v := unit_health(ws, u).value) > 0]
+    total = sum(v for _u, v in payers)
+    remaining = deficit
+    for u, v in payers:
+        if remaining == 0:
+            break
+        amount = min(v, ceil_div(deficit * v, total), remaining)
+        take_from_unit(ws, u.account, u.market, amount)
+        add_cash(ws, INSURANCE_FUND, amount)
+        remaining -= amount
+        ctx.emit(Haircut(account=u.account, unit=u.market, amount=amount, value_before=v, deficit=deficit, pool_value=str(total), deficit_remaining=remaining))
+    if remaining:
+        ctx.emit(AdlShortfall(market=CROSS, underwater=INSURANCE_FUND, unmatched=0))
 
 
 def units_to_deleverage(ws: WorkingState) -> list[Unit]:
@@ -215,30 +342,37 @@ def units_to_deleverage(ws: WorkingState) -> list[Unit]:
     return sorted(units) + [fund]
 
 
-def deleverage_unit(ctx: TxContext, unit: Unit, health: Any, policy: str) -> None:
-    """One underwater unit: close its positions, or (seed) cover its position-less deficit."""
+def deleverage_unit(ctx: TxContext, unit: Unit, health: Any, policy: str, queues: Queues, pool: list[Unit]) -> None:
+    """One underwater unit: close its positions, or (seed) cover its position-less deficit; then
+    whatever is still below zero goes to the fund (a user unit) or is haircut (the fund)."""
     if health.positions:
-        deleverage_positions(ctx, unit, policy)
+        deleverage_positions(ctx, unit, policy, queues)
     elif policy_of(policy).deficit_cover:
-        cover_with_winners(ctx, unit, policy)
+        cover_with_winners(ctx, unit, policy, queues)
+    if unit.account == INSURANCE_FUND:
+        haircut(ctx, pool)
     else:
-        ctx.emit(AdlShortfall(market=unit.market, underwater=unit.account, unmatched=0))
+        fund_absorbs(ctx, unit)
 
 
 def run_adl(ws: WorkingState, time_ms: int) -> list[Any]:
-    """End-of-block step 50."""
+    """End-of-block step 50 (protocol §12.7)."""
     chain = ws.get(CHAIN_KEY)
     events: list[Any] = []
-    for unit in units_to_deleverage(ws):
+    units = units_to_deleverage(ws)
+    # Who may be haircut for the fund's deficit: every unit with an open position as the step begins.
+    pool = [u for u in units_in_state(ws) if u.account != INSURANCE_FUND and unit_health(ws, u).positions]
+    queues = Queues(ws, policy_of(chain.policy).ranking)
+    for unit in units:
         health = unit_health(ws, unit)
         if health.value >= 0:
             continue
         ctx = TxContext(ws=ws, chain=chain, tx_index=NO_TX, signer=unit.account, account=unit.account, time_ms=time_ms, events=events)
-        error = atomically(ws, events, lambda: deleverage_unit(ctx, unit, health, chain.policy))
+        error = atomically(ws, events, partial(deleverage_unit, ctx, unit, health, chain.policy, queues, pool))
         if error is not None:
             # A hard bound (a 64-bit balance) stops this unit's ADL for the block, never the chain.
             events.append(WaterfallSkipped(account=unit.account, unit=unit.market, step="adl", code=error.code, message=error.message))
-    # A reference is kept while its unit is still below zero (a deficit to cover next block).
+    # A reference is kept while its unit is still below zero (only after a WaterfallSkipped).
     for key in ws.index.iter_prefix(NS_LIQ_REF):
         if unit_health(ws, Unit(key[1:21], int.from_bytes(key[21:25], "big"))).value >= 0:
             ws.delete(key)

@@ -10,7 +10,9 @@ sentences with the numbers); an empty list means the state is sound.
 * open interest: per market, total long size = total short size = the
   market's recorded open interest;
 * solvency: no cross account and no isolated position has negative value at
-  the marks (after end-of-block processing);
+  the marks (after end-of-block processing); the insurance fund only as the
+  bounded exception of protocol §12.12 (every other unit with an open
+  position already haircut to zero);
 * bookkeeping: every account's open_markets lists exactly its non-zero
   positions, and open_orders counts its resting and trigger orders;
 * the book is not crossed.
@@ -25,7 +27,7 @@ from typing import Any, Iterable
 import msgspec
 
 from .keys import (
-    CHAIN_KEY, NS_ACCOUNT, NS_ORDER, NS_POSITION, NS_TRIGGER, book_side_prefix, market_state_key, record_type,
+    CHAIN_KEY, INSURANCE_FUND, NS_ACCOUNT, NS_ORDER, NS_POSITION, NS_TRIGGER, book_side_prefix, market_state_key, record_type,
 )
 from .margin_units import Unit, unit_health
 from .waterfall_events import CROSS
@@ -101,11 +103,23 @@ def check_solvency(s: Snapshot, view: Any) -> list[str]:
             units.add(Unit(addr, m))
     for addr in s.accounts:
         units.add(Unit(addr, CROSS))
+    fund_value = 0
+    still_worth: list[Unit] = []  # units other than the fund's with an open position and value > 0
     for unit in sorted(units):
-        value = unit_health(view, unit).value
-        if value < 0:
+        health = unit_health(view, unit)
+        value = health.value
+        if unit.account == INSURANCE_FUND and unit.is_cross:
+            fund_value = value
+        elif value < 0:
             where = "cross" if unit.is_cross else f"isolated market {unit.market}"
             out.append(f"solvency: 0x{unit.account.hex()} {where} value {value} < 0")
+        elif value > 0 and health.positions:
+            still_worth.append(unit)
+    # The one bounded exception (protocol §12.12): the fund may end below zero only once its
+    # haircut has taken every unit with an open position down to zero value.
+    if fund_value < 0 and still_worth:
+        out.append(f"solvency: insurance fund value {fund_value} < 0 while {len(still_worth)} unit(s) with open positions keep value "
+                   f"(first 0x{still_worth[0].account.hex()})")
     return out
 
 

@@ -137,7 +137,9 @@ class DeficitCover(_Event, tag=46):
 
 
 class AdlShortfall(_Event, tag=47):
-    """ADL could not match the whole underwater size this block (it repeats next block)."""
+    """ADL could not match the whole underwater size (``unmatched`` lots stay open), or, with
+    ``unmatched = 0``, the insurance fund's deficit exceeded what the haircut pool was worth
+    (protocol §12.7, §12.12)."""
 
     market: U32
     underwater: Address
@@ -156,3 +158,20 @@ class WaterfallSkipped(_Event, tag=48):
     step: str
     code: str
     message: str
+
+
+class Haircut(_Event, tag=49):
+    """The insurance fund's deficit charged to a unit with an open position (step 50, protocol §12.7).
+
+    ``amount = min(value_before, ceil(deficit x value_before / pool_value), what was still owed)``;
+    units are charged in unit order; ``deficit_remaining`` is what the fund still owes after it.
+    """
+
+    account: Address
+    unit: U32
+    amount: U64
+    value_before: I64
+    deficit: U64
+    pool_value: str
+    """Σ value of the units charged, in decimal (a sum of 64-bit values can exceed 64 bits)."""
+    deficit_remaining: U64

@@ -27,7 +27,7 @@ from clearinghouse.events import Fill
 from clearinghouse.keys import INSURANCE_FUND, NS_LIQ_REF, position_key
 from clearinghouse.liquidation_math import bankruptcy_prices, realized_if_closed, round_bankruptcy_price, smallest_cover_qty
 from clearinghouse.waterfall_events import (
-    CROSS, AdlQueue, AdlShortfall, AdlStep, Backstop, DeficitCover, InsuranceCover,
+    CROSS, AdlQueue, AdlShortfall, AdlStep, Backstop, DeficitCover, Haircut, InsuranceCover,
 )
 from tests.helpers import BUY, GTC, SELL
 from tests.waterfall_helpers import BTC, ETH, WChain, of_type, one, px, sz, usdc
@@ -278,32 +278,29 @@ def test_adl_never_pushes_a_counterparty_below_zero():
     assert c.fund_value() == 0 and not of_type(ev, AdlShortfall)
 
 
-def test_adl_across_two_blocks_when_the_queue_is_short():
-    """Without S the queue (A capped at 555 lots, B 2,000) cannot match the fund's 3,000 lots: an
-    AdlShortfall of 445 lots, and the fund stays below zero. Next block A deposits 1,000, can now
-    pay the 900 per BTC, and the rest is matched."""
+def test_adl_matches_the_rest_at_the_mark_and_haircuts_the_fund_deficit():
+    """Regression (issue 14): without S the queue at the bankruptcy price (A capped at 555 lots, B
+    2,000) could not match the fund's 3,000 lots: 445 lots stayed open and the fund ended the block
+    at -400.5 (bad debt, an AdlShortfall). Now round 2 closes the 445 lots against A at the mark
+    (costing A nothing) and the fund's remaining deficit is haircut from every unit that held a
+    position, pro rata to value (protocol §12.7): nothing is left below zero."""
     c = _thin_short_and_gapped_long(False)
     r = c.crash({BTC: px(4_000), ETH: px(350, ETH)})
     ev = r.end_events
-    assert [(s.counterparty, s.size) for s in of_type(ev, AdlStep)] == [(c.addr("A"), 555), (c.addr("B"), 2_000)]
-    shortfall = one(ev, AdlShortfall)
-    assert (shortfall.underwater, shortfall.market, shortfall.unmatched) == (INSURANCE_FUND, BTC, 445)
-    # Fund: long 445 lots, value -2,700 + 2,555 x 0.9 = -400.5 (the checker accepts it: shortfall emitted).
-    assert c.fund_value() == usdc("-400.5") and c.size(INSURANCE_FUND, BTC) == 445
-
-    r = c.block(c.deposit_tx("A", 1_000, ref=99))
-    ev = r.end_events
-    q = one(ev, AdlQueue)
-    # Same bankruptcy price: 4,000 + 400.5 / 0.445 = 4,900. A: value 1,000.5, short 0.445 BTC (cost 4,450):
-    # index (1 + 2,670/4,450) x 1,780/1,000.5 = 5,696/2,001.
-    assert (q.underwater, q.underwater_size, q.bankruptcy_price) == (INSURANCE_FUND, 445, px(4_900))
-    assert [(e.account, e.index_num, e.index_den) for e in q.top] == [(c.addr("A"), "5696", "2001")]
-    step = one(ev, AdlStep)
-    assert (step.counterparty, step.size, step.price, step.realized_pnl, step.remaining_after) == (
-        c.addr("A"), 445, px(4_900), 445 * 5_100_000, 0)
+    assert [(s.counterparty, s.size, s.price, s.remaining_after) for s in of_type(ev, AdlStep)] == [
+        (c.addr("A"), 555, px(4_900), 2_445), (c.addr("B"), 2_000, px(4_900), 445), (c.addr("A"), 445, px(4_000), 0)]
     assert not of_type(ev, AdlShortfall)
+    # Fund: flat, value -2,700 + 2,555 x 0.9 = -400.5. Pool (unit order): B 20,200 (22,000 - 2 x 900),
+    # C2 56,500 (short 10 ETH from 1,000 to 350), A 0.5: 76,700.5. Shares ceil(400.5 x v / 76,700.5).
+    cuts = of_type(ev, Haircut)
+    assert [(h.account, h.value_before, h.amount, h.deficit_remaining) for h in cuts] == [
+        (c.addr("B"), usdc(20_200), 105_476_497, 295_023_503),
+        (c.addr("C2"), usdc(56_500), 295_020_893, 2_610),
+        (c.addr("A"), 500_000, 2_610, 0),
+    ]
+    assert all((h.deficit, h.pool_value) == (usdc("400.5"), "76700500000") for h in cuts)
     assert c.fund_value() == 0 and c.size(INSURANCE_FUND, BTC) == 0
-    assert c.value("A") == usdc("1000.5") - usdc("400.5")
+    assert c.value("A") == 500_000 - 2_610 and c.value("X") == usdc(50_000)  # X holds no position: untouched
 
 
 # ---------------------------------------------------------------- seed deficit cover
@@ -368,36 +365,36 @@ def test_fund_made_negative_by_deficit_cover_slices_is_deleveraged_in_the_same_b
     assert c.fund_cash() == 2 and c.size(INSURANCE_FUND, 0) == 0
 
 
-def test_seed_uncovered_deficit_is_retried_next_block():
-    """Regression: the LiquidationRef was block-local, so a deficit no winner could cover in its block
-    (and, for a cross account, the account itself) was forgotten. It is now kept until covered."""
+def test_seed_uncovered_deficit_is_paid_by_the_fund_and_haircut_in_the_same_block():
+    """Regression (issue 14): a deficit no winner could cover in its block was kept (LiquidationRef)
+    and retried next block, leaving the account below zero at the end of the block. Now the fund
+    pays what the deficit cover left (InsuranceCover, paid in full, even past its balance) and its
+    own resulting deficit is haircut from the units holding positions (protocol §12.7)."""
     c = WChain("seed", fund=100)
     c.fund(L=600, S1=10_000, S2=10_000, mm=100_000, N=10_000, B2=20_000)
     c.trade("L", "S1", BTC, px(10_000), sz(1))  # L: cross long 1 at 10,000
     c.trade("S1", "S2", BTC, px(9_000), sz(1))  # S1 closes; the only short is now S2, entry 9,000
     assert c.place("mm", BTC, BUY, px(9_000), sz(1)).ok
     # Mark 9,450: L (value 50 < MM 94.5) is sold at 9,000: cash -400; the fund (100) pays nothing.
-    # Reference 9,400: S2 (entry 9,000) would lose there, so nothing covers the deficit this block.
+    # Reference 9,400: S2 (entry 9,000) would lose there, so no winner covers the deficit.
     r = c.crash({BTC: px(9_450)})
-    assert one(r.end_events, AdlQueue).bankruptcy_price == px(9_400)
-    assert not of_type(r.end_events, DeficitCover)
-    assert [(s.underwater, s.unmatched) for s in of_type(r.end_events, AdlShortfall)] == [(c.addr("L"), 0)]
-    assert c.cash("L") == usdc(-400)
-    # Next block N opens a short at 10,000: at the reference 9,400 it realizes 600 per BTC, so
-    # 0.667 BTC (400.2 >= 400; 0.666 gives 399.6) cover the deficit. Index (1 + 550/10,000) x 9,450/10,550 = 189/200.
-    r = c.block(c.order_tx("N", BTC, SELL, px(10_000), sz(1), GTC), c.order_tx("B2", BTC, BUY, px(10_000), sz(1), "IOC"))
-    dc = one(r.end_events, DeficitCover)
-    assert (dc.counterparty, dc.rank, dc.index_num, dc.index_den, dc.size, dc.realized_pnl, dc.covered) == (
-        c.addr("N"), 1, "189", "200", 667, 400_200_000, usdc(400))
-    assert c.cash("L") == 0 and not c.scan(NS_LIQ_REF)  # covered: the reference is gone
+    ev = r.end_events
+    assert one(ev, AdlQueue).bankruptcy_price == px(9_400)
+    assert not of_type(ev, DeficitCover) and not of_type(ev, AdlShortfall)
+    covers = of_type(ev, InsuranceCover)
+    assert [(i.deficit, i.paid, i.fund_after) for i in covers] == [(usdc(400), 0, usdc(100)), (usdc(400), usdc(400), usdc(-300))]
+    # The fund's 300: mm (long 1 from 9,000: 100,450) and S2 (short 1 from 9,000: 9,550) pay pro rata.
+    assert [(h.account, h.amount) for h in of_type(ev, Haircut)] == [(c.addr("mm"), 273_954_546), (c.addr("S2"), 26_045_454)]
+    assert c.cash("L") == 0 and c.fund_value() == 0 and not c.scan(NS_LIQ_REF)
+    assert c.value("N") == usdc(10_000)  # no position: untouched
 
 
-def test_a_deficit_beyond_what_closing_can_recover_is_reported_then_covered_next_block():
+def test_a_deficit_beyond_what_closing_can_recover_is_paid_by_the_fund_and_haircut():
     """A short whose deficit exceeds its notional has a bankruptcy price below one price unit: closing
-    it at 1 cannot bring the unit to zero, and the remainder is reported (AdlShortfall, size 0).
-    Policy seed: the book absorbs 0.97 of a 1 ETH short far above the mark, the fund refuses the
-    deficit (all or nothing), there is no backstop, so ADL closes the last 0.03 ETH at the clamped
-    price; next block the position-less deficit is covered from the winners (deficit cover)."""
+    it at 1 cannot bring the unit to zero. Policy seed: the book absorbs 0.97 of a 1 ETH short far
+    above the mark, the fund refuses the deficit (all or nothing), there is no backstop, so ADL closes
+    the last 0.03 ETH at the clamped price; the remainder is paid by the fund and haircut (it used to
+    stay below zero until the next block's deficit cover)."""
     c = WChain("seed", fund=50)
     c.fund(T=100, B=10_000, mm=100_000)
     c.trade("B", "T", ETH, px(1_000, ETH), sz(1, ETH))  # T: cross short 1 ETH at 1,000 (20x: IM 50)
@@ -407,16 +404,13 @@ def test_a_deficit_beyond_what_closing_can_recover_is_reported_then_covered_next
     # T's 0.03 ETH short: bankruptcy 1,085 - 86.85 / 0.03 < 0, clamped to 1 unit (0.0001 USDC).
     r = c.crash({ETH: px(1_085, ETH)})
     ev = r.end_events
-    assert one(ev, InsuranceCover).paid == 0
     assert not of_type(ev, Backstop)
     q = one(ev, AdlQueue)
     assert (q.underwater, q.bankruptcy_price) == (c.addr("T"), 1)
-    # Buying 3 lots back at 1 unit recovers 3 x (10,850,000 - 1) = 32,549,997 micro of the 86,850,000.
-    assert c.value("T") == -86_850_000 + 32_549_997 == -54_300_003
-    assert [(s.underwater, s.market, s.unmatched) for s in of_type(ev, AdlShortfall)] == [(c.addr("T"), CROSS, 0)]
-    assert c.fund_value() == 50 * M
-    # Next block: T has no position left; its deficit is covered from the winners' slices.
-    r = c.block()
-    cover = one(r.end_events, DeficitCover)
-    assert (cover.underwater, cover.covered, cover.deficit_remaining) == (c.addr("T"), 54_300_003, 0)
-    assert c.value("T") == 0
+    # Buying 3 lots back at 1 unit recovers 3 x (10,850,000 - 1) = 32,549,997 micro of the 86,850,000;
+    # the fund pays the other 54,300,003 (50 -> -4.300003) and haircuts mm and B for it.
+    covers = of_type(ev, InsuranceCover)
+    assert [(i.deficit, i.paid) for i in covers] == [(86_850_000, 0), (54_300_003, 54_300_003)]
+    assert [(h.account, h.amount) for h in of_type(ev, Haircut)] == [(c.addr("mm"), 3_907_594), (c.addr("B"), 392_409)]
+    assert not of_type(ev, AdlShortfall)
+    assert c.value("T") == 0 and c.fund_value() == 0

@@ -715,10 +715,28 @@ class ClearinghouseMachine(RuleBasedStateMachine):
         if not self.exists(OUTSIDER):
             candidates["overdraft"] = (candidates["overdraft"][0], "NO_SUCH_ACCOUNT")
         if self.accepted:
-            candidates["replay"] = (data.draw(st.sampled_from(self.accepted)), "BAD_NONCE")
+            replay = data.draw(st.sampled_from(self.accepted))
+            candidates["replay"] = (replay, self._replay_code(replay))
         keys = data.draw(st.lists(st.sampled_from(sorted(candidates)), min_size=1, max_size=5, unique=True))
         ex = self.produce([candidates[k][0] for k in keys], expect_all_rejected=True)
         assert self.codes(ex) == [candidates[k][1] for k in keys]
+
+    def _replay_code(self, raw: bytes) -> str:
+        """What a replayed accepted transaction gets (protocol §4.6, §6.5): the acting account's
+        existence is checked before the nonce, so a replay by a key whose account has since been
+        emptied and removed (e.g. liquidated to nothing) is ``NO_SUCH_ACCOUNT``; otherwise the
+        nonce, still in the signer's kept set, is ``BAD_NONCE``."""
+        from clearinghouse.keys import account_key, agent_key
+        from tx.encoding import decode_transaction
+        from tx.signing import recover_signer, signing_digest
+
+        tx = decode_transaction(raw)
+        if isinstance(tx.action, (A.Deposit, A.OracleUpdate)):
+            return "BAD_NONCE"
+        signer = recover_signer(signing_digest(self.view.get(CHAIN_KEY).chain_id, tx.nonce, encode(tx.action)), tx.signature)
+        agent = self.view.get(agent_key(signer))
+        acting = agent.owner if agent is not None else signer
+        return "BAD_NONCE" if self.view.get(account_key(acting)) is not None else "NO_SUCH_ACCOUNT"
 
     def codes(self, executed: Any) -> list[str]:
         return [r.code for r in sorted((e for e in executed.events if isinstance(e, Receipt)), key=lambda r: r.tx_index)]

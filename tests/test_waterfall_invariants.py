@@ -6,7 +6,7 @@
   (insurance fund and fee pool are accounts);
 * open interest: per market Σ long == Σ short == MarketState.open_interest;
 * solvency: no cross account value and no isolated unit value (flat buckets too)
-  below zero after end of block, unless the block emitted an AdlShortfall for it;
+  below zero after end of block (the insurance fund: protocol §12.12's bounded exception only);
 * bystanders: an account that starts a block with no position and no open order
   and takes no part in the block's transactions ends it with the same cash.
 
@@ -130,7 +130,7 @@ def test_crash_scenario_liquidates_and_stays_solvent():
 
 def test_the_checker_catches_a_negative_account_without_shortfall(monkeypatch: pytest.MonkeyPatch):
     """The solvency check is not vacuous: with the liquidation and ADL steps switched off, a gapped
-    cross long stays negative and the checker fails, unless an AdlShortfall names the account."""
+    cross long stays negative and the checker fails, with or without an AdlShortfall naming it."""
     from clearinghouse import end_of_block
 
     c = WChain(check=False)
@@ -142,9 +142,11 @@ def test_the_checker_catches_a_negative_account_without_shortfall(monkeypatch: p
         m.setattr(end_of_block, "run_adl", lambda ws, time_ms: [])
         r = c.crash({BTC: px(8_000)})
     assert c.value("alice") == usdc(1_000 - 2_000)
-    with pytest.raises(AssertionError, match="cross value"):
+    with pytest.raises(AssertionError, match="solvency"):
         check_block(c, before, r.events)
-    check_block(c, before, r.events + [AdlShortfall(market=BTC, underwater=c.addr("alice"), unmatched=1)])
+    # No event excuses a user account below zero (protocol §12.12): not even an AdlShortfall naming it.
+    with pytest.raises(AssertionError, match="solvency"):
+        check_block(c, before, r.events + [AdlShortfall(market=BTC, underwater=c.addr("alice"), unmatched=1)])
     assert c.value(INSURANCE_FUND) == usdc(50_000)
 
 
