@@ -129,13 +129,13 @@ _LEVELS = tuple(
     _LEVEL_INFO[start:]
     for _LEVEL_INFO in [
         tuple(
-            (d, _DEPTH_BYTE[d], _PATH_SHIFT[d], _PATH_PAD[d], _PATH_BYTES[d])
+            (_DEPTH_BYTE[d], _PATH_SHIFT[d], _PATH_PAD[d], _PATH_BYTES[d])
             for d in range(MAX_LEAF_DEPTH)
         )
     ]
     for start in range(256)
 )
-"""``_LEVELS[start]``: ``(d, depth byte, shift, pad, bytes)`` for each depth ``start <= d < 255``."""
+"""``_LEVELS[start]``: ``(depth byte, shift, pad, bytes)`` for each depth ``start <= d < 255``."""
 
 NodeGetter = Callable[[bytes], "bytes | None"]
 """Reads a node record by path; returns ``None`` if no node is stored there."""
@@ -441,11 +441,16 @@ class _Updater:
         # is unknown (False) until needed, which saves a read per level.
         left_leaf: bytes | None | bool
         right_leaf: bytes | None | bool
-        if mid > lo:
+        # (A side holding one batch entry goes straight to update_one.)
+        if mid - lo == 1:
+            left, left_leaf = self.update_one(depth + 1, lo, record[1:33])
+        elif mid > lo:
             left, left_leaf = self.update(depth + 1, prefix, lo, mid, record[1:33])
         else:
             left, left_leaf = record[1:33], False
-        if hi > mid:
+        if hi - mid == 1:
+            right, right_leaf = self.update_one(depth + 1, mid, record[33:65])
+        elif hi > mid:
             right, right_leaf = self.update(depth + 1, right_prefix, mid, hi, record[33:65])
         else:
             right, right_leaf = record[33:65], False
@@ -480,10 +485,11 @@ class _Updater:
         if current != EMPTY:
             # The slot below an EMPTY child hash has no record: the walk simply finds
             # nothing there (the parent's child hash is checked before trusting that).
-            for d, depth_byte, shift, pad, size in _LEVELS[depth]:
-                path = depth_byte + (khi >> shift << pad).to_bytes(size, "big")
+            for depth_byte, shift, pad, size in _LEVELS[depth]:
+                path = depth_byte + (khi >> shift << pad).to_bytes(size)  # big-endian
                 record = get_node(path)
                 if record is None or len(record) != 65 or record[0] != 1:  # 1: INTERNAL_TAG
+                    d = depth + len(records)
                     break
                 paths.append(path)
                 records.append(record)
