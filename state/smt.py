@@ -75,6 +75,12 @@ from the root that splits the sorted batch on bit ``d`` (as JMT does), touching
 only nodes on changed paths: O(k log n) for ``k`` changed keys in a tree of ``n``.
 Deleting may leave a subtree holding a single leaf; that leaf is lifted up to the
 shallowest depth where it is alone (collapse), keeping the tree canonical.
+
+Below the levels the batch shares, each changed key walks its own path in two
+flat loops (down: read records; up: rewrite and hash them), hashing with one
+reused BLAKE3 hasher; writes are kept per depth, each depth already in path
+order, so the sorted write list needs no global sort. See docs/state-commitment.md
+section 3 and docs/performance.md.
 """
 
 from __future__ import annotations
