@@ -404,17 +404,6 @@ def _add_lab_commands(sub: Any) -> None:
 _EXTRA_COMMANDS.append(_add_lab_commands)
 
 
-def _add_lab_commands(sub: Any) -> None:
-    from .tools.generate import add_generate_command
-    from .tools.whatif import add_whatif_command
-
-    add_generate_command(sub)  # `generate`: seeded load logs (tools/generate.py)
-    add_whatif_command(sub)  # `whatif`: the ADL policy lab (tools/whatif.py)
-
-
-_EXTRA_COMMANDS.append(_add_lab_commands)
-
-
 def main(argv: list[str] | None = None) -> int:
     from .tools.console import error_code, error_message, report_error
 

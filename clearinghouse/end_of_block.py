@@ -12,11 +12,21 @@ After the block's transactions, ``run`` calls each step by name, in this order:
 Each step reads the state the previous one left, so liquidation sees this
 block's mark prices and funding. There is no registry: adding a step means
 adding a call here and a line to protocol §6.8.
+
+``tool_hook`` (NOT consensus): a context variable that only the ADL policy lab
+(``clearinghouse whatif``, ``tools/whatif.py``) sets, in its own process, to
+observe the state just before step 50 and, for its counterfactual "no ADL"
+replay, to skip step 50. Blocks produced or replayed under a hook that skips
+ADL are not this chain's blocks (their roots differ): the producer, replay and
+verify never set it, and no genesis field or policy can turn ADL off.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
 
 from .adl import run_adl
 from .funding import funding_step
@@ -26,6 +36,29 @@ from .triggers import run_triggers
 from .working_state import WorkingState
 
 
+@dataclass(frozen=True)
+class ToolHook:
+    """Non-consensus instrumentation for the ADL policy lab (see the module docstring)."""
+
+    before_adl: Callable[[WorkingState, int], None] | None = None
+    """Called with the state just before step 50; must only read."""
+    adl_disabled: bool = False
+    """Skip step 50 (a counterfactual replay: its roots are not the chain's)."""
+
+
+_TOOL_HOOK: ContextVar[ToolHook | None] = ContextVar("clearinghouse_tool_hook", default=None)
+
+
+@contextmanager
+def tool_hook(hook: ToolHook) -> Iterator[None]:
+    """Run the enclosed transitions with ``hook`` (tools only; never in produce, replay or verify)."""
+    token = _TOOL_HOOK.set(hook)
+    try:
+        yield
+    finally:
+        _TOOL_HOOK.reset(token)
+
+
 def run(ws: WorkingState, time_ms: int) -> list[Any]:
     """Run the end-of-block steps in their fixed order and return their events in emission order."""
     events: list[Any] = []
@@ -33,5 +66,11 @@ def run(ws: WorkingState, time_ms: int) -> list[Any]:
     events.extend(run_triggers(ws, time_ms))
     events.extend(funding_step(ws, time_ms))
     events.extend(run_liquidations(ws, time_ms))
+    hook = _TOOL_HOOK.get()
+    if hook is not None:  # tools only (whatif): never set by the producer, replay or verify
+        if hook.before_adl is not None:
+            hook.before_adl(ws, time_ms)
+        if hook.adl_disabled:
+            return events
     events.extend(run_adl(ws, time_ms))
     return events

@@ -1,5 +1,335 @@
-"""Placeholder, replaced below."""
+"""``clearinghouse whatif``: the same transactions under other ADL policies (the ADL policy lab).
+
+::
+
+    clearinghouse whatif LOG [--policies hyperliquid,bitmex,seed] [--gap-ms 5000] [--json] [--html OUT] [--timing]
+
+For each policy (any name in ``policies.POLICIES``; default all of them):
+
+* the log's own policy is **verified** as ``clearinghouse verify`` does (every
+  header root checked; a mismatch is exit 1);
+* any other policy is a **counterfactual**: the genesis is decoded, its policy
+  replaced and re-encoded, and the log's blocks are re-executed from their
+  transactions at their heights and times, without header checks (their roots
+  are not the log's). Signatures stay valid: they cover the chain id, not the
+  genesis;
+* and once per distinct set of liquidation switches (``baseline_key``), the same
+  transactions with step 50 (ADL) disabled, through the non-consensus
+  ``end_of_block.tool_hook``: the "without ADL" side of the haircut H.
+
+Cost: one verify plus one replay per other policy plus one ADL-disabled replay
+per distinct baseline key (``hyperliquid`` and ``bitmex`` share one), each
+about the cost of a verify; the observation adds a pass over the margin units
+before step 50 (step 50 makes the same pass) and an equity pass at blocks with
+ADL only. Figures: ``tools/adl_metrics.py``, defined in docs/adl-lab.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from typing import Any
+
+import msgspec
+
+from state import MemoryStore
+from tx.messages import Block, Genesis, Header
+
+from ..adl import units_to_deleverage
+from ..end_of_block import ToolHook, tool_hook
+from ..engine import Engine, Executed, iter_log
+from ..insurance_fund import fund_value
+from ..keys import CHAIN_KEY, SYSTEM_ACCOUNTS, market_state_key, position_key, position_prefix
+from ..margin_units import Unit, unit_health
+from ..policies import POLICIES, Policy
+from ..waterfall_events import CROSS
+from .adl_metrics import BlockObs, Fill, policy_figures
+
+ADL_ONLY_FIELDS = ("name", "ranking", "deficit_cover")
+"""Policy switches that only step 50 reads: policies that differ only in these share one
+ADL-disabled baseline. A new switch is assumed to matter before step 50 unless listed here."""
 
 
-def add_whatif_command(sub):
-    return None
+def baseline_key(policy: Policy) -> tuple[Any, ...]:
+    return tuple((f.name, getattr(policy, f.name)) for f in dataclasses.fields(policy) if f.name not in ADL_ONLY_FIELDS)
+
+
+class WhatifError(ValueError):
+    code = "BAD_INPUT"
+
+    def __init__(self, message: str, code: str = "BAD_INPUT") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# ---------------------------------------------------------------- observation
+def account_equities(ws: Any) -> dict[bytes, int]:
+    """Every non-system account that holds or held a position: cross value plus isolated values, at the marks."""
+    chain = ws.get(CHAIN_KEY)
+    accounts: set[bytes] = set()
+    for m in range(chain.market_count):
+        for key in ws.index.iter_prefix(position_prefix(m)):
+            accounts.add(key[5:])
+    out = {}
+    for a in sorted(accounts - set(SYSTEM_ACCOUNTS)):
+        eq = unit_health(ws, Unit(a, CROSS)).value
+        for m in range(chain.market_count):
+            pos = ws.get(position_key(m, a))
+            if pos is not None and not pos.is_cross:
+                eq += unit_health(ws, Unit(a, m)).value
+        out[a] = eq
+    return out
+
+
+def below_zero(ws: Any) -> int:
+    """Σ max(0, -value) over the units step 50 visits (the fund included)."""
+    return sum(max(0, -unit_health(ws, u).value) for u in units_to_deleverage(ws))
+
+
+class Observer:
+    """Collects a ``BlockObs`` per block of one replay."""
+
+    def __init__(self, snapshot_heights: set[int] | None) -> None:
+        self.blocks: list[BlockObs] = []
+        self.fund_path: list[list[int]] = []
+        self.equities: dict[int, dict[bytes, int]] = {}
+        self.snapshot_heights = snapshot_heights
+        """Baselines: heights whose equities are wanted. Policy runs: None (every ADL block)."""
+        self._pending: BlockObs | None = None
+
+    def before_adl(self, ws: Any, time_ms: int) -> None:
+        chain = ws.get(CHAIN_KEY)
+        self._pending = BlockObs(height=chain.height, time_ms=time_ms, deficit=below_zero(ws), fund_before_adl=fund_value(ws))
+
+    def after_block(self, engine: Engine, executed: Executed) -> None:
+        obs = self._pending if self._pending is not None and self._pending.height == executed.height else BlockObs(executed.height, executed.time_ms)
+        self._pending = None
+        view = engine.view()
+        marks: dict[int, int] = {}
+
+        def mark(m: int) -> int:
+            if m not in marks:
+                marks[m] = view.get(market_state_key(m)).mark_price
+            return marks[m]
+
+        for e in executed.events:
+            name = type(e).__name__
+            if name == "AdlStep":
+                obs.fills.append(Fill(e.market, e.counterparty, e.size, e.price, mark(e.market)))
+            elif name == "DeficitCover":
+                obs.fills.append(Fill(e.market, e.counterparty, e.size, e.reference_price, mark(e.market)))
+                if e.covered:
+                    obs.charges.append((e.counterparty, e.covered))
+            elif name == "Haircut":
+                obs.charges.append((e.account, e.amount))
+        obs.fund_after = fund_value(view)
+        if not self.fund_path or self.fund_path[-1][1] != obs.fund_after:
+            self.fund_path.append([obs.height, obs.fund_after])
+        if obs.has_adl or obs.deficit:
+            obs.bad_debt_after = below_zero(view)
+        wanted = obs.has_adl if self.snapshot_heights is None else obs.height in self.snapshot_heights
+        if wanted:
+            obs.equities = account_equities(view)
+            self.equities[obs.height] = obs.equities
+        if obs.has_adl or obs.deficit:
+            self.blocks.append(obs)  # only blocks that matter to the figures are kept
+
+
+@dataclasses.dataclass
+class Run:
+    policy: str
+    mode: str
+    """``verified`` (the log's own policy), ``counterfactual`` or ``adl_disabled``."""
+    observer: Observer
+    final_root: str
+    height: int
+    seconds: float
+    final_bad_debt: int
+
+
+def execute_unchecked(engine: Engine, block: Block) -> Executed:
+    """Execute a logged block's transactions at its height and time and commit the result with
+    a header of our own (no root checks: a counterfactual)."""
+    h = block.header
+    executed = engine.execute(h.height, h.time_ms, list(block.txs))
+    root = engine.preview_root(executed)
+    header = Header(height=h.height, time_ms=h.time_ms, parent_hash=engine.last_header_hash(), tx_root=executed.tx_root, state_root=root,
+                    events_root=executed.events_root)
+    engine.commit(executed, header, expected_root=root)
+    return executed
+
+
+def replay(path: str, genesis: Genesis, policy: str, mode: str, snapshot_heights: set[int] | None = None) -> Run:
+    """One replay of the log under ``policy`` (``mode`` as in ``Run``)."""
+    start = time.perf_counter()
+    engine = Engine(MemoryStore())
+    engine.init_genesis(genesis if mode == "verified" else msgspec.structs.replace(genesis, policy=policy))
+    obs = Observer(snapshot_heights)
+    with tool_hook(ToolHook(before_adl=obs.before_adl, adl_disabled=mode == "adl_disabled")):
+        for _index, item in iter_log(path):
+            if isinstance(item, Genesis):
+                continue
+            executed = engine.apply_logged(item) if mode == "verified" else execute_unchecked(engine, item.block)
+            obs.after_block(engine, executed)
+    final_bad_debt = below_zero(engine.view()) if engine.height > 0 else 0
+    return Run(policy=policy, mode=mode, observer=obs, final_root=engine.store.root.hex(), height=engine.height,
+               seconds=time.perf_counter() - start, final_bad_debt=final_bad_debt)
+
+
+def read_genesis(path: str) -> Genesis:
+    for _index, item in iter_log(path):
+        if isinstance(item, Genesis):
+            return item
+        break
+    raise WhatifError(f"{path} holds no genesis: there is no chain to replay", "NO_GENESIS")
+
+
+def parse_policies(text: str | None) -> list[str]:
+    if text is None:
+        return sorted(POLICIES)
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise WhatifError("--policies names no policy", "UNKNOWN_POLICY")
+    unknown = [n for n in names if n not in POLICIES]
+    if unknown:
+        raise WhatifError(f"unknown polic{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}; known: {', '.join(sorted(POLICIES))}", "UNKNOWN_POLICY")
+    out: list[str] = []
+    for n in names:
+        if n not in out:
+            out.append(n)
+    return out
+
+
+def whatif(path: str, policies: list[str], gap_ms: int = 5_000) -> dict[str, Any]:
+    """Replay ``path`` under each policy and its ADL-disabled baseline; the figures per wave and in total."""
+    genesis = read_genesis(path)
+    runs: dict[str, Run] = {}
+    order = sorted(policies, key=lambda p: p != genesis.policy)  # the verified run first: a bad log fails fast
+    for p in order:
+        runs[p] = replay(path, genesis, p, "verified" if p == genesis.policy else "counterfactual")
+    groups: dict[tuple[Any, ...], list[str]] = {}
+    for p in policies:
+        groups.setdefault(baseline_key(POLICIES[p]), []).append(p)
+    baselines: dict[str, Run] = {}
+    base_seconds: dict[str, float] = {}
+    for key, members in groups.items():
+        heights = {b.height for p in members for b in runs[p].observer.blocks if b.has_adl}
+        base = replay(path, genesis, members[0], "adl_disabled", snapshot_heights=heights)
+        base_seconds["+".join(members)] = round(base.seconds, 3)
+        for p in members:
+            baselines[p] = base
+    results = {}
+    for p in policies:
+        run, base = runs[p], baselines[p]
+        fig = policy_figures(run.observer.blocks, base.observer.equities, gap_ms, run.final_bad_debt)
+        fig.update(mode=run.mode, final_state_root=run.final_root, height=run.height, fund_path=run.observer.fund_path,
+                   baseline={"final_state_root": base.final_root, "bad_debt_left": base.final_bad_debt,
+                             "shared_with": [q for q in policies if baselines[q] is base]})
+        results[p] = fig
+    timing: dict[str, Any] = {"runs": {p: round(runs[p].seconds, 3) for p in policies}, "adl_disabled": base_seconds}
+    timing["total"] = round(sum(r.seconds for r in runs.values()) + sum(timing["adl_disabled"].values()), 3)
+    return {
+        "log": os.path.abspath(path),
+        "genesis_policy": genesis.policy,
+        "gap_ms": gap_ms,
+        "policies": policies,
+        "units": "amounts in micro-USDC (integers); shares and Gini as exact fractions with a rounded decimal",
+        "results": results,
+        "_timing": timing,
+    }
+
+
+# ---------------------------------------------------------------- output
+COLUMNS = (
+    ("deficit", "D"), ("budget", "B"), ("haircut", "H"), ("overshoot", "H-B"), ("accounts_hit", "hit"), ("adl_fills", "fills"),
+    ("notional_closed", "notional"), ("largest_haircut_share", "max share"), ("gini", "Gini"), ("fund_after", "fund after"),
+    ("bad_debt_left", "bad debt"),
+)
+AMOUNT_KEYS = {"deficit", "budget", "haircut", "overshoot", "notional_closed", "fund_after", "fund_before", "bad_debt_left"}
+
+
+def usdc(v: int | None) -> str:
+    if v is None:
+        return "-"
+    sign = "-" if v < 0 else ""
+    q, r = divmod(abs(v), 1_000_000)
+    return f"{sign}{q:,}.{r // 10_000:02d}"
+
+
+def cell(key: str, v: Any) -> str:
+    if v is None:
+        return "-"
+    if key in AMOUNT_KEYS:
+        return usdc(v)
+    if isinstance(v, dict):
+        return v["decimal"]
+    return str(v)
+
+
+def render_text(report: dict[str, Any], out: Any, timing: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console(file=out, highlight=False, soft_wrap=True, width=max(160, Console().width))
+    con.print(f"whatif {report['log']}: genesis policy {report['genesis_policy']}, waves split at gaps > {report['gap_ms']} ms; amounts in USDC")
+    table = Table(show_lines=False)
+    table.add_column("policy")
+    table.add_column("wave")
+    table.add_column("heights")
+    for _k, title in COLUMNS:
+        table.add_column(title, justify="right")
+    for p in report["policies"]:
+        r = report["results"][p]
+        for w in r["waves"]:
+            table.add_row(p, str(w["wave"]), f"{w['first_height']}-{w['last_height']}", *[cell(k, w[k]) for k, _t in COLUMNS])
+        t = r["total"]
+        table.add_row(f"[bold]{p}[/]", f"[bold]all {t['waves']}[/]", "", *[f"[bold]{cell(k, t[k])}[/]" for k, _t in COLUMNS], end_section=True)
+    con.print(table)
+    for p in report["policies"]:
+        r = report["results"][p]
+        con.print(f"{p}: {r['mode']}, final state root {r['final_state_root']}")
+    if timing:
+        con.print(f"timing (s): {report['_timing']}")
+
+
+def add_whatif_command(sub: Any) -> None:
+    p = sub.add_parser("whatif", help="replay a log's transactions under other ADL policies and compare deficit, budget, haircut, overshoot per wave")
+    p.add_argument("log", metavar="LOG", help="the log to replay (its own policy is verified against the headers)")
+    p.add_argument("--policies", default=None, metavar="P1,P2,...", help=f"policies to compare (default all: {','.join(sorted(POLICIES))})")
+    p.add_argument("--gap-ms", type=int, default=5_000, metavar="MS", help="a new ADL wave starts after a gap longer than MS between ADL blocks (default 5000)")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON (stable: no timings unless --timing)")
+    p.add_argument("--html", default=None, metavar="OUT", help="also write a self-contained HTML page with one chart per figure")
+    p.add_argument("--timing", action="store_true", help="include the wall time of each replay")
+    p.set_defaults(func=cmd_whatif)
+
+
+def cmd_whatif(args: Any) -> int:
+    from ..cli import CliError, EXIT_OK, _print_json, _require_file
+
+    _require_file(args.log)
+    if args.gap_ms < 0:
+        raise CliError("--gap-ms must be >= 0", error_code="BAD_INPUT")
+    from ..engine import VerifyFailure
+
+    try:
+        policies = parse_policies(args.policies)
+        report = whatif(args.log, policies, args.gap_ms)
+    except WhatifError as exc:
+        raise CliError(str(exc), error_code=exc.code) from None
+    except VerifyFailure as exc:
+        raise CliError(f"the log does not verify under its own policy: {exc}", error_code="VERIFY_MISMATCH") from None
+    timing = report.pop("_timing")
+    if args.timing:
+        report["timing"] = timing
+    if args.html:
+        from .whatif_html import write_html
+
+        write_html(report, args.html)
+    if args.json:
+        _print_json(report)
+    else:
+        report["_timing"] = timing
+        render_text(report, sys.stdout, args.timing)
+    return EXIT_OK
