@@ -84,7 +84,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     try:
         from .tools.segments_cli import snapshot_writer
 
-        result = replay_into_db(args.log, args.db, progress=not args.json and sys.stderr.isatty(), after_block=snapshot_writer(args))
+        from .tools.names import known_names, labels
+
+        result = replay_into_db(args.log, args.db, progress=not args.json and sys.stderr.isatty(), after_block=snapshot_writer(args),
+                                labels=labels(known_names()))
     except BaseException as exc:
         from state import StoreInUse
 

@@ -62,22 +62,30 @@ def render_table(con: Any, columns: list[Column], rows: list[list[str]], *, titl
     """
     from rich.table import Table
 
-    widths = [max([len(c.header)] + [len(r[i]) for r in rows]) + 3 for i, c in enumerate(columns)]
+    rows = [list(r) for r in rows]
+    for i, c in enumerate(columns):
+        if c.justify == "right":
+            aligned = align_decimals([r[i] for r in rows])
+            for r, v in zip(rows, aligned):
+                r[i] = v
+    widths = [max([len(c.header)] + [len(r[i]) for r in rows]) + 2 for i, c in enumerate(columns)]
     keep = list(range(len(columns)))
     dropped: list[str] = []
     if wide:
-        total = sum(widths) + 1
+        total = sum(widths) + 2 * len(widths) + 4  # slack for rich's separators
         if total > con.width:
             con.width = total
     else:
-        while sum(widths[i] for i in keep) + 1 > con.width:
+        while sum(widths[i] for i in keep) > con.width:
             candidates = [i for i in keep if columns[i].priority > 0]
             if not candidates:
                 break
             worst = max(candidates, key=lambda i: (columns[i].priority, i))
             keep.remove(worst)
             dropped.append(columns[worst].header)
-    table = Table(title=title, show_lines=False)
+    from rich import box
+
+    table = Table(title=title, show_lines=False, box=box.SIMPLE_HEAD, padding=(0, 1), show_edge=False)
     for i in keep:
         table.add_column(columns[i].header, justify=columns[i].justify, overflow="fold", no_wrap=False)  # type: ignore[arg-type]
     for r in rows:
@@ -86,6 +94,26 @@ def render_table(con: Any, columns: list[Column], rows: list[list[str]], *, titl
     if dropped:
         con.print(f"  (narrow output: left out {', '.join(dropped)}; use --wide or --json for everything)")
     return dropped
+
+
+_NUMBER = re.compile(r"^-?[0-9][0-9,]*(\.[0-9]+)?$")
+
+
+def align_decimals(cells: list[str]) -> list[str]:
+    """Give every number in a column the same count of decimals (exact: trailing zeros), so they line up."""
+    nums = [c for c in cells if _NUMBER.match(c)]
+    if not nums:
+        return cells
+    places = max((len(c.split(".", 1)[1]) if "." in c else 0) for c in nums)
+    if places == 0:
+        return cells
+    out = []
+    for c in cells:
+        if _NUMBER.match(c):
+            whole, _, frac = c.partition(".")
+            c = f"{whole}.{frac.ljust(places, '0')}"
+        out.append(c)
+    return out
 
 
 def _escape(text: str) -> str:
