@@ -243,8 +243,10 @@ def find_snapshots(directory: str) -> dict[int, str]:
 def plan_segments(log: str, snapshots: dict[int, str], offsets: list[int]) -> list[Segment]:
     """Segments ``[0, h1], [h1, h2], ..., [hk, tip]`` at the snapshot heights strictly inside ``0..tip``."""
     tip = len(offsets) - 1
-    if tip < 1:
-        raise SegmentError(f"{log}: the log holds no block to verify")
+    if tip < 0:
+        raise SegmentError(f"{log} holds no genesis (only the file header): there is no chain to verify")
+    if tip == 0:
+        return [Segment(index=0, start=0, end=0, snapshot=None, offset=offsets[0])]  # genesis alone
     cuts = [h for h in sorted(snapshots) if 0 < h < tip]
     bounds = [0, *cuts, tip]
     return [

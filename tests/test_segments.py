@@ -263,6 +263,40 @@ def test_cli_bad_usage_and_input(tmp_path: Path, demo_log: Path, args: list[str]
     assert "Traceback" not in r.stderr and r.stderr.strip()
 
 
+def test_genesis_only_and_empty_logs(tmp_path: Path) -> None:
+    from clearinghouse.producer import Producer
+    from clearinghouse.demo import demo_genesis
+    from clearinghouse.segments import SegmentError
+    from tx.logfile import LogWriter
+
+    (tmp_path / "snaps").mkdir()
+    Producer(demo_genesis(), tmp_path / "genesis.log").close()
+    report = verify_chain(str(tmp_path / "genesis.log"), str(tmp_path / "snaps"), workers=1)
+    assert report.ok and report.height == 0
+    assert report.state_root == Engine(MemoryStore()).init_genesis(demo_genesis())
+    LogWriter(tmp_path / "empty.log", create=True).close()
+    with pytest.raises(SegmentError, match="no genesis"):
+        verify_chain(str(tmp_path / "empty.log"), str(tmp_path / "snaps"), workers=1)
+
+
+def test_a_torn_log_fails_at_the_torn_frame(chain: Chain, tmp_path: Path) -> None:
+    c = _copy(chain, tmp_path)
+    raw = c.log.read_bytes()
+    c.log.write_bytes(raw[:-10])
+    report = verify_chain(str(c.log), str(c.snapshots), workers=2)
+    assert not report.ok and report.failure["height"] == chain.height and report.failure["code"] == "LOG_TRUNCATED"
+
+
+def test_progress_bar_counts_every_block(chain: Chain) -> None:
+    import argparse
+
+    from clearinghouse.tools import segments_cli
+
+    args = argparse.Namespace(log=str(chain.log), snapshots=str(chain.snapshots), scheduler=None, cluster=None)
+    report = segments_cli._with_progress(args, 2)
+    assert report.ok and report.state_root == chain.root
+
+
 def test_missing_dask_is_a_typed_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from clearinghouse.tools.distributed import DaskUnavailable, import_distributed
 
