@@ -61,6 +61,7 @@ def test_command_outputs_validate(chain: dict) -> None:
         "explain": ["explain", chain["cascade"], "--account", "frank", "--json"],
         "scenario-run": ["scenario", "run", SEED, "--json"],
         "scenario-compile": ["scenario", "compile", SEED, "--log", chain["tmp"] / "seed.log", "--json"],
+        "snapshot": ["snapshot", "--db", chain["db"], "--out", chain["tmp"] / "s.chsnap", "--json"],
     }
     for name, args in outputs.items():
         rc, out, err = run_cli(args)
@@ -104,3 +105,13 @@ def test_export_state_validates(chain: dict) -> None:
         check("export-state", json.loads(out))
     rc, out, err = run_cli(["export", "state", chain["log"], "--user", "dave", "--height", "8"])
     check("export-state", json.loads(out))
+
+
+def test_segment_outputs_validate(chain: dict) -> None:
+    snaps, db = chain["tmp"] / "snaps", chain["tmp"] / "seg-db"
+    rc, out, err = run_cli(["replay", chain["log"], "--db", db, "--snapshot-every", "4", "--snapshots", snaps, "--json"])
+    assert rc == 0, err
+    check("replay", json.loads(out))
+    rc, out, err = run_cli(["verify", chain["log"], "--snapshots", snaps, "--workers", "1", "--json"])
+    assert rc == 0, err
+    check("verify-segments", json.loads(out))

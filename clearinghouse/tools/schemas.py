@@ -112,6 +112,16 @@ SCENARIO_RUN = obj({
 SCENARIO_COMPILE = obj({"scenario": STR, "log": nullable(STR), "height": INT, "state_root": HEX32, "blocks": INT,
                         "expects_passed": INT, "expects_failed": INT}, title="scenario compile")
 
+SNAPSHOT = obj({"snapshot": STR, "height": INT, "state_root": HEX32, "genesis_hash": HEX32, "records": INT, "bytes": INT, "checksum": HEX32},
+               title="snapshot")
+
+NUM: dict[str, Any] = {"type": "number"}
+VERIFY_SEGMENTS = obj({
+    "ok": BOOL, "log": STR, "height": INT, "state_root": {"type": ["string", "null"]}, "blocks": INT, "txs": INT, "rejected": INT, "workers": INT,
+    "engine": STR, "wall_seconds": NUM, "cpu_seconds": NUM, "segments": arr(obj({"index": INT, "start": INT, "end": INT, "ok": BOOL},
+                                                                             required=["index", "start", "end", "ok"])),
+}, required=["ok", "log", "height", "segments"], title="verify --snapshots (segments)")
+
 # ---------------------------------------------------------------- exports (exactly Hyperliquid's fields)
 LIQUIDATION = obj({"liquidatedUser": ADDR, "markPx": nullable(HL_DEC), "method": {"enum": ["market", "backstop"]}}, extra=False)
 FILL_PROPS = {
@@ -161,6 +171,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "explain": EXPLAIN,
     "scenario-run": SCENARIO_RUN,
     "scenario-compile": SCENARIO_COMPILE,
+    "snapshot": SNAPSHOT,
+    "verify-segments": VERIFY_SEGMENTS,
     "export-fills": EXPORT_FILL,
     "export-state": EXPORT_STATE,
     "export-funding": EXPORT_FUNDING,
