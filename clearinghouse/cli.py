@@ -439,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         import msgspec
 
-        if isinstance(exc, (msgspec.ValidationError, msgspec.DecodeError)) and getattr(args, "db", None) is not None or isinstance(exc, msgspec.ValidationError) and getattr(args, "source", None):
+        if isinstance(exc, (msgspec.ValidationError, msgspec.DecodeError)) and _reads_a_database(args):
             text = f"stored records cannot be read by this version (written by another version, or damaged): {exc}"
             return report_error(f"error: STORE_INCOMPATIBLE: {text}", code="STORE_INCOMPATIBLE", message=text, exit_code=EXIT_FAIL, as_json=as_json)
         lmdb_error = _lmdb_failure(exc)
@@ -449,6 +449,14 @@ def main(argv: list[str] | None = None) -> int:
         text = f"{type(exc).__name__}: {exc}"
         return report_error(f"internal error: {text} (set CLEARINGHOUSE_DEBUG=1 for a traceback)", code="INTERNAL", message=text,
                             exit_code=EXIT_INTERNAL, as_json=as_json)
+
+
+def _reads_a_database(args: argparse.Namespace) -> bool:
+    """Whether the command reads a state database (so an undecodable record is the database's, not a bug)."""
+    if getattr(args, "db", None) or getattr(args, "db_a", None):
+        return True
+    source = getattr(args, "source", None)
+    return isinstance(source, str) and os.path.isdir(source)
 
 
 def _lmdb_failure(exc: BaseException) -> tuple[str, str] | None:

@@ -530,12 +530,6 @@ def load_history(path: str, names: dict[bytes, str] | None = None) -> History:
                 raise ExplainError(f"the state database at {path} is empty")
             engine = Engine(store)
             blocks, missing = [], []
-            last_header = None
-            raw = store.get_meta("header")
-            if raw is not None:
-                from tx.messages import Header
-
-                last_header = msgspec.msgpack.decode(raw, type=Header)
             for h in range(1, store.height + 1):
                 events = load_block_events(store, h)
                 if events is None:

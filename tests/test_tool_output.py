@@ -10,7 +10,6 @@ error with close matches; every JSON has human-unit companions.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys

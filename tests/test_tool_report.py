@@ -59,7 +59,7 @@ def test_report_errors(tmp_path: Path) -> None:
 
 def _browser_available() -> bool:
     try:
-        import playwright.sync_api  # noqa: F401
+        import playwright.sync_api  # noqa: F401  (only whether it is installed)
     except ImportError:
         return False
     return os.path.isfile(CHROMIUM)

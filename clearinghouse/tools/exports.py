@@ -22,14 +22,11 @@ a log is replayed into a private in-memory store, a database is opened read-only
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
-
-from tx.signing import checksum_address
 
 from ..units import format_scaled, micro_to_usdc
 from ..waterfall_events import CROSS
@@ -600,9 +597,5 @@ def run_export(kind: str, source: str, *, out: TextIO, fmt: str = "jsonl", user:
         return w.count
 
 
-def checksum(addr_bytes: bytes) -> str:
-    return checksum_address(addr_bytes)
-
-
-__all__ = ["ExportError", "Source", "iter_fills", "iter_funding", "iter_ledger", "iter_liquidations", "clearinghouse_state", "run_export",
-           "FILL_FIELDS", "CSV_COLUMNS", "io"]
+__all__ = ["ExportError", "Source", "Tracker", "iter_fills", "iter_funding", "iter_ledger", "iter_liquidations", "clearinghouse_state",
+           "run_export", "FILL_FIELDS", "CSV_COLUMNS"]

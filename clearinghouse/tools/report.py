@@ -25,7 +25,6 @@ from typing import Any
 from ..explain import BlockEvents as ExplainBlock
 from ..explain import Legend, MarketInfo, WATERFALL_FILL_KINDS, WATERFALL_TYPES, explain_events
 from ..keys import INSURANCE_FUND, market_state_key
-from ..waterfall_events import CROSS
 
 MAX_POINTS = 1500
 """Most samples per series; longer logs are strided (blocks with waterfall events are always kept)."""
@@ -385,4 +384,4 @@ def add_report_command(sub: Any) -> None:
     p.set_defaults(func=cli_command(cmd_report), json=False)
 
 
-__all__ = ["Page", "Collected", "collect", "price_chart", "series_chart", "queue_chart", "build_report", "CROSS"]
+__all__ = ["Page", "Collected", "collect", "by_height", "price_chart", "series_chart", "queue_chart", "build_report"]
