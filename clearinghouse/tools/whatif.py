@@ -41,7 +41,7 @@ from ..adl import units_to_deleverage
 from ..end_of_block import ToolHook, tool_hook
 from ..engine import Engine, Executed, iter_log
 from ..insurance_fund import fund_value
-from ..keys import CHAIN_KEY, SYSTEM_ACCOUNTS, market_state_key, position_key, position_prefix
+from ..keys import CHAIN_KEY, NS_ACCOUNT, SYSTEM_ACCOUNTS, market_state_key, position_prefix
 from ..margin_units import Unit, unit_health
 from ..policies import POLICIES, Policy
 from ..waterfall_events import CROSS
@@ -65,20 +65,28 @@ class WhatifError(ValueError):
 
 
 # ---------------------------------------------------------------- observation
-def account_equities(ws: Any) -> dict[bytes, int]:
-    """Every non-system account that holds or held a position: cross value plus isolated values, at the marks."""
+def account_equities(store: Any, ws: Any) -> dict[bytes, int]:
+    """Every non-system account in committed state: cross value plus its isolated units' values, at the marks.
+
+    All accounts, not only those holding a position: ADL (or a different path) may have closed
+    an account's positions in one replay and not in the other, and its cash still counts.
+    """
     chain = ws.get(CHAIN_KEY)
-    accounts: set[bytes] = set()
+    isolated: dict[bytes, list[int]] = {}
     for m in range(chain.market_count):
         for key in ws.index.iter_prefix(position_prefix(m)):
-            accounts.add(key[5:])
+            pos = ws.get(key)
+            if not pos.is_cross:
+                isolated.setdefault(key[5:], []).append(m)
+    system = set(SYSTEM_ACCOUNTS)
     out = {}
-    for a in sorted(accounts - set(SYSTEM_ACCOUNTS)):
+    for key, _raw in store.scan_prefix(NS_ACCOUNT):
+        a = key[len(NS_ACCOUNT):]
+        if a in system:
+            continue
         eq = unit_health(ws, Unit(a, CROSS)).value
-        for m in range(chain.market_count):
-            pos = ws.get(position_key(m, a))
-            if pos is not None and not pos.is_cross:
-                eq += unit_health(ws, Unit(a, m)).value
+        for m in isolated.get(a, ()):
+            eq += unit_health(ws, Unit(a, m)).value
         out[a] = eq
     return out
 
@@ -131,7 +139,7 @@ class Observer:
             obs.bad_debt_after = below_zero(view)
         wanted = obs.has_adl if self.snapshot_heights is None else obs.height in self.snapshot_heights
         if wanted:
-            obs.equities = account_equities(view)
+            obs.equities = account_equities(engine.store, view)
             self.equities[obs.height] = obs.equities
         if obs.has_adl or obs.deficit:
             self.blocks.append(obs)  # only blocks that matter to the figures are kept
@@ -167,7 +175,8 @@ def replay(path: str, genesis: Genesis, policy: str, mode: str, snapshot_heights
     engine = Engine(MemoryStore())
     engine.init_genesis(genesis if mode == "verified" else msgspec.structs.replace(genesis, policy=policy))
     obs = Observer(snapshot_heights)
-    with tool_hook(ToolHook(before_adl=obs.before_adl, adl_disabled=mode == "adl_disabled")):
+    # The baseline needs only equities at given heights: no pass over the units before step 50.
+    with tool_hook(ToolHook(before_adl=None if mode == "adl_disabled" else obs.before_adl, adl_disabled=mode == "adl_disabled")):
         for _index, item in iter_log(path):
             if isinstance(item, Genesis):
                 continue
@@ -268,30 +277,30 @@ def cell(key: str, v: Any) -> str:
     return str(v)
 
 
-def render_text(report: dict[str, Any], out: Any, timing: bool) -> None:
+def render_text(report: dict[str, Any], out: Any, timing: bool, wide: bool = False) -> None:
     from rich.console import Console
-    from rich.table import Table
 
-    con = Console(file=out, highlight=False, soft_wrap=True, width=max(160, Console().width))
-    con.print(f"whatif {report['log']}: genesis policy {report['genesis_policy']}, waves split at gaps > {report['gap_ms']} ms; amounts in USDC")
-    table = Table(show_lines=False)
-    table.add_column("policy")
-    table.add_column("wave")
-    table.add_column("heights")
-    for _k, title in COLUMNS:
-        table.add_column(title, justify="right")
+    from .console import Column, render_table
+
+    con = Console(file=out, highlight=False, soft_wrap=True)
+    con.print(f"whatif {report['log']}: genesis policy {report['genesis_policy']}; ADL waves split at gaps > {report['gap_ms']} ms; amounts in USDC")
+    columns = [Column("policy", justify="left"), Column("wave", justify="left"), Column("heights", justify="left", priority=3)]
+    priorities = {"notional_closed": 4, "fund_after": 5, "gini": 2, "largest_haircut_share": 2, "adl_fills": 3, "bad_debt_left": 1}
+    columns += [Column(title, priority=priorities.get(k, 0)) for k, title in COLUMNS]
+    rows = []
     for p in report["policies"]:
         r = report["results"][p]
         for w in r["waves"]:
-            table.add_row(p, str(w["wave"]), f"{w['first_height']}-{w['last_height']}", *[cell(k, w[k]) for k, _t in COLUMNS])
+            rows.append([p, str(w["wave"]), f"{w['first_height']}-{w['last_height']}", *[cell(k, w[k]) for k, _t in COLUMNS]])
         t = r["total"]
-        table.add_row(f"[bold]{p}[/]", f"[bold]all {t['waves']}[/]", "", *[f"[bold]{cell(k, t[k])}[/]" for k, _t in COLUMNS], end_section=True)
-    con.print(table)
+        rows.append([p, f"all {t['waves']}", "", *[cell(k, t[k]) for k, _t in COLUMNS]])
+    render_table(con, columns, rows, wide=wide)
     for p in report["policies"]:
         r = report["results"][p]
         con.print(f"{p}: {r['mode']}, final state root {r['final_state_root']}")
     if timing:
-        con.print(f"timing (s): {report['_timing']}")
+        t = report["_timing"]
+        con.print(f"timing (s): replays {t['runs']}; ADL-disabled {t['adl_disabled']}; total {t['total']}")
 
 
 def add_whatif_command(sub: Any) -> None:
@@ -302,6 +311,7 @@ def add_whatif_command(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the figures as JSON (stable: no timings unless --timing)")
     p.add_argument("--html", default=None, metavar="OUT", help="also write a self-contained HTML page with one chart per figure")
     p.add_argument("--timing", action="store_true", help="include the wall time of each replay")
+    p.add_argument("--wide", action="store_true", help="never leave out table columns (the output may be wider than the terminal)")
     p.set_defaults(func=cmd_whatif)
 
 
@@ -331,5 +341,5 @@ def cmd_whatif(args: Any) -> int:
         _print_json(report)
     else:
         report["_timing"] = timing
-        render_text(report, sys.stdout, args.timing)
+        render_text(report, sys.stdout, args.timing, args.wide)
     return EXIT_OK
