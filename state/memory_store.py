@@ -9,6 +9,7 @@ two give identical roots; commits are made atomic with an undo log.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from itertools import repeat
 from types import TracebackType
 from typing import Any
 
@@ -32,6 +33,9 @@ from .store import (
 
 _MISSING = object()
 """Undo-log marker: the entry did not exist before the commit."""
+
+_BULK = object()
+"""Undo-log key marker: the record's value is ``(keys, previous values)`` of distinct keys."""
 
 UndoLog = list[tuple[MutableMapping[Any, Any], Any, Any]]
 """``(container, key, previous value or _MISSING)`` records, oldest first."""
@@ -221,10 +225,12 @@ class MemoryStore:
         """Write tree node changes, logging previous records for rollback."""
         # The same effect as _write_logged (paths in node_writes are distinct), in
         # bulk: about fifteen node writes per changed key make this a hot loop.
+        # One bulk undo record (all paths, all previous records) instead of a triple
+        # per path; _rollback restores it like the equivalent triples.
         nodes = self._nodes
-        get = nodes.get
         writes = update.node_writes
-        undo += [(nodes, path, get(path, _MISSING)) for path, _ in writes]
+        paths = [path for path, _ in writes]
+        undo.append((nodes, _BULK, (paths, list(map(nodes.get, paths, repeat(_MISSING))))))
         nodes.update([write for write in writes if write[1] is not None])  # type: ignore[misc]
         for path in [path for path, record in writes if record is None]:
             nodes.pop(path, None)
@@ -277,7 +283,13 @@ def _write_logged(
 def _rollback(undo: UndoLog) -> None:
     """Undo logged writes, newest first, restoring the exact prior contents."""
     for target, key, old in reversed(undo):
-        if old is _MISSING:
+        if key is _BULK:  # (keys, previous values) of distinct keys, logged in one record
+            for bulk_key, bulk_old in zip(*old):
+                if bulk_old is _MISSING:
+                    target.pop(bulk_key, None)
+                else:
+                    target[bulk_key] = bulk_old
+        elif old is _MISSING:
             target.pop(key, None)
         else:
             target[key] = old
