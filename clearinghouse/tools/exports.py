@@ -358,6 +358,7 @@ def iter_ledger(src: Source, *, user: bytes | None = None) -> Iterator[dict[str,
     signed for that side), ``funding``, ``fee`` (per fill side), ``liquidation``
     (backstop: the margin the fund took over; ``usdc`` negative for the liquidated
     account, positive for the fund), ``insuranceCover`` (the fund paid a deficit),
+    ``deficitCover`` (``seed`` policy: a winner's realized profit that covered a deficit),
     ``fundingResidue`` (rounding residue of a funding settlement, to the fund), and
     ``genesisFund`` (the insurance fund's balance at genesis, the first record).
     """
@@ -410,6 +411,11 @@ def iter_ledger(src: Source, *, user: bytes | None = None) -> Iterator[dict[str,
                           "liquidatedUser": addr(ev.account)}
                 rows.append((bytes(ev.account), ZERO_HASH, dict(common, usdc=usd(-ev.margin_taken))))
                 rows.append((INSURANCE_FUND, ZERO_HASH, dict(common, usdc=usd(ev.margin_taken))))
+            elif name == "DeficitCover" and ev.covered:
+                common = {"type": "deficitCover", "liquidatedUser": addr(ev.underwater), "counterparty": addr(ev.counterparty),
+                          "coin": src.markets[ev.market].name}
+                rows.append((bytes(ev.counterparty), ZERO_HASH, dict(common, usdc=usd(-ev.covered))))
+                rows.append((bytes(ev.underwater), ZERO_HASH, dict(common, usdc=usd(ev.covered))))
             elif name == "InsuranceCover" and ev.paid:
                 common = {"type": "insuranceCover", "liquidatedUser": addr(ev.account), "deficit": usd(ev.deficit)}
                 rows.append((bytes(ev.account), ZERO_HASH, dict(common, usdc=usd(ev.paid))))
@@ -508,7 +514,8 @@ CSV_COLUMNS: dict[str, tuple[str, ...]] = {
     "funding": ("user", "time", "hash", "delta.type", "delta.coin", "delta.usdc", "delta.szi", "delta.fundingRate", "delta.nSamples"),
     "ledger": ("user", "time", "hash", "delta.type", "delta.usdc", "delta.coin", "delta.tid", "delta.user", "delta.destination",
                "delta.fee", "delta.nonce", "delta.payer", "delta.szi", "delta.fundingRate", "delta.nSamples", "delta.liquidatedUser",
-               "delta.liquidatedNtlPos", "delta.accountValue", "delta.leverageType", "delta.liquidatedPositions", "delta.deficit"),
+               "delta.liquidatedNtlPos", "delta.accountValue", "delta.leverageType", "delta.liquidatedPositions", "delta.deficit",
+               "delta.counterparty"),
     "liquidations": ("height", "time", "event_index", "type", "account", "market_name", "event"),
     "state": ("coin", "szi", "entryPx", "positionValue", "unrealizedPnl", "returnOnEquity", "liquidationPx", "leverage.type",
               "leverage.value", "leverage.rawUsd", "marginUsed", "maxLeverage", "cumFunding.allTime", "cumFunding.sinceOpen",
