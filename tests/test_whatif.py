@@ -1,0 +1,170 @@
+"""``clearinghouse whatif``: ADL figures checked by hand on a tiny chain, stable JSON, any policy name in
+``policies.POLICIES``, the non-consensus ADL-disabled hook, a generated crash, the HTML page."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO_ROOT
+from clearinghouse.cli import main
+from clearinghouse.tools.adl_metrics import frac_json, gini
+from clearinghouse.tools.whatif import whatif
+
+SCENARIO = REPO_ROOT / "fixtures" / "scenarios" / "cascade_hyperliquid.toml"
+FIXTURE = REPO_ROOT / "fixtures" / "logs" / "cascade_generated.log"
+
+
+@pytest.fixture(scope="module")
+def cascade_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("whatif") / "cascade.log"
+    assert main(["scenario", "compile", str(SCENARIO), "--log", str(path)]) == 0
+    return path
+
+
+def test_figures_by_hand_on_the_cascade_scenario(cascade_log: Path) -> None:
+    """Block 6 of the cascade: the fund holds the 2,400 lots it backstopped from dave, long, with
+    cash -204,162,000,000 µUSDC; the oracle falls to 80,000 and the mark is 81,120,645 (0.001 USDC).
+
+    D = -(cash + size x mark) = 204,162,000,000 - 2,400 x 81,120,645 = 9,472,452,000
+    bankruptcy price p = mark + D / 2,400 = 81,120,645 + 3,946,855 = 85,067,500
+    ADL: frank's 2,000 lots (rank 1) and erin's 400 lots (rank 2) close at p:
+    B = (p - mark) x (2,000 + 400) = 3,946,855 x 2,400 = 9,472,452,000
+    H: in the ADL-disabled replay both still hold their shorts at the mark of the same block, so each
+       is worse off by exactly (p - mark) x its lots: frank 7,893,710,000, erin 1,578,742,000; H = B
+    Gini of (1,578,742,000, 7,893,710,000) = (x2 - x1) / (2 (x1 + x2)) = 4 / 12 = 1/3 (x2 = 5 x1)
+    largest share: frank's haircut over his equity without ADL
+    notional closed = 2,400 x 85,067,500 = 204,162,000,000
+    """
+    report = whatif(str(cascade_log), ["hyperliquid"])
+    r = report["results"]["hyperliquid"]
+    assert r["mode"] == "verified" and len(r["waves"]) == 1
+    w = r["waves"][0]
+    mark, p = 81_120_645, 85_067_500
+    d = 204_162_000_000 - 2_400 * mark
+    assert d == 9_472_452_000 and p == mark + d // 2_400
+    assert (w["first_height"], w["last_height"]) == (6, 6)
+    assert w["deficit"] == d
+    assert w["budget"] == (p - mark) * 2_400 == d
+    frank, erin = (p - mark) * 2_000, (p - mark) * 400
+    assert (frank, erin) == (7_893_710_000, 1_578_742_000)
+    assert w["haircut"] == frank + erin and w["overshoot"] == 0
+    assert w["accounts_hit"] == 2 and w["counterparties"] == 2 and w["adl_fills"] == 2
+    assert w["notional_closed"] == 2_400 * p == 204_162_000_000
+    assert w["gini"] == {"num": "1", "den": "3", "decimal": "0.333333"}
+    # frank without ADL: 30,000 USDC deposited, short 2 BTC sold at 89,990 (taker fee 450 ppm), at the mark
+    frank_equity = 30_000_000_000 + 2_000 * (89_990_000 - mark) - 2_000 * 89_990_000 * 450 // 1_000_000
+    share = Fraction(int(w["largest_haircut_share"]["num"]), int(w["largest_haircut_share"]["den"]))
+    assert frank_equity == 47_657_719_000 and share == Fraction(frank, frank_equity)
+    assert w["fund_before"] == -d and w["fund_after"] == 0 and w["bad_debt_left"] == 0
+    assert r["total"]["haircut"] == w["haircut"] and r["total"]["waves"] == 1
+    # Without ADL the fund keeps its deficit: bad debt left in the baseline.
+    assert r["baseline"]["bad_debt_left"] == d
+
+
+def test_gini_and_fractions_exactly() -> None:
+    assert gini([]) == 0 and gini([5, 5, 5]) == 0
+    assert gini([0, 0, 1]) == Fraction(2, 3)
+    assert gini([1, 5]) == Fraction(1, 3)
+    assert gini([3, 1, 2]) == Fraction(2, 9)  # Σ|xi - xj| = 8, 2 n Σx = 36
+    assert frac_json(Fraction(2, 3)) == {"num": "2", "den": "3", "decimal": "0.666667"}
+    assert frac_json(Fraction(-1, 8), 2)["decimal"] == "-0.13"
+
+
+def test_json_is_stable_and_policies_are_compared(cascade_log: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    outs = []
+    for _ in range(2):
+        assert main(["whatif", str(cascade_log), "--policies", "hyperliquid,bitmex,seed", "--json"]) == 0
+        outs.append(capsys.readouterr().out)
+    assert outs[0] == outs[1]
+    report = json.loads(outs[0])
+    assert report["policies"] == ["hyperliquid", "bitmex", "seed"] and "timing" not in report
+    res = report["results"]
+    assert res["hyperliquid"]["mode"] == "verified" and res["bitmex"]["mode"] == res["seed"]["mode"] == "counterfactual"
+    assert res["hyperliquid"]["baseline"]["shared_with"] == ["hyperliquid", "bitmex"]  # same liquidation switches
+    assert res["seed"]["baseline"]["shared_with"] == ["seed"]
+    for r in res.values():
+        for key in ("deficit", "budget", "haircut", "adl_fills", "notional_closed"):
+            assert r["total"][key] == sum(w[key] for w in r["waves"])
+
+
+def test_text_table(cascade_log: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["whatif", str(cascade_log), "--policies", "seed,hyperliquid", "--wide", "--timing"]) == 0
+    out = capsys.readouterr().out
+    assert "9,472.45" in out and "…" not in out and "timing" in out
+
+
+def test_unknown_policy_and_missing_log(cascade_log: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["whatif", str(cascade_log), "--policies", "hyperliquid,nope", "--json"]) == 1
+    err = json.loads(capsys.readouterr().out)["error"]
+    assert err["code"] == "UNKNOWN_POLICY" and "nope" in err["message"]
+    assert main(["whatif", str(tmp_path / "missing.log")]) == 1
+
+
+def test_any_name_in_policies_is_accepted(cascade_log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A policy added to policies.POLICIES later (e.g. pro-rata) needs no change to whatif."""
+    from clearinghouse import policies, transition
+
+    extra = dataclasses.replace(policies.POLICIES["bitmex"], name="lab-test")
+    monkeypatch.setitem(policies.POLICIES, "lab-test", extra)
+    monkeypatch.setattr(transition, "SUPPORTED_POLICIES", tuple(sorted(policies.POLICIES)))
+    report = whatif(str(cascade_log), ["lab-test", "hyperliquid"])
+    assert report["results"]["lab-test"]["mode"] == "counterfactual"
+    assert report["results"]["lab-test"]["total"]["adl_fills"] > 0
+
+
+def test_adl_disabled_hook_is_tool_only(cascade_log: Path) -> None:
+    """The hook changes nothing unless a tool sets it, and is reset after the tool's replay."""
+    from clearinghouse import end_of_block
+    from clearinghouse.tools.whatif import read_genesis, replay
+
+    assert end_of_block._TOOL_HOOK.get() is None
+    genesis = read_genesis(str(cascade_log))
+    off = replay(str(cascade_log), genesis, "hyperliquid", "adl_disabled", snapshot_heights=set())
+    assert end_of_block._TOOL_HOOK.get() is None
+    on = replay(str(cascade_log), genesis, "hyperliquid", "verified")
+    assert off.final_root != on.final_root and off.final_bad_debt > 0 == on.final_bad_debt
+    assert main(["verify", str(cascade_log)]) == 0
+
+
+def test_generated_crash_has_waves_under_every_policy(tmp_path: Path) -> None:
+    from clearinghouse.tools.generate import generate
+    from test_generate import small_crash
+
+    log = tmp_path / "crash.log"
+    generate(log, small_crash(), workers=1)
+    a = whatif(str(log), ["hyperliquid", "bitmex", "seed"])
+    for p, r in a["results"].items():
+        assert len(r["waves"]) >= 2, p
+        for w in r["waves"]:
+            assert w["deficit"] >= 0 and w["budget"] >= 0 and w["haircut"] >= 0 and w["accounts_hit"] >= 0
+    assert a["results"]["hyperliquid"]["mode"] == "verified"
+
+
+def test_html_page_is_self_contained(cascade_log: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "lab.html"
+    assert main(["whatif", str(cascade_log), "--html", str(out), "--json"]) == 0
+    capsys.readouterr()
+    page = out.read_text()
+    assert "Content-Security-Policy" in page and page.count('<div class="chart" data-chart="bars" data-spec="chart-spec-') == 10
+    assert page.count('<div class="chart" data-chart="line" data-spec="chart-spec-') == 1
+    assert set(re.findall(r"https?://[^\s\"']+", page)) <= {"http://www.w3.org/2000/svg"}
+
+
+@pytest.mark.soak
+def test_whatif_on_the_generated_cascade_fixture_against_verify(capsys: pytest.CaptureFixture[str]) -> None:
+    import time
+
+    start = time.perf_counter()
+    assert main(["verify", str(FIXTURE)]) == 0
+    verify_s = time.perf_counter() - start
+    report = whatif(str(FIXTURE), ["hyperliquid", "bitmex", "seed"])
+    timing = report.pop("_timing")
+    assert len(report["results"]["hyperliquid"]["waves"]) >= 3
+    with capsys.disabled():
+        print(f"\nwhatif 3 policies: {timing['total']:.1f} s ({timing}); one verify {verify_s:.1f} s; ratio {timing['total'] / verify_s:.1f}")
