@@ -28,7 +28,13 @@ Usage::
 
     python benchmarks/bench_commitment.py [--sizes 10000 100000 1000000] [--batch 1000]
                                           [--blocks 7] [--backends tree memory lmdb]
-                                          [--json]
+                                          [--json] [--state-from DIR]
+
+``--state-from DIR`` imports the ``state`` package from ``DIR`` instead of this
+checkout (for before/after figures from this same benchmark)::
+
+    git archive <old commit> state | tar -x -C /tmp/old
+    python benchmarks/bench_commitment.py --state-from /tmp/old --json
 
 Keys and values are derived deterministically from counters, so every run
 commits the same data and reaches the same roots (compared across backends:
@@ -48,10 +54,25 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+def _code_root(argv: list[str]) -> str:
+    """
+    Directory to import the ``state`` package from: this checkout, or ``--state-from DIR``.
+
+    Read before the imports below, so the same benchmark can time an older
+    version of the tree, e.g. one exported with
+    ``git archive <commit> state | tar -x -C DIR``.
+    """
+    if "--state-from" in argv[:-1]:
+        return str(Path(argv[argv.index("--state-from") + 1]).resolve())
+    return str(Path(__file__).resolve().parent.parent)
+
+
+sys.path.insert(0, _code_root(sys.argv))
 
 from blake3 import blake3  # noqa: E402
 
+import state  # noqa: E402
 from state import LmdbStore, MemoryStore, Store  # noqa: E402
 from state.smt import (  # noqa: E402
     KEY_DOMAIN,
@@ -350,13 +371,17 @@ def main(argv: list[str] | None = None) -> int:
         "--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS), help="what to measure"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument(
+        "--state-from", metavar="DIR", help="import the state package from DIR (read at start-up)"
+    )
     args = parser.parse_args(argv)
     rows = []
     for size in args.sizes:
         rows.append(run_size(size, args.batch, args.blocks, args.backends))
         print(f"# done N={size}", file=sys.stderr, flush=True)
     if args.json:
-        print(json.dumps({"python": sys.version.split()[0], "results": rows}, indent=2))
+        code = {"python": sys.version.split()[0], "state_from": str(Path(state.__file__).parent)}
+        print(json.dumps({**code, "results": rows}, indent=2))
     else:
         print_rows(rows)
     return 0 if all(row["roots_equal"] for row in rows) else 1
