@@ -35,15 +35,17 @@ from typing import Any
 import msgspec
 
 from state import MemoryStore
+from tx.encoding import encode, genesis_hash
 from tx.messages import Block, Genesis, Header
 
 from ..adl import units_to_deleverage
 from ..end_of_block import ToolHook, tool_hook
 from ..engine import Engine, Executed, iter_log
 from ..insurance_fund import fund_value
-from ..keys import CHAIN_KEY, NS_ACCOUNT, SYSTEM_ACCOUNTS, market_state_key, position_prefix
+from ..keys import CHAIN_KEY, NS_ACCOUNT, NS_LIQ_REF, SYSTEM_ACCOUNTS, market_state_key, position_prefix
 from ..margin_units import Unit, unit_health
 from ..policies import POLICIES, Policy
+from ..records import Chain
 from ..waterfall_events import CROSS
 from .adl_metrics import BlockObs, Fill, policy_figures
 
@@ -96,19 +98,57 @@ def below_zero(ws: Any) -> int:
     return sum(max(0, -unit_health(ws, u).value) for u in units_to_deleverage(ws))
 
 
+def waterfall_quiet(ws: Any) -> bool:
+    """No liquidation reference exists (none this block, none pending) and the fund is not below zero.
+
+    Then no unit is below zero before step 50 (a unit below zero with positions is below
+    maintenance, so step 40 liquidated it and wrote its reference; a position-less unit below
+    zero keeps its reference), so D = 0 without a pass over the units, and no policy switch
+    has been read so far in this block.
+    """
+    return ws.index.first(NS_LIQ_REF) is None and fund_value(ws) >= 0
+
+
+@dataclasses.dataclass
+class Fork:
+    """Committed state at ``height``, the last block before any policy switch was read (see ``whatif``)."""
+
+    height: int
+    records: list[tuple[bytes, bytes]]
+    header_hash: bytes
+    fund_path: list[list[int]]
+
+    def store_for(self, genesis: Genesis) -> MemoryStore:
+        """The same state under ``genesis`` (another policy): only the chain record differs."""
+        chain = msgspec.msgpack.decode(dict(self.records)[CHAIN_KEY], type=Chain)
+        chain = msgspec.structs.replace(chain, policy=genesis.policy, genesis_hash=genesis_hash(genesis))
+        records = [(k, encode(chain) if k == CHAIN_KEY else v) for k, v in self.records]
+        return MemoryStore.from_records(self.height, records, {"header_hash": self.header_hash})
+
+
 class Observer:
     """Collects a ``BlockObs`` per block of one replay."""
 
-    def __init__(self, snapshot_heights: set[int] | None) -> None:
+    def __init__(self, snapshot_heights: set[int] | None, store: Any = None) -> None:
         self.blocks: list[BlockObs] = []
         self.fund_path: list[list[int]] = []
         self.equities: dict[int, dict[bytes, int]] = {}
         self.snapshot_heights = snapshot_heights
         """Baselines: heights whose equities are wanted. Policy runs: None (every ADL block)."""
         self._pending: BlockObs | None = None
+        self.capture_store = store
+        """Set on the verified run: the committed state before the first non-quiet block becomes ``fork``."""
+        self.fork: Fork | None = None
 
     def before_adl(self, ws: Any, time_ms: int) -> None:
         chain = ws.get(CHAIN_KEY)
+        if waterfall_quiet(ws):
+            self._pending = BlockObs(height=chain.height, time_ms=time_ms, deficit=0, fund_before_adl=fund_value(ws))
+            return
+        if self.capture_store is not None and self.fork is None:
+            # The store still holds the previous block's state (this block is not committed yet).
+            store = self.capture_store
+            self.fork = Fork(store.height, list(store.iter_all()), store.get_meta("header_hash") or b"", [list(p) for p in self.fund_path])
         self._pending = BlockObs(height=chain.height, time_ms=time_ms, deficit=below_zero(ws), fund_before_adl=fund_value(ws))
 
     def after_block(self, engine: Engine, executed: Executed) -> None:
@@ -154,6 +194,7 @@ class Run:
     final_root: str
     height: int
     seconds: float
+    """Processor time of this replay (steadier than wall time on a shared machine)."""
     final_bad_debt: int
 
 
@@ -169,22 +210,29 @@ def execute_unchecked(engine: Engine, block: Block) -> Executed:
     return executed
 
 
-def replay(path: str, genesis: Genesis, policy: str, mode: str, snapshot_heights: set[int] | None = None) -> Run:
-    """One replay of the log under ``policy`` (``mode`` as in ``Run``)."""
-    start = time.perf_counter()
-    engine = Engine(MemoryStore())
-    engine.init_genesis(genesis if mode == "verified" else msgspec.structs.replace(genesis, policy=policy))
-    obs = Observer(snapshot_heights)
+def replay(path: str, genesis: Genesis, policy: str, mode: str, snapshot_heights: set[int] | None = None, fork: Fork | None = None) -> Run:
+    """One replay of the log under ``policy`` (``mode`` as in ``Run``), from genesis or, for a
+    counterfactual or baseline, from ``fork`` (the verified run's state before any policy switch mattered)."""
+    start = time.process_time()
+    g = genesis if mode == "verified" else msgspec.structs.replace(genesis, policy=policy)
+    if fork is not None and mode != "verified":
+        engine = Engine(fork.store_for(g))
+    else:
+        engine = Engine(MemoryStore())
+        engine.init_genesis(g)
+    obs = Observer(snapshot_heights, engine.store if mode == "verified" else None)
+    if fork is not None and mode != "verified":
+        obs.fund_path = [list(p) for p in fork.fund_path]
     # The baseline needs only equities at given heights: no pass over the units before step 50.
     with tool_hook(ToolHook(before_adl=None if mode == "adl_disabled" else obs.before_adl, adl_disabled=mode == "adl_disabled")):
         for _index, item in iter_log(path):
-            if isinstance(item, Genesis):
+            if isinstance(item, Genesis) or item.block.header.height <= engine.height:
                 continue
             executed = engine.apply_logged(item) if mode == "verified" else execute_unchecked(engine, item.block)
             obs.after_block(engine, executed)
     final_bad_debt = below_zero(engine.view()) if engine.height > 0 else 0
     return Run(policy=policy, mode=mode, observer=obs, final_root=engine.store.root.hex(), height=engine.height,
-               seconds=time.perf_counter() - start, final_bad_debt=final_bad_debt)
+               seconds=time.process_time() - start, final_bad_debt=final_bad_debt)
 
 
 def read_genesis(path: str) -> Genesis:
@@ -211,13 +259,23 @@ def parse_policies(text: str | None) -> list[str]:
     return out
 
 
-def whatif(path: str, policies: list[str], gap_ms: int = 5_000) -> dict[str, Any]:
-    """Replay ``path`` under each policy and its ADL-disabled baseline; the figures per wave and in total."""
+def whatif(path: str, policies: list[str], gap_ms: int = 5_000, *, full: bool = False) -> dict[str, Any]:
+    """Replay ``path`` under each policy and its ADL-disabled baseline; the figures per wave and in total.
+
+    The log's own policy is replayed first and verified. Policies differ only in the
+    liquidation and ADL steps (protocol §12.2), which read the policy only for a unit that is
+    liquidated or below zero; so every replay is the same as the verified one up to the first
+    block where that happens, except for the chain record (policy, genesis hash). Unless
+    ``full``, the other replays start from the verified run's state just before that block
+    (``Fork``) with the chain record rewritten: the same result as a replay from genesis (a
+    test compares them), for the cost of the blocks after the fork.
+    """
     genesis = read_genesis(path)
     runs: dict[str, Run] = {}
-    order = sorted(policies, key=lambda p: p != genesis.policy)  # the verified run first: a bad log fails fast
-    for p in order:
-        runs[p] = replay(path, genesis, p, "verified" if p == genesis.policy else "counterfactual")
+    verified = replay(path, genesis, genesis.policy, "verified")
+    fork = None if full else verified.observer.fork
+    for p in policies:
+        runs[p] = verified if p == genesis.policy else replay(path, genesis, p, "counterfactual", fork=fork)
     groups: dict[tuple[Any, ...], list[str]] = {}
     for p in policies:
         groups.setdefault(baseline_key(POLICIES[p]), []).append(p)
@@ -225,7 +283,7 @@ def whatif(path: str, policies: list[str], gap_ms: int = 5_000) -> dict[str, Any
     base_seconds: dict[str, float] = {}
     for key, members in groups.items():
         heights = {b.height for p in members for b in runs[p].observer.blocks if b.has_adl}
-        base = replay(path, genesis, members[0], "adl_disabled", snapshot_heights=heights)
+        base = replay(path, genesis, members[0], "adl_disabled", snapshot_heights=heights, fork=fork)
         base_seconds["+".join(members)] = round(base.seconds, 3)
         for p in members:
             baselines[p] = base
@@ -237,8 +295,9 @@ def whatif(path: str, policies: list[str], gap_ms: int = 5_000) -> dict[str, Any
                    baseline={"final_state_root": base.final_root, "bad_debt_left": base.final_bad_debt,
                              "shared_with": [q for q in policies if baselines[q] is base]})
         results[p] = fig
-    timing: dict[str, Any] = {"runs": {p: round(runs[p].seconds, 3) for p in policies}, "adl_disabled": base_seconds}
-    timing["total"] = round(sum(r.seconds for r in runs.values()) + sum(timing["adl_disabled"].values()), 3)
+    timing: dict[str, Any] = {"runs": {p: round(runs[p].seconds, 3) for p in policies}, "adl_disabled": base_seconds,
+                              "fork_height": fork.height if fork is not None else None}
+    timing["total"] = round(verified.seconds + sum(r.seconds for p, r in runs.items() if r is not verified) + sum(base_seconds.values()), 3)
     return {
         "log": os.path.abspath(path),
         "genesis_policy": genesis.policy,
@@ -300,7 +359,8 @@ def render_text(report: dict[str, Any], out: Any, timing: bool, wide: bool = Fal
         con.print(f"{p}: {r['mode']}, final state root {r['final_state_root']}")
     if timing:
         t = report["_timing"]
-        con.print(f"timing (s): replays {t['runs']}; ADL-disabled {t['adl_disabled']}; total {t['total']}")
+        con.print(f"processor time (s): replays {t['runs']}; ADL-disabled {t['adl_disabled']}; total {t['total']}; "
+                  f"counterfactuals and baselines start after height {t['fork_height']}")
 
 
 def add_whatif_command(sub: Any) -> None:
@@ -310,8 +370,10 @@ def add_whatif_command(sub: Any) -> None:
     p.add_argument("--gap-ms", type=int, default=5_000, metavar="MS", help="a new ADL wave starts after a gap longer than MS between ADL blocks (default 5000)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON (stable: no timings unless --timing)")
     p.add_argument("--html", default=None, metavar="OUT", help="also write a self-contained HTML page with one chart per figure")
-    p.add_argument("--timing", action="store_true", help="include the wall time of each replay")
+    p.add_argument("--timing", action="store_true", help="include the processor time of each replay (not stable: left out of --json otherwise)")
     p.add_argument("--wide", action="store_true", help="never leave out table columns (the output may be wider than the terminal)")
+    p.add_argument("--full", action="store_true",
+                   help="replay every policy from genesis instead of from the verified run's state before the first liquidation (same figures, slower)")
     p.set_defaults(func=cmd_whatif)
 
 
@@ -325,7 +387,7 @@ def cmd_whatif(args: Any) -> int:
 
     try:
         policies = parse_policies(args.policies)
-        report = whatif(args.log, policies, args.gap_ms)
+        report = whatif(args.log, policies, args.gap_ms, full=args.full)
     except WhatifError as exc:
         raise CliError(str(exc), error_code=exc.code) from None
     except VerifyFailure as exc:
