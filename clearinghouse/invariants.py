@@ -72,7 +72,8 @@ def check_conservation(s: Snapshot) -> list[str]:
     total = sum(a.cash for a in s.accounts.values()) + sum(p.iso_cash for p in s.positions.values())
     expected = s.chain.deposits - s.chain.withdrawals
     if total != expected:
-        return [f"conservation: deposits - withdrawals = {expected}, but cash in state = {total} (difference {total - expected})"]
+        return [f"conservation: deposits - withdrawals = {expected} ({_usdc(expected)} USDC), but cash in state = {total} "
+                f"({_usdc(total)} USDC; difference {_usdc(total - expected)} USDC)"]
     return []
 
 
@@ -112,7 +113,7 @@ def check_solvency(s: Snapshot, view: Any) -> list[str]:
             fund_value = value
         elif value < 0:
             where = "cross" if unit.is_cross else f"isolated market {unit.market}"
-            out.append(f"solvency: 0x{unit.account.hex()} {where} value {value} < 0")
+            out.append(f"solvency: 0x{unit.account.hex()} {where} value {value} ({_usdc(value)} USDC) < 0")
         elif value > 0 and health.positions:
             still_worth.append(unit)
     # The one bounded exception (protocol §12.12): the fund may end below zero only once its
@@ -121,6 +122,12 @@ def check_solvency(s: Snapshot, view: Any) -> list[str]:
         out.append(f"solvency: insurance fund value {fund_value} < 0 while {len(still_worth)} unit(s) with open positions keep value "
                    f"(first 0x{still_worth[0].account.hex()})")
     return out
+
+
+def _usdc(micro: int) -> str:
+    from .units import micro_to_usdc
+
+    return micro_to_usdc(micro, grouping=True)
 
 
 def check_bookkeeping(s: Snapshot) -> list[str]:
