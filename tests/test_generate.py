@@ -56,6 +56,10 @@ def test_generated_logs_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str
                  "--workers", "2", "--json"]) == 0
     made = json.loads(capsys.readouterr().out)
     assert made["blocks"] == 12 and made["txs"] == 12 * (25 + 3)
+    jsonschema = pytest.importorskip("jsonschema")
+    from clearinghouse.tools.schemas import schema
+
+    jsonschema.Draft202012Validator(schema("generate")).validate(made)
     assert main(["verify", str(log), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] and report["state_root"] == made["state_root"] and report["height"] == 12

@@ -85,6 +85,11 @@ def test_json_is_stable_and_policies_are_compared(cascade_log: Path, capsys: pyt
     outs.append(capsys.readouterr().out)
     assert outs[0] == outs[1] == outs[2]  # stable, and the same when every policy replays from genesis
     report = json.loads(outs[0])
+    jsonschema = pytest.importorskip("jsonschema")
+    from clearinghouse.tools.schemas import schema
+
+    jsonschema.Draft202012Validator.check_schema(schema("whatif"))
+    jsonschema.Draft202012Validator(schema("whatif")).validate(report)
     assert report["policies"] == ["hyperliquid", "bitmex", "seed"] and "timing" not in report
     res = report["results"]
     assert res["hyperliquid"]["mode"] == "verified" and res["bitmex"]["mode"] == res["seed"]["mode"] == "counterfactual"

@@ -82,7 +82,7 @@ INSPECT = obj({
 DIFF = obj({
     "same": BOOL, "a": obj({"db": STR, "height": INT, "root": HEX32}), "b": obj({"db": STR, "height": INT, "root": HEX32}),
     "namespaces": arr(obj({"namespace": STR, "a": nullable(arr({})), "b": nullable(arr({})), "same": BOOL})),
-    "differences": arr(obj({"key": STR, "key_hex": STR, "a": {}, "b": {}})),
+    "differences": arr(obj({"key": STR, "key_name": STR, "key_hex": STR, "a": {}, "b": {}})),
 }, title="diff")
 
 AUDIT = obj({
@@ -160,6 +160,28 @@ EXPORT_LEDGER = obj({
 EXPORT_LIQUIDATION = obj({"height": INT, "time": nullable(INT), "event_index": INT, "type": STR},
                          title="export liquidations: one waterfall event with its evidence")
 
+GENERATE = obj({
+    "log": STR, "blocks": INT, "txs": INT, "bytes": INT, "seconds": NUM, "txs_per_second": nullable(NUM), "state_root": HEX32,
+    "rejected": INT, "liquidations": INT, "backstops": INT, "adl_fills": INT, "workers": INT,
+}, title="generate: the log written (docs/adl-lab.md, clearinghouse generate)")
+
+FRACTION = nullable(obj({"num": STR, "den": STR, "decimal": DEC}, title="an exact fraction with a rounded decimal"))
+_WAVE_FIGURES = {
+    "first_height": nullable(INT), "last_height": nullable(INT), "start_ms": nullable(INT), "end_ms": nullable(INT), "blocks": INT,
+    "deficit": INT, "budget": INT, "haircut": INT, "overshoot": INT, "accounts_hit": INT, "counterparties": INT, "adl_fills": INT,
+    "notional_closed": INT, "largest_haircut_share": FRACTION, "gini": FRACTION, "fund_before": nullable(INT), "fund_after": nullable(INT),
+    "bad_debt_left": nullable(INT),
+}
+WHATIF = obj({
+    "log": STR, "genesis_policy": STR, "gap_ms": INT, "policies": arr(STR), "units": STR,
+    "results": {"type": "object", "additionalProperties": obj({
+        "mode": {"enum": ["verified", "counterfactual"]}, "final_state_root": HEX32, "height": INT, "fund_path": arr(arr(INT)),
+        "baseline": obj({"final_state_root": HEX32, "bad_debt_left": INT, "shared_with": arr(STR)}),
+        "waves": arr(obj({**_WAVE_FIGURES, "wave": INT})),
+        "total": obj({**_WAVE_FIGURES, "waves": INT}),
+    })},
+}, required=["log", "genesis_policy", "gap_ms", "policies", "results"], title="whatif: ADL figures per policy, per wave and in total (docs/adl-lab.md)")
+
 SCHEMAS: dict[str, dict[str, Any]] = {
     "error": ERROR,
     "demo": SUMMARY,
@@ -178,6 +200,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "export-funding": EXPORT_FUNDING,
     "export-ledger": EXPORT_LEDGER,
     "export-liquidations": EXPORT_LIQUIDATION,
+    "generate": GENERATE,
+    "whatif": WHATIF,
 }
 """Schema name -> schema. Export schemas describe one JSON Lines record."""
 
