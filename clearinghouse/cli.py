@@ -201,10 +201,12 @@ def cmd_diff(args: argparse.Namespace) -> int:
         names = sorted(set(ha) | set(hb))
         rows = [{"namespace": n, "a": ha.get(n), "b": hb.get(n), "same": ha.get(n) == hb.get(n)} for n in names]
         same = a.root == b.root and all(r["same"] for r in rows)
-        from .diffing import market_decimals
+        from .diffing import market_specs
 
-        decimals = {**market_decimals(b), **market_decimals(a)}
-        diffs = [] if same else list(differing_keys(a, b, limit=args.limit, decimals=decimals))
+        specs = {**market_specs(b), **market_specs(a)}
+        decimals = {m: spec.sz_decimals for m, spec in specs.items()}
+        names = {m: spec.name for m, spec in specs.items()}
+        diffs = [] if same else list(differing_keys(a, b, limit=args.limit, decimals=decimals, market_names=names))
         report = {"same": same, "a": {"db": args.db_a, "height": a.height, "root": a.root.hex()}, "b": {"db": args.db_b, "height": b.height, "root": b.root.hex()}, "namespaces": rows, "differences": diffs}
     finally:
         a.close()
@@ -226,7 +228,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
             table_rows.append([r["namespace"], f"{ca:,}", f"{cb:,}", "same" if r["same"] else "DIFFERS", hha, hhb])
         render_table(con, columns, table_rows, title="Namespaces", wide=args.wide)
         for d in diffs:
-            con.print(f"[bold]{d['key']}[/]")
+            con.print(f"[bold]{d['key_name']}[/]", markup=True)
             for line in diff_lines(d["a"], d["b"]):
                 con.print(f"  {line}", markup=False)
         con.print("[green]identical[/]" if same else f"[red]{len(diffs)} differing key(s) shown[/]")

@@ -59,17 +59,32 @@ PRICE_FIELDS = frozenset({"price", "oracle_price", "external_price", "mark_price
 _MARKET_NAMESPACES = frozenset(b"MSPOT")
 
 
-def market_decimals(store: Any) -> dict[int, int]:
-    """market index -> sz_decimals, from a store's market specs."""
+def market_specs(store: Any) -> dict[int, Any]:
+    """market index -> MarketSpec, from a store's market specs (undecodable ones left out)."""
     from .keys import NS_MARKET_SPEC
 
     out = {}
     for key, raw in store.scan_prefix(NS_MARKET_SPEC):
         try:
-            out[int.from_bytes(key[1:5], "big")] = msgspec.msgpack.decode(raw, type=record_type(key)).sz_decimals
+            out[int.from_bytes(key[1:5], "big")] = msgspec.msgpack.decode(raw, type=record_type(key))
         except Exception:
             continue
     return out
+
+
+def market_decimals(store: Any) -> dict[int, int]:
+    """market index -> sz_decimals, from a store's market specs."""
+    return {m: spec.sz_decimals for m, spec in market_specs(store).items()}
+
+
+def key_with_market_name(key: bytes, description: str, names: dict[int, str]) -> str:
+    """``position/0/0x...`` -> ``position/BTC/0x...`` where the key names a market."""
+    if key[:1] and key[0] in _MARKET_NAMESPACES and len(key) >= 5:
+        m = int.from_bytes(key[1:5], "big")
+        head, sep, rest = description.partition("/")
+        if sep and m in names and (rest == str(m) or rest.startswith(f"{m}/")):
+            return f"{head}/{names[m]}{rest[len(str(m)):]}"
+    return description
 
 
 def with_companions(key: bytes, fields: dict[str, Any], decimals: dict[int, int]) -> dict[str, Any]:
@@ -101,7 +116,8 @@ def _decode(key: bytes, raw: bytes | None, decimals: dict[int, int] | None = Non
     return with_companions(key, fields, decimals or {}) if isinstance(fields, dict) else fields
 
 
-def differing_keys(a: Any, b: Any, limit: int = 200, decimals: dict[int, int] | None = None) -> Iterator[dict[str, Any]]:
+def differing_keys(a: Any, b: Any, limit: int = 200, decimals: dict[int, int] | None = None,
+                   market_names: dict[int, str] | None = None) -> Iterator[dict[str, Any]]:
     """Keys present in only one store, or with different values, in key order (merge walk)."""
     ia, ib = a.iter_all(), b.iter_all()
     ka = next(ia, None)
@@ -120,4 +136,6 @@ def differing_keys(a: Any, b: Any, limit: int = 200, decimals: dict[int, int] | 
             if va == vb:
                 continue
         shown += 1
-        yield {"key": describe_key(key), "key_hex": key.hex(), "a": _decode(key, va, decimals), "b": _decode(key, vb, decimals)}
+        described = describe_key(key)
+        yield {"key": described, "key_name": key_with_market_name(key, described, market_names or {}), "key_hex": key.hex(),
+               "a": _decode(key, va, decimals), "b": _decode(key, vb, decimals)}

@@ -184,3 +184,5 @@ def test_diff_text_is_field_by_field(demo_dir: Path, tmp_path: Path) -> None:
     proc = cli_text("diff", str(demo_dir / "state"), str(sdb), "--limit", "5")
     assert proc.returncode == 1
     assert "cash: " in proc.stdout and "->" in proc.stdout and "{'" not in proc.stdout
+    wide = cli_text("diff", str(demo_dir / "state"), str(sdb), "--limit", "200")
+    assert "market_state/BTC" in wide.stdout and "market_state/0" not in wide.stdout
