@@ -94,11 +94,16 @@ def test_pool_gives_the_sequential_root(chain: Chain) -> None:
     assert (here.digest, here.start_root, here.end_root, here.end_header_hash) == (s.digest, s.start_root, s.end_root, s.end_header_hash)
 
 
-def test_inline_gives_the_sequential_root(tmp_path: Path) -> None:
-    """``--workers 1`` runs the segments here, one after another (a short chain: the long one is covered above)."""
-    c = build_chain(tmp_path, 300, 100)
-    report = verify_chain(str(c.log), str(c.snapshots), workers=1)
-    assert report.ok and report.engine == "inline" and report.state_root == c.root and len(report.segments) == 3
+@pytest.fixture(scope="session")
+def short_chain(tmp_path_factory: pytest.TempPathFactory) -> Chain:
+    """A 300-block log with snapshots every 100 blocks, for what the long one need not repeat."""
+    return build_chain(tmp_path_factory.mktemp("segments-short"), 300, 100)
+
+
+def test_inline_gives_the_sequential_root(short_chain: Chain) -> None:
+    """``--workers 1`` runs the segments here, one after another."""
+    report = verify_chain(str(short_chain.log), str(short_chain.snapshots), workers=1)
+    assert report.ok and report.engine == "inline" and report.state_root == short_chain.root and len(report.segments) == 3
 
 
 def test_dask_local_cluster_gives_the_sequential_root(chain: Chain) -> None:
@@ -287,14 +292,14 @@ def test_a_torn_log_fails_at_the_torn_frame(chain: Chain, tmp_path: Path) -> Non
     assert not report.ok and report.failure["height"] == chain.height and report.failure["code"] == "LOG_TRUNCATED"
 
 
-def test_progress_bar_counts_every_block(chain: Chain) -> None:
+def test_progress_bar_run(short_chain: Chain) -> None:
     import argparse
 
     from clearinghouse.tools import segments_cli
 
-    args = argparse.Namespace(log=str(chain.log), snapshots=str(chain.snapshots), scheduler=None, cluster=None)
+    args = argparse.Namespace(log=str(short_chain.log), snapshots=str(short_chain.snapshots), scheduler=None, cluster=None)
     report = segments_cli._with_progress(args, 2)
-    assert report.ok and report.state_root == chain.root
+    assert report.ok and report.state_root == short_chain.root
 
 
 def test_missing_dask_is_a_typed_error(monkeypatch: pytest.MonkeyPatch) -> None:
