@@ -596,9 +596,9 @@ def generate(path: str | os.PathLike[str], spec: GenerateSpec, *, workers: int =
                     _count(counts, executed)
                     if on_block is not None:
                         on_block(executed)
+                    if bar is not None:
+                        bar.advance(task)
                 done += n
-                if bar is not None:
-                    bar.update(task, completed=done)
             root = p.engine.store.root.hex()
             height = p.engine.height
     finally:
