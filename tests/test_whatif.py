@@ -179,3 +179,26 @@ def test_whatif_on_the_generated_cascade_fixture_against_verify(capsys: pytest.C
     with capsys.disabled():
         print(f"\nwhatif 3 policies: {timing['total']:.1f} s of processor time ({timing}); one verify {verify_s:.1f} s; "
               f"ratio {timing['total'] / verify_s:.1f}")
+
+
+def test_a_log_that_does_not_verify_under_its_own_policy(cascade_log: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The cascade's blocks under a genesis that names another policy: the chain record (and so
+    every state root) differs, and whatif refuses the log like verify does."""
+    import msgspec
+
+    from clearinghouse.engine import iter_log
+    from tx.encoding import encode
+    from tx.logfile import FRAME_BLOCK, FRAME_GENESIS, LogWriter
+    from tx.messages import Genesis
+
+    forged = tmp_path / "forged.log"
+    writer = LogWriter(forged, create=True)
+    for _i, item in iter_log(str(cascade_log)):
+        if isinstance(item, Genesis):
+            writer.append(FRAME_GENESIS, encode(msgspec.structs.replace(item, policy="bitmex")))
+        else:
+            writer.append(FRAME_BLOCK, encode(item))
+    writer.close()
+    assert main(["whatif", str(forged), "--json"]) == 1
+    err = json.loads(capsys.readouterr().out)["error"]
+    assert err["code"] == "VERIFY_MISMATCH" and "height 1" in err["message"]

@@ -41,9 +41,10 @@ The cascade fixture (``fixtures/logs/cascade_generated.log``) is made with::
 
     python fixtures/logs/make_cascade_generated.py
 
-which runs ``clearinghouse generate --out fixtures/logs/cascade_generated.log
---accounts 2000 --blocks 60 --txs-per-block 400 --seed 7 --profile crash
---markets 2`` and writes the expected figures beside it.
+which is ``clearinghouse generate --out fixtures/logs/cascade_generated.log
+--accounts 2500 --blocks 50 --txs-per-block 250 --seed 7 --profile crash
+--markets 2`` and writes the expected per-block waterfall counts beside it
+(``cascade_generated.expected.json``, checked by ``tests/test_generate.py``).
 """
 
 from __future__ import annotations

@@ -17,11 +17,13 @@ For each policy (any name in ``policies.POLICIES``; default all of them):
   transactions with step 50 (ADL) disabled, through the non-consensus
   ``end_of_block.tool_hook``: the "without ADL" side of the haircut H.
 
-Cost: one verify plus one replay per other policy plus one ADL-disabled replay
+Cost: one verify, plus one replay per other policy and one ADL-disabled replay
 per distinct baseline key (``hyperliquid`` and ``bitmex`` share one), each
-about the cost of a verify; the observation adds a pass over the margin units
-before step 50 (step 50 makes the same pass) and an equity pass at blocks with
-ADL only. Figures: ``tools/adl_metrics.py``, defined in docs/adl-lab.md.
+started from the verified run's state just before the first block where a
+policy switch could matter (``Fork``; ``--full`` replays from genesis). The
+observation adds a pass over the margin units before step 50 in blocks where
+the waterfall is not quiet (step 50 makes the same pass) and an equity pass at
+blocks with ADL. Figures: ``tools/adl_metrics.py``, defined in docs/adl-lab.md.
 """
 
 from __future__ import annotations
