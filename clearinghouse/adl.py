@@ -23,8 +23,9 @@ last (backstops and deficit-cover slices can leave it below zero):
 Then nothing is left below zero (protocol §12.7, "no bad debt"): a user unit
 still below zero is paid up to zero by the insurance fund, which may go
 negative doing so; the fund, visited last, then charges its own negative
-value to every margin unit that held an open position when the step began,
-in proportion to value and never below zero (``Haircut``). Only if all of
+value to the accounts that held an open position when the step began (their
+units with positions and their cross units), in proportion to value and
+never below zero (``Haircut``). Only if all of
 them together are worth less than the fund's deficit does the fund end the
 block below zero (the bounded exception of protocol §12.12).
 
@@ -300,11 +301,24 @@ def fund_absorbs(ctx: TxContext, unit: Unit) -> None:
     ctx.emit(InsuranceCover(account=unit.account, unit=unit.market, deficit=deficit, paid=deficit, fund_before=before, fund_after=before - deficit))
 
 
+def haircut_pool(ws: WorkingState) -> list[Unit]:
+    """Who may be haircut for the fund's deficit (protocol §12.7): every account that holds an open
+    position as step 50 begins, the fund aside: each of its units with an open position, and its
+    cross unit always (an isolated winner closed whole by ADL in this step is flat by the time of
+    the haircut, but what it realized went back to its cross cash). Sorted in unit order."""
+    units: set[Unit] = set()
+    for u in units_in_state(ws):
+        if u.account != INSURANCE_FUND and unit_health(ws, u).positions:
+            units.add(u)
+            units.add(Unit(u.account, CROSS))
+    return sorted(units)
+
+
 def haircut(ctx: TxContext, pool: list[Unit]) -> None:
-    """The fund's own deficit, charged to ``pool`` (every unit with an open position when step 50
-    began, the fund's aside) in proportion to value, each share rounded up and never more than the
-    unit's value, in unit order until the deficit is met (protocol §12.7). What the pool cannot pay
-    stays on the fund: ``AdlShortfall{market = CROSS, unmatched = 0}`` (protocol §12.12)."""
+    """The fund's own deficit, charged to ``pool`` (``haircut_pool``) in proportion to each unit's
+    value, each share rounded up and never more than the unit's value, in unit order until the
+    deficit is met (protocol §12.7). What the pool cannot pay stays on the fund:
+    ``AdlShortfall{market = CROSS, unmatched = 0}`` (protocol §12.12)."""
     ws = ctx.ws
     deficit = -fund_value(ws)
     if deficit <= 0:
@@ -360,8 +374,7 @@ def run_adl(ws: WorkingState, time_ms: int) -> list[Any]:
     chain = ws.get(CHAIN_KEY)
     events: list[Any] = []
     units = units_to_deleverage(ws)
-    # Who may be haircut for the fund's deficit: every unit with an open position as the step begins.
-    pool = [u for u in units_in_state(ws) if u.account != INSURANCE_FUND and unit_health(ws, u).positions]
+    pool = haircut_pool(ws)
     queues = Queues(ws, policy_of(chain.policy).ranking)
     for unit in units:
         health = unit_health(ws, unit)

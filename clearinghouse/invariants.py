@@ -105,7 +105,8 @@ def check_solvency(s: Snapshot, view: Any) -> list[str]:
     for addr in s.accounts:
         units.add(Unit(addr, CROSS))
     fund_value = 0
-    still_worth: list[Unit] = []  # units other than the fund's with an open position and value > 0
+    with_positions = {addr for (_m, addr), p in s.positions.items() if p.size != 0}
+    still_worth: list[Unit] = []  # haircut pool units (protocol §12.7) that still hold value
     for unit in sorted(units):
         health = unit_health(view, unit)
         value = health.value
@@ -114,10 +115,10 @@ def check_solvency(s: Snapshot, view: Any) -> list[str]:
         elif value < 0:
             where = "cross" if unit.is_cross else f"isolated market {unit.market}"
             out.append(f"solvency: 0x{unit.account.hex()} {where} value {value} ({_usdc(value)} USDC) < 0")
-        elif value > 0 and health.positions:
+        elif value > 0 and (health.positions or (unit.is_cross and unit.account in with_positions)):
             still_worth.append(unit)
     # The one bounded exception (protocol §12.12): the fund may end below zero only once its
-    # haircut has taken every unit with an open position down to zero value.
+    # haircut has taken every account holding an open position down to zero value.
     if fund_value < 0 and still_worth:
         out.append(f"solvency: insurance fund value {fund_value} < 0 while {len(still_worth)} unit(s) with open positions keep value "
                    f"(first 0x{still_worth[0].account.hex()})")
