@@ -141,6 +141,7 @@ class Observer:
         self.capture_store = store
         """Set on the verified run: the committed state before the first non-quiet block becomes ``fork``."""
         self.fork: Fork | None = None
+        self.fork_unsafe = False
 
     def before_adl(self, ws: Any, time_ms: int) -> None:
         chain = ws.get(CHAIN_KEY)
@@ -166,6 +167,8 @@ class Observer:
 
         for e in executed.events:
             name = type(e).__name__
+            if name == "WaterfallSkipped" and self.capture_store is not None and self.fork is None:
+                self.fork_unsafe = True  # a rolled-back liquidation leaves no reference, yet it read the policy
             if name == "AdlStep":
                 obs.fills.append(Fill(e.market, e.counterparty, e.size, e.price, mark(e.market)))
             elif name == "DeficitCover":
@@ -275,7 +278,7 @@ def whatif(path: str, policies: list[str], gap_ms: int = 5_000, *, full: bool = 
     genesis = read_genesis(path)
     runs: dict[str, Run] = {}
     verified = replay(path, genesis, genesis.policy, "verified")
-    fork = None if full else verified.observer.fork
+    fork = None if full or verified.observer.fork_unsafe else verified.observer.fork
     for p in policies:
         runs[p] = verified if p == genesis.policy else replay(path, genesis, p, "counterfactual", fork=fork)
     groups: dict[tuple[Any, ...], list[str]] = {}
