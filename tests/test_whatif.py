@@ -27,9 +27,43 @@ def cascade_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def _state_around_block_6(log: Path) -> dict[str, int]:
+    """What the hand computation needs, read from the chain: the fund's position and cash and
+    frank's and erin's accounts before block 6, and the BTC mark of block 6."""
+    from clearinghouse.engine import Engine, iter_log
+    from clearinghouse.keys import INSURANCE_FUND, account_key, market_state_key, position_key
+    from state import MemoryStore
+    from tx.messages import Genesis
+    from tx.signing import Signer
+
+    names = {who: Signer.from_name(who).address for who in ("frank", "erin")}  # scenario accounts sign with their names' test keys
+    engine = Engine(MemoryStore())
+    out: dict[str, int] = {}
+    for _i, item in iter_log(str(log)):
+        if isinstance(item, Genesis):
+            engine.init_genesis(item)
+            continue
+        if item.block.header.height == 6:
+            v = engine.view()
+            fund = v.get(position_key(0, INSURANCE_FUND))
+            out.update(fund_size=fund.size, fund_cash=v.get(account_key(INSURANCE_FUND)).cash)
+            for who, addr in names.items():
+                pos = v.get(position_key(0, addr))
+                out[f"{who}_size"] = pos.size
+                out[f"{who}_cash"] = v.get(account_key(addr)).cash
+                out[f"{who}_iso_cash"] = pos.iso_cash
+        engine.apply_logged(item)
+        if item.block.header.height == 6:
+            out["mark"] = engine.view().get(market_state_key(0)).mark_price
+            break
+    return out
+
+
 def test_figures_by_hand_on_the_cascade_scenario(cascade_log: Path) -> None:
-    """Block 6 of the cascade: the fund holds the 2,400 lots it backstopped from dave, long, with
-    cash -204,162,000,000 µUSDC; the oracle falls to 80,000 and the mark is 81,120,645 (0.001 USDC).
+    """Block 6 of the cascade (figures at the time of writing; the test reads the inputs from the
+    chain so that it survives a change of the mark rule). The fund holds the 2,400 lots it
+    backstopped from dave, long, with cash -204,162,000,000 µUSDC; the oracle falls to 80,000 and
+    the mark is 81,120,645 (units of 0.001 USDC):
 
     D = -(cash + size x mark) = 204,162,000,000 - 2,400 x 81,120,645 = 9,472,452,000
     bankruptcy price p = mark + D / 2,400 = 81,120,645 + 3,946,855 = 85,067,500
@@ -38,33 +72,37 @@ def test_figures_by_hand_on_the_cascade_scenario(cascade_log: Path) -> None:
     H: in the ADL-disabled replay both still hold their shorts at the mark of the same block, so each
        is worse off by exactly (p - mark) x its lots: frank 7,893,710,000, erin 1,578,742,000; H = B
     Gini of (1,578,742,000, 7,893,710,000) = (x2 - x1) / (2 (x1 + x2)) = 4 / 12 = 1/3 (x2 = 5 x1)
-    largest share: frank's haircut over his equity without ADL
+    largest share: frank's haircut over his equity without ADL (cash + iso_cash + size x mark)
+    = 7,893,710,000 / 47,657,719,000
     notional closed = 2,400 x 85,067,500 = 204,162,000,000
     """
+    s = _state_around_block_6(cascade_log)
+    mark, size = s["mark"], s["fund_size"]
+    d = -(s["fund_cash"] + size * mark)
+    p = mark + -(-d // size)  # the fund's bankruptcy price, rounded up (in the fund's favour)
+    assert size == 2_400 and s["frank_size"] == -2_000 and s["erin_size"] == -2_000 and d > 0
+    frank_lots, erin_lots = 2_000, size - 2_000  # frank ranks first and can afford all of his (scenario)
     report = whatif(str(cascade_log), ["hyperliquid"])
     r = report["results"]["hyperliquid"]
     assert r["mode"] == "verified" and len(r["waves"]) == 1
     w = r["waves"][0]
-    mark, p = 81_120_645, 85_067_500
-    d = 204_162_000_000 - 2_400 * mark
-    assert d == 9_472_452_000 and p == mark + d // 2_400
     assert (w["first_height"], w["last_height"]) == (6, 6)
     assert w["deficit"] == d
-    assert w["budget"] == (p - mark) * 2_400 == d
-    frank, erin = (p - mark) * 2_000, (p - mark) * 400
-    assert (frank, erin) == (7_893_710_000, 1_578_742_000)
-    assert w["haircut"] == frank + erin and w["overshoot"] == 0
+    assert w["budget"] == (p - mark) * size
+    frank, erin = (p - mark) * frank_lots, (p - mark) * erin_lots
+    assert w["haircut"] == frank + erin and w["overshoot"] == w["haircut"] - w["budget"] == 0
     assert w["accounts_hit"] == 2 and w["counterparties"] == 2 and w["adl_fills"] == 2
-    assert w["notional_closed"] == 2_400 * p == 204_162_000_000
-    assert w["gini"] == {"num": "1", "den": "3", "decimal": "0.333333"}
-    # frank without ADL: 30,000 USDC deposited, short 2 BTC sold at 89,990 (taker fee 450 ppm), at the mark
-    frank_equity = 30_000_000_000 + 2_000 * (89_990_000 - mark) - 2_000 * 89_990_000 * 450 // 1_000_000
+    assert w["notional_closed"] == size * p
+    assert w["gini"]["num"] + "/" + w["gini"]["den"] == str(gini([frank, erin])) and gini([frank, erin]) == Fraction(abs(frank - erin), 2 * (frank + erin))
+    frank_equity = s["frank_cash"] + s["frank_iso_cash"] + s["frank_size"] * mark
     share = Fraction(int(w["largest_haircut_share"]["num"]), int(w["largest_haircut_share"]["den"]))
-    assert frank_equity == 47_657_719_000 and share == Fraction(frank, frank_equity)
+    assert share == Fraction(frank, frank_equity)
     assert w["fund_before"] == -d and w["fund_after"] == 0 and w["bad_debt_left"] == 0
     assert r["total"]["haircut"] == w["haircut"] and r["total"]["waves"] == 1
     # Without ADL the fund keeps its deficit: bad debt left in the baseline.
     assert r["baseline"]["bad_debt_left"] == d
+    if mark == 81_120_645:  # the rules at the time of writing: the docstring's numbers
+        assert (d, p, frank, erin, frank_equity) == (9_472_452_000, 85_067_500, 7_893_710_000, 1_578_742_000, 47_657_719_000)
 
 
 def test_gini_and_fractions_exactly() -> None:
