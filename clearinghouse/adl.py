@@ -374,12 +374,15 @@ def run_adl(ws: WorkingState, time_ms: int) -> list[Any]:
     chain = ws.get(CHAIN_KEY)
     events: list[Any] = []
     units = units_to_deleverage(ws)
-    pool = haircut_pool(ws)
+    pool: list[Unit] | None = None
     queues = Queues(ws, policy_of(chain.policy).ranking)
     for unit in units:
         health = unit_health(ws, unit)
         if health.value >= 0:
             continue
+        if pool is None:
+            # Taken before the first underwater unit is served: nothing has changed since the step began.
+            pool = haircut_pool(ws)
         ctx = TxContext(ws=ws, chain=chain, tx_index=NO_TX, signer=unit.account, account=unit.account, time_ms=time_ms, events=events)
         error = atomically(ws, events, partial(deleverage_unit, ctx, unit, health, chain.policy, queues, pool))
         if error is not None:

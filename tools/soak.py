@@ -53,10 +53,11 @@ def run_round(seed: int, examples: int, scratch: Path, timeout_s: int) -> tuple[
     env = dict(os.environ, STATE_MACHINE_EXAMPLES=str(examples))
     started = time.monotonic()
     try:
-        proc = subprocess.run(cmd, cwd=scratch, env=env, capture_output=True, text=True, timeout=timeout_s)
+        proc = subprocess.run(cmd, cwd=scratch, env=env, capture_output=True, text=True, timeout=timeout_s, check=False)
         code, out = proc.returncode, proc.stdout + proc.stderr
     except subprocess.TimeoutExpired as exc:
-        code, out = 124, f"timed out after {timeout_s} s\n{exc.stdout or ''}"
+        partial = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        code, out = 124, f"timed out after {timeout_s} s\n{partial}"
     return code, out, time.monotonic() - started
 
 
