@@ -21,8 +21,9 @@ Profiles
 
     ``crash``: a liquidation cascade. Makers quote a deep BTC book while
     leveraged longs (5-50x, cross and isolated) and lower-leverage shorts
-    open positions; the makers then pull their depth and keep only a thin
-    ladder; the oracle falls in legs of a few blocks one second apart,
+    open positions, in batches at different prices (``ENTRY_PRICES``: the
+    oracle and the book move between batches, so entries, PnL and ADL ranks
+    differ); the makers then pull their depth and keep only a thin ladder; the oracle falls in legs of a few blocks one second apart,
     separated by pauses of 20-60 s (``CRASH_LEGS``). Longs are liquidated into
     the thin book, the rest is backstopped by the small insurance fund, whose
     positions go underwater on the next drop: ADL closes them against the
@@ -42,7 +43,7 @@ The cascade fixture (``fixtures/logs/cascade_generated.log``) is made with::
     python fixtures/logs/make_cascade_generated.py
 
 which is ``clearinghouse generate --out fixtures/logs/cascade_generated.log
---accounts 2500 --blocks 50 --txs-per-block 250 --seed 7 --profile crash
+--accounts 2000 --blocks 52 --txs-per-block 250 --seed 7 --profile crash
 --markets 2`` and writes the expected per-block waterfall counts beside it
 (``cascade_generated.expected.json``, checked by ``tests/test_generate.py``).
 """
@@ -89,6 +90,8 @@ CRASH_LEGS: tuple[tuple[int, int, int], ...] = (
     (45_000, 3, 100),
 )
 """The crash's oracle path: legs one second per block, pauses between them longer than the 5 s wave gap."""
+ENTRY_PRICES = (88_000, 89_500, 92_000, 91_000, 90_000)
+"""BTC prices (USDC) at which the crash profile's batches of positions open, the last one where the crash starts."""
 CRASH_INSURANCE_FUND = 20_000 * USDC
 NORMAL_INSURANCE_FUND = 1_000_000 * USDC
 
@@ -207,12 +210,12 @@ def crash_roles(n: int) -> tuple[int, int, int]:
 
 def crash_setup_txs(spec: GenerateSpec) -> int:
     makers, longs, shorts = crash_roles(spec.accounts)
-    return spec.accounts + longs + shorts + (longs + shorts) * 2 // 5 + 64
+    return spec.accounts + longs + shorts + (longs + shorts) * 2 // 5 + 2 * 80 * len(ENTRY_PRICES)
 
 
 def crash_min_blocks(spec: GenerateSpec) -> int:
     per = spec.txs_per_block
-    setup = -(-crash_setup_txs(spec) // per) + 4
+    setup = -(-crash_setup_txs(spec) // per) + 2 + 2 * len(ENTRY_PRICES)
     return setup + sum(blocks for _p, blocks, _d in CRASH_LEGS) + 2
 
 
@@ -380,58 +383,71 @@ class Planner:
         self.longs = list(range(makers, makers + longs))
         self.shorts = list(range(makers + longs, makers + longs + shorts))
         self.background = list(range(makers + longs + shorts, n))
-        px = INITIAL_PRICE_USDC[BTC]
-        # Deposits (the bridge), then settings, then makers' deep book, then the positions.
+        # Deposits (the bridge), then settings, then positions opened in batches at different prices
+        # (ENTRY_PRICES: the oracle and the makers' deep book move between batches), so entries, and
+        # with them PnL and the ADL ranking indexes, differ between accounts.
         deposits: list[tuple[int, int]] = []
         settings: list[tuple[str, Any]] = []
-        opens: list[tuple[str, Any]] = []
-        long_lots = short_lots = 0
+        opens: list[tuple[int, bool, int]] = []  # (account, is_buy, notional USDC)
         for i in self.longs:
             margin = rng.randint(500, 20_000)
             lev = rng.choice((5, 8, 10, 15, 20, 25, 30, 40, 50))
             is_cross = rng.random() < 0.7
             use = rng.randint(40, 95)
-            lots = lots_for(BTC, px, margin * lev * use // 100)
-            long_lots += lots
             deposits.append((i, margin))
             if lev != 20 or not is_cross:
                 settings.append((self.names[i], UpdateLeverage(market=BTC, leverage=lev, is_cross=is_cross)))
-            opens.append((self.names[i], PlaceOrder(market=BTC, is_buy=True, price=usdc_px(BTC, px + 100), size=lots, tif=TIF_IOC, reduce_only=False, cloid=0)))
+            opens.append((i, True, margin * lev * use // 100))
         for i in self.shorts:
             margin = rng.randint(2_000, 60_000)
             lev = rng.randint(2, 10)
             use = rng.randint(40, 90)
-            lots = lots_for(BTC, px, margin * lev * use // 100)
-            short_lots += lots
             deposits.append((i, margin))
             settings.append((self.names[i], UpdateLeverage(market=BTC, leverage=lev, is_cross=True)))
-            opens.append((self.names[i], PlaceOrder(market=BTC, is_buy=False, price=usdc_px(BTC, px - 100), size=lots, tif=TIF_IOC, reduce_only=False, cloid=0)))
+            opens.append((i, False, margin * lev * use // 100))
         for i in self.background:
             deposits.append((i, rng.randint(1_000, 30_000)))
-        maker_cash = max(1, (long_lots + short_lots) * px // 1_000 // 2)  # USDC per maker: room for the whole book at low leverage
+        total_usdc = sum(v for _i, _b, v in opens)
+        maker_cash = max(1, total_usdc // len(self.makers))  # room for the whole book at low leverage
         for i in self.makers:
             deposits.append((i, maker_cash))
         deposits.sort()
-        self.setup_phases: list[list[tuple[str, Any]]] = []
         self._deposit_list = deposits
-        # The makers' deep book: enough on each side for every open, spread over 10 levels per maker.
-        book: list[tuple[str, Any]] = []
+        rng.shuffle(opens)
+        # (oracle price, transactions) per setup phase; each phase starts a new block.
+        self.setup_phases: list[tuple[int, list[tuple[str, Any]]]] = [(INITIAL_PRICE_USDC[BTC], settings)]
         self.deep_cloids: dict[int, list[int]] = {i: [] for i in self.makers}
-        for side_is_buy, total in ((False, long_lots), (True, short_lots)):
+        batches = len(ENTRY_PRICES)
+        for k, px in enumerate(ENTRY_PRICES):
+            batch = opens[k * len(opens) // batches:(k + 1) * len(opens) // batches]
+            orders = [(self.names[i], PlaceOrder(market=BTC, is_buy=b, price=usdc_px(BTC, px + 100 if b else px - 100), size=lots_for(BTC, px, v),
+                                                 tif=TIF_IOC, reduce_only=False, cloid=0)) for i, b, v in batch]
+            long_lots = sum(a.size for _n, a in orders if a.is_buy)
+            short_lots = sum(a.size for _n, a in orders if not a.is_buy)
+            self.setup_phases.append((px, self._deep_book(px, long_lots, short_lots)))
+            self.setup_phases.append((px, orders))
+        self.phase = "deposits"
+        self.ladder: dict[int, list[int]] = {i: [] for i in self.makers}
+        self.legs = [list(leg) for leg in CRASH_LEGS]
+        self.leg_index = 0
+        self.leg_block = 0
+
+    def _deep_book(self, px: int, ask_lots: int, bid_lots: int) -> list[tuple[str, Any]]:
+        """The makers replace their deep book with one around ``px``: enough on each side for a batch
+        of opens, over 10 levels per maker (GTC: it executes after the cancels of the old book)."""
+        out: list[tuple[str, Any]] = []
+        for i in self.makers:
+            out += [(self.names[i], CancelByCloid(market=BTC, cloid=c)) for c in self.deep_cloids[i]]
+            self.deep_cloids[i] = []
+        for side_is_buy, total in ((False, ask_lots), (True, bid_lots)):
             per = -(-total * 12 // 10 // (len(self.makers) * 10)) + 1
             for k in range(10):
                 for i in self.makers:
                     price = px - 10 - 5 * k if side_is_buy else px + 10 + 5 * k
                     cloid = self.next_cloid()
                     self.deep_cloids[i].append(cloid)
-                    book.append((self.names[i], PlaceOrder(market=BTC, is_buy=side_is_buy, price=usdc_px(BTC, price), size=per, tif=TIF_ALO, reduce_only=False, cloid=cloid)))
-        rng.shuffle(opens)
-        self.setup_phases = [settings + book, opens]
-        self.phase = "deposits"
-        self.ladder: dict[int, list[int]] = {i: [] for i in self.makers}
-        self.legs = [list(leg) for leg in CRASH_LEGS]
-        self.leg_index = 0
-        self.leg_block = 0
+                    out.append((self.names[i], PlaceOrder(market=BTC, is_buy=side_is_buy, price=usdc_px(BTC, price), size=per, tif=TIF_GTC, reduce_only=False, cloid=cloid)))
+        return out
 
     def _crash_block(self) -> tuple[int, list[tuple[str, Any, int]]]:
         rng = self.rng
@@ -446,8 +462,9 @@ class Planner:
                 self.phase = "setup"
             return t, out
         if self.phase == "setup":
-            # Phases go block by block: settings and the book first, then the opens (each a new block).
-            current = self.setup_phases[0]
+            # Phase by phase, each in new blocks: settings, then per batch the makers' book and the opens.
+            px, current = self.setup_phases[0]
+            self.price[BTC] = px
             while current and len(out) < per:
                 name, action = current.pop(0)
                 out.append(self.tx(name, action, t))

@@ -141,6 +141,9 @@ class Observer:
         self.capture_store = store
         """Set on the verified run: the committed state before the first non-quiet block becomes ``fork``."""
         self.fork: Fork | None = None
+        self.adl_fork: Fork | None = None
+        """The state before the first block whose step 50 finds a unit below zero: policies with the
+        verified one's liquidation switches (same ``baseline_key``) are identical up to there."""
         self.fork_unsafe = False
 
     def before_adl(self, ws: Any, time_ms: int) -> None:
@@ -149,10 +152,16 @@ class Observer:
             self._pending = BlockObs(height=chain.height, time_ms=time_ms, deficit=0, fund_before_adl=fund_value(ws))
             return
         if self.capture_store is not None and self.fork is None:
-            # The store still holds the previous block's state (this block is not committed yet).
-            store = self.capture_store
-            self.fork = Fork(store.height, list(store.iter_all()), store.get_meta("header_hash") or b"", [list(p) for p in self.fund_path])
-        self._pending = BlockObs(height=chain.height, time_ms=time_ms, deficit=below_zero(ws), fund_before_adl=fund_value(ws))
+            self.fork = self._capture()
+        deficit = below_zero(ws)
+        if deficit and self.capture_store is not None and self.adl_fork is None:
+            self.adl_fork = self._capture()
+        self._pending = BlockObs(height=chain.height, time_ms=time_ms, deficit=deficit, fund_before_adl=fund_value(ws))
+
+    def _capture(self) -> Fork:
+        # The store still holds the previous block's state (this block is not committed yet).
+        store = self.capture_store
+        return Fork(store.height, list(store.iter_all()), store.get_meta("header_hash") or b"", [list(p) for p in self.fund_path])
 
     def after_block(self, engine: Engine, executed: Executed) -> None:
         obs = self._pending if self._pending is not None and self._pending.height == executed.height else BlockObs(executed.height, executed.time_ms)
@@ -279,8 +288,15 @@ def whatif(path: str, policies: list[str], gap_ms: int = 5_000, *, full: bool = 
     runs: dict[str, Run] = {}
     verified = replay(path, genesis, genesis.policy, "verified")
     fork = None if full or verified.observer.fork_unsafe else verified.observer.fork
+    adl_fork = verified.observer.adl_fork if fork is not None else None
+    own_key = baseline_key(POLICIES[genesis.policy]) if genesis.policy in POLICIES else None
     for p in policies:
-        runs[p] = verified if p == genesis.policy else replay(path, genesis, p, "counterfactual", fork=fork)
+        if p == genesis.policy:
+            runs[p] = verified
+        else:
+            # Same liquidation switches as the log's policy: the same chain until step 50 first has work.
+            start = adl_fork if adl_fork is not None and baseline_key(POLICIES[p]) == own_key else fork
+            runs[p] = replay(path, genesis, p, "counterfactual", fork=start)
     groups: dict[tuple[Any, ...], list[str]] = {}
     for p in policies:
         groups.setdefault(baseline_key(POLICIES[p]), []).append(p)
@@ -301,7 +317,8 @@ def whatif(path: str, policies: list[str], gap_ms: int = 5_000, *, full: bool = 
                              "shared_with": [q for q in policies if baselines[q] is base]})
         results[p] = fig
     timing: dict[str, Any] = {"runs": {p: round(runs[p].seconds, 3) for p in policies}, "adl_disabled": base_seconds,
-                              "fork_height": fork.height if fork is not None else None}
+                              "fork_height": fork.height if fork is not None else None,
+                              "adl_fork_height": adl_fork.height if adl_fork is not None else None}
     timing["total"] = round(verified.seconds + sum(r.seconds for p, r in runs.items() if r is not verified) + sum(base_seconds.values()), 3)
     return {
         "log": os.path.abspath(path),
@@ -365,7 +382,8 @@ def render_text(report: dict[str, Any], out: Any, timing: bool, wide: bool = Fal
     if timing:
         t = report["_timing"]
         con.print(f"processor time (s): replays {t['runs']}; ADL-disabled {t['adl_disabled']}; total {t['total']}; "
-                  f"counterfactuals and baselines start after height {t['fork_height']}")
+                  f"counterfactuals and baselines start after height {t['fork_height']} "
+                  f"(policies with the log's liquidation switches after {t['adl_fork_height']})")
 
 
 def add_whatif_command(sub: Any) -> None:
