@@ -172,7 +172,11 @@ class SigningPool:
         self.pool = None
         if workers > 1:
             # fork only while this process is single-threaded (no progress thread yet), else forkserver
-            method = "fork" if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods() else "forkserver"
+            methods = multiprocessing.get_all_start_methods()
+            if threading.active_count() == 1 and "fork" in methods:
+                method = "fork"
+            else:
+                method = "forkserver" if "forkserver" in methods else "spawn"
             self.pool = multiprocessing.get_context(method).Pool(workers)
 
     def sign(self, items: list[tuple[str, Any, int]]) -> list[bytes]:
