@@ -135,3 +135,19 @@ def test_out_in_a_missing_folder_and_usage_errors(tmp_path: Path, capsys: pytest
     with pytest.raises(SystemExit) as exc:
         main(["generate", "--out", str(tmp_path / "x.log"), "--accounts", "5"])
     assert exc.value.code == 2
+
+
+def test_an_interrupted_run_leaves_no_half_log(tmp_path: Path) -> None:
+    out = tmp_path / "x.log"
+    out.write_bytes(b"an older log")
+    seen = []
+
+    def stop(ex: Any) -> None:
+        seen.append(ex.height)
+        if ex.height == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        generate(out, GenerateSpec(accounts=20, blocks=10, txs_per_block=10, seed=1), workers=2, on_block=stop)
+    assert seen == [1, 2, 3] and out.read_bytes() == b"an older log"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.log"]

@@ -187,9 +187,12 @@ class SigningPool:
             out = self.pool.map(sign_items, batches)
         return [tx for batch in out for tx in batch]
 
-    def close(self) -> None:
+    def close(self, *, abort: bool = False) -> None:
         if self.pool is not None:
-            self.pool.close()
+            if abort:
+                self.pool.terminate()  # an interrupt or error: do not wait for queued batches
+            else:
+                self.pool.close()
             self.pool.join()
             self.pool = None
 
@@ -587,12 +590,13 @@ def generate(path: str | os.PathLike[str], spec: GenerateSpec, *, workers: int =
     spec.check()
     genesis = generated_genesis(spec)
     planner = Planner(spec, genesis)
+    partial = os.fspath(path) + ".partial"
     signing = SigningPool(workers, genesis.chain_id)  # before any progress thread: workers may fork
     start = time.perf_counter()
     counts = {"txs": 0, "rejected": 0, "liquidations": 0, "backstops": 0, "adl_fills": 0}
     bar = None
     try:
-        with Producer(genesis, path, overwrite=True) as p:
+        with Producer(genesis, partial, overwrite=True) as p:
             if progress:
                 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -623,6 +627,12 @@ def generate(path: str | os.PathLike[str], spec: GenerateSpec, *, workers: int =
                 done += n
             root = p.engine.store.root.hex()
             height = p.engine.height
+        os.replace(partial, path)  # only a complete log takes the name: an interrupted run leaves no half log
+    except BaseException:
+        signing.close(abort=True)
+        if os.path.exists(partial):
+            os.remove(partial)
+        raise
     finally:
         if bar is not None:
             bar.stop()
