@@ -53,7 +53,7 @@ MARKET_FIELDS = frozenset({"market", "unit", "counterparty_unit", "underwater_un
 
 WATERFALL_TYPES = frozenset({
     "LiquidationTriggered", "MarketLiquidation", "InsuranceCover", "Backstop", "AdlQueue", "AdlStep",
-    "DeficitCover", "AdlShortfall",
+    "DeficitCover", "AdlShortfall", "Haircut",
 })
 WATERFALL_FILL_KINDS = frozenset({"liquidation", "backstop", "adl", "deficit_cover"})
 
@@ -476,8 +476,17 @@ def _t_deficit_cover(e: Any, L: Legend) -> list[str]:
 
 
 def _t_shortfall(e: Any, L: Legend) -> list[str]:
+    if e.unmatched == 0:
+        return [f"ADL SHORTFALL ({L.market_name(e.market)}): {L.who(e.underwater)}'s deficit exceeded what the haircut pool was worth: "
+                f"it stays as the insurance fund's bad debt (protocol §12.12)"]
     return [f"ADL SHORTFALL in {L.market_name(e.market)}: {L.size(e.market, abs(e.unmatched))} of {L.who(e.underwater)}'s position "
-            f"could not be matched this block (retried next block)"]
+            f"could not be matched (the opposite side holds no more eligible lots); it stays open (protocol §12.7)"]
+
+
+def _t_haircut(e: Any, L: Legend) -> list[str]:
+    return [f"HAIRCUT: {L.who(e.account)}'s {L.unit_phrase(e.unit)} (value {L.usdc(e.value_before)} USDC) pays {L.usdc(e.amount)} USDC "
+            f"of the insurance fund's {L.usdc(e.deficit)} USDC deficit, pro rata to value over a pool worth {L.usdc(int(e.pool_value))} USDC; "
+            f"{L.usdc(e.deficit_remaining)} USDC left"]
 
 
 _TEXT = {
@@ -486,7 +495,7 @@ _TEXT = {
     "MarginMoved": _t_margin_moved, "PricesSet": _t_prices, "FundingPaid": _t_funding_paid,
     "FundingSettled": _t_funding_settled, "LiquidationTriggered": _t_liq_triggered, "MarketLiquidation": _t_market_liq,
     "InsuranceCover": _t_insurance, "Backstop": _t_backstop, "AdlQueue": _t_adl_queue, "AdlStep": _t_adl_step,
-    "DeficitCover": _t_deficit_cover, "AdlShortfall": _t_shortfall,
+    "DeficitCover": _t_deficit_cover, "AdlShortfall": _t_shortfall, "Haircut": _t_haircut,
 }
 
 

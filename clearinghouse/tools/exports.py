@@ -420,6 +420,10 @@ def iter_ledger(src: Source, *, user: bytes | None = None) -> Iterator[dict[str,
                 common = {"type": "insuranceCover", "liquidatedUser": addr(ev.account), "deficit": usd(ev.deficit)}
                 rows.append((bytes(ev.account), ZERO_HASH, dict(common, usdc=usd(ev.paid))))
                 rows.append((INSURANCE_FUND, ZERO_HASH, dict(common, usdc=usd(-ev.paid))))
+            elif name == "Haircut" and ev.amount:
+                common = {"type": "haircut", "payer": addr(ev.account), "deficit": usd(ev.deficit)}
+                rows.append((bytes(ev.account), ZERO_HASH, dict(common, usdc=usd(-ev.amount))))
+                rows.append((INSURANCE_FUND, ZERO_HASH, dict(common, usdc=usd(ev.amount))))
         for who, hash_text, delta in rows:
             if user is not None and who != user:
                 continue

@@ -154,7 +154,7 @@ EXPORT_FUNDING = obj({
 EXPORT_LEDGER = obj({
     "time": nullable(INT), "hash": HASH, "user": ADDR,
     "delta": obj({"type": {"enum": ["deposit", "withdraw", "internalTransfer", "funding", "fee", "liquidation", "insuranceCover",
-                                    "fundingResidue", "genesisFund", "deficitCover"]}, "usdc": HL_DEC}),
+                                    "fundingResidue", "genesisFund", "deficitCover", "haircut"]}, "usdc": HL_DEC}),
 }, required=["time", "hash", "delta"], extra=False, title="export ledger record (+ user without --user)")
 
 EXPORT_LIQUIDATION = obj({"height": INT, "time": nullable(INT), "event_index": INT, "type": STR},
