@@ -32,7 +32,7 @@ import dataclasses
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 import msgspec
 
@@ -273,7 +273,8 @@ def parse_policies(text: str | None) -> list[str]:
     return out
 
 
-def whatif(path: str, policies: list[str], gap_ms: int = 5_000, *, full: bool = False) -> dict[str, Any]:
+def whatif(path: str, policies: list[str], gap_ms: int = 5_000, *, full: bool = False,
+           on_replay: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Replay ``path`` under each policy and its ADL-disabled baseline; the figures per wave and in total.
 
     The log's own policy is replayed first and verified. Policies differ only in the
@@ -286,6 +287,8 @@ def whatif(path: str, policies: list[str], gap_ms: int = 5_000, *, full: bool = 
     """
     genesis = read_genesis(path)
     runs: dict[str, Run] = {}
+    say = on_replay or (lambda _text: None)
+    say(f"verifying under {genesis.policy}")
     verified = replay(path, genesis, genesis.policy, "verified")
     fork = None if full or verified.observer.fork_unsafe else verified.observer.fork
     adl_fork = verified.observer.adl_fork if fork is not None else None
@@ -296,6 +299,7 @@ def whatif(path: str, policies: list[str], gap_ms: int = 5_000, *, full: bool = 
         else:
             # Same liquidation switches as the log's policy: the same chain until step 50 first has work.
             start = adl_fork if adl_fork is not None and baseline_key(POLICIES[p]) == own_key else fork
+            say(f"replaying under {p}" + (f" from height {start.height}" if start is not None else ""))
             runs[p] = replay(path, genesis, p, "counterfactual", fork=start)
     groups: dict[tuple[Any, ...], list[str]] = {}
     for p in policies:
@@ -304,6 +308,7 @@ def whatif(path: str, policies: list[str], gap_ms: int = 5_000, *, full: bool = 
     base_seconds: dict[str, float] = {}
     for key, members in groups.items():
         heights = {b.height for p in members for b in runs[p].observer.blocks if b.has_adl}
+        say(f"replaying with ADL disabled ({'+'.join(members)})")
         base = replay(path, genesis, members[0], "adl_disabled", snapshot_heights=heights, fork=fork)
         base_seconds["+".join(members)] = round(base.seconds, 3)
         for p in members:
@@ -400,6 +405,13 @@ def add_whatif_command(sub: Any) -> None:
     p.set_defaults(func=cmd_whatif)
 
 
+def _status_printer(args: Any) -> Callable[[str], None] | None:
+    """One line per replay on stderr, on a terminal only (never under --json)."""
+    if args.json or not sys.stderr.isatty():
+        return None
+    return lambda text: print(f"whatif: {text} ...", file=sys.stderr, flush=True)
+
+
 def cmd_whatif(args: Any) -> int:
     from ..cli import CliError, EXIT_OK, _print_json, _require_file
 
@@ -410,7 +422,7 @@ def cmd_whatif(args: Any) -> int:
 
     try:
         policies = parse_policies(args.policies)
-        report = whatif(args.log, policies, args.gap_ms, full=args.full)
+        report = whatif(args.log, policies, args.gap_ms, full=args.full, on_replay=_status_printer(args))
     except WhatifError as exc:
         raise CliError(str(exc), error_code=exc.code) from None
     except VerifyFailure as exc:
