@@ -751,8 +751,9 @@ def test_tampered_log_is_refused(demo_log: Path, tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- nondeterminism in the code itself
-DISPLAY_MODULES = {"cli.py", "reporting.py", "explain.py", "scenario.py", "diffing.py"}
-"""Modules that only format output or drive tools; everything else in clearinghouse/, tx/, state/
+DISPLAY_MODULES = {"cli.py", "reporting.py", "explain.py", "scenario.py", "diffing.py", "segments.py"}
+"""Modules that only format output or drive tools (segments.py times and schedules verification
+workers; the roots it checks come from the engine); everything else in clearinghouse/, tx/, state/
 decides consensus state and must be a pure function of the log."""
 
 
