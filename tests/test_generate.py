@@ -151,3 +151,16 @@ def test_an_interrupted_run_leaves_no_half_log(tmp_path: Path) -> None:
         generate(out, GenerateSpec(accounts=20, blocks=10, txs_per_block=10, seed=1), workers=2, on_block=stop)
     assert seen == [1, 2, 3] and out.read_bytes() == b"an older log"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.log"]
+
+
+def test_genesis_policy_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "seed.log"
+    assert main(["generate", "--out", str(log), "--accounts", "10", "--blocks", "3", "--txs-per-block", "5", "--seed", "1", "--policy", "seed"]) == 0
+    capsys.readouterr()
+    from clearinghouse.tools.whatif import read_genesis
+
+    assert read_genesis(str(log)).policy == "seed"
+    assert main(["verify", str(log)]) == 0
+    capsys.readouterr()
+    assert main(["generate", "--out", str(log), "--accounts", "10", "--blocks", "3", "--txs-per-block", "5", "--seed", "1", "--policy", "nope", "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["error"]["code"] == "BAD_GENERATE_OPTIONS"

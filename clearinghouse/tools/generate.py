@@ -110,6 +110,8 @@ class GenerateSpec:
     seed: int
     profile: str = "normal"
     markets: int = 2
+    policy: str = "hyperliquid"
+    """The genesis policy (any name in ``policies.POLICIES``)."""
 
     def check(self) -> None:
         if self.profile not in PROFILES:
@@ -122,6 +124,10 @@ class GenerateSpec:
             raise GenerateError(f"--txs-per-block is at most {4_000 - len(ORACLE_NAMES)} (a block holds 4,000 transactions with the oracle updates)")
         if self.seed < 0:
             raise GenerateError("--seed must be >= 0")
+        from ..policies import POLICIES
+
+        if self.policy not in POLICIES:
+            raise GenerateError(f"unknown policy {self.policy!r}; expected one of {', '.join(sorted(POLICIES))}")
         if self.profile == "crash":
             if self.accounts < 20:
                 raise GenerateError("the crash profile needs at least 20 accounts")
@@ -143,7 +149,7 @@ def generated_genesis(spec: GenerateSpec) -> Genesis:
         bridge=Signer.from_name("bridge").address,
         oracle_publishers=sorted(Signer.from_name(n).address for n in ORACLE_NAMES),
         insurance_fund=CRASH_INSURANCE_FUND if spec.profile == "crash" else NORMAL_INSURANCE_FUND,
-        policy="hyperliquid",
+        policy=spec.policy,
         markets=markets,
         oracle_fresh_ms=DEFAULT_ORACLE_FRESH_MS,
     )
@@ -678,6 +684,7 @@ def add_generate_command(sub: Any) -> None:
     p.add_argument("--seed", type=int, required=True, metavar="S", help="the seed: same options, same bytes")
     p.add_argument("--profile", choices=PROFILES, default="normal", help="normal trading (default) or a crash with liquidations, backstops and ADL waves")
     p.add_argument("--markets", type=int, default=2, choices=(1, 2), help="markets: BTC, or BTC and ETH (default 2)")
+    p.add_argument("--policy", default="hyperliquid", metavar="NAME", help="the genesis liquidation/ADL policy (default hyperliquid)")
     p.add_argument("--workers", type=int, default=None, metavar="W",
                    help="signing processes (default: the CPU count; the output does not depend on it)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -690,7 +697,8 @@ def cmd_generate(args: Any) -> int:
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
     if workers < 1:
         raise CliError("--workers must be >= 1", error_code="BAD_GENERATE_OPTIONS")
-    spec = GenerateSpec(accounts=args.accounts, blocks=args.blocks, txs_per_block=args.txs_per_block, seed=args.seed, profile=args.profile, markets=args.markets)
+    spec = GenerateSpec(accounts=args.accounts, blocks=args.blocks, txs_per_block=args.txs_per_block, seed=args.seed, profile=args.profile, markets=args.markets,
+                        policy=args.policy)
     try:
         spec.check()
     except GenerateError as exc:
