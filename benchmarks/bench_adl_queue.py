@@ -8,9 +8,9 @@ book has no bid (seed liquidates the whole position, bounded by 10% slippage, so
 fills), the fund pays nothing (all or nothing) and there is no backstop, so step 50 has N
 underwater units with an open position, each deleveraged against the same queue (the whale).
 
-Only step 50 is timed (``clearinghouse.end_of_block.run_adl`` is wrapped), wall and CPU time
+Only step 50 is timed (``clearinghouse.spec.end_of_block.run_adl`` is wrapped), wall and CPU time
 (``time.process_time``, the steadier figure on a shared machine), together with the number of
-ADL queues ranked (``clearinghouse.adl.build_queue`` calls) and of underwater units served
+ADL queues ranked (``clearinghouse.spec.waterfall.adl.build_queue`` calls) and of underwater units served
 (``AdlQueue`` events). Before protocol §12.10's shared queue every unit ranked the whole queue
 again (a scan of every position of the market): quadratic in N. The ratios are measured in one
 run against the smallest size.
@@ -34,10 +34,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from clearinghouse import adl, end_of_block  # noqa: E402
-from clearinghouse.demo import ORACLE_NAMES, USDC, demo_genesis  # noqa: E402
-from clearinghouse.producer import Producer  # noqa: E402
-from clearinghouse.waterfall_events import AdlQueue, AdlStep  # noqa: E402
+from clearinghouse.spec.waterfall import adl  # noqa: E402
+from clearinghouse.spec import end_of_block  # noqa: E402
+from clearinghouse.tools.demo import ORACLE_NAMES, USDC, demo_genesis  # noqa: E402
+from clearinghouse.chain.producer import Producer  # noqa: E402
+from clearinghouse.spec.waterfall.events import AdlQueue, AdlStep  # noqa: E402
 from tx import actions as A  # noqa: E402
 
 BTC = 0

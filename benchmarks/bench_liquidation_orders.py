@@ -36,8 +36,8 @@ import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from clearinghouse.demo import demo_genesis
-from clearinghouse.keys import (
+from clearinghouse.tools.demo import demo_genesis
+from clearinghouse.spec.state.keys import (
     CHAIN_KEY,
     account_key,
     market_state_key,
@@ -45,11 +45,11 @@ from clearinghouse.keys import (
     order_loc_key,
     position_key,
 )
-from clearinghouse.liquidation import run_liquidations
-from clearinghouse.records import Account, Order, OrderLocator, Position
-from clearinghouse.transition import apply_genesis
-from clearinghouse.waterfall_events import LiquidationTriggered
-from clearinghouse.working_state import KeyIndex, WorkingState
+from clearinghouse.spec.waterfall.liquidation import run_liquidations
+from clearinghouse.spec.state.records import Account, Order, OrderLocator, Position
+from clearinghouse.spec.block import apply_genesis
+from clearinghouse.spec.waterfall.events import LiquidationTriggered
+from clearinghouse.spec.state.working_state import KeyIndex, WorkingState
 from state import MemoryStore
 
 BTC = 0

@@ -36,9 +36,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from clearinghouse.demo import USDC, demo_genesis  # noqa: E402
-from clearinghouse.engine import Engine, replay_log  # noqa: E402
-from clearinghouse.producer import Producer  # noqa: E402
+from clearinghouse.tools.demo import USDC, demo_genesis  # noqa: E402
+from clearinghouse.chain.engine import Engine, replay_log  # noqa: E402
+from clearinghouse.chain.producer import Producer  # noqa: E402
 from state import LmdbStore, MemoryStore  # noqa: E402
 from tx.actions import Deposit, Transfer, Withdraw  # noqa: E402
 

@@ -43,9 +43,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from clearinghouse.engine import Engine, replay_log  # noqa: E402
-from clearinghouse.reporting import replay_into_db  # noqa: E402
-from clearinghouse.segments import verify_chain  # noqa: E402
+from clearinghouse.chain.engine import Engine, replay_log  # noqa: E402
+from clearinghouse.tools.reporting import replay_into_db  # noqa: E402
+from clearinghouse.chain.distributed import run_on_dask  # noqa: E402
+from clearinghouse.chain.segments import verify_chain  # noqa: E402
 from clearinghouse.tools.loadgen import generate_log  # noqa: E402
 from clearinghouse.tools.segments_cli import SnapshotWriter  # noqa: E402
 from state import MemoryStore  # noqa: E402
@@ -68,7 +69,7 @@ def sequential(log: str) -> dict[str, Any]:
 
 def segmented(log: str, snapshots: str, workers: int, *, dask: bool = False) -> dict[str, Any]:
     c_children = children_cpu()
-    report = verify_chain(log, snapshots, workers=workers, local_cluster=dask)
+    report = verify_chain(log, snapshots, workers=workers, local_cluster=dask, run_dask=run_on_dask)
     if not report.ok:
         raise SystemExit(f"segment verification failed: {report.failure}")
     mode = "segments, Dask LocalCluster" if dask else ("segments, process pool" if workers > 1 else "segments, inline")

@@ -2,6 +2,6 @@
 
 import sys
 
-from clearinghouse.cli import main
+from clearinghouse.tools.cli import main
 
 sys.exit(main())

@@ -88,15 +88,12 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
 from operator import itemgetter
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import msgspec
 from blake3 import blake3
 
 from .errors import CorruptStore, KeyHashCollision
-
-if TYPE_CHECKING:
-    from .proof import Proof
 
 KEY_DOMAIN = b"clearinghouse/smt/key/v1\x00"
 """Domain prefix hashed before a key to obtain its 256-bit tree position."""
@@ -843,9 +840,3 @@ class SparseMerkleTree:
         self.nodes.write_nodes(update.node_writes)
         self._root = update.root
         return update.root
-
-    def prove(self, key: bytes) -> Proof:
-        """Return an inclusion or non-inclusion proof for ``key`` against the current root."""
-        from .proof import build_proof  # deferred: proof.py imports this module
-
-        return build_proof(self.nodes.get_node, self._root, key)

@@ -27,9 +27,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from clearinghouse.demo import USDC, demo_genesis  # noqa: E402
-from clearinghouse.events import Receipt  # noqa: E402
-from clearinghouse.producer import Producer  # noqa: E402
+from clearinghouse.tools.demo import USDC, demo_genesis  # noqa: E402
+from clearinghouse.spec.events import Receipt  # noqa: E402
+from clearinghouse.chain.producer import Producer  # noqa: E402
 
 settings.register_profile("default", max_examples=50, deadline=None)
 settings.register_profile(
@@ -93,7 +93,7 @@ def codes_of(executed: Any) -> list[str]:
 
 def cash_of(p: Producer, name: str) -> int:
     """Cross cash of wallet ``name`` in ``p``'s committed state."""
-    from clearinghouse.accounts import get_account
+    from clearinghouse.spec.state.accounts import get_account
 
     return get_account(p.engine.view(), p.wallet(name).address).cash
 
@@ -118,7 +118,7 @@ def assert_rejected_without_effect(p: Producer, txs: list[bytes], codes: list[st
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:
-    """Environment for ``python -m clearinghouse.cli`` child processes run from any directory."""
+    """Environment for ``python -m clearinghouse.tools.cli`` child processes run from any directory."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     env.pop("CLEARINGHOUSE_DEBUG", None)
@@ -128,7 +128,7 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 
 @pytest.fixture
 def producer(tmp_path: Path) -> Callable[..., Producer]:
-    """Factory of producers on ``clearinghouse.demo.demo_genesis()``.
+    """Factory of producers on ``clearinghouse.tools.demo.demo_genesis()``.
 
     ``producer(log=False, store=None, genesis=None, fund=None)``: ``log=True``
     writes ``tmp_path/chainN.log`` (the path is ``p.log_path``); ``fund`` maps
@@ -168,7 +168,7 @@ def funded(producer: Callable[..., Producer]) -> Producer:
 @pytest.fixture(scope="session")
 def demo_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo log, built once per session (read-only: copy it before changing it)."""
-    from clearinghouse.demo import build_demo_log
+    from clearinghouse.tools.demo import build_demo_log
 
     path = tmp_path_factory.mktemp("demo") / "demo.log"
     build_demo_log(path)

@@ -1,4 +1,4 @@
-"""A small test DSL around ``clearinghouse.producer.Producer``.
+"""A small test DSL around ``clearinghouse.chain.producer.Producer``.
 
 Typical use::
 
@@ -41,13 +41,14 @@ from typing import Any, Iterable
 
 import msgspec
 
-from clearinghouse import end_of_block, keys
-from clearinghouse.demo import demo_genesis
-from clearinghouse.events import Fill, OrderStatus, Receipt
-from clearinghouse.keys import FEE_POOL, INSURANCE_FUND, record_type
-from clearinghouse.margin import cross_health
-from clearinghouse.producer import Producer
-from clearinghouse.records import Account, Chain as ChainRecord, MarketState, Order, Position, Trigger
+from clearinghouse.spec import end_of_block
+from clearinghouse.spec.state import keys
+from clearinghouse.tools.demo import demo_genesis
+from clearinghouse.spec.events import Fill, OrderStatus, Receipt
+from clearinghouse.spec.state.keys import FEE_POOL, INSURANCE_FUND, record_type
+from clearinghouse.spec.trading.margin import cross_health
+from clearinghouse.chain.producer import Producer
+from clearinghouse.spec.state.records import Account, Chain as ChainRecord, MarketState, Order, Position, Trigger
 from tx import actions as A
 from tx.actions import TIF_ALO, TIF_FOK, TIF_GTC, TIF_IOC
 

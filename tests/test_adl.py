@@ -21,12 +21,12 @@ from fractions import Fraction
 import msgspec
 import pytest
 
-from clearinghouse.accounts import get_account
-from clearinghouse.adl_ranking import Candidate, bitmex_index, hyperliquid_index, indicator, rank_candidates, ranking_hash
-from clearinghouse.events import Fill
-from clearinghouse.keys import INSURANCE_FUND, NS_LIQ_REF, position_key
-from clearinghouse.liquidation_math import bankruptcy_prices, realized_if_closed, round_bankruptcy_price, smallest_cover_qty
-from clearinghouse.waterfall_events import (
+from clearinghouse.spec.state.accounts import get_account
+from clearinghouse.spec.waterfall.ranking import Candidate, bitmex_index, hyperliquid_index, indicator, rank_candidates, ranking_hash
+from clearinghouse.spec.events import Fill
+from clearinghouse.spec.state.keys import INSURANCE_FUND, NS_LIQ_REF, position_key
+from clearinghouse.spec.math.liquidation import bankruptcy_prices, realized_if_closed, round_bankruptcy_price, smallest_cover_qty
+from clearinghouse.spec.waterfall.events import (
     CROSS, AdlQueue, AdlShortfall, AdlStep, Backstop, DeficitCover, Haircut, InsuranceCover,
 )
 from tests.helpers import BUY, GTC, SELL
@@ -105,7 +105,7 @@ def test_isolated_unit_rounding_residue_goes_to_the_fund_not_to_the_owner():
     owner's cross cash, where settle_fill returns a closed position's bucket; only a cross unit was
     swept. A trader's unit no longer reaches ADL through the chain (the backstop takes it first), so
     the underwater unit is made by hand on a view and ``run_adl`` is called directly."""
-    from clearinghouse.adl import run_adl
+    from clearinghouse.spec.waterfall.adl import run_adl
 
     c = WChain()
     c.fund(Y=5_000, C=50_000)

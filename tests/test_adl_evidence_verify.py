@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from clearinghouse.cli import main
-from clearinghouse.demo import build_demo_log
-from clearinghouse.engine import Engine, replay_log
+from clearinghouse.tools.cli import main
+from clearinghouse.tools.demo import build_demo_log
+from clearinghouse.chain.engine import Engine, replay_log
 from state import MemoryStore
 from tx.actions import OracleUpdate, OraclePrice, PlaceOrder
 from tx.encoding import decode_canonical, decode_transaction, encode

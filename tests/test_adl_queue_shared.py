@@ -14,12 +14,13 @@ from typing import Any
 import pytest
 
 from benchmarks.bench_adl_queue import measure
-from clearinghouse import adl, end_of_block
-from clearinghouse.adl_ranking import ranking_hash
-from clearinghouse.demo import ORACLE_NAMES, USDC, demo_genesis
-from clearinghouse.invariants import check_all
-from clearinghouse.producer import Producer
-from clearinghouse.waterfall_events import AdlQueue, AdlStep
+from clearinghouse.spec.waterfall import adl
+from clearinghouse.spec import end_of_block
+from clearinghouse.spec.waterfall.ranking import ranking_hash
+from clearinghouse.tools.demo import ORACLE_NAMES, USDC, demo_genesis
+from clearinghouse.tools.invariants import check_all
+from clearinghouse.chain.producer import Producer
+from clearinghouse.spec.waterfall.events import AdlQueue, AdlStep
 from tx import actions as A
 
 BTC, PX, LOTS = 0, 1_000, 20

@@ -22,10 +22,10 @@ from helpers import BUY, GTC, IOC, SELL, Chain
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clearinghouse import keys
-from clearinghouse.demo import demo_genesis, demo_markets
-from clearinghouse.errors import InvalidTransaction
-from clearinghouse.events import Receipt
+from clearinghouse.spec.state import keys
+from clearinghouse.tools.demo import demo_genesis, demo_markets
+from clearinghouse.spec.errors import InvalidTransaction
+from clearinghouse.spec.events import Receipt
 from tx import actions as A
 
 I64_MAX = 2**63 - 1
@@ -146,8 +146,8 @@ def test_maker_whose_cash_would_overflow_is_cancelled_not_the_taker() -> None:
 
 def test_next_order_id_and_withdrawal_totals_are_bounded() -> None:
     """The order-id counter and the withdrawal total are bounded like the deposit total."""
-    from clearinghouse.book import next_oid
-    from clearinghouse.errors import LimitExceeded
+    from clearinghouse.spec.trading.book import next_oid
+    from clearinghouse.spec.errors import LimitExceeded
 
     c = Chain(price_one_genesis())
     ws = c.view()
@@ -161,9 +161,9 @@ def test_next_order_id_and_withdrawal_totals_are_bounded() -> None:
     ws = c.view()
     ws.begin_tx()
     ws.put(keys.CHAIN_KEY, msgspec.structs.replace(ws.get(keys.CHAIN_KEY), withdrawals=U64_MAX))
-    from clearinghouse.collateral import apply_withdraw
-    from clearinghouse.context import TxContext
-    from clearinghouse.errors import InvalidAmount
+    from clearinghouse.spec.actions.collateral import apply_withdraw
+    from clearinghouse.spec.state.context import TxContext
+    from clearinghouse.spec.errors import InvalidAmount
 
     ctx = TxContext(ws=ws, chain=ws.get(keys.CHAIN_KEY), tx_index=0, signer=c.addr("w"), account=c.addr("w"), time_ms=c.p.time_ms)
     with pytest.raises(InvalidAmount, match="withdrawals"):

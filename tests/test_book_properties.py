@@ -24,8 +24,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clearinghouse import keys
-from clearinghouse.events import Fill, OrderStatus
+from clearinghouse.spec.state import keys
+from clearinghouse.spec.events import Fill, OrderStatus
 from tests.helpers import ALO, BTC, FOK, GTC, IOC, Chain, px
 from tx import actions as A
 

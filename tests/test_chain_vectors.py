@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from clearinghouse.cli import main
+from clearinghouse.tools.cli import main
 from state import LmdbStore, MemoryStore
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "logs"
@@ -32,7 +32,7 @@ def test_vector_verifies_and_replays_exactly(name: str, tmp_path: Path, capsys) 
     got = make_vectors.expected_of(log, expected["description"])
     assert got == expected, "stale vector or changed transition: python fixtures/logs/make_vectors.py"
     with LmdbStore(tmp_path / "db") as store:
-        from clearinghouse.engine import Engine, replay_log
+        from clearinghouse.chain.engine import Engine, replay_log
 
         replay_log(Engine(store), str(log))
         assert store.root.hex() == expected["final_state_root"]

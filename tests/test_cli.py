@@ -2,8 +2,8 @@
 
 Damage to a log always gives exit 1 with a one-line ``error: CODE: message``
 (or a verification report naming the height), never a traceback. Most runs
-call ``clearinghouse.cli.main`` in-process for speed; a few go through
-``python -m clearinghouse.cli`` to check the real entry point.
+call ``clearinghouse.tools.cli.main`` in-process for speed; a few go through
+``python -m clearinghouse.tools.cli`` to check the real entry point.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ import msgspec
 import pytest
 
 from conftest import subprocess_env
-from clearinghouse import transition
-from clearinghouse.accounts import add_cash
-from clearinghouse.cli import main
-from clearinghouse.collateral import apply_deposit
-from clearinghouse.demo import USDC
-from clearinghouse.events import Deposited
-from clearinghouse.keys import account_key
+from clearinghouse.spec import block as transition
+from clearinghouse.spec.state.accounts import add_cash
+from clearinghouse.tools.cli import main
+from clearinghouse.spec.actions.collateral import apply_deposit
+from clearinghouse.tools.demo import USDC
+from clearinghouse.spec.events import Deposited
+from clearinghouse.spec.state.keys import account_key
 from state import Proof, verify_proof
 from tx import actions as A
 from tx.encoding import decode_canonical, decode_transaction, encode
@@ -183,7 +183,7 @@ def test_flipped_bytes_through_the_real_command(demo_bytes: bytes, tmp_path: Pat
     for offset in cases:
         path = tmp_path / f"flip{offset}.log"
         path.write_bytes(flipped(demo_bytes, offset))
-        proc = subprocess.run([sys.executable, "-m", "clearinghouse.cli", "verify", str(path)],
+        proc = subprocess.run([sys.executable, "-m", "clearinghouse.tools.cli", "verify", str(path)],
                               env=subprocess_env(), cwd=tmp_path, capture_output=True, text=True, timeout=120)
         assert proc.returncode == 1 and "Traceback" not in proc.stderr and proc.stderr.startswith("error: LOG_CHECKSUM"), proc.stderr
 
@@ -329,7 +329,7 @@ def test_replay_resumes(demo_log: Path, replayed: Path) -> None:
 
 
 def test_replay_refuses_another_chains_log(replayed: Path, producer: Any) -> None:
-    from clearinghouse.demo import demo_genesis
+    from clearinghouse.tools.demo import demo_genesis
 
     p = producer(log=True, genesis=demo_genesis(policy="seed"))
     p.block([])
@@ -381,7 +381,7 @@ def test_demo_json(tmp_path: Path, demo_log: Path) -> None:
 
 
 def test_demo_through_the_real_command(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "clearinghouse.cli", "demo", "--out", str(tmp_path / "d")],
+    proc = subprocess.run([sys.executable, "-m", "clearinghouse.tools.cli", "demo", "--out", str(tmp_path / "d")],
                           env=subprocess_env(), cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "state root" in proc.stdout and "Traceback" not in proc.stderr

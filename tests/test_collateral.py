@@ -15,9 +15,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import assert_rejected_without_effect, cash_of, codes_of, receipts_of
-from clearinghouse.demo import USDC, demo_genesis
-from clearinghouse.keys import CHAIN_KEY, FEE_POOL, INSURANCE_FUND, NS_ACCOUNT, account_key
-from clearinghouse.producer import Producer
+from clearinghouse.tools.demo import USDC, demo_genesis
+from clearinghouse.spec.state.keys import CHAIN_KEY, FEE_POOL, INSURANCE_FUND, NS_ACCOUNT, account_key
+from clearinghouse.chain.producer import Producer
 from tx.actions import ApproveAgent, Deposit, PlaceOrder, Transfer, Withdraw
 from tx.types import I64_MAX, U64_MAX
 

@@ -2,7 +2,7 @@
 
 A deterministic log of about 400 blocks (deposits, transfers, withdrawals,
 makers quoting, takers crossing, cancels, oracle moves, funding hours) is
-replayed into one LMDB directory by ``python -m clearinghouse.cli replay LOG
+replayed into one LMDB directory by ``python -m clearinghouse.tools.cli replay LOG
 --db DIR`` in a child process that is SIGKILLed at seeded random moments
 (20 kills by default, 100 with ``--soak``). After every kill the directory
 opens (the stored root matches the stored tree), holds exactly some block
@@ -34,11 +34,11 @@ from typing import Any
 import pytest
 
 from conftest import soak_enabled, subprocess_env
-from clearinghouse.demo import USDC, demo_genesis
-from clearinghouse.engine import iter_log
-from clearinghouse.events import OrderStatus
-from clearinghouse.invariants import check_all
-from clearinghouse.producer import Producer
+from clearinghouse.tools.demo import USDC, demo_genesis
+from clearinghouse.chain.engine import iter_log
+from clearinghouse.spec.events import OrderStatus
+from clearinghouse.tools.invariants import check_all
+from clearinghouse.chain.producer import Producer
 from state import LmdbStore
 from tx import actions as A
 from tx.encoding import encode, header_hash
@@ -166,7 +166,7 @@ def _remove_scratch() -> Any:
 
 
 def cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "clearinghouse.cli", *args], env=subprocess_env(), cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "clearinghouse.tools.cli", *args], env=subprocess_env(), cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
 def committed(db: Path) -> tuple[int, bytes, bytes | None, list[str]]:
@@ -200,7 +200,7 @@ def test_sigkill_at_random_moments_then_resume(chain: dict[str, Any], tmp_path: 
     step = max(4, 3 * last // kills)  # one or two passes over the log, in random steps
     rng = random.Random(20260102)
     db = scratch_dir(tmp_path) / "killed"
-    cmd = [sys.executable, "-m", "clearinghouse.cli", "replay", str(log), "--db", str(db), "--json"]
+    cmd = [sys.executable, "-m", "clearinghouse.tools.cli", "replay", str(log), "--db", str(db), "--json"]
     done = fresh_starts = mid_replay = 0
     previous = -1
     heights = []

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO_ROOT, subprocess_env
-from clearinghouse.demo import build_demo_log
-from clearinghouse.engine import Engine, replay_log
+from clearinghouse.tools.demo import build_demo_log
+from clearinghouse.chain.engine import Engine, replay_log
 from state import LmdbStore, MemoryStore
 
 HASH_SEEDS = ("0", "1", "12345")
@@ -26,7 +26,7 @@ def test_demo_is_identical_under_any_hash_seed(tmp_path: Path, demo_log: Path) -
     """``clearinghouse demo --json`` in fresh processes: same log bytes, same state root."""
     procs = {
         seed: subprocess.Popen(
-            [sys.executable, "-m", "clearinghouse.cli", "demo", "--out", str(tmp_path / seed), "--json"],
+            [sys.executable, "-m", "clearinghouse.tools.cli", "demo", "--out", str(tmp_path / seed), "--json"],
             env=subprocess_env(PYTHONHASHSEED=seed), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         for seed in HASH_SEEDS

@@ -24,7 +24,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import assert_rejected_without_effect, cash_of, codes_of
-from clearinghouse.demo import DEMO_CHAIN_ID, DEMO_GENESIS_TIME_MS, USDC, demo_genesis
+from clearinghouse.tools.demo import DEMO_CHAIN_ID, DEMO_GENESIS_TIME_MS, USDC, demo_genesis
 from tx import actions as A
 from tx.builder import Wallet, sign_transaction
 from tx.encoding import decode_action, decode_canonical, decode_genesis, decode_transaction, encode, genesis_hash, tx_id

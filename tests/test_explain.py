@@ -20,11 +20,12 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from clearinghouse import explain as X
-from clearinghouse.events import Fill, Receipt
-from clearinghouse.keys import INSURANCE_FUND
-from clearinghouse.scenario import parse_scenario, run_scenario
-from clearinghouse.waterfall_events import (
+from clearinghouse.tools import explain as X
+from clearinghouse.spec.events import Fill, Receipt
+from clearinghouse.spec.state.keys import INSURANCE_FUND
+from clearinghouse.tools.scenario.parse import parse_scenario
+from clearinghouse.tools.scenario.run import run_scenario
+from clearinghouse.spec.waterfall.events import (
     CROSS, AdlQueue, AdlShortfall, AdlStep, Backstop, DeficitCover, InsuranceCover, LiquidationTriggered,
     MarketLiquidation, PositionSnapshot, QueueEntry,
 )
@@ -32,7 +33,7 @@ from tx.signing import Signer, checksum_address
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:
-    """Environment for ``python -m clearinghouse.cli`` children: the checkout on PYTHONPATH, no debug tracebacks."""
+    """Environment for ``python -m clearinghouse.tools.cli`` children: the checkout on PYTHONPATH, no debug tracebacks."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     env.pop("CLEARINGHOUSE_DEBUG", None)
@@ -268,7 +269,7 @@ def test_resolve_account() -> None:
 
 # ---------------------------------------------------------------- the command
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "clearinghouse.cli", *args], capture_output=True, text=True, env=subprocess_env(), cwd=REPO)
+    return subprocess.run([sys.executable, "-m", "clearinghouse.tools.cli", *args], capture_output=True, text=True, env=subprocess_env(), cwd=REPO)
 
 
 def test_cli_on_a_log_and_a_state_dir(chain, tmp_path: Path) -> None:
@@ -311,7 +312,7 @@ def test_cli_bad_sources(tmp_path: Path) -> None:
 
 def test_cli_renders_synthetic_history(chain, monkeypatch, capsys, legend: X.Legend) -> None:
     """The command end to end (in process) on hand-built events."""
-    from clearinghouse import cli
+    from clearinghouse.tools import cli
 
     history = X.History(source="synthetic", kind="log", height=9, policy="seed", legend=legend,
                         blocks=[X.BlockEvents(height=7, time_ms=None, events=example1_events()),

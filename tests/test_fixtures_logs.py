@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from conftest import REPO_ROOT, codes_of
-from clearinghouse.cli import main
-from clearinghouse.engine import Engine, replay_log
+from clearinghouse.tools.cli import main
+from clearinghouse.chain.engine import Engine, replay_log
 from state import LmdbStore, MemoryStore
 from tx.encoding import header_hash
 

@@ -9,16 +9,16 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-import clearinghouse.engine  # noqa: F401  (registers every handler and end-of-block step)
-from clearinghouse import funding
-from clearinghouse.demo import DEMO_CHAIN_ID, DEMO_GENESIS_TIME_MS, ORACLE_NAMES, USDC, demo_genesis
-from clearinghouse.engine import Engine, replay_log
-from clearinghouse.events import FundingPaid, FundingSettled, Receipt
-from clearinghouse.keys import CHAIN_KEY, FEE_POOL, INSURANCE_FUND, NS_ACCOUNT, account_key, market_state_key, order_key, position_key
-from clearinghouse.producer import Producer
-from clearinghouse.records import Account, Order, Position
-from clearinghouse.transition import apply_block, apply_genesis
-from clearinghouse.working_state import KeyIndex, WorkingState
+import clearinghouse.chain.engine  # noqa: F401  (registers every handler and end-of-block step)
+from clearinghouse.spec.prices import funding
+from clearinghouse.tools.demo import DEMO_CHAIN_ID, DEMO_GENESIS_TIME_MS, ORACLE_NAMES, USDC, demo_genesis
+from clearinghouse.chain.engine import Engine, replay_log
+from clearinghouse.spec.events import FundingPaid, FundingSettled, Receipt
+from clearinghouse.spec.state.keys import CHAIN_KEY, FEE_POOL, INSURANCE_FUND, NS_ACCOUNT, account_key, market_state_key, order_key, position_key
+from clearinghouse.chain.producer import Producer
+from clearinghouse.spec.state.records import Account, Order, Position
+from clearinghouse.spec.block import apply_block, apply_genesis
+from clearinghouse.spec.state.working_state import KeyIndex, WorkingState
 from state import MemoryStore
 from tx.actions import TIF_GTC, TIF_IOC, Deposit, OraclePrice, OracleUpdate, PlaceOrder
 from tx.builder import Wallet

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from conftest import REPO_ROOT
-from clearinghouse.cli import main
-from clearinghouse.engine import Engine, replay_log
+from clearinghouse.tools.cli import main
+from clearinghouse.chain.engine import Engine, replay_log
 from clearinghouse.tools.generate import GenerateSpec, block_waterfall_counts, crash_min_blocks, generate
 from state import MemoryStore
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import pytest
 
-from clearinghouse import liquidation_math as lm
-from clearinghouse.events import Fill
-from clearinghouse.keys import INSURANCE_FUND
-from clearinghouse.waterfall_events import (
+from clearinghouse.spec.math import liquidation as lm
+from clearinghouse.spec.events import Fill
+from clearinghouse.spec.state.keys import INSURANCE_FUND
+from clearinghouse.spec.waterfall.events import (
     CROSS, AdlQueue, AdlStep, Backstop, InsuranceCover, LiquidationTriggered, MarketLiquidation,
 )
 from tests.helpers import BUY, GTC

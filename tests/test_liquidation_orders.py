@@ -22,10 +22,11 @@ from helpers import BTC, BUY, ETH, GTC, SELL, Chain, px, sz
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clearinghouse import end_of_block, keys
-from clearinghouse.events import OrderStatus
-from clearinghouse.records import Order
-from clearinghouse.working_state import KeyIndex, WorkingState
+from clearinghouse.spec import end_of_block
+from clearinghouse.spec.state import keys
+from clearinghouse.spec.events import OrderStatus
+from clearinghouse.spec.state.records import Order
+from clearinghouse.spec.state.working_state import KeyIndex, WorkingState
 from state import MemoryStore
 from tx.encoding import encode
 

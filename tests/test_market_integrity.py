@@ -18,15 +18,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from clearinghouse.demo import ORACLE_NAMES, demo_genesis
-from clearinghouse.engine import Engine
-from clearinghouse.errors import InvalidBlock, InvalidGenesis
-from clearinghouse.events import FundingSettled, PricesSet
-from clearinghouse.margin import withdrawable
-from clearinghouse.mark_price import PRICE_CAP, advance_mark, mark_band
-from clearinghouse.market_setup import initial_market_state
-from clearinghouse.oracle_quorum import aggregate, is_fresh
-from clearinghouse.records import OracleSubmission
+from clearinghouse.tools.demo import ORACLE_NAMES, demo_genesis
+from clearinghouse.chain.engine import Engine
+from clearinghouse.spec.errors import InvalidBlock, InvalidGenesis
+from clearinghouse.spec.events import FundingSettled, PricesSet
+from clearinghouse.spec.trading.margin import withdrawable
+from clearinghouse.spec.prices.mark_price import PRICE_CAP, advance_mark, mark_band
+from clearinghouse.spec.trading.markets import initial_market_state
+from clearinghouse.spec.prices.oracle_quorum import aggregate, is_fresh
+from clearinghouse.spec.state.records import OracleSubmission
 from state import MemoryStore
 from tests.helpers import BUY, ETH, GTC, IOC, SELL, USDC, Chain, px, sz
 from tx import actions as A

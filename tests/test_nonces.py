@@ -15,11 +15,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import assert_rejected_without_effect, cash_of, codes_of
-from clearinghouse.demo import USDC
-from clearinghouse.errors import BadNonce
-from clearinghouse.keys import nonces_key
-from clearinghouse.nonces import NONCE_FUTURE_WINDOW_MS, NONCE_PAST_WINDOW_MS, check_nonce, use_nonce, with_nonce
-from clearinghouse.records import MAX_NONCES
+from clearinghouse.tools.demo import USDC
+from clearinghouse.spec.errors import BadNonce
+from clearinghouse.spec.state.keys import nonces_key
+from clearinghouse.spec.actions.nonces import NONCE_FUTURE_WINDOW_MS, NONCE_PAST_WINDOW_MS, check_nonce, use_nonce, with_nonce
+from clearinghouse.spec.state.records import MAX_NONCES
 from tx.actions import Transfer, Withdraw
 
 T = 1_767_225_600_000
@@ -185,7 +185,7 @@ def test_rejected_transaction_does_not_consume_its_nonce(funded: Any) -> None:
 
 
 def test_use_nonce_writes_the_kept_list(funded: Any) -> None:
-    from clearinghouse.working_state import WorkingState
+    from clearinghouse.spec.state.working_state import WorkingState
 
     ws = WorkingState(funded.engine.store, funded.engine.index)
     addr = funded.wallet("dave").address

@@ -13,21 +13,22 @@ from fractions import Fraction
 import msgspec
 import pytest
 
-import clearinghouse.engine  # noqa: F401  (registers every handler and end-of-block step)
-from clearinghouse import errors, oracle
-from clearinghouse.context import TxContext
-from clearinghouse.demo import DEMO_GENESIS_TIME_MS, ORACLE_NAMES, demo_genesis
-from clearinghouse.engine import Engine, replay_log
-from clearinghouse.events import PricesSet, Receipt
-from clearinghouse.keys import CHAIN_KEY, NS_ORACLE_SUB, market_state_key, oracle_sub_key, order_key
-from clearinghouse.mark_price import (
+import clearinghouse.chain.engine  # noqa: F401  (registers every handler and end-of-block step)
+from clearinghouse.spec import errors
+from clearinghouse.spec.prices import oracle
+from clearinghouse.spec.state.context import TxContext
+from clearinghouse.tools.demo import DEMO_GENESIS_TIME_MS, ORACLE_NAMES, demo_genesis
+from clearinghouse.chain.engine import Engine, replay_log
+from clearinghouse.spec.events import PricesSet, Receipt
+from clearinghouse.spec.state.keys import CHAIN_KEY, NS_ORACLE_SUB, market_state_key, oracle_sub_key, order_key
+from clearinghouse.spec.prices.mark_price import (
     DECAY_SCALE, EMA30_TAU_MS, EMA150_TAU_MS, PRICE_CAP, decay_factor, ema_update, ema_value, lower_median,
     mark_from_sources,
 )
-from clearinghouse.producer import Producer
-from clearinghouse.records import Order, OracleSubmission
-from clearinghouse.transition import apply_genesis
-from clearinghouse.working_state import KeyIndex, WorkingState
+from clearinghouse.chain.producer import Producer
+from clearinghouse.spec.state.records import Order, OracleSubmission
+from clearinghouse.spec.block import apply_genesis
+from clearinghouse.spec.state.working_state import KeyIndex, WorkingState
 from state import MemoryStore
 from tx.actions import OraclePrice, OracleUpdate
 from tx.signing import Signer

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import pytest
 
-from clearinghouse.order_rules import check_price, significant_figures, slippage_limit
-from clearinghouse.demo import demo_markets
-from clearinghouse.errors import InvalidPrice
+from clearinghouse.spec.trading.order_rules import check_price, significant_figures, slippage_limit
+from clearinghouse.tools.demo import demo_markets
+from clearinghouse.spec.errors import InvalidPrice
 from tests.helpers import ALO, BTC, BUY, ETH, FOK, GTC, IOC, SELL, USDC, Chain, px, sz
 from tx import actions as A
 

@@ -23,9 +23,9 @@ from fractions import Fraction
 
 import pytest
 
-from clearinghouse.keys import INSURANCE_FUND
-from clearinghouse.policies import POLICIES, policy_of
-from clearinghouse.waterfall_events import (
+from clearinghouse.spec.state.keys import INSURANCE_FUND
+from clearinghouse.spec.waterfall.policies import POLICIES, policy_of
+from clearinghouse.spec.waterfall.events import (
     AdlQueue, AdlShortfall, AdlStep, Backstop, DeficitCover, InsuranceCover, MarketLiquidation,
 )
 from tests.helpers import BUY

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from clearinghouse.positions import entry_price
+from clearinghouse.spec.trading.positions import entry_price
 from tests.helpers import BTC, BUY, ETH, GTC, IOC, SELL, USDC, Chain, px, sz, usdc
 from tx import actions as A
 

@@ -15,13 +15,15 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from clearinghouse import units as U
-from clearinghouse.scenario import ScenarioError, load_scenario, parse_scenario, run_scenario
+from clearinghouse.tools import units as U
+from clearinghouse.tools.scenario.model import ScenarioError
+from clearinghouse.tools.scenario.parse import load_scenario, parse_scenario
+from clearinghouse.tools.scenario.run import run_scenario
 from tx.signing import Signer, checksum_address
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:
-    """Environment for ``python -m clearinghouse.cli`` children: the checkout on PYTHONPATH, no debug tracebacks."""
+    """Environment for ``python -m clearinghouse.tools.cli`` children: the checkout on PYTHONPATH, no debug tracebacks."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     env.pop("CLEARINGHOUSE_DEBUG", None)
@@ -40,7 +42,7 @@ initial_price = "90000"
 
 
 def cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "clearinghouse.cli", *args], capture_output=True, text=True, env=subprocess_env(), cwd=cwd)
+    return subprocess.run([sys.executable, "-m", "clearinghouse.tools.cli", *args], capture_output=True, text=True, env=subprocess_env(), cwd=cwd)
 
 
 def write(tmp_path: Path, text: str, name: str = "s.toml") -> Path:
@@ -130,7 +132,7 @@ def test_determinism_same_file_same_bytes_and_root(tmp_path: Path) -> None:
     assert (tmp_path / "a.log").read_bytes() == (tmp_path / "b.log").read_bytes()
     # ... and in another process with another hash seed.
     r1 = cli("scenario", "run", str(FIXTURE), "--json")
-    r2 = subprocess.run([sys.executable, "-m", "clearinghouse.cli", "scenario", "run", str(FIXTURE), "--json"], capture_output=True,
+    r2 = subprocess.run([sys.executable, "-m", "clearinghouse.tools.cli", "scenario", "run", str(FIXTURE), "--json"], capture_output=True,
                         text=True, env=subprocess_env(PYTHONHASHSEED="12345"), cwd=REPO)
     assert json.loads(r1.stdout)["state_root"] == json.loads(r2.stdout)["state_root"] == a.producer.engine.store.root.hex()
 

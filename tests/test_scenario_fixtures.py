@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from clearinghouse.cli import main as cli_main
-from clearinghouse.engine import Engine, replay_log
-from clearinghouse.invariants import check_all
-from clearinghouse.scenario import load_scenario, run_scenario
+from clearinghouse.tools.cli import main as cli_main
+from clearinghouse.chain.engine import Engine, replay_log
+from clearinghouse.tools.invariants import check_all
+from clearinghouse.tools.scenario.parse import load_scenario
+from clearinghouse.tools.scenario.run import run_scenario
 from state import MemoryStore
 
 SCENARIOS = sorted((Path(__file__).resolve().parent.parent / "fixtures" / "scenarios").glob("*.toml"))

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from clearinghouse.demo import ORACLE_NAMES
-from clearinghouse.events import Fill
-from clearinghouse.keys import INSURANCE_FUND
-from clearinghouse.waterfall_events import (
+from clearinghouse.tools.demo import ORACLE_NAMES
+from clearinghouse.spec.events import Fill
+from clearinghouse.spec.state.keys import INSURANCE_FUND
+from clearinghouse.spec.waterfall.events import (
     AdlQueue, AdlShortfall, AdlStep, Backstop, DeficitCover, InsuranceCover, LiquidationTriggered, MarketLiquidation,
 )
 from tests.helpers import BUY, GTC, IOC, SELL

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from clearinghouse.engine import Engine, VerifyFailure, replay_log
-from clearinghouse.reporting import replay_into_db
-from clearinghouse.segments import SegmentResult, find_snapshots, link_segments, snapshot_name, verify_chain, verify_segment
+from clearinghouse.chain.engine import Engine, VerifyFailure, replay_log
+from clearinghouse.tools.reporting import replay_into_db
+from clearinghouse.chain.distributed import run_on_dask
+from clearinghouse.chain.segments import SegmentResult, find_snapshots, link_segments, snapshot_name, verify_chain, verify_segment
 from clearinghouse.tools.loadgen import generate_log
 from clearinghouse.tools.segments_cli import SnapshotWriter
 from state import MemoryStore
@@ -108,7 +109,7 @@ def test_inline_gives_the_sequential_root(short_chain: Chain) -> None:
 
 def test_dask_local_cluster_gives_the_sequential_root(chain: Chain) -> None:
     pytest.importorskip("distributed")
-    report = verify_chain(str(chain.log), str(chain.snapshots), workers=2, local_cluster=True)
+    report = verify_chain(str(chain.log), str(chain.snapshots), workers=2, local_cluster=True, run_dask=run_on_dask)
     _check_ok(report, chain)
     assert report.engine == "dask"
 
@@ -215,7 +216,7 @@ def test_segments_must_link() -> None:
 
 # ---------------------------------------------------------------- CLI
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "clearinghouse.cli", *args], cwd=cwd, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "clearinghouse.tools.cli", *args], cwd=cwd, env=subprocess_env(), capture_output=True, text=True, timeout=300)
 
 
 def test_cli_replay_snapshot_verify(tmp_path: Path) -> None:
@@ -269,9 +270,9 @@ def test_cli_bad_usage_and_input(tmp_path: Path, demo_log: Path, args: list[str]
 
 
 def test_genesis_only_and_empty_logs(tmp_path: Path) -> None:
-    from clearinghouse.producer import Producer
-    from clearinghouse.demo import demo_genesis
-    from clearinghouse.segments import SegmentError
+    from clearinghouse.chain.producer import Producer
+    from clearinghouse.tools.demo import demo_genesis
+    from clearinghouse.chain.segments import SegmentError
     from tx.logfile import LogWriter
 
     (tmp_path / "snaps").mkdir()
@@ -303,7 +304,7 @@ def test_progress_bar_run(short_chain: Chain) -> None:
 
 
 def test_missing_dask_is_a_typed_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from clearinghouse.tools.distributed import DaskUnavailable, import_distributed
+    from clearinghouse.chain.distributed import DaskUnavailable, import_distributed
 
     monkeypatch.setitem(sys.modules, "distributed", None)  # makes `import distributed` fail
     with pytest.raises(DaskUnavailable, match=r"clearinghouse\[distributed\]"):
@@ -318,5 +319,5 @@ def test_soak_long_chain_all_engines(tmp_path_factory: pytest.TempPathFactory) -
     for kwargs in ({"workers": 1}, {"workers": 2}, {"workers": 2, "local_cluster": True}):
         if kwargs.get("local_cluster"):
             pytest.importorskip("distributed")
-        report = verify_chain(str(c.log), str(c.snapshots), **kwargs)
+        report = verify_chain(str(c.log), str(c.snapshots), run_dask=run_on_dask, **kwargs)
         assert report.ok and report.state_root == c.root and report.height == 10_000

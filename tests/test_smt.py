@@ -56,6 +56,11 @@ changes_st = st.dictionaries(st.sampled_from(KEYS), st.none() | values, max_size
 batches_st = st.lists(changes_st, min_size=1, max_size=10)
 
 
+def prove(tree: SparseMerkleTree, key: bytes) -> Proof:
+    """A proof for ``key`` against ``tree``'s root (``state.proof`` builds proofs; the tree only stores)."""
+    return build_proof(tree.nodes.get_node, tree.root, key)
+
+
 def apply_model(model: dict[bytes, bytes], changes: dict[bytes, bytes | None]) -> None:
     """Apply a change batch to a plain dict (the reference model)."""
     for key, value in changes.items():
@@ -341,7 +346,7 @@ def proof_tree(items: dict[bytes, bytes]) -> SparseMerkleTree:
 def test_proofs_verify_for_present_and_absent_keys(items: dict[bytes, bytes]) -> None:
     tree = proof_tree(items)
     for key in KEYS:
-        proof = tree.prove(key)
+        proof = prove(tree, key)
         assert is_well_formed(proof)
         assert Proof.from_bytes(proof.to_bytes()) == proof
         assert Proof.from_json_obj(json.loads(json.dumps(proof.to_json_obj()))) == proof
@@ -365,7 +370,7 @@ def test_proofs_are_sound(
 ) -> None:
     """A proof obtained for any key verifies a claim only if the claim is true."""
     tree = proof_tree(items)
-    if verify_proof(tree.root, claimed, value, tree.prove(proved)):
+    if verify_proof(tree.root, claimed, value, prove(tree, proved)):
         assert items.get(claimed) == value
 
 
@@ -380,7 +385,7 @@ def test_tampering_breaks_proofs() -> None:
     root = tree.root
     key = b"acct/17"
     value = items[key]
-    proof = tree.prove(key)
+    proof = prove(tree, key)
     assert verify_proof(root, key, value, proof)
     assert proof.siblings, "a 40-key tree has siblings on every path"
     for i in range(len(value)):
@@ -417,7 +422,7 @@ def test_non_inclusion_proofs_both_kinds_and_tampering() -> None:
     kinds: dict[str, tuple[bytes, Proof]] = {}
     for i in range(500):
         key = b"absent/%d" % i
-        proof = tree.prove(key)
+        proof = prove(tree, key)
         kinds.setdefault("leaf" if proof.leaf_key_hash else "empty", (key, proof))
     assert set(kinds) == {"leaf", "empty"}
     for key, proof in kinds.values():
@@ -444,7 +449,7 @@ def test_empty_tree_proof() -> None:
 
 def test_non_canonical_proof_bytes_rejected() -> None:
     tree = proof_tree({b"acct/%d" % i: b"v" for i in range(30)})
-    proof = tree.prove(b"acct/3")
+    proof = prove(tree, b"acct/3")
     raw = proof.to_bytes()
     assert raw[0] == 0x95 and raw[1] == proof.depth  # fixarray(5), positive fixint depth
     # Same depth as uint8 / uint64: decodes, but is not canonical.
@@ -463,7 +468,7 @@ def test_non_canonical_proof_bytes_rejected() -> None:
 
 
 def test_from_json_obj_rejects_malformed() -> None:
-    good = proof_tree({b"a": b"1", b"b": b"2"}).prove(b"a").to_json_obj()
+    good = prove(proof_tree({b"a": b"1", b"b": b"2"}), b"a").to_json_obj()
     bad_objs: list[Any] = [
         [],
         {**good, "extra": 1},
@@ -579,11 +584,11 @@ def build_vectors() -> dict[str, Any]:
     found: dict[str, bytes] = {}
     for i in range(1000):
         key = b"absent/%d" % i
-        kind = "non_inclusion_other_leaf" if tree.prove(key).leaf_key_hash else "non_inclusion_empty_slot"
+        kind = "non_inclusion_other_leaf" if prove(tree, key).leaf_key_hash else "non_inclusion_empty_slot"
         found.setdefault(kind, key)
     cases += [(kind, key, None) for kind, key in sorted(found.items())]
     for kind, key, value in cases:
-        proof = tree.prove(key)
+        proof = prove(tree, key)
         proofs.append(
             {
                 "name": kind,

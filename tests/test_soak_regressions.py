@@ -33,9 +33,9 @@ from typing import Any
 import pytest
 
 import test_state_machine as T
-from clearinghouse.invariants import check_all
-from clearinghouse.keys import account_key, nonces_key
-from clearinghouse.waterfall_events import AdlStep, Backstop, Haircut
+from clearinghouse.tools.invariants import check_all
+from clearinghouse.spec.state.keys import account_key, nonces_key
+from clearinghouse.spec.waterfall.events import AdlStep, Backstop, Haircut
 from tx.encoding import decode_transaction, encode
 from tx.signing import recover_signer, signing_digest
 
@@ -85,7 +85,7 @@ def machine() -> Any:
 
 
 def fund_value(m: T.ClearinghouseMachine) -> int:
-    from clearinghouse.insurance_fund import fund_value as value
+    from clearinghouse.spec.waterfall.insurance_fund import fund_value as value
 
     return value(m.view)
 

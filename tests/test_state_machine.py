@@ -13,7 +13,7 @@ alike: a rejection is fine, as long as it changes nothing but its receipt.
 
 After every block:
 
-* every invariant of ``clearinghouse.invariants.check_all`` holds on the
+* every invariant of ``clearinghouse.tools.invariants.check_all`` holds on the
   producer's committed store (conservation, open interest, solvency,
   bookkeeping, uncrossed book);
 * every mark lies within its market's band around the oracle; without a
@@ -33,7 +33,7 @@ After every block:
 
 At teardown the log the producer wrote is replayed into an ``LmdbStore``
 (same root as the in-memory store) and verified by ``python -m
-clearinghouse.cli verify LOG --json`` in a fresh process with a different
+clearinghouse.tools.cli verify LOG --json`` in a fresh process with a different
 ``PYTHONHASHSEED`` (same root again).
 
 Examples: ``default`` profile 30, ``ci`` 300, ``soak`` 2000 (see
@@ -58,15 +58,15 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, multiple, precondition, rule
 
 from conftest import REPO_ROOT, subprocess_env
-from clearinghouse import errors as E
-from clearinghouse.accounts import get_account
-from clearinghouse.demo import USDC, demo_genesis
-from clearinghouse.engine import Engine, replay_log
-from clearinghouse.events import NO_TX, Fill, FundingPaid, OrderStatus, Receipt
-from clearinghouse.invariants import check_all
-from clearinghouse.margin import cross_health
-from clearinghouse.keys import CHAIN_KEY, FEE_POOL, INSURANCE_FUND, market_spec_key, market_state_key, oracle_sub_key, position_key
-from clearinghouse.producer import Producer
+from clearinghouse.spec import errors as E
+from clearinghouse.spec.state.accounts import get_account
+from clearinghouse.tools.demo import USDC, demo_genesis
+from clearinghouse.chain.engine import Engine, replay_log
+from clearinghouse.spec.events import NO_TX, Fill, FundingPaid, OrderStatus, Receipt
+from clearinghouse.tools.invariants import check_all
+from clearinghouse.spec.trading.margin import cross_health
+from clearinghouse.spec.state.keys import CHAIN_KEY, FEE_POOL, INSURANCE_FUND, market_spec_key, market_state_key, oracle_sub_key, position_key
+from clearinghouse.chain.producer import Producer
 from state import LmdbStore
 from tx import actions as A
 from tx.encoding import encode
@@ -177,7 +177,7 @@ class ClearinghouseMachine(RuleBasedStateMachine):
 
     def exists(self, name: str) -> bool:
         """Has this key an account (the only keys that may act, authorities aside)?"""
-        from clearinghouse.keys import account_key
+        from clearinghouse.spec.state.keys import account_key
 
         return self.view.get(account_key(self.addr(name))) is not None
 
@@ -729,7 +729,7 @@ class ClearinghouseMachine(RuleBasedStateMachine):
         existence is checked before the nonce, so a replay by a key whose account has since been
         emptied and removed (e.g. liquidated to nothing) is ``NO_SUCH_ACCOUNT``; otherwise the
         nonce, still in the signer's kept set, is ``BAD_NONCE``."""
-        from clearinghouse.keys import account_key, agent_key
+        from clearinghouse.spec.state.keys import account_key, agent_key
         from tx.encoding import decode_transaction
         from tx.signing import recover_signer, signing_digest
 
@@ -773,7 +773,7 @@ class ClearinghouseMachine(RuleBasedStateMachine):
             # Fresh process, different hash seed; runs while this process replays into LMDB.
             seed = str(1 + (self.example_no * 7919) % 4_000_000_000)
             proc = subprocess.Popen(
-                [sys.executable, "-m", "clearinghouse.cli", "verify", self.log_path, "--json"],
+                [sys.executable, "-m", "clearinghouse.tools.cli", "verify", self.log_path, "--json"],
                 env=subprocess_env(PYTHONHASHSEED=seed), cwd=self.tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             )
             try:

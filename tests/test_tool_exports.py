@@ -181,8 +181,8 @@ def test_output_file_is_written_atomically(chains: dict, tmp_path: Path) -> None
 
 
 def _transfer_log(path: Path, blocks: int) -> None:
-    from clearinghouse.demo import USDC, demo_genesis
-    from clearinghouse.producer import Producer
+    from clearinghouse.tools.demo import USDC, demo_genesis
+    from clearinghouse.chain.producer import Producer
     from tx.actions import Deposit, Transfer
 
     p = Producer(demo_genesis(), str(path), overwrite=True)
@@ -229,7 +229,7 @@ def test_every_fixture_scenario_reconciles(tmp_path: Path, name: str) -> None:
     positions in state, and ledger + closed PnL + unrealized PnL equal each account's value."""
     import msgspec
 
-    from clearinghouse.keys import NS_POSITION, record_type
+    from clearinghouse.spec.state.keys import NS_POSITION, record_type
     from clearinghouse.tools.exports import Source, Tracker, iter_fills
 
     log, db = tmp_path / "s.log", tmp_path / "db"

@@ -33,7 +33,7 @@ def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def cli_text(*args: str, columns: int = 80) -> subprocess.CompletedProcess[str]:
     """The real command, piped (not a terminal), at ``columns`` wide."""
-    return subprocess.run([sys.executable, "-m", "clearinghouse.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "clearinghouse.tools.cli", *args], capture_output=True, text=True,
                           env=subprocess_env(COLUMNS=str(columns)), timeout=300)
 
 
@@ -62,8 +62,8 @@ def test_inspect_table_at_80_columns_keeps_numbers(demo_dir: Path) -> None:
 
 
 def test_top_and_quiet(tmp_path: Path) -> None:
-    from clearinghouse.demo import USDC, demo_genesis
-    from clearinghouse.producer import Producer
+    from clearinghouse.tools.demo import USDC, demo_genesis
+    from clearinghouse.chain.producer import Producer
     from tx.actions import Deposit
 
     log = tmp_path / "many.log"

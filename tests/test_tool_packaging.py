@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_version() -> None:
     assert re.match(r"^\d+\.\d+\.\d+", clearinghouse.__version__)
-    proc = subprocess.run([sys.executable, "-m", "clearinghouse.cli", "--version"], capture_output=True, text=True, env=subprocess_env())
+    proc = subprocess.run([sys.executable, "-m", "clearinghouse.tools.cli", "--version"], capture_output=True, text=True, env=subprocess_env())
     assert proc.returncode == 0 and proc.stdout.strip() == f"clearinghouse {clearinghouse.__version__}"
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert "version" in project["dynamic"]
@@ -33,7 +33,13 @@ def test_typing_marker_licence_and_package_data() -> None:
     assert (ROOT / "LICENSE").read_text().startswith("MIT License")
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert pyproject["project"]["license"] == "MIT"
-    assert "clearinghouse.tools" in pyproject["tool"]["setuptools"]["packages"]
+    # Every package folder ships: the include patterns find each one (spec/, chain/, tools/ and below).
+    from setuptools import find_packages
+
+    found = set(find_packages(str(ROOT), include=pyproject["tool"]["setuptools"]["packages"]["find"]["include"]))
+    folders = {".".join(d.relative_to(ROOT).parts) for pkg in ("clearinghouse", "state", "tx")
+               for d in [ROOT / pkg, *(ROOT / pkg).rglob("*")] if (d / "__init__.py").is_file() and "__pycache__" not in d.parts}
+    assert folders and folders <= found, sorted(folders - found)
     assert any("*.js" in p for p in pyproject["tool"]["setuptools"]["package-data"]["clearinghouse.tools"])
 
 
@@ -47,7 +53,7 @@ def test_dependencies_are_ranges_not_pins() -> None:
 
 
 def test_every_argument_has_help() -> None:
-    from clearinghouse.cli import build_parser
+    from clearinghouse.tools.cli import build_parser
 
     missing = []
 

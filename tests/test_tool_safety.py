@@ -30,8 +30,8 @@ import msgspec
 import pytest
 
 from conftest import subprocess_env
-from clearinghouse.cli import main
-from clearinghouse.keys import NS_POSITION, record_type
+from clearinghouse.tools.cli import main
+from clearinghouse.spec.state.keys import NS_POSITION, record_type
 from tx.logfile import FRAME_BLOCK, encode_frame, encode_header, iter_frames_from_bytes
 
 
@@ -121,7 +121,7 @@ def test_a_second_writer_gets_database_in_use(demo_dir: Path, tmp_path: Path) ->
     assert rc == 0, err
     holder = LmdbStore(db)  # this process holds the writer lock
     try:
-        proc = subprocess.run([sys.executable, "-m", "clearinghouse.cli", "replay", str(demo_dir / "demo.log"), "--db", str(db)],
+        proc = subprocess.run([sys.executable, "-m", "clearinghouse.tools.cli", "replay", str(demo_dir / "demo.log"), "--db", str(db)],
                               capture_output=True, text=True, env=subprocess_env(), timeout=120)
         one_line_failure(proc.returncode, proc.stderr)
         assert "database in use by another process" in proc.stderr
@@ -132,8 +132,8 @@ def test_a_second_writer_gets_database_in_use(demo_dir: Path, tmp_path: Path) ->
 
 def test_concurrent_replays_leave_one_correct_database(tmp_path: Path) -> None:
     """Two replays of a long log into one database started together: each either succeeds or says "in use"."""
-    from clearinghouse.demo import USDC, demo_genesis
-    from clearinghouse.producer import Producer
+    from clearinghouse.tools.demo import USDC, demo_genesis
+    from clearinghouse.chain.producer import Producer
     from tx.actions import Deposit, Transfer
 
     log = tmp_path / "long.log"
@@ -145,7 +145,7 @@ def test_concurrent_replays_leave_one_correct_database(tmp_path: Path) -> None:
         p.block([w.sign(Transfer(to=wallets[(i + b + 1) % len(wallets)].address, amount=1 + b), p.time_ms + 1000) for i, w in enumerate(wallets)])
     p.close()
     db = tmp_path / "db"
-    cmd = [sys.executable, "-m", "clearinghouse.cli", "replay", str(log), "--db", str(db), "--json"]
+    cmd = [sys.executable, "-m", "clearinghouse.tools.cli", "replay", str(log), "--db", str(db), "--json"]
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env()) for _ in range(2)]
     results = [(pr.wait(timeout=300), pr.stdout.read(), pr.stderr.read()) for pr in procs]
     for pr in procs:
@@ -322,7 +322,7 @@ def test_full_disk_is_a_one_line_error(demo_dir: Path, tmp_path: Path) -> None:
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", str(mnt)], capture_output=True).returncode != 0:
         pytest.skip("mounting a tmpfs is not permitted here")
     try:
-        proc = subprocess.run([sys.executable, "-m", "clearinghouse.cli", "demo", "--out", str(mnt / "demo")],
+        proc = subprocess.run([sys.executable, "-m", "clearinghouse.tools.cli", "demo", "--out", str(mnt / "demo")],
                               capture_output=True, text=True, env=subprocess_env(), timeout=300)
         one_line_failure(proc.returncode, proc.stderr)
         assert "STORE_FULL" in proc.stderr or "DISK_FULL" in proc.stderr, proc.stderr
@@ -348,7 +348,7 @@ def test_damaged_pages_are_a_one_line_error(demo_dir: Path, tmp_path: Path, wher
     (db / "data.mdb").write_bytes(bytes(data))
     args = {"audit --deep": ["audit", "--db", str(db), "--deep"], "inspect": ["inspect", "--db", str(db), "carol"],
             "explain": ["explain", str(db), "--account", "carol"]}[command]
-    proc = subprocess.run([sys.executable, "-m", "clearinghouse.cli", *args], capture_output=True, text=True, env=subprocess_env(), timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "clearinghouse.tools.cli", *args], capture_output=True, text=True, env=subprocess_env(), timeout=120)
     one_line_failure(proc.returncode, proc.stderr)  # never a crash, a traceback or an internal error (exit 3)
     assert "CORRUPT_STORE" in proc.stderr or "STORE_INCOMPATIBLE" in proc.stderr, proc.stderr
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clearinghouse import keys
+from clearinghouse.spec.state import keys
 from tests.helpers import ALO, BTC, ETH, FOK, GTC, IOC, USDC, Chain, px
 from tx import actions as A
 

@@ -26,13 +26,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import REPO_ROOT, codes_of, subprocess_env
-from clearinghouse import transition
-from clearinghouse.demo import USDC
-from clearinghouse.engine import Engine, iter_log, replay_log
-from clearinghouse.keys import NS_ACCOUNT, NS_ORDER, account_key, nonces_key, order_key
-from clearinghouse.producer import Producer
-from clearinghouse.records import Account, Order
-from clearinghouse.working_state import INDEXED_NAMESPACES, KeyIndex, WorkingState
+from clearinghouse.spec import block as transition
+from clearinghouse.tools.demo import USDC
+from clearinghouse.chain.engine import Engine, iter_log, replay_log
+from clearinghouse.spec.state.keys import NS_ACCOUNT, NS_ORDER, account_key, nonces_key, order_key
+from clearinghouse.chain.producer import Producer
+from clearinghouse.spec.state.records import Account, Order
+from clearinghouse.spec.state.working_state import INDEXED_NAMESPACES, KeyIndex, WorkingState
 from state import LmdbStore, MemoryStore
 from tx import actions as A
 from tx.encoding import encode
@@ -211,7 +211,7 @@ def long_log(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
 
 
 def _replay_cmd(log: Path, db: Path) -> list[str]:
-    return [sys.executable, "-m", "clearinghouse.cli", "replay", str(log), "--db", str(db), "--json"]
+    return [sys.executable, "-m", "clearinghouse.tools.cli", "replay", str(log), "--db", str(db), "--json"]
 
 
 def _committed(db: Path) -> tuple[int, bytes]:

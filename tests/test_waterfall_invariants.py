@@ -23,8 +23,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clearinghouse.keys import INSURANCE_FUND
-from clearinghouse.waterfall_events import AdlShortfall, AdlStep, Backstop, LiquidationTriggered
+from clearinghouse.spec.state.keys import INSURANCE_FUND
+from clearinghouse.spec.waterfall.events import AdlShortfall, AdlStep, Backstop, LiquidationTriggered
 from tests.helpers import BUY, GTC, IOC, SELL
 from tests.waterfall_helpers import BTC, ETH, WChain, check_block, of_type, px, snapshot, sz, usdc
 
@@ -131,7 +131,7 @@ def test_crash_scenario_liquidates_and_stays_solvent():
 def test_the_checker_catches_a_negative_account_without_shortfall(monkeypatch: pytest.MonkeyPatch):
     """The solvency check is not vacuous: with the liquidation and ADL steps switched off, a gapped
     cross long stays negative and the checker fails, with or without an AdlShortfall naming it."""
-    from clearinghouse import end_of_block
+    from clearinghouse.spec import end_of_block
 
     c = WChain(check=False)
     c.fund(alice=1_000, mm=1_000_000)

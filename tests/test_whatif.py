@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO_ROOT
-from clearinghouse.cli import main
+from clearinghouse.tools.cli import main
 from clearinghouse.tools.adl_metrics import frac_json, gini
 from clearinghouse.tools.whatif import whatif
 
@@ -30,8 +30,8 @@ def cascade_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _state_around_block_6(log: Path) -> dict[str, int]:
     """What the hand computation needs, read from the chain: the fund's position and cash and
     frank's and erin's accounts before block 6, and the BTC mark of block 6."""
-    from clearinghouse.engine import Engine, iter_log
-    from clearinghouse.keys import INSURANCE_FUND, account_key, market_state_key, position_key
+    from clearinghouse.chain.engine import Engine, iter_log
+    from clearinghouse.spec.state.keys import INSURANCE_FUND, account_key, market_state_key, position_key
     from state import MemoryStore
     from tx.messages import Genesis
     from tx.signing import Signer
@@ -153,7 +153,8 @@ def test_unknown_policy_and_missing_log(cascade_log: Path, tmp_path: Path, capsy
 
 def test_any_name_in_policies_is_accepted(cascade_log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A policy added to policies.POLICIES later (e.g. pro-rata) needs no change to whatif."""
-    from clearinghouse import policies, transition
+    from clearinghouse.spec.waterfall import policies
+    from clearinghouse.spec import block as transition
 
     extra = dataclasses.replace(policies.POLICIES["bitmex"], name="lab-test")
     monkeypatch.setitem(policies.POLICIES, "lab-test", extra)
@@ -165,7 +166,7 @@ def test_any_name_in_policies_is_accepted(cascade_log: Path, monkeypatch: pytest
 
 def test_adl_disabled_hook_is_tool_only(cascade_log: Path) -> None:
     """The hook changes nothing unless a tool sets it, and is reset after the tool's replay."""
-    from clearinghouse import end_of_block
+    from clearinghouse.spec import end_of_block
     from clearinghouse.tools.whatif import read_genesis, replay
 
     assert end_of_block._TOOL_HOOK.get() is None
@@ -224,7 +225,7 @@ def test_a_log_that_does_not_verify_under_its_own_policy(cascade_log: Path, tmp_
     every state root) differs, and whatif refuses the log like verify does."""
     import msgspec
 
-    from clearinghouse.engine import iter_log
+    from clearinghouse.chain.engine import iter_log
     from tx.encoding import encode
     from tx.logfile import FRAME_BLOCK, FRAME_GENESIS, LogWriter
     from tx.messages import Genesis

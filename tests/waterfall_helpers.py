@@ -27,10 +27,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from clearinghouse import keys
-from clearinghouse.demo import ORACLE_NAMES
-from clearinghouse.events import Deposited, Receipt, Transferred, Withdrew
-from clearinghouse.keys import INSURANCE_FUND, SYSTEM_ACCOUNTS
+from clearinghouse.spec.state import keys
+from clearinghouse.tools.demo import ORACLE_NAMES
+from clearinghouse.spec.events import Deposited, Receipt, Transferred, Withdrew
+from clearinghouse.spec.state.keys import INSURANCE_FUND, SYSTEM_ACCOUNTS
 from tests.helpers import BTC, ETH, Chain, px, sz, usdc
 from tx import actions as A
 from tx.messages import Genesis, MarketSpec
@@ -110,7 +110,7 @@ def check_block(c: Chain, before: Snapshot, events: list[Any]) -> None:
     c.check_open_interest()
     # Solvency, with its one bounded exception (protocol §12.12): no unit but the insurance fund's
     # is ever below zero after a block; the fund only once every unit with a position is haircut to 0.
-    from clearinghouse.invariants import check_solvency, snapshot as store_snapshot
+    from clearinghouse.tools.invariants import check_solvency, snapshot as store_snapshot
 
     view = c.view()
     bad = check_solvency(store_snapshot(c.p.engine.store.iter_all()), view)

@@ -21,10 +21,10 @@ harness asserts, for every input:
 
 * the decoders raise nothing but ``tx.errors.TxError`` subclasses;
 * the transition raises nothing at all: every transaction gets a receipt
-  whose code is one of the typed ``clearinghouse.errors`` codes;
+  whose code is one of the typed ``clearinghouse.spec.errors`` codes;
 * a block whose transactions were all rejected changes exactly what an empty
   block at the same height and time changes;
-* the invariants of protocol §1.1 (``clearinghouse.invariants.check_all``) hold on
+* the invariants of protocol §1.1 (``clearinghouse.tools.invariants.check_all``) hold on
   the state the block would commit.
 
 Run (see tools/README.md)::
@@ -48,14 +48,14 @@ if str(REPO_ROOT) not in sys.path:
 
 import msgspec  # noqa: E402
 
-from clearinghouse import errors as E  # noqa: E402
-from clearinghouse.demo import USDC, demo_genesis  # noqa: E402
-from clearinghouse.engine import Engine, Executed  # noqa: E402
-from clearinghouse.events import OrderStatus, Receipt  # noqa: E402
-from clearinghouse.invariants import check_all  # noqa: E402
-from clearinghouse.keys import FEE_POOL, INSURANCE_FUND  # noqa: E402
-from clearinghouse.producer import Producer  # noqa: E402
-from clearinghouse.working_state import KeyIndex, WorkingState  # noqa: E402
+from clearinghouse.spec import errors as E  # noqa: E402
+from clearinghouse.tools.demo import USDC, demo_genesis  # noqa: E402
+from clearinghouse.chain.engine import Engine, Executed  # noqa: E402
+from clearinghouse.spec.events import OrderStatus, Receipt  # noqa: E402
+from clearinghouse.tools.invariants import check_all  # noqa: E402
+from clearinghouse.spec.state.keys import FEE_POOL, INSURANCE_FUND  # noqa: E402
+from clearinghouse.chain.producer import Producer  # noqa: E402
+from clearinghouse.spec.state.working_state import KeyIndex, WorkingState  # noqa: E402
 from tx import actions as A  # noqa: E402
 from tx.encoding import decode_action, decode_block, decode_canonical, decode_genesis, decode_header, decode_transaction, encode  # noqa: E402
 from tx.errors import TxError  # noqa: E402

@@ -23,9 +23,25 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from ..keys import CHAIN_KEY, account_key, market_spec_key, market_state_key, position_key
-from ..margin_math import initial_margin, maintenance_margin, notional, withdrawal_floor
-from ..units import format_scaled, lots_to_size, micro_to_usdc, price_decimals
+from clearinghouse.spec.math.margin import (
+    initial_margin,
+    maintenance_margin,
+    notional,
+    withdrawal_floor,
+)
+from clearinghouse.spec.state.keys import (
+    CHAIN_KEY,
+    account_key,
+    market_spec_key,
+    market_state_key,
+    position_key,
+)
+from clearinghouse.tools.units import (
+    format_scaled,
+    lots_to_size,
+    micro_to_usdc,
+    price_decimals,
+)
 
 
 @dataclass
@@ -135,7 +151,7 @@ def account_view(view: Any, addr: bytes, *, with_adl: bool = True) -> AccountVie
                           iso_cash=pos.iso_cash, entry_px=entry, position_value=notional(pos.size, mark), unrealized_pnl=pnl,
                           margin_used=used, maintenance=mm, liquidation_px=liq, return_on_equity=roe)
         if with_adl:
-            from ..adl import adl_indicator
+            from clearinghouse.spec.waterfall.adl import adl_indicator
 
             pv.adl = adl_indicator(view, ref.index, addr)
         av.positions.append(pv)

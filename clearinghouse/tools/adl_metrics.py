@@ -173,3 +173,25 @@ def policy_figures(blocks: list[BlockObs], baseline: dict[int, dict[bytes, int]]
     if not waves:
         total.update(fund_before=None, fund_after=None)
     return {"waves": out_waves, "total": total}
+
+
+# ---------------------------------------------------------------- display of the figures
+AMOUNT_KEYS = {"deficit", "budget", "haircut", "overshoot", "notional_closed", "fund_after", "fund_before", "bad_debt_left"}
+
+
+def usdc(v: int | None) -> str:
+    if v is None:
+        return "-"
+    sign = "-" if v < 0 else ""
+    q, r = divmod(abs(v), 1_000_000)
+    return f"{sign}{q:,}.{r // 10_000:02d}"
+
+
+def cell(key: str, v: Any) -> str:
+    if v is None:
+        return "-"
+    if key in AMOUNT_KEYS:
+        return usdc(v)
+    if isinstance(v, dict):
+        return v["decimal"]
+    return str(v)

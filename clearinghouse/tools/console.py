@@ -9,10 +9,13 @@ and the same one-line ``error: ...`` still goes to stderr for people.
 
 from __future__ import annotations
 
+import argparse
+import functools
 import json
+import os
 import re
 import sys
-from typing import Any
+from typing import Any, Callable
 
 _CODE_PREFIX = re.compile(r"^\[?([A-Z][A-Z0-9_]+)\]?:?\s+")
 
@@ -40,6 +43,58 @@ def report_error(text: str, *, code: str, message: str, exit_code: int, as_json:
     if as_json:
         print_json({"ok": False, "error": {"code": code, "message": message, "exit_code": exit_code}})
     return exit_code
+
+
+# ---------------------------------------------------------------- exit codes and command errors
+EXIT_OK = 0
+EXIT_FAIL = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 3
+
+
+class CliError(Exception):
+    """A user-facing failure with its exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_FAIL, *, error_code: str | None = None) -> None:
+        super().__init__(message)
+        self.exit_code = code
+        self.code = error_code or ("USAGE" if code == EXIT_USAGE else "BAD_INPUT")
+        """Stable machine-readable kind of failure (the ``code`` of a JSON error)."""
+
+
+def console(stderr: bool = False) -> Any:
+    """A Rich console for people (no syntax highlighting; long lines wrap, never cut)."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def cli_command(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Print this module's ``CliError``s as ``error: ...`` here.
+
+    ``cli.main`` catches ``CliError`` too, but under ``python -m clearinghouse.tools.cli``
+    the running module is ``__main__``, whose ``CliError`` is a different class
+    from the one imported here; handling our own errors keeps the one-line
+    message and exit code either way.
+    """
+    @functools.wraps(fn)
+    def wrapper(args: argparse.Namespace) -> int:
+        try:
+            return fn(args)
+        except CliError as exc:
+            as_json = bool(getattr(args, "json", False)) and not getattr(exc, "json_printed", False)
+            return report_error(f"error: {exc}", code=getattr(exc, "code", "BAD_INPUT"), message=str(exc),
+                                exit_code=exc.exit_code, as_json=as_json)
+
+    return wrapper
+
+
+def require_file(path: str) -> None:
+    """A log file that exists and is not a folder, else a ``CliError`` (``NOT_A_LOG`` / ``NO_SUCH_FILE``)."""
+    if os.path.isdir(path):
+        raise CliError(f"{path} is a folder, not a log file", error_code="NOT_A_LOG")
+    if not os.path.isfile(path):
+        raise CliError(f"no such log file: {path}", error_code="NO_SUCH_FILE")
 
 
 # ---------------------------------------------------------------- tables that never cut a number

@@ -21,9 +21,15 @@ from typing import Any
 
 import msgspec
 
-from state.smt import EMPTY, MemoryNodeStore, compute_update, find_leaf, key_hash, value_hash
-
-from ..keys import describe_key, record_type
+from clearinghouse.spec.state.keys import describe_key, record_type
+from state.smt import (
+    EMPTY,
+    MemoryNodeStore,
+    compute_update,
+    find_leaf,
+    key_hash,
+    value_hash,
+)
 
 BATCH = 4096
 """Records fed to the in-memory tree per update (bounded memory per step)."""

@@ -17,23 +17,24 @@ KINDS = {
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..cli import EXIT_OK, EXIT_USAGE, CliError
-    from . import names as N
-    from .exports import ExportError, run_export
+    from clearinghouse.tools import names as N
+    from clearinghouse.tools.scenario.parse import scenario_names
+    from clearinghouse.tools.console import EXIT_OK, EXIT_USAGE, CliError
+    from clearinghouse.tools.exports import ExportError, run_export
 
     if args.height is not None and args.height < 0:
         raise CliError(f"--height must be at least 0, got {args.height}", EXIT_USAGE)
     if args.height is not None and args.kind != "state":
         raise CliError("--height applies to `export state` only", EXIT_USAGE)
     try:
-        known = N.known_names(names=args.names, scenario=args.scenario)
+        known = N.known_names(names=args.names, scenario=scenario_names(args.scenario))
     except N.UnknownName as exc:
         raise CliError(str(exc)) from None
 
     def resolve(src: Any) -> bytes | None:
         if args.user is None:
             return None
-        from ..keys import account_key
+        from clearinghouse.spec.state.keys import account_key
 
         view = src.view()
         try:
@@ -64,8 +65,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def add_export_command(sub: Any) -> None:
-    from ..scenario import cli_command
-    from .names import add_name_args
+    from clearinghouse.tools.console import cli_command
+    from clearinghouse.tools.names import add_name_args
 
     p = sub.add_parser("export", help="Hyperliquid-shaped exports of a chain: fills, state, funding, liquidations, ledger (docs/exports.md)")
     p.add_argument("kind", choices=sorted(KINDS), metavar="KIND",

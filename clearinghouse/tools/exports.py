@@ -28,8 +28,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from ..units import format_scaled, micro_to_usdc
-from ..waterfall_events import CROSS
+from clearinghouse.spec.waterfall.events import CROSS
+from clearinghouse.tools.units import format_scaled, micro_to_usdc
 
 ZERO_HASH = "0x" + "00" * 32
 """Hyperliquid's hash of fills and events not caused by a transaction (liquidations, ADL, funding)."""
@@ -78,8 +78,8 @@ class Source:
 
     @classmethod
     def open(cls, path: str) -> "Source":
-        from ..engine import Engine, iter_log
-        from .safety import UnsafePath, open_readonly
+        from clearinghouse.chain.engine import Engine, iter_log
+        from clearinghouse.tools.safety import UnsafePath, open_readonly
 
         if os.path.isdir(path):
             try:
@@ -110,7 +110,7 @@ class Source:
         return src
 
     def _load_markets(self) -> None:
-        from .accounts_view import markets
+        from clearinghouse.tools.accounts_view import markets
 
         self.markets = [Market(m.index, m.name, m.sz_decimals, m.max_leverage) for m in markets(self._engine.view())]
 
@@ -124,7 +124,7 @@ class Source:
     def blocks(self, until: int | None = None) -> Iterator[BlockEvents]:
         """Each block's events in order (a log is replayed as it is read); stops after ``until``."""
         if self.kind == "lmdb":
-            from ..engine import load_block_events, load_block_header
+            from clearinghouse.chain.engine import load_block_events, load_block_header
 
             last = self._store.height if until is None else min(until, self._store.height)
             for h in range(1, last + 1):
@@ -362,7 +362,7 @@ def iter_ledger(src: Source, *, user: bytes | None = None) -> Iterator[dict[str,
     ``fundingResidue`` (rounding residue of a funding settlement, to the fund), and
     ``genesisFund`` (the insurance fund's balance at genesis, the first record).
     """
-    from ..keys import FEE_POOL, INSURANCE_FUND
+    from clearinghouse.spec.state.keys import FEE_POOL, INSURANCE_FUND
 
     if src.genesis is not None and src.genesis.insurance_fund and (user is None or user == INSURANCE_FUND):
         rec = {"time": src.genesis.time_ms, "hash": ZERO_HASH, "delta": {"type": "genesisFund", "usdc": usd(src.genesis.insurance_fund)}}
@@ -439,7 +439,13 @@ def iter_ledger(src: Source, *, user: bytes | None = None) -> Iterator[dict[str,
 # ---------------------------------------------------------------- liquidations
 def iter_liquidations(src: Source, *, names: dict[bytes, str] | None = None) -> Iterator[dict[str, Any]]:
     """Every waterfall event with its evidence (explain's event JSON: raw fields and human companions)."""
-    from ..explain import WATERFALL_FILL_KINDS as KINDS, WATERFALL_TYPES, Legend, MarketInfo, event_json
+    from clearinghouse.tools.explain import WATERFALL_FILL_KINDS as KINDS
+    from clearinghouse.tools.explain import (
+        WATERFALL_TYPES,
+        Legend,
+        MarketInfo,
+        event_json,
+    )
 
     legend = Legend(markets=[MarketInfo(m.index, m.name, m.sz_decimals) for m in src.markets], names=dict(names or {}))
     for block in src.blocks():
@@ -454,7 +460,7 @@ def iter_liquidations(src: Source, *, names: dict[bytes, str] | None = None) -> 
 # ---------------------------------------------------------------- state
 def clearinghouse_state(src: Source, user: bytes, height: int | None = None) -> dict[str, Any]:
     """Hyperliquid ``clearinghouseState`` of ``user`` at ``height`` (default: the last block)."""
-    from .accounts_view import account_view
+    from clearinghouse.tools.accounts_view import account_view
 
     if height is not None and height > src.height and src.kind == "lmdb":
         raise ExportError(f"height {height} is beyond the database's height {src.height}")
@@ -476,7 +482,7 @@ def clearinghouse_state(src: Source, user: bytes, height: int | None = None) -> 
         lev: dict[str, Any] = {"type": "cross" if p.is_cross else "isolated", "value": p.leverage}
         if not p.is_cross:
             lev["rawUsd"] = usd(p.iso_cash)
-        from .accounts_view import frac_str, px_str
+        from clearinghouse.tools.accounts_view import frac_str, px_str
 
         positions.append({"type": "oneWay", "position": {
             "coin": m.name, "szi": sz(m, p.size), "entryPx": _hl(px_str(p.entry_px, m.sz_decimals, extra=2) or "0"),

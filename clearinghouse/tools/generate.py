@@ -5,7 +5,7 @@
     clearinghouse generate --out LOG --accounts N --blocks B --txs-per-block T --seed S \\
         [--profile normal|crash] [--markets 1|2] [--workers W] [--json]
 
-Every block is executed by the real :class:`~clearinghouse.producer.Producer`
+Every block is executed by the real :class:`~clearinghouse.chain.producer.Producer`
 (the same transition as every replayer, header roots included), so
 ``clearinghouse verify LOG`` accepts the result. Each block carries ``T``
 user transactions plus one ``OracleUpdate`` from **every** genesis publisher
@@ -61,16 +61,34 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable
 
+from clearinghouse.chain.producer import Producer
+from clearinghouse.tools.demo import DEMO_CHAIN_ID, DEMO_GENESIS_TIME_MS, USDC
 from tx.actions import (
-    TIF_ALO, TIF_GTC, TIF_IOC, Cancel, CancelByCloid, Deposit, MarketOrder, Modify, OraclePrice, OracleUpdate, PlaceOrder, Transfer,
-    TriggerOrder, UpdateIsolatedMargin, UpdateLeverage, Withdraw,
+    TIF_ALO,
+    TIF_GTC,
+    TIF_IOC,
+    Cancel,
+    CancelByCloid,
+    Deposit,
+    MarketOrder,
+    Modify,
+    OraclePrice,
+    OracleUpdate,
+    PlaceOrder,
+    Transfer,
+    TriggerOrder,
+    UpdateIsolatedMargin,
+    UpdateLeverage,
+    Withdraw,
 )
 from tx.builder import sign_transaction
-from tx.messages import DEFAULT_MARK_BAND_BPS, DEFAULT_ORACLE_FRESH_MS, Genesis, MarketSpec
+from tx.messages import (
+    DEFAULT_MARK_BAND_BPS,
+    DEFAULT_ORACLE_FRESH_MS,
+    Genesis,
+    MarketSpec,
+)
 from tx.signing import Signer
-
-from ..demo import DEMO_CHAIN_ID, DEMO_GENESIS_TIME_MS, USDC
-from ..producer import Producer
 
 PROFILES = ("normal", "crash")
 ORACLE_NAMES = ("oracle-1", "oracle-2", "oracle-3")
@@ -124,7 +142,7 @@ class GenerateSpec:
             raise GenerateError(f"--txs-per-block is at most {4_000 - len(ORACLE_NAMES)} (a block holds 4,000 transactions with the oracle updates)")
         if self.seed < 0:
             raise GenerateError("--seed must be >= 0")
-        from ..policies import POLICIES
+        from clearinghouse.spec.waterfall.policies import POLICIES
 
         if self.policy not in POLICIES:
             raise GenerateError(f"unknown policy {self.policy!r}; expected one of {', '.join(sorted(POLICIES))}")
@@ -604,9 +622,14 @@ def generate(path: str | os.PathLike[str], spec: GenerateSpec, *, workers: int =
     try:
         with Producer(genesis, partial, overwrite=True) as p:
             if progress:
-                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
                 from rich.console import Console
+                from rich.progress import (
+                    BarColumn,
+                    MofNCompleteColumn,
+                    Progress,
+                    TextColumn,
+                    TimeRemainingColumn,
+                )
 
                 bar = Progress(TextColumn("generate"), BarColumn(), MofNCompleteColumn(), TextColumn("blocks"), TimeRemainingColumn(),
                                console=Console(stderr=True), transient=True)
@@ -692,7 +715,7 @@ def add_generate_command(sub: Any) -> None:
 
 
 def cmd_generate(args: Any) -> int:
-    from ..cli import CliError, EXIT_OK, _print_json
+    from clearinghouse.tools.console import EXIT_OK, CliError, print_json
 
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
     if workers < 1:
@@ -713,7 +736,7 @@ def cmd_generate(args: Any) -> int:
     d = result.to_dict()
     d["workers"] = workers
     if args.json:
-        _print_json(d)
+        print_json(d)
     else:
         print(f"wrote {args.out}: {d['blocks']} blocks, {d['txs']} transactions ({d['rejected']} rejected), {d['bytes']:,} bytes in {d['seconds']:.1f} s "
               f"({d['txs_per_second']} tx/s, {workers} signing workers); liquidations {d['liquidations']}, backstops {d['backstops']}, "

@@ -19,10 +19,17 @@ import os
 import random
 from dataclasses import dataclass
 
-from tx.actions import TIF_ALO, TIF_IOC, CancelByCloid, Deposit, PlaceOrder, Transfer, Withdraw
-
-from ..demo import BTC, ETH, USDC, btc_px, demo_genesis, eth_px
-from ..producer import Producer
+from clearinghouse.chain.producer import Producer
+from clearinghouse.tools.demo import BTC, ETH, USDC, btc_px, demo_genesis, eth_px
+from tx.actions import (
+    TIF_ALO,
+    TIF_IOC,
+    CancelByCloid,
+    Deposit,
+    PlaceOrder,
+    Transfer,
+    Withdraw,
+)
 
 INITIAL_DEPOSIT = 10_000 * USDC
 """What each generated account is credited before it acts."""

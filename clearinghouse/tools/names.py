@@ -14,7 +14,15 @@ import json
 import os
 from typing import Any, Callable
 
+from clearinghouse.spec.state.keys import FEE_POOL, INSURANCE_FUND
 from tx.signing import Signer, checksum_address, parse_address
+
+SYSTEM_NAMES = {INSURANCE_FUND: "insurance_fund", FEE_POOL: "fee_pool"}
+"""Names of the reserved system accounts (usable wherever a name is accepted)."""
+SYSTEM_ALIASES = {
+    "insurance_fund": INSURANCE_FUND, "insurance-fund": INSURANCE_FUND, "fund": INSURANCE_FUND,
+    "fee_pool": FEE_POOL, "fee-pool": FEE_POOL,
+}
 
 
 class UnknownName(Exception):
@@ -22,14 +30,12 @@ class UnknownName(Exception):
 
 
 def demo_names() -> dict[str, bytes]:
-    from ..demo import DEMO_NAMES
+    from clearinghouse.tools.demo import DEMO_NAMES
 
     return {n: Signer.from_name(n).address for n in DEMO_NAMES}
 
 
 def system_names() -> dict[str, bytes]:
-    from ..explain import SYSTEM_ALIASES
-
     return dict(SYSTEM_ALIASES)
 
 
@@ -65,20 +71,14 @@ def read_names_file(path: str) -> dict[str, bytes]:
     return out
 
 
-def scenario_names(path: str) -> dict[str, bytes]:
-    from ..scenario import load_scenario
-
-    sc = load_scenario(path)
-    return {name: addr for addr, name in sc.names().items()}
-
-
-def known_names(*, names: str | None = None, scenario: str | None = None, include_demo: bool = True) -> dict[str, bytes]:
-    """Every name a command should understand: system accounts, the demo's, a scenario's, a names file's."""
+def known_names(*, names: str | None = None, scenario: dict[str, bytes] | None = None, include_demo: bool = True) -> dict[str, bytes]:
+    """Every name a command should understand: system accounts, the demo's, a scenario's (``scenario``:
+    name -> address, from ``scenario.parse.scenario_names``), a names file's."""
     out = system_names()
     if include_demo:
         out.update(demo_names())
     if scenario:
-        out.update(scenario_names(scenario))
+        out.update(scenario)
     if names:
         if os.path.isfile(names) or os.sep in names or names.endswith((".json", ".txt")):
             out.update(read_names_file(names))

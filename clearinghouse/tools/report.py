@@ -22,9 +22,15 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from ..explain import BlockEvents as ExplainBlock
-from ..explain import Legend, MarketInfo, WATERFALL_FILL_KINDS, WATERFALL_TYPES, explain_events
-from ..keys import INSURANCE_FUND, market_state_key
+from clearinghouse.spec.state.keys import INSURANCE_FUND, market_state_key
+from clearinghouse.tools.explain import (
+    WATERFALL_FILL_KINDS,
+    WATERFALL_TYPES,
+    Legend,
+    MarketInfo,
+    explain_events,
+)
+from clearinghouse.tools.explain import BlockEvents as ExplainBlock
 
 MAX_POINTS = 1500
 """Most samples per series; longer logs are strided (blocks with waterfall events are always kept)."""
@@ -141,11 +147,10 @@ def _base(m: Any, lots: int) -> float:
 
 def collect(log: str, names: dict[bytes, str]) -> Collected:
     """Replay ``log`` (twice when accounts were involved: the second pass samples their equity)."""
+    from clearinghouse.spec.state.keys import CHAIN_KEY
+    from clearinghouse.tools.accounts_view import account_view
+    from clearinghouse.tools.exports import Source
     from tx.logfile import scan_log
-
-    from ..keys import CHAIN_KEY
-    from .accounts_view import account_view
-    from .exports import Source
 
     total = max(scan_log(log).frames - 1, 1)
     stride = max(1, -(-total // MAX_POINTS))
@@ -282,7 +287,7 @@ def queue_chart(ev: Any, steps: list[Any], names: dict[bytes, str], market: Any)
 # ---------------------------------------------------------------- the report
 def build_report(log: str, *, names: dict[bytes, str] | None = None, title: str | None = None) -> str:
     """The cascade report page of ``log`` as an HTML string."""
-    from ..explain import SYSTEM_NAMES
+    from clearinghouse.tools.names import SYSTEM_NAMES
 
     names = dict(names or {})
     for a, n in SYSTEM_NAMES.items():
@@ -345,15 +350,17 @@ def build_report(log: str, *, names: dict[bytes, str] | None = None, title: str 
 def cmd_report(args: Any) -> int:
     import sys
 
-    from ..cli import EXIT_OK, CliError
-    from . import names as N
+    from clearinghouse.tools import names as N
+    from clearinghouse.tools.console import EXIT_OK, CliError
 
     if os.path.isdir(args.log):
         raise CliError(f"{args.log} is a folder: report needs the log (a state database keeps only its last state)", error_code="NOT_A_LOG")
     if not os.path.isfile(args.log):
         raise CliError(f"no such log file: {args.log}", error_code="NO_SUCH_FILE")
     try:
-        known = N.known_names(names=args.names, scenario=args.scenario)
+        from clearinghouse.tools.scenario.parse import scenario_names
+
+        known = N.known_names(names=args.names, scenario=scenario_names(args.scenario))
     except N.UnknownName as exc:
         raise CliError(str(exc)) from None
     out = args.output
@@ -373,8 +380,8 @@ def cmd_report(args: Any) -> int:
 
 
 def add_report_command(sub: Any) -> None:
-    from ..scenario import cli_command
-    from .names import add_name_args
+    from clearinghouse.tools.console import cli_command
+    from clearinghouse.tools.names import add_name_args
 
     p = sub.add_parser("report", help="a self-contained offline HTML cascade report of a log (charts and explanations)")
     p.add_argument("log", metavar="LOG", help="the log file to report on")

@@ -131,3 +131,13 @@ def open_readonly(path: str) -> Any:
         store.close()
         raise UnsafePath(f"the state database at {path} is empty")
     return store
+
+
+def open_existing_store(path: str) -> Any:
+    """Open a state database read-only: nothing is created or changed, a read-only copy works."""
+    from clearinghouse.tools.console import CliError
+
+    try:
+        return open_readonly(path)
+    except UnsafePath as exc:
+        raise CliError(str(exc), error_code="NO_DATABASE") from None

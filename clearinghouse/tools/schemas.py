@@ -216,7 +216,7 @@ def cmd_schema(args: Any) -> int:
     import json
     import sys
 
-    from ..cli import EXIT_OK, CliError
+    from clearinghouse.tools.console import EXIT_OK, CliError
 
     if args.name is None:
         for name in SCHEMAS:
@@ -234,7 +234,7 @@ def cmd_schema(args: Any) -> int:
 
 
 def add_schema_command(sub: Any) -> None:
-    from ..scenario import cli_command
+    from clearinghouse.tools.console import cli_command
 
     p = sub.add_parser("schema", help="print the JSON Schema of a --json output or export record (no NAME: list them)")
     p.add_argument("name", nargs="?", default=None, metavar="NAME", help="a schema name: " + ", ".join(SCHEMAS))

@@ -19,16 +19,20 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+from clearinghouse.tools.console import (
+    EXIT_FAIL,
+    EXIT_OK,
+    EXIT_USAGE,
+    CliError,
+    console,
+    print_json,
+    require_file,
+)
+from clearinghouse.tools.safety import open_existing_store
+
 if TYPE_CHECKING:  # imported lazily: building the parser must stay cheap
+    from clearinghouse.chain.segments import ChainReport, Segment, SegmentResult
     from state.snapshot import SnapshotInfo
-
-    from ..segments import ChainReport, Segment, SegmentResult
-
-
-def _cli() -> Any:
-    from .. import cli
-
-    return cli
 
 
 # ---------------------------------------------------------------- parser
@@ -59,8 +63,7 @@ def add_segment_commands(sub: Any) -> None:
 
 
 def _usage(message: str) -> Exception:
-    cli = _cli()
-    return cli.CliError(message, cli.EXIT_USAGE)
+    return CliError(message, EXIT_USAGE)
 
 
 # ---------------------------------------------------------------- snapshot
@@ -69,7 +72,7 @@ def _store_genesis_hash(store: Any) -> bytes:
 
     raw = store.get_meta("genesis")
     if raw is None:
-        raise _cli().CliError("the state database holds no genesis (nothing committed?)")
+        raise CliError("the state database holds no genesis (nothing committed?)")
     return genesis_hash(decode_genesis(raw))
 
 
@@ -81,14 +84,12 @@ def snapshot_info_json(path: str, info: SnapshotInfo) -> dict[str, Any]:
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
     from state.snapshot import load_snapshot, snapshot_store
-
-    cli = _cli()
     out = os.path.abspath(args.out)
     if os.path.isdir(out):
-        raise cli.CliError(f"{args.out} is a folder; give the snapshot file to write")
+        raise CliError(f"{args.out} is a folder; give the snapshot file to write")
     if not os.path.isdir(os.path.dirname(out)):
-        raise cli.CliError(f"no folder {os.path.dirname(out)} to write {args.out} in")
-    store = cli._open_existing_store(args.db)
+        raise CliError(f"no folder {os.path.dirname(out)} to write {args.out} in")
+    store = open_existing_store(args.db)
     try:
         info = snapshot_store(store, out, genesis_hash=_store_genesis_hash(store))
     finally:
@@ -97,11 +98,11 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     load_snapshot(out, expected_root=info.header.state_root, expected_height=info.header.height)
     report = snapshot_info_json(out, info)
     if args.json:
-        cli._print_json(report)
+        print_json(report)
     else:
-        cli._console().print(f"[green]wrote[/] {report['snapshot']}: height {report['height']}, {report['records']:,} records, "
+        console().print(f"[green]wrote[/] {report['snapshot']}: height {report['height']}, {report['records']:,} records, "
                              f"{report['bytes']:,} bytes, state root {report['state_root']}")
-    return cli.EXIT_OK
+    return EXIT_OK
 
 
 # ---------------------------------------------------------------- replay --snapshot-every
@@ -115,9 +116,8 @@ class SnapshotWriter:
         self._genesis_hash: bytes | None = None
 
     def __call__(self, store: Any, entry: Any, executed: Any) -> None:
+        from clearinghouse.chain.segments import snapshot_name
         from state.snapshot import snapshot_store
-
-        from ..segments import snapshot_name
 
         if executed is None or store.height % self.every:
             return
@@ -141,7 +141,7 @@ def snapshot_writer(args: argparse.Namespace) -> SnapshotWriter | None:
     if every < 1:
         raise _usage("--snapshot-every must be at least 1")
     if os.path.exists(directory) and not os.path.isdir(directory):
-        raise _cli().CliError(f"{directory} is not a folder")
+        raise CliError(f"{directory} is not a folder")
     os.makedirs(directory, exist_ok=True)
     return SnapshotWriter(every, os.path.abspath(directory))
 
@@ -162,29 +162,28 @@ def check_verify_flags(args: argparse.Namespace) -> bool:
 
 
 def cmd_verify_segments(args: argparse.Namespace) -> int:
-    from ..segments import verify_chain
-
-    cli = _cli()
-    cli._require_file(args.log)
+    from clearinghouse.chain.distributed import run_on_dask
+    from clearinghouse.chain.segments import verify_chain
+    require_file(args.log)
     workers = args.workers or os.cpu_count() or 1
     progress = not args.json and sys.stderr.isatty()
     if progress:
         report = _with_progress(args, workers)
     else:
-        report = verify_chain(args.log, args.snapshots, workers=workers, scheduler=args.scheduler, local_cluster=args.cluster == "local")
+        report = verify_chain(args.log, args.snapshots, workers=workers, scheduler=args.scheduler, local_cluster=args.cluster == "local", run_dask=run_on_dask)
     out = report.to_json()
     problems = _expectation_problems(args, report) if report.ok else []
     if problems:
         out.update(ok=False, expected={"height": getattr(args, "expect_height", None), "state_root": getattr(args, "expect_root", None)}, problems=problems)
     if args.json:
-        cli._print_json(out)
+        print_json(out)
     elif report.ok and not problems:
-        _render_ok(cli._console(), report)
+        _render_ok(console(), report)
     elif not report.ok:
-        _render_failure(cli._console(stderr=True), report)
+        _render_failure(console(stderr=True), report)
     for text in problems:
         print(f"error: EXPECTATION_MISMATCH: {text}", file=sys.stderr)
-    return cli.EXIT_OK if report.ok and not problems else cli.EXIT_FAIL
+    return EXIT_OK if report.ok and not problems else EXIT_FAIL
 
 
 def _expectation_problems(args: argparse.Namespace, report: ChainReport) -> list[str]:
@@ -199,8 +198,17 @@ def _expectation_problems(args: argparse.Namespace, report: ChainReport) -> list
 
 
 def _with_progress(args: argparse.Namespace, workers: int) -> ChainReport:
-    from ..segments import verify_chain
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from clearinghouse.chain.distributed import run_on_dask
+    from clearinghouse.chain.segments import verify_chain
 
     columns = (TextColumn("verifying {task.fields[segments]}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, transient=True) as bar:
@@ -223,7 +231,7 @@ def _with_progress(args: argparse.Namespace, workers: int) -> ChainReport:
 
         dask = bool(args.scheduler or args.cluster)
         return verify_chain(args.log, args.snapshots, workers=workers, scheduler=args.scheduler, local_cluster=args.cluster == "local",
-                            on_plan=on_plan, on_progress=None if dask else on_progress, on_result=on_result)
+                            on_plan=on_plan, on_progress=None if dask else on_progress, on_result=on_result, run_dask=run_on_dask)
 
 
 def _render_ok(con: Any, report: ChainReport) -> None:

@@ -36,20 +36,26 @@ from typing import Any, Callable
 
 import msgspec
 
+from clearinghouse.chain.engine import Engine, Executed, iter_log
+from clearinghouse.spec.end_of_block import ToolHook, tool_hook
+from clearinghouse.spec.state.keys import (
+    CHAIN_KEY,
+    NS_ACCOUNT,
+    NS_LIQ_REF,
+    SYSTEM_ACCOUNTS,
+    market_state_key,
+    position_prefix,
+)
+from clearinghouse.spec.state.records import Chain
+from clearinghouse.spec.waterfall.adl import units_to_deleverage
+from clearinghouse.spec.waterfall.events import CROSS
+from clearinghouse.spec.waterfall.insurance_fund import fund_value
+from clearinghouse.spec.waterfall.policies import POLICIES, Policy
+from clearinghouse.spec.waterfall.units import Unit, unit_health
+from clearinghouse.tools.adl_metrics import BlockObs, Fill, cell, policy_figures
 from state import MemoryStore
 from tx.encoding import encode, genesis_hash
 from tx.messages import Block, Genesis, Header
-
-from ..adl import units_to_deleverage
-from ..end_of_block import ToolHook, tool_hook
-from ..engine import Engine, Executed, iter_log
-from ..insurance_fund import fund_value
-from ..keys import CHAIN_KEY, NS_ACCOUNT, NS_LIQ_REF, SYSTEM_ACCOUNTS, market_state_key, position_prefix
-from ..margin_units import Unit, unit_health
-from ..policies import POLICIES, Policy
-from ..records import Chain
-from ..waterfall_events import CROSS
-from .adl_metrics import BlockObs, Fill, policy_figures
 
 ADL_ONLY_FIELDS = ("name", "ranking", "deficit_cover")
 """Policy switches that only step 50 reads: policies that differ only in these share one
@@ -342,31 +348,10 @@ COLUMNS = (
     ("notional_closed", "notional"), ("largest_haircut_share", "max share"), ("gini", "Gini"), ("fund_after", "fund after"),
     ("bad_debt_left", "bad debt"),
 )
-AMOUNT_KEYS = {"deficit", "budget", "haircut", "overshoot", "notional_closed", "fund_after", "fund_before", "bad_debt_left"}
-
-
-def usdc(v: int | None) -> str:
-    if v is None:
-        return "-"
-    sign = "-" if v < 0 else ""
-    q, r = divmod(abs(v), 1_000_000)
-    return f"{sign}{q:,}.{r // 10_000:02d}"
-
-
-def cell(key: str, v: Any) -> str:
-    if v is None:
-        return "-"
-    if key in AMOUNT_KEYS:
-        return usdc(v)
-    if isinstance(v, dict):
-        return v["decimal"]
-    return str(v)
-
-
 def render_text(report: dict[str, Any], out: Any, timing: bool, wide: bool = False) -> None:
     from rich.console import Console
 
-    from .console import Column, render_table
+    from clearinghouse.tools.console import Column, render_table
 
     con = Console(file=out, highlight=False, soft_wrap=True)
     con.print(f"whatif {report['log']}: genesis policy {report['genesis_policy']}; ADL waves split at gaps > {report['gap_ms']} ms; amounts in USDC")
@@ -413,12 +398,12 @@ def _status_printer(args: Any) -> Callable[[str], None] | None:
 
 
 def cmd_whatif(args: Any) -> int:
-    from ..cli import CliError, EXIT_OK, _print_json, _require_file
+    from clearinghouse.tools.console import EXIT_OK, CliError, print_json, require_file
 
-    _require_file(args.log)
+    require_file(args.log)
     if args.gap_ms < 0:
         raise CliError("--gap-ms must be >= 0", error_code="BAD_INPUT")
-    from ..engine import VerifyFailure
+    from clearinghouse.chain.engine import VerifyFailure
 
     try:
         policies = parse_policies(args.policies)
@@ -431,11 +416,11 @@ def cmd_whatif(args: Any) -> int:
     if args.timing:
         report["timing"] = timing
     if args.html:
-        from .whatif_html import write_html
+        from clearinghouse.tools.whatif_html import write_html
 
         write_html(report, args.html)
     if args.json:
-        _print_json(report)
+        print_json(report)
     else:
         report["_timing"] = timing
         render_text(report, sys.stdout, args.timing, args.wide)

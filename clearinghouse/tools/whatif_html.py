@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .report import Page
+from clearinghouse.tools.report import Page
 
 FIGURES = (
     ("deficit", "D: deficit before ADL (USDC)", True),
@@ -37,7 +37,7 @@ def _value(v: Any, amount: bool) -> float:
 
 
 def build_html(report: dict[str, Any]) -> str:
-    from .whatif import cell
+    from clearinghouse.tools.adl_metrics import cell
 
     policies = report["policies"]
     page = Page(f"ADL policy lab: {os.path.basename(report['log'])}",

@@ -1,0 +1,48 @@
+"""Hyperliquid's nonce rule (protocol §4.6).
+
+Per signer, the 100 highest used nonces are kept. A new nonce must be unused,
+must exceed the smallest kept nonce once 100 are kept, and must lie strictly
+inside (T - 2 days, T + 1 day), T the block time in ms. Nonces are usually
+millisecond timestamps, so many transactions per signer per block are fine and
+order among them does not matter.
+"""
+
+from __future__ import annotations
+
+import bisect
+
+from clearinghouse.spec.errors import BadNonce
+from clearinghouse.spec.state.keys import nonces_key
+from clearinghouse.spec.state.records import MAX_NONCES, NonceSet
+from clearinghouse.spec.state.working_state import WorkingState
+
+NONCE_PAST_WINDOW_MS = 2 * 24 * 3600 * 1000
+NONCE_FUTURE_WINDOW_MS = 1 * 24 * 3600 * 1000
+
+
+def check_nonce(kept: list[int], nonce: int, block_time_ms: int) -> None:
+    """Raise ``BadNonce`` unless ``nonce`` is acceptable (pure)."""
+    if not (block_time_ms - NONCE_PAST_WINDOW_MS < nonce < block_time_ms + NONCE_FUTURE_WINDOW_MS):
+        raise BadNonce(f"nonce {nonce} outside the window ({block_time_ms} - 2d, {block_time_ms} + 1d)")
+    i = bisect.bisect_left(kept, nonce)
+    if i < len(kept) and kept[i] == nonce:
+        raise BadNonce(f"nonce {nonce} already used")
+    if len(kept) >= MAX_NONCES and nonce <= kept[0]:
+        raise BadNonce(f"nonce {nonce} not above the smallest of the last {MAX_NONCES} ({kept[0]})")
+
+
+def with_nonce(kept: list[int], nonce: int) -> list[int]:
+    """The kept list after using ``nonce``: inserted in order, smallest dropped past 100."""
+    out = list(kept)
+    bisect.insort(out, nonce)
+    if len(out) > MAX_NONCES:
+        del out[0]
+    return out
+
+
+def use_nonce(ws: WorkingState, signer: bytes, nonce: int, block_time_ms: int) -> None:
+    key = nonces_key(signer)
+    rec = ws.get(key)
+    kept = rec.nonces if rec is not None else []
+    check_nonce(kept, nonce, block_time_ms)
+    ws.put(key, NonceSet(nonces=with_nonce(kept, nonce)))

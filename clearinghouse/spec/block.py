@@ -1,0 +1,200 @@
+"""The state transition: genesis, and one block of signed transactions.
+
+``apply_block`` is the whole consensus rule for a block. It reads and writes
+only through a ``WorkingState`` and returns the events; the caller takes
+``ws.changes()`` to storage, which commits them atomically and yields the
+state root. Order of work (protocol §6.3):
+
+1. check the block's height and time against the chain record;
+2. decode every transaction (failures become rejected receipts);
+3. run transactions in ``ordering.execution_order``; each one is atomic:
+   signature, nonce, authorisation, then its action; on ``InvalidTransaction``
+   its writes and events are undone and only its receipt remains;
+4. end-of-block work in the fixed order of ``end_of_block.run``;
+5. record the new height and time.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import msgspec
+
+from tx import actions as A
+from tx.encoding import decode_transaction, encode, genesis_hash, tx_id
+from tx.errors import HighSSignature, NonCanonicalEncoding, SignatureError, TxError
+from tx.messages import Genesis, Transaction
+from tx.signing import recover_signer, signing_digest
+
+from clearinghouse.spec import end_of_block
+from clearinghouse.spec.state.accounts import put_account, EMPTY_ACCOUNT
+from clearinghouse.spec.actions.agents import apply_approve_agent
+from clearinghouse.spec.actions.collateral import apply_deposit, apply_transfer, apply_withdraw
+from clearinghouse.spec.actions.leverage import apply_update_isolated_margin, apply_update_leverage
+from clearinghouse.spec.prices.oracle import apply_oracle_update
+from clearinghouse.spec.trading.orders import (
+    apply_cancel, apply_cancel_by_cloid, apply_market_order, apply_modify, apply_place_order, apply_trigger_order,
+)
+from clearinghouse.spec.waterfall.policies import POLICIES
+from clearinghouse.spec.state.context import TxContext
+from clearinghouse.spec.errors import (
+    DecodeRejected,
+    HighSRejected,
+    InvalidBlock,
+    InvalidGenesis,
+    InvalidTransaction,
+    NoSuchAccount,
+    NonCanonicalRejected,
+    SignatureRejected,
+    Unauthorized,
+)
+from clearinghouse.spec.events import Receipt
+from clearinghouse.spec.state.keys import CHAIN_KEY, account_key, INSURANCE_FUND, FEE_POOL, agent_key
+from clearinghouse.spec.actions.nonces import use_nonce
+from clearinghouse.spec.ordering import execution_order
+from clearinghouse.spec.state.records import Account, Chain
+from clearinghouse.spec.state.working_state import WorkingState, atomically
+
+Handler = Callable[[TxContext, Any], None]
+
+AUTHORITY_ACTIONS = (A.Deposit, A.OracleUpdate)
+"""Actions signed by genesis authorities, which need no account of their own."""
+
+HANDLERS: dict[type, Handler] = {
+    A.Deposit: apply_deposit,
+    A.Withdraw: apply_withdraw,
+    A.Transfer: apply_transfer,
+    A.PlaceOrder: apply_place_order,
+    A.MarketOrder: apply_market_order,
+    A.TriggerOrder: apply_trigger_order,
+    A.Cancel: apply_cancel,
+    A.CancelByCloid: apply_cancel_by_cloid,
+    A.Modify: apply_modify,
+    A.UpdateLeverage: apply_update_leverage,
+    A.UpdateIsolatedMargin: apply_update_isolated_margin,
+    A.ApproveAgent: apply_approve_agent,
+    A.OracleUpdate: apply_oracle_update,
+}
+"""Action type -> handler (protocol §9): the one dispatch table, every action in one place."""
+
+SUPPORTED_POLICIES = tuple(sorted(POLICIES))
+
+
+def apply_genesis(ws: WorkingState, genesis: Genesis) -> None:
+    """Write the genesis state (height 0): chain record, markets, system accounts."""
+    from clearinghouse.spec.trading.markets import init_markets, validate_genesis_markets
+
+    pubs = list(genesis.oracle_publishers)
+    if pubs != sorted(set(pubs)):
+        raise InvalidGenesis("genesis oracle publishers must be sorted and distinct")
+    if genesis.policy not in SUPPORTED_POLICIES:
+        raise InvalidGenesis(f"unknown policy {genesis.policy!r}; expected one of {SUPPORTED_POLICIES}")
+    validate_genesis_markets(genesis)  # every check before the first write (protocol §5)
+    ws.put(
+        CHAIN_KEY,
+        Chain(
+            chain_id=genesis.chain_id,
+            genesis_hash=genesis_hash(genesis),
+            bridge=genesis.bridge,
+            oracle_publishers=pubs,
+            policy=genesis.policy,
+            market_count=len(genesis.markets),
+            height=0,
+            time_ms=genesis.time_ms,
+            next_oid=1,
+            deposits=genesis.insurance_fund,
+            withdrawals=0,
+            oracle_fresh_ms=genesis.oracle_fresh_ms,
+        ),
+    )
+    # The initial insurance fund counts as a deposit so conservation holds from height 0.
+    put_account(ws, INSURANCE_FUND, Account(cash=genesis.insurance_fund, open_markets=[], open_orders=0))
+    put_account(ws, FEE_POOL, EMPTY_ACCOUNT)
+    init_markets(ws, genesis)
+
+
+# Receipt messages are committed through the events root, so the messages of wire-level
+# rejections are fixed sentences: the decoder's and libsecp256k1's own wording (which names
+# byte offsets and changes between library versions) must never reach consensus data.
+MSG_DECODE = "transaction bytes are malformed or out of range"
+MSG_NON_CANONICAL = "transaction bytes are not the canonical encoding"
+MSG_BAD_SIGNATURE = "signature is malformed or does not recover a key"
+MSG_HIGH_S = "signature is not in low-s form"
+
+
+def decode_for_block(raw: bytes) -> tuple[Transaction | None, InvalidTransaction | None]:
+    """Decode one transaction, mapping wire errors to rejection codes."""
+    try:
+        return decode_transaction(raw), None
+    except NonCanonicalEncoding:
+        return None, NonCanonicalRejected(MSG_NON_CANONICAL)
+    except TxError:
+        return None, DecodeRejected(MSG_DECODE)
+
+
+def recover(chain: Chain, tx: Transaction) -> bytes:
+    """The signer's address, or ``InvalidTransaction`` for a bad signature."""
+    digest = signing_digest(chain.chain_id, tx.nonce, encode(tx.action))
+    try:
+        return recover_signer(digest, tx.signature)
+    except HighSSignature:
+        raise HighSRejected(MSG_HIGH_S) from None
+    except SignatureError:
+        raise SignatureRejected(MSG_BAD_SIGNATURE) from None
+
+
+def acting_account(ws: WorkingState, signer: bytes, action: Any) -> bytes:
+    """Whose account the action changes: the owner, when an approved agent signs."""
+    agent = ws.get(agent_key(signer))
+    if agent is None:
+        return signer
+    if not isinstance(action, A.AGENT_ALLOWED):
+        raise Unauthorized(f"an agent key may not sign {type(action).__name__}")
+    return agent.owner
+
+
+def apply_transaction(ctx: TxContext, tx: Transaction) -> None:
+    """Validate and apply one decoded transaction, filling in ``ctx`` as it learns who acts.
+
+    Order: signature, handler lookup, acting account (agents), nonce, action.
+    """
+    ctx.signer = recover(ctx.chain, tx)
+    handler = HANDLERS.get(type(tx.action))
+    if handler is None:
+        raise InvalidTransaction(f"{type(tx.action).__name__} is not supported")
+    ctx.account = acting_account(ctx.ws, ctx.signer, tx.action)
+    if not isinstance(tx.action, AUTHORITY_ACTIONS) and ctx.ws.get(account_key(ctx.account)) is None:
+        # Only accounts that exist (hold or held collateral) may write state: an unfunded key
+        # cannot fill the state with nonce sets, order ids, settings or agent records for free.
+        raise NoSuchAccount("the acting account does not exist: deposit first")
+    use_nonce(ctx.ws, ctx.signer, tx.nonce, ctx.time_ms)
+    handler(ctx, tx.action)
+
+
+def apply_block(ws: WorkingState, height: int, time_ms: int, raw_txs: list[bytes]) -> list[Any]:
+    """Apply one block to ``ws`` and return its events (receipts first, then end-of-block)."""
+    chain: Chain = ws.get(CHAIN_KEY)
+    if height != chain.height + 1:
+        raise InvalidBlock(f"block height {height} does not follow {chain.height}")
+    if time_ms < chain.time_ms:
+        raise InvalidBlock(f"block time {time_ms} is before the previous block's {chain.time_ms}")
+    ws.put(CHAIN_KEY, msgspec.structs.replace(chain, height=height, time_ms=time_ms))
+
+    decoded = [decode_for_block(raw) for raw in raw_txs]
+    actions = [d[0].action if d[0] is not None else None for d in decoded]
+    events: list[Any] = []
+    for index in execution_order(actions):
+        tx, error = decoded[index]
+        tid = tx_id(raw_txs[index])
+        action_name = type(tx.action).__name__ if tx is not None else "?"
+        ctx = TxContext(ws=ws, chain=ws.get(CHAIN_KEY), tx_index=index, signer=b"", account=b"", time_ms=time_ms)
+        if error is None:
+            error = atomically(ws, ctx.events, lambda: apply_transaction(ctx, tx))
+        if error is None:
+            events.append(Receipt(tx_index=index, tx_id=tid, signer=ctx.signer, account=ctx.account, action=action_name, ok=True, code="OK", message=""))
+            events.extend(ctx.events)
+        else:
+            # The receipt names whoever was identified before the rejection (signer, account).
+            events.append(Receipt(tx_index=index, tx_id=tid, signer=ctx.signer, account=ctx.account, action=action_name, ok=False, code=error.code, message=error.message))
+    events.extend(end_of_block.run(ws, time_ms))
+    return events

@@ -1,0 +1,180 @@
+"""State key layout: one namespace byte, then fixed-width big-endian fields.
+
+Fixed widths make keys sort in the order the transition needs (protocol §7.1):
+resting orders by market, side, price priority, then order id (time priority);
+positions by market, then address. See docs/protocol.md "State keys".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tx.messages import MarketSpec
+
+from clearinghouse.spec.state import records as r
+
+NS_CHAIN = b"G"
+NS_MARKET_SPEC = b"M"
+NS_MARKET_STATE = b"S"
+NS_ACCOUNT = b"A"
+NS_NONCES = b"N"
+NS_AGENT = b"a"
+NS_POSITION = b"P"
+NS_ORDER = b"O"
+NS_TRIGGER = b"T"
+NS_ORDER_LOC = b"I"
+NS_CLOID = b"C"
+NS_ORACLE_SUB = b"Q"
+NS_LIQ_REF = b"R"
+
+U64_MAX = 2**64 - 1
+
+SIDE_BID = 0
+SIDE_ASK = 1
+TRIGGER_ABOVE = 0
+"""Fires when mark >= trigger price; keys ascend by price."""
+TRIGGER_BELOW = 1
+"""Fires when mark <= trigger price; keys ascend by (U64_MAX - price)."""
+
+INSURANCE_FUND = bytes(19) + b"\x01"
+"""Reserved address of the insurance fund account (it can hold positions: backstop)."""
+FEE_POOL = bytes(19) + b"\x02"
+"""Reserved address of the fee pool account."""
+SYSTEM_ACCOUNTS = (INSURANCE_FUND, FEE_POOL)
+
+NAMESPACE_NAMES = {
+    NS_CHAIN: "chain",
+    NS_MARKET_SPEC: "market_spec",
+    NS_MARKET_STATE: "market_state",
+    NS_ACCOUNT: "account",
+    NS_NONCES: "nonces",
+    NS_AGENT: "agent",
+    NS_POSITION: "position",
+    NS_ORDER: "order",
+    NS_TRIGGER: "trigger",
+    NS_ORDER_LOC: "order_locator",
+    NS_CLOID: "cloid",
+    NS_ORACLE_SUB: "oracle_submission",
+    NS_LIQ_REF: "liquidation_reference",
+}
+
+RECORD_TYPES: dict[bytes, Any] = {
+    NS_CHAIN: r.Chain,
+    NS_MARKET_SPEC: MarketSpec,
+    NS_MARKET_STATE: r.MarketState,
+    NS_ACCOUNT: r.Account,
+    NS_NONCES: r.NonceSet,
+    NS_AGENT: r.Agent,
+    NS_POSITION: r.Position,
+    NS_ORDER: r.Order,
+    NS_TRIGGER: r.Trigger,
+    NS_ORDER_LOC: r.OrderLocator,
+    NS_CLOID: r.CloidLocator,
+    NS_ORACLE_SUB: r.OracleSubmission,
+    NS_LIQ_REF: r.LiquidationRef,
+}
+
+CHAIN_KEY = NS_CHAIN + b"chain"
+
+
+def u32(n: int) -> bytes:
+    return n.to_bytes(4, "big")
+
+
+def u64(n: int) -> bytes:
+    return n.to_bytes(8, "big")
+
+
+def account_key(addr: bytes) -> bytes:
+    return NS_ACCOUNT + addr
+
+
+def nonces_key(addr: bytes) -> bytes:
+    return NS_NONCES + addr
+
+
+def agent_key(agent: bytes) -> bytes:
+    return NS_AGENT + agent
+
+
+def market_spec_key(market: int) -> bytes:
+    return NS_MARKET_SPEC + u32(market)
+
+
+def market_state_key(market: int) -> bytes:
+    return NS_MARKET_STATE + u32(market)
+
+
+def position_key(market: int, addr: bytes) -> bytes:
+    return NS_POSITION + u32(market) + addr
+
+
+def position_prefix(market: int) -> bytes:
+    return NS_POSITION + u32(market)
+
+
+def order_key(market: int, is_buy: bool, price: int, oid: int) -> bytes:
+    """Book key: ascending order is price-time priority within a side."""
+    side = SIDE_BID if is_buy else SIDE_ASK
+    price_key = U64_MAX - price if is_buy else price
+    return NS_ORDER + u32(market) + bytes([side]) + u64(price_key) + u64(oid)
+
+
+def book_side_prefix(market: int, is_buy: bool) -> bytes:
+    return NS_ORDER + u32(market) + bytes([SIDE_BID if is_buy else SIDE_ASK])
+
+
+def trigger_key(market: int, direction: int, trigger_price: int, oid: int) -> bytes:
+    price_key = trigger_price if direction == TRIGGER_ABOVE else U64_MAX - trigger_price
+    return NS_TRIGGER + u32(market) + bytes([direction]) + u64(price_key) + u64(oid)
+
+
+def trigger_prefix(market: int, direction: int) -> bytes:
+    return NS_TRIGGER + u32(market) + bytes([direction])
+
+
+def order_loc_key(oid: int) -> bytes:
+    return NS_ORDER_LOC + u64(oid)
+
+
+def cloid_key(owner: bytes, cloid: int) -> bytes:
+    return NS_CLOID + owner + u64(cloid)
+
+
+def oracle_sub_key(market: int, publisher: bytes) -> bytes:
+    return NS_ORACLE_SUB + u32(market) + publisher
+
+
+def liq_ref_key(account: bytes, unit: int, market: int) -> bytes:
+    return NS_LIQ_REF + account + u32(unit) + u32(market)
+
+
+def record_type(key: bytes) -> Any:
+    """The record type stored under ``key`` (by its namespace byte)."""
+    return RECORD_TYPES[key[:1]]
+
+
+def namespace_name(key: bytes) -> str:
+    return NAMESPACE_NAMES.get(key[:1], "unknown")
+
+
+def describe_key(key: bytes) -> str:
+    """A human-readable rendering of a state key, for diffs and verify reports."""
+    ns = key[:1]
+    body = key[1:]
+    name = namespace_name(key)
+    if ns in (NS_ACCOUNT, NS_NONCES, NS_AGENT) and len(body) == 20:
+        return f"{name}/0x{body.hex()}"
+    if ns == NS_POSITION and len(body) == 24:
+        return f"{name}/{int.from_bytes(body[:4], 'big')}/0x{body[4:].hex()}"
+    if ns in (NS_MARKET_SPEC, NS_MARKET_STATE) and len(body) == 4:
+        return f"{name}/{int.from_bytes(body, 'big')}"
+    if ns == NS_ORDER and len(body) == 21:
+        m = int.from_bytes(body[:4], "big")
+        side = "bid" if body[4] == SIDE_BID else "ask"
+        return f"{name}/{m}/{side}/oid={int.from_bytes(body[13:], 'big')}"
+    if ns == NS_ORDER_LOC and len(body) == 8:
+        return f"{name}/{int.from_bytes(body, 'big')}"
+    if ns == NS_CHAIN:
+        return f"{name}/{body.decode('ascii', 'replace')}"
+    return f"{name}/{body.hex()}"

@@ -1,0 +1,80 @@
+"""Resting and trigger order storage: records, locators, client ids, counts.
+
+The book itself is the ordered ``O`` namespace (``keys.order_key``): ascending
+keys are price-time priority. Every open order also has a locator (by order
+id) and, if it has one, a client-id entry; the owner's ``open_orders`` count
+bounds how many it may have.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from clearinghouse.spec.state.accounts import get_account, put_account
+from clearinghouse.spec.errors import DuplicateCloid, LimitExceeded, OrderNotFound
+from clearinghouse.spec.state.keys import CHAIN_KEY, U64_MAX, cloid_key, order_loc_key
+from clearinghouse.spec.state.records import CloidLocator, OrderLocator
+from clearinghouse.spec.state.working_state import WorkingState
+
+MAX_OPEN_ORDERS = 1000
+"""Per account, resting plus trigger orders."""
+
+
+def next_oid(ws: WorkingState) -> int:
+    """Allocate the next order id (global, increasing: it is also time priority).
+
+    The counter is a u64: once it reaches ``U64_MAX`` no order can be placed
+    (``LIMIT_EXCEEDED``, protocol §2.3).
+    """
+    chain = ws.get(CHAIN_KEY)
+    if chain.next_oid >= U64_MAX:
+        raise LimitExceeded("order ids are exhausted")
+    ws.put(CHAIN_KEY, msgspec.structs.replace(chain, next_oid=chain.next_oid + 1))
+    return chain.next_oid
+
+
+def check_cloid_free(ws: WorkingState, owner: bytes, cloid: int) -> None:
+    if cloid and ws.get(cloid_key(owner, cloid)) is not None:
+        raise DuplicateCloid(f"client order id {cloid} is already used by an open order")
+
+
+def store_order(ws: WorkingState, key: bytes, order: Any) -> None:
+    """Insert a new open order (resting or trigger) with its locator and client id."""
+    acct = get_account(ws, order.owner)
+    if acct.open_orders >= MAX_OPEN_ORDERS:
+        raise LimitExceeded(f"at most {MAX_OPEN_ORDERS} open orders per account")
+    ws.put(key, order)
+    ws.put(order_loc_key(order.oid), OrderLocator(key=key))
+    if order.cloid:
+        ws.put(cloid_key(order.owner, order.cloid), CloidLocator(oid=order.oid))
+    put_account(ws, order.owner, msgspec.structs.replace(acct, open_orders=acct.open_orders + 1))
+
+
+def remove_order(ws: WorkingState, key: bytes, order: Any) -> None:
+    """Delete an open order and everything that points at it."""
+    ws.delete(key)
+    ws.delete(order_loc_key(order.oid))
+    if order.cloid:
+        ws.delete(cloid_key(order.owner, order.cloid))
+    acct = get_account(ws, order.owner)
+    put_account(ws, order.owner, msgspec.structs.replace(acct, open_orders=acct.open_orders - 1))
+
+
+def find_order(ws: WorkingState, owner: bytes, market: int, oid: int) -> tuple[bytes, Any]:
+    """The open order ``oid`` of ``owner`` in ``market`` (its key and record)."""
+    loc = ws.get(order_loc_key(oid))
+    if loc is None:
+        raise OrderNotFound(f"no open order {oid}")
+    order = ws.get(loc.key)
+    if order is None or order.owner != owner or int.from_bytes(loc.key[1:5], "big") != market:
+        raise OrderNotFound(f"no open order {oid} of this account in market {market}")
+    return loc.key, order
+
+
+def find_by_cloid(ws: WorkingState, owner: bytes, market: int, cloid: int) -> tuple[bytes, Any]:
+    loc = ws.get(cloid_key(owner, cloid))
+    if loc is None:
+        raise OrderNotFound(f"no open order with client id {cloid}")
+    return find_order(ws, owner, market, loc.oid)

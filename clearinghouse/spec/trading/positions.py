@@ -1,0 +1,161 @@
+"""Positions: applying a fill to one side, entry price, realized PnL, open interest.
+
+Cash model (records.py): a buyer's bucket pays ``qty x price``, a seller's
+receives it, so fills are zero-sum in cash. ``cost`` (signed entry notional)
+only serves the entry price and realized PnL:
+
+* increase: cost += signed_qty x price (entry price is size-weighted);
+* reduction by q of |size|: the closed part's cost is cost x q / |size|
+  truncated toward zero; realized PnL = sign(size) x q x price - closed cost;
+  the truncation remainder stays in the position, so over the life of a
+  position realized PnL adds up exactly;
+* a fill through zero is a close of the whole position, then an open of the
+  rest at the same price.
+
+Isolated positions keep their own bucket (``iso_cash``): an increase moves
+initial margin (notional / leverage, rounded up) from cross cash into it;
+when the position returns to zero the whole bucket goes back to cross cash
+(unless it is negative: that deficit stays isolated for the waterfall).
+"""
+
+from __future__ import annotations
+
+import bisect
+
+import msgspec
+
+from tx.messages import MarketSpec
+
+from clearinghouse.spec.state.accounts import checked_i64, get_account, put_account
+from clearinghouse.spec.errors import LimitExceeded
+from clearinghouse.spec.state.keys import market_state_key, position_key
+from clearinghouse.spec.math.margin import ceil_div
+from clearinghouse.spec.state.records import Position
+from clearinghouse.spec.state.working_state import WorkingState
+
+DEFAULT_LEVERAGE = 20
+"""Leverage of a position whose owner never set one (capped at the market maximum)."""
+
+
+def default_position(spec: MarketSpec) -> Position:
+    return Position(size=0, cost=0, leverage=min(DEFAULT_LEVERAGE, spec.max_leverage), is_cross=True, iso_cash=0, liq_cooldown_until_ms=0)
+
+
+def get_or_default(ws: WorkingState, market: int, addr: bytes, spec: MarketSpec) -> Position:
+    pos = ws.get(position_key(market, addr))
+    return pos if pos is not None else default_position(spec)
+
+
+def trunc_div(a: int, b: int) -> int:
+    """a / b rounded toward zero (b > 0)."""
+    q = abs(a) // b
+    return q if a >= 0 else -q
+
+
+def entry_price(pos: Position) -> int:
+    """Entry price |cost| / |size| (positive for longs and shorts alike), rounded toward zero
+    (display and ADL ranking use exact fractions instead)."""
+    return trunc_div(abs(pos.cost), abs(pos.size)) if pos.size else 0
+
+
+def put_position(ws: WorkingState, market: int, addr: bytes, pos: Position, spec: MarketSpec) -> None:
+    """Store a position and keep the account's ``open_markets`` list in step.
+
+    A flat position with default settings is deleted (nothing to remember).
+    """
+    key = position_key(market, addr)
+    if pos.size == 0 and pos.iso_cash == 0 and pos.is_cross and pos.leverage == min(DEFAULT_LEVERAGE, spec.max_leverage) and pos.liq_cooldown_until_ms == 0:
+        ws.delete(key)
+    else:
+        ws.put(key, pos)
+    acct = get_account(ws, addr)
+    markets = acct.open_markets
+    i = bisect.bisect_left(markets, market)
+    present = i < len(markets) and markets[i] == market
+    if pos.size != 0 and not present:
+        markets = markets[:i] + [market] + markets[i:]
+    elif pos.size == 0 and present:
+        markets = markets[:i] + markets[i + 1 :]
+    else:
+        return
+    put_account(ws, addr, msgspec.structs.replace(acct, open_markets=markets))
+
+
+MAX_OPEN_INTEREST = 2**64 - 1
+"""``MarketState.open_interest`` is a u64 (protocol §2.3): total long size may not exceed it."""
+
+
+def _adjust_open_interest(ws: WorkingState, market: int, old_size: int, new_size: int) -> None:
+    """Open interest = total long size; kept in the market state.
+
+    One side of a fill may pass the bound on its own while the other side brings it back, so
+    the bound is checked once per fill, after both sides (``check_open_interest``).
+    """
+    delta = max(new_size, 0) - max(old_size, 0)
+    if delta:
+        key = market_state_key(market)
+        ms = ws.get(key)
+        ws.put(key, msgspec.structs.replace(ms, open_interest=ms.open_interest + delta))
+
+
+def check_open_interest(ws: WorkingState, market: int) -> None:
+    """Reject a fill that leaves the market's open interest above ``MAX_OPEN_INTEREST``
+    (``LIMIT_EXCEEDED``, protocol §2.3); it can only grow through fills that open longs."""
+    oi = ws.get(market_state_key(market)).open_interest
+    if oi > MAX_OPEN_INTEREST:
+        raise LimitExceeded(f"open interest of market {market} would exceed {MAX_OPEN_INTEREST} lots")
+
+
+def settle_fill(ws: WorkingState, market: int, spec: MarketSpec, addr: bytes, signed_qty: int, price: int, fee: int) -> int:
+    """Apply one side of a fill (``signed_qty`` > 0 buys) and its fee; returns realized PnL."""
+    pos = get_or_default(ws, market, addr, spec)
+    s = pos.size
+    if s != 0 and (s > 0) != (signed_qty > 0) and abs(signed_qty) > abs(s):
+        realized = settle_fill(ws, market, spec, addr, -s, price, fee)
+        settle_fill(ws, market, spec, addr, signed_qty + s, price, 0)
+        return realized
+
+    realized = 0
+    if s == 0 or (s > 0) == (signed_qty > 0):
+        new_size = s + signed_qty
+        new_cost = pos.cost + signed_qty * price
+        increase = True
+    else:
+        q = abs(signed_qty)
+        closed_cost = trunc_div(pos.cost * q, abs(s))
+        realized = (q if s > 0 else -q) * price - closed_cost
+        new_size = s + signed_qty
+        new_cost = pos.cost - closed_cost
+        increase = False
+
+    cash_delta = -signed_qty * price - fee
+    if pos.is_cross:
+        acct = get_account(ws, addr)
+        put_account(ws, addr, msgspec.structs.replace(acct, cash=checked_i64(acct.cash + cash_delta, "cash")))
+        iso_cash = 0
+    else:
+        iso_cash = pos.iso_cash + cash_delta
+        to_cross = 0
+        if increase:
+            # Initial margin for the added notional moves from cross into the bucket (rounded up).
+            margin = ceil_div(abs(signed_qty) * price, pos.leverage)
+            iso_cash += margin
+            to_cross -= margin
+        if new_size == 0 and iso_cash >= 0:
+            # A closed isolated position returns its bucket to cross. A negative bucket
+            # (closed beyond bankruptcy) stays where it is: it is that position's deficit,
+            # which the liquidation waterfall covers, never the owner's cross collateral.
+            to_cross += iso_cash
+            iso_cash = 0
+        if to_cross:
+            acct = get_account(ws, addr)
+            put_account(ws, addr, msgspec.structs.replace(acct, cash=checked_i64(acct.cash + to_cross, "cash")))
+    new_pos = msgspec.structs.replace(
+        pos, size=checked_i64(new_size, "size"), cost=checked_i64(new_cost, "cost"), iso_cash=checked_i64(iso_cash, "isolated cash"),
+        # A closed position has no liquidation cooldown left to remember.
+        liq_cooldown_until_ms=0 if new_size == 0 else pos.liq_cooldown_until_ms,
+    )
+    put_position(ws, market, addr, new_pos, spec)
+    _adjust_open_interest(ws, market, s, new_size)
+    # Realized PnL is carried by the Fill event as an i64 (protocol §2.3).
+    return checked_i64(realized, "realized PnL")
