@@ -308,6 +308,7 @@ class ClearinghouseMachine(RuleBasedStateMachine):
                     self.orders[ev.oid] = (ev.owner, ev.market)
                 elif ev.status in ("filled", "canceled", "triggered"):
                     self.orders.pop(ev.oid, None)
+        self._check_bad_debt(executed)
         for ev in executed.events:  # agents approved in this block
             if type(ev).__name__ == "AgentSet":
                 if ev.approved:
@@ -723,6 +724,22 @@ class ClearinghouseMachine(RuleBasedStateMachine):
         keys = data.draw(st.lists(st.sampled_from(sorted(candidates)), min_size=1, max_size=5, unique=True))
         ex = self.produce([candidates[k][0] for k in keys], expect_all_rejected=True)
         assert self.codes(ex) == [candidates[k][1] for k in keys]
+
+    def _check_bad_debt(self, executed: Any) -> None:
+        """Protocol §12.12: the insurance fund ends a block below zero only as recorded bad debt: the
+        block's step 50 haircut every payer to zero (``amount == value_before``) and reported the rest
+        with ``AdlShortfall{market = CROSS, underwater = fund, unmatched = 0}``."""
+        from clearinghouse.insurance_fund import fund_value
+        from clearinghouse.waterfall_events import CROSS, AdlShortfall, Haircut
+
+        cuts = [e for e in executed.events if isinstance(e, Haircut)]
+        STATS["haircuts"] = STATS.get("haircuts", 0) + len(cuts)
+        if fund_value(self.view) >= 0:
+            return
+        assert all(h.amount == h.value_before for h in cuts), "the fund kept bad debt while a payer kept value"
+        assert any(isinstance(e, AdlShortfall) and e.underwater == INSURANCE_FUND and e.market == CROSS and e.unmatched == 0
+                   for e in executed.events), "the fund ended the block below zero without recording it"
+        STATS["bad_debt_blocks"] = STATS.get("bad_debt_blocks", 0) + 1
 
     def _replay_code(self, raw: bytes) -> str:
         """What a replayed accepted transaction gets (protocol §4.6, §6.5): the acting account's

@@ -241,3 +241,40 @@ def test_a_log_that_does_not_verify_under_its_own_policy(cascade_log: Path, tmp_
     assert main(["whatif", str(forged), "--json"]) == 1
     err = json.loads(capsys.readouterr().out)["error"]
     assert err["code"] == "VERIFY_MISMATCH" and "height 1" in err["message"]
+
+
+def _browser() -> str | None:
+    import os
+
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return None
+    path = os.environ.get("CLEARINGHOUSE_CHROMIUM", "/usr/bin/chromium")
+    return path if os.path.isfile(path) else None
+
+
+@pytest.mark.skipif(_browser() is None, reason="Chromium or Playwright is not installed")
+def test_html_page_renders_offline_in_headless_chromium(cascade_log: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from playwright.sync_api import sync_playwright
+
+    out = tmp_path / "lab.html"
+    assert main(["whatif", str(cascade_log), "--html", str(out), "--json"]) == 0
+    capsys.readouterr()
+    problems: list[str] = []
+    requests: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=_browser(), args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(out.as_uri())
+            page.wait_for_selector("html[data-charts-rendered]", state="attached", timeout=20_000)
+            assert page.locator("html").get_attribute("data-charts-rendered") == "11"
+            svgs = page.locator("svg.ch-svg")
+            assert svgs.count() == 11 and all(int(svgs.nth(i).get_attribute("data-points") or 0) > 0 for i in range(11))
+        finally:
+            browser.close()
+    assert problems == [] and requests == [out.as_uri()]
