@@ -729,8 +729,8 @@ class ClearinghouseMachine(RuleBasedStateMachine):
         """Protocol §12.12: the insurance fund ends a block below zero only as recorded bad debt: the
         block's step 50 haircut every payer to zero (``amount == value_before``) and reported the rest
         with ``AdlShortfall{market = CROSS, underwater = fund, unmatched = 0}``."""
-        from clearinghouse.insurance_fund import fund_value
-        from clearinghouse.waterfall_events import CROSS, AdlShortfall, Haircut
+        from clearinghouse.spec.waterfall.insurance_fund import fund_value
+        from clearinghouse.spec.waterfall.events import CROSS, AdlShortfall, Haircut
 
         cuts = [e for e in executed.events if isinstance(e, Haircut)]
         STATS["haircuts"] = STATS.get("haircuts", 0) + len(cuts)
