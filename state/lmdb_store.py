@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import partial
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import lmdb
 
@@ -370,10 +370,10 @@ def _scan(txn: lmdb.Transaction, prefix: bytes, path: str = "") -> Iterator[tupl
             positioned = cursor.set_range(prefix) if prefix else cursor.first()
             if not positioned:
                 return
-            for key, value in cursor:
-                if not key.startswith(prefix):
+            for key, value in cursor:  # bytes: the environment is opened without buffers=True
+                if not bytes.startswith(key, prefix):
                     return
-                yield key, value
+                yield cast(bytes, key), cast(bytes, value)
     finally:
         txn.abort()  # read-only: abort just releases the snapshot
 

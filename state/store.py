@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from types import TracebackType
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from .errors import HeightMismatch, InvalidKey, InvalidMeta, InvalidValue
 from .proof import Proof
@@ -195,6 +195,6 @@ def reuse_preview(
     return None
 
 
-def _first(item: tuple[object, object]) -> object:
+def _first(item: tuple[Any, Any]) -> Any:
     """Sort key: the first element of a pair (keys are unique, values never compared)."""
     return item[0]

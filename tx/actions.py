@@ -29,7 +29,7 @@ class _Action(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_field
 
 
 # ---------------------------------------------------------------- collateral
-class Deposit(_Action, tag=1):
+class Deposit(_Action, tag=1, frozen=True):
     """Credit ``amount`` micro-USDC to ``to``. Only the genesis bridge may sign it.
 
     ``ref`` is the bridge's own reference (e.g. the L1 deposit id), echoed in the
@@ -41,14 +41,14 @@ class Deposit(_Action, tag=1):
     ref: U64
 
 
-class Withdraw(_Action, tag=2):
+class Withdraw(_Action, tag=2, frozen=True):
     """Debit the signer's cross collateral and release it to ``destination`` off-chain."""
 
     amount: PosU64
     destination: Address
 
 
-class Transfer(_Action, tag=3):
+class Transfer(_Action, tag=3, frozen=True):
     """Move cross collateral from the signer to another account."""
 
     to: Address
@@ -63,7 +63,7 @@ TIF_ALO = 3
 TIF_NAMES = {TIF_GTC: "GTC", TIF_IOC: "IOC", TIF_FOK: "FOK", TIF_ALO: "ALO"}
 
 
-class PlaceOrder(_Action, tag=10):
+class PlaceOrder(_Action, tag=10, frozen=True):
     """A limit order. ``tif``: 0 GTC, 1 IOC, 2 FOK, 3 ALO (post-only). ``cloid`` 0 = none."""
 
     market: U32
@@ -75,7 +75,7 @@ class PlaceOrder(_Action, tag=10):
     cloid: U64
 
 
-class MarketOrder(_Action, tag=11):
+class MarketOrder(_Action, tag=11, frozen=True):
     """An IOC order whose limit is the mark price moved by ``slippage_bps`` against the taker."""
 
     market: U32
@@ -86,7 +86,7 @@ class MarketOrder(_Action, tag=11):
     cloid: U64
 
 
-class TriggerOrder(_Action, tag=12):
+class TriggerOrder(_Action, tag=12, frozen=True):
     """A take-profit or stop-loss that fires when the mark price crosses ``trigger_price``.
 
     ``limit_price`` 0 means it fires as a market order (10% slippage bound);
@@ -103,21 +103,21 @@ class TriggerOrder(_Action, tag=12):
     cloid: U64
 
 
-class Cancel(_Action, tag=13):
+class Cancel(_Action, tag=13, frozen=True):
     """Cancel one of the account's orders (resting or trigger) by order id."""
 
     market: U32
     oid: U64
 
 
-class CancelByCloid(_Action, tag=14):
+class CancelByCloid(_Action, tag=14, frozen=True):
     """Cancel one of the account's orders by client order id."""
 
     market: U32
     cloid: PosU64
 
 
-class Modify(_Action, tag=15):
+class Modify(_Action, tag=15, frozen=True):
     """Replace a resting order's price and size (keeps side, TIF, reduce-only; loses priority)."""
 
     market: U32
@@ -126,7 +126,7 @@ class Modify(_Action, tag=15):
     size: PosU64
 
 
-class UpdateLeverage(_Action, tag=16):
+class UpdateLeverage(_Action, tag=16, frozen=True):
     """Set the leverage (1..max) and margin mode of the account in one market."""
 
     market: U32
@@ -134,14 +134,14 @@ class UpdateLeverage(_Action, tag=16):
     is_cross: bool
 
 
-class UpdateIsolatedMargin(_Action, tag=17):
+class UpdateIsolatedMargin(_Action, tag=17, frozen=True):
     """Move ``delta`` micro-USDC into (positive) or out of (negative) an isolated position."""
 
     market: U32
     delta: I64
 
 
-class ApproveAgent(_Action, tag=18):
+class ApproveAgent(_Action, tag=18, frozen=True):
     """Allow (or revoke) an agent key that may place and cancel orders for the signer."""
 
     agent: Address
@@ -156,7 +156,7 @@ class OraclePrice(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_f
     external_price: U64
 
 
-class OracleUpdate(_Action, tag=19):
+class OracleUpdate(_Action, tag=19, frozen=True):
     """Prices from a genesis oracle publisher; the block uses the median per market."""
 
     prices: Annotated[list[OraclePrice], Meta(max_length=MAX_ORACLE_PRICES)]

@@ -377,7 +377,7 @@ class LogWriter:
         self.repaired_bytes = 0
         self._broken = False
         if create:
-            self._f = open(path, "wb" if overwrite else "xb")
+            self._f: BinaryIO = open(path, "wb" if overwrite else "xb")
             try:
                 self._f.write(encode_header())
                 self._f.flush()

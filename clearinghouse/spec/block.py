@@ -188,7 +188,7 @@ def apply_block(ws: WorkingState, height: int, time_ms: int, raw_txs: list[bytes
         tid = tx_id(raw_txs[index])
         action_name = type(tx.action).__name__ if tx is not None else "?"
         ctx = TxContext(ws=ws, chain=ws.get(CHAIN_KEY), tx_index=index, signer=b"", account=b"", time_ms=time_ms)
-        if error is None:
+        if tx is not None and error is None:
             error = atomically(ws, ctx.events, lambda: apply_transaction(ctx, tx))
         if error is None:
             events.append(Receipt(tx_index=index, tx_id=tid, signer=ctx.signer, account=ctx.account, action=action_name, ok=True, code="OK", message=""))

@@ -15,7 +15,7 @@ def _event_classes() -> tuple[type, ...]:
             obj = getattr(module, name)
             if isinstance(obj, type) and issubclass(obj, E._Event) and obj is not E._Event:
                 classes.append(obj)
-    return tuple(sorted(set(classes), key=lambda c: c.__struct_config__.tag))
+    return tuple(sorted(set(classes), key=lambda c: c.__struct_config__.tag))  # type: ignore[attr-defined]
 
 
 EVENT_CLASSES = _event_classes()
