@@ -128,16 +128,10 @@ _BIT = tuple(_TOP_BIT >> depth for depth in range(256))
 _PATH_SHIFT = tuple(256 - depth for depth in range(256))
 _PATH_PAD = tuple(-depth & 7 for depth in range(256))
 _PATH_BYTES = tuple((depth + 7) >> 3 for depth in range(256))
-_LEVELS = tuple(
-    _LEVEL_INFO[start:]
-    for _LEVEL_INFO in [
-        tuple(
-            (_DEPTH_BYTE[d], _PATH_SHIFT[d], _PATH_PAD[d], _PATH_BYTES[d])
-            for d in range(MAX_LEAF_DEPTH)
-        )
-    ]
-    for start in range(256)
+_LEVEL = tuple(
+    (_DEPTH_BYTE[d], _PATH_SHIFT[d], _PATH_PAD[d], _PATH_BYTES[d]) for d in range(MAX_LEAF_DEPTH)
 )
+_LEVELS = tuple(_LEVEL[start:] for start in range(256))
 """``_LEVELS[start]``: ``(depth byte, shift, pad, bytes)`` for each depth ``start <= d < 255``."""
 
 NodeGetter = Callable[[bytes], "bytes | None"]
