@@ -371,7 +371,7 @@ def _scan(txn: lmdb.Transaction, prefix: bytes, path: str = "") -> Iterator[tupl
             if not positioned:
                 return
             for key, value in cursor:  # bytes: the environment is opened without buffers=True
-                if not bytes.startswith(key, prefix):
+                if not bytes(key).startswith(prefix):
                     return
                 yield cast(bytes, key), cast(bytes, value)
     finally:

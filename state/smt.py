@@ -406,7 +406,7 @@ class _Updater:
         """Return ``H(data)`` with this update's hasher."""
         self.reset()
         self.feed(data)
-        return self.digest()  # type: ignore[no-any-return]
+        return self.digest()
 
     def update(
         self, depth: int, prefix: int, lo: int, hi: int, current: bytes

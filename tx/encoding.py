@@ -20,7 +20,7 @@ from .messages import MAX_TX_BYTES, Block, Genesis, Header, Transaction
 T = TypeVar("T")
 
 _encoder = msgspec.msgpack.Encoder()
-_decoders: dict[Any, msgspec.msgpack.Decoder] = {}
+_decoders: dict[Any, msgspec.msgpack.Decoder[Any]] = {}
 
 
 def encode(obj: Any) -> bytes:
@@ -28,7 +28,7 @@ def encode(obj: Any) -> bytes:
     return _encoder.encode(obj)
 
 
-def _decoder(type_: Any) -> msgspec.msgpack.Decoder:
+def _decoder(type_: Any) -> msgspec.msgpack.Decoder[Any]:
     dec = _decoders.get(type_)
     if dec is None:
         dec = _decoders[type_] = msgspec.msgpack.Decoder(type_)

@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import BinaryIO
 
 import msgspec
@@ -247,7 +247,7 @@ def iter_frames_from_bytes(data: bytes) -> Iterator[Frame]:
     return _iter_frames(io.BytesIO(bytes(data)))
 
 
-def read_log(path: str | os.PathLike[str], *, start: tuple[int, int] | None = None) -> Iterator[Frame]:
+def read_log(path: str | os.PathLike[str], *, start: tuple[int, int] | None = None) -> Generator[Frame, None, None]:
     """Stream the frames of the log at ``path``, validating as it goes.
 
     Memory use is bounded by one frame (<= MAX_FRAME), whatever the file

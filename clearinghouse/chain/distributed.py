@@ -92,7 +92,7 @@ def run_on_dask(
             for future in distributed.as_completed(futures):
                 try:
                     r = future.result()
-                except distributed.client.FutureCancelledError as exc:  # type: ignore[attr-defined]
+                except distributed.client.FutureCancelledError as exc:
                     raise DaskError(f"a segment task was cancelled: {exc}") from None
                 results[r.index] = r
                 if on_result:

@@ -428,7 +428,7 @@ def verify_chain(
         offsets = index_frames(log)
     except LogFormatError as exc:
         height = exc.frame_index if exc.frame_index is not None else 0
-        failure = _failure(height, "log", exc.code, f"height {height}: {exc.message}")
+        failure: dict[str, Any] | None = _failure(height, "log", exc.code, f"height {height}: {exc.message}")
         return ChainReport(log=log, ok=False, engine=engine, workers=workers, segments=[], failure=failure,
                            wall_seconds=time.perf_counter() - t0, cpu_seconds=time.process_time() - c0)
     segments = plan_segments(log, find_snapshots(snapshots_dir), offsets)

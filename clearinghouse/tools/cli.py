@@ -180,8 +180,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
         raise
     try:
         ha, hb = namespace_hashes(a), namespace_hashes(b)
-        names = sorted(set(ha) | set(hb))
-        rows = [{"namespace": n, "a": ha.get(n), "b": hb.get(n), "same": ha.get(n) == hb.get(n)} for n in names]
+        namespaces = sorted(set(ha) | set(hb))
+        rows: list[dict[str, Any]] = [{"namespace": n, "a": ha.get(n), "b": hb.get(n), "same": ha.get(n) == hb.get(n)} for n in namespaces]
         same = a.root == b.root and all(r["same"] for r in rows)
         from clearinghouse.tools.diff import market_specs
 
@@ -189,7 +189,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         decimals = {m: spec.sz_decimals for m, spec in specs.items()}
         names = {m: spec.name for m, spec in specs.items()}
         diffs = [] if same else list(differing_keys(a, b, limit=args.limit, decimals=decimals, market_names=names))
-        report = {"same": same, "a": {"db": args.db_a, "height": a.height, "root": a.root.hex()}, "b": {"db": args.db_b, "height": b.height, "root": b.root.hex()}, "namespaces": rows, "differences": diffs}
+        report: dict[str, Any] = {"same": same, "a": {"db": args.db_a, "height": a.height, "root": a.root.hex()}, "b": {"db": args.db_b, "height": b.height, "root": b.root.hex()}, "namespaces": rows, "differences": diffs}
     finally:
         a.close()
         b.close()

@@ -60,6 +60,8 @@ class CliError(Exception):
         self.exit_code = code
         self.code = error_code or ("USAGE" if code == EXIT_USAGE else "BAD_INPUT")
         """Stable machine-readable kind of failure (the ``code`` of a JSON error)."""
+        self.json_printed = False
+        """Set when a JSON report describing the failure was already printed (no second JSON error)."""
 
 
 def console(stderr: bool = False) -> Any:

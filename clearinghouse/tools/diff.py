@@ -125,6 +125,7 @@ def differing_keys(a: Any, b: Any, limit: int = 200, decimals: dict[int, int] | 
     shown = 0
     while (ka is not None or kb is not None) and shown < limit:
         if kb is None or (ka is not None and ka[0] < kb[0]):
+            assert ka is not None  # the loop runs while one side has a key
             key, va, vb = ka[0], ka[1], None
             ka = next(ia, None)
         elif ka is None or kb[0] < ka[0]:

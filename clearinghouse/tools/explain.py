@@ -225,7 +225,7 @@ def _put_field(out: dict[str, Any], name: str, value: Any, legend: Legend, marke
         out[name].pop("type", None)
         return
     if isinstance(value, (list, tuple)):
-        items = []
+        items: list[Any] = []
         for v in value:
             if isinstance(v, msgspec.Struct):
                 d = event_json(v, legend, market=market)
@@ -522,8 +522,8 @@ def load_history(path: str, names: dict[bytes, str] | None = None) -> History:
                            legend=Legend.from_view(view, names), blocks=blocks, missing=missing)
     if not os.path.isfile(path):
         raise ExplainError(f"no such log file or state directory: {path}")
-    store = MemoryStore()
-    engine = Engine(store)
+    memory = MemoryStore()
+    engine = Engine(memory)
     blocks = []
 
     def collect(entry: Any, executed: Any) -> None:
@@ -531,11 +531,11 @@ def load_history(path: str, names: dict[bytes, str] | None = None) -> History:
             blocks.append(BlockEvents(height=executed.height, time_ms=executed.time_ms, events=list(executed.events)))
 
     replay_log(engine, path, on_block=collect)
-    if store.height < 0:
+    if memory.height < 0:
         raise ExplainError(f"the log {path} holds no genesis")
     view = engine.view()
     chain = view.get(CHAIN_KEY)
-    return History(source=os.path.abspath(path), kind="log", height=store.height, policy=chain.policy,
+    return History(source=os.path.abspath(path), kind="log", height=memory.height, policy=chain.policy,
                    legend=Legend.from_view(view, names), blocks=blocks)
 
 

@@ -385,7 +385,7 @@ def iter_ledger(src: Source, *, user: bytes | None = None) -> Iterator[dict[str,
                 rows.append((bytes(ev.account), hash_text, {"type": "withdraw", "usdc": usd(-ev.amount), "nonce": None, "fee": "0.0",
                                                              "destination": addr(ev.destination)}))
             elif name == "Transferred":
-                common = {"type": "internalTransfer", "user": addr(ev.source), "destination": addr(ev.destination), "fee": "0.0"}
+                common: dict[str, Any] = {"type": "internalTransfer", "user": addr(ev.source), "destination": addr(ev.destination), "fee": "0.0"}
                 rows.append((bytes(ev.source), hash_text, dict(common, usdc=usd(-ev.amount))))
                 rows.append((bytes(ev.destination), hash_text, dict(common, usdc=usd(ev.amount))))
             elif name == "Fill":
@@ -488,7 +488,7 @@ def clearinghouse_state(src: Source, user: bytes, height: int | None = None) -> 
             "coin": m.name, "szi": sz(m, p.size), "entryPx": _hl(px_str(p.entry_px, m.sz_decimals, extra=2) or "0"),
             "positionValue": usd(p.position_value), "unrealizedPnl": usd(p.unrealized_pnl),
             "returnOnEquity": _hl(frac_str(p.return_on_equity, 6) or "0"),
-            "liquidationPx": _hl(px_str(p.liquidation_px, m.sz_decimals, extra=2)) if p.liquidation_px is not None else None,
+            "liquidationPx": _hl(px_str(p.liquidation_px, m.sz_decimals, extra=2) or "0") if p.liquidation_px is not None else None,
             "leverage": lev, "marginUsed": usd(p.margin_used), "maxLeverage": m.max_leverage,
             "cumFunding": {"allTime": usd(tracker.cum_all.get(key, 0)), "sinceOpen": usd(tracker.cum_open.get(key, 0)),
                            "sinceChange": usd(tracker.cum_change.get(key, 0))},

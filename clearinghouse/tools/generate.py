@@ -330,7 +330,7 @@ class Planner:
         advance = rng.randint(1_000, 3_000) if rng.random() >= 0.04 else rng.randint(600_000, 1_800_000)
         t = self.time_ms + advance
         self._walk_prices(10)
-        out = []
+        out: list[tuple[str, Any, int]] = []
         while self.funded < self.spec.accounts and len(out) < self.spec.txs_per_block:
             out.append(self.deposit(self.funded, rng.randint(1_000, 50_000) * USDC, t))
             self.funded += 1

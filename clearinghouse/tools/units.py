@@ -76,6 +76,8 @@ def to_scaled(value: Any, decimals: int, what: str = "value", *, unit: str = "")
     d = to_decimal(value, what)
     # Exact, whatever the decimal context's precision: sign x digits x 10^exponent.
     sign, digits, exponent = d.as_tuple()
+    if not isinstance(exponent, int):  # NaN or infinity
+        raise UnitError(f"{what} {_describe(value)} is not a number")
     mantissa = int("".join(map(str, digits)) or "0")
     shift = exponent + decimals
     if shift >= 0:

@@ -312,7 +312,7 @@ def whatif(path: str, policies: list[str], gap_ms: int = 5_000, *, full: bool = 
         groups.setdefault(baseline_key(POLICIES[p]), []).append(p)
     baselines: dict[str, Run] = {}
     base_seconds: dict[str, float] = {}
-    for key, members in groups.items():
+    for members in groups.values():
         heights = {b.height for p in members for b in runs[p].observer.blocks if b.has_adl}
         say(f"replaying with ADL disabled ({'+'.join(members)})")
         base = replay(path, genesis, members[0], "adl_disabled", snapshot_heights=heights, fork=fork)

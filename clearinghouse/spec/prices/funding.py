@@ -19,6 +19,8 @@ insurance fund, so funding is exactly zero-sum. See docs/prices-and-funding.md.
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from clearinghouse.spec.state.accounts import add_cash, checked_i64
@@ -151,7 +153,7 @@ def pay_position(ws: WorkingState, key: bytes, owner: bytes, pos: Position, amou
         ws.put(key, msgspec.structs.replace(pos, iso_cash=checked_i64(pos.iso_cash - amount, "isolated margin")))
 
 
-def settle_market(ws: WorkingState, market: int, state: MarketState, hours: int) -> tuple[MarketState, list]:
+def settle_market(ws: WorkingState, market: int, state: MarketState, hours: int) -> tuple[MarketState, list[Any]]:
     """Pay one hour of funding on every open position of ``market`` (ascending address).
 
     Returns the market state with the accumulators reset, and the events:
@@ -163,7 +165,7 @@ def settle_market(ws: WorkingState, market: int, state: MarketState, hours: int)
     rate = hourly_rate_ppb(avg)
     oracle = state.oracle_price
     prefix = position_prefix(market)
-    events: list = []
+    events: list[Any] = []
     paid = received = 0
     for key in ws.index.iter_prefix(prefix):
         pos: Position = ws.get(key)
@@ -191,7 +193,7 @@ def settle_market(ws: WorkingState, market: int, state: MarketState, hours: int)
     return new_state, events
 
 
-def funding_market(ws: WorkingState, market: int, time_ms: int) -> list:
+def funding_market(ws: WorkingState, market: int, time_ms: int) -> list[Any]:
     """One market's funding step: settle if an hour ended, then sample if 5 s passed (protocol §11.5).
 
     Settlement comes first because a sample taken at or after the hour's end
@@ -207,7 +209,7 @@ def funding_market(ws: WorkingState, market: int, time_ms: int) -> list:
     key = market_state_key(market)
     state: MarketState = ws.get(key)
     before = state
-    events: list = []
+    events: list[Any] = []
     elapsed = time_ms - state.last_funding_ms
     if elapsed >= FUNDING_INTERVAL_MS:
         state, events = settle_market(ws, market, state, elapsed // FUNDING_INTERVAL_MS)
@@ -218,10 +220,10 @@ def funding_market(ws: WorkingState, market: int, time_ms: int) -> list:
     return events
 
 
-def funding_step(ws: WorkingState, time_ms: int) -> list:
+def funding_step(ws: WorkingState, time_ms: int) -> list[Any]:
     """End-of-block step 3: funding for every market in ascending index."""
     chain: Chain = ws.get(CHAIN_KEY)
-    events: list = []
+    events: list[Any] = []
     for market in range(chain.market_count):
         error = atomically(ws, events, lambda: events.extend(funding_market(ws, market, time_ms)))
         if error is not None:

@@ -14,6 +14,7 @@ from clearinghouse.spec.errors import InvalidGenesis
 from clearinghouse.spec.state.keys import market_spec_key, market_state_key
 from clearinghouse.spec.prices.mark_price import PRICE_CAP
 from clearinghouse.spec.state.records import MarketState
+from clearinghouse.spec.state.working_state import WorkingState
 
 
 def initial_market_state(initial_price: int, genesis_time_ms: int) -> MarketState:
@@ -53,7 +54,7 @@ def validate_genesis_markets(genesis: Genesis) -> None:
             raise InvalidGenesis(f"market {spec.name}: mark_band_bps {spec.mark_band_bps} outside [{MIN_MARK_BAND_BPS}, {MAX_MARK_BAND_BPS}]")
 
 
-def init_markets(ws, genesis: Genesis) -> None:
+def init_markets(ws: WorkingState, genesis: Genesis) -> None:
     """Write every genesis market's spec and initial state (market index = list position)."""
     validate_genesis_markets(genesis)
     for index, spec in enumerate(genesis.markets):

@@ -37,6 +37,7 @@ from clearinghouse.spec.waterfall.units import unit_value_for
 from clearinghouse.spec.math.margin import ceil_div
 from clearinghouse.spec.trading.positions import check_open_interest, settle_fill
 from clearinghouse.spec.trading.book import remove_order
+from clearinghouse.spec.state.records import Order
 from clearinghouse.spec.state.working_state import WorkingState
 
 PPM = 1_000_000
@@ -87,7 +88,7 @@ def reducible(ws: WorkingState, market: int, owner: bytes, is_buy: bool) -> int:
     return 0
 
 
-def cancel_resting(ctx: TxContext, market: int, key: bytes, order, reason: str) -> None:
+def cancel_resting(ctx: TxContext, market: int, key: bytes, order: Order, reason: str) -> None:
     remove_order(ctx.ws, key, order)
     ctx.emit(OrderStatus(tx_index=ctx.tx_index, market=market, oid=order.oid, owner=order.owner, status="canceled", reason=reason, remaining=order.size))
 

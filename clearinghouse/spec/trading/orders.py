@@ -25,13 +25,14 @@ from clearinghouse.spec.trading.matching import Taker, has_unsettled_deficit, ma
 from clearinghouse.spec.trading.positions import DEFAULT_LEVERAGE
 from clearinghouse.spec.trading.order_rules import check_notional, check_price, check_price_band, check_size, slippage_limit
 from clearinghouse.spec.state.records import Order, Trigger
+from tx.messages import MarketSpec
 from clearinghouse.spec.state.working_state import WorkingState
 
 MARKET_TRIGGER_SLIPPAGE_BPS = 1000
 """A trigger order with no limit price fires as a market order with a 10% slippage bound."""
 
 
-def market_spec(ws: WorkingState, market: int):
+def market_spec(ws: WorkingState, market: int) -> MarketSpec:
     chain = ws.get(CHAIN_KEY)
     if market >= chain.market_count:
         raise UnknownMarket(f"no market {market}")

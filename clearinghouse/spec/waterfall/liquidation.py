@@ -56,7 +56,7 @@ def liquidation_limit(policy: Policy, is_long: bool, value: int, qty: int, mark:
     return max(slip, bound) if is_long else min(slip, bound)
 
 
-def record_reference_prices(ws: WorkingState, unit: Unit, value: int, positions: list) -> None:
+def record_reference_prices(ws: WorkingState, unit: Unit, value: int, positions: list[Any]) -> None:
     """Remember each position's bankruptcy price at trigger time for the ADL step
     (policy ``seed`` closes winners at it). The ADL step deletes these records at the
     end of the block unless the unit is still below zero (its deficit is retried)."""

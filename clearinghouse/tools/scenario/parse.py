@@ -555,7 +555,7 @@ class _StepReader:
         if ev not in by_name:
             raise self.fail(f"unknown event type {ev!r} (known: {', '.join(sorted(by_name))})")
         cls = by_name[ev]
-        fields = cls.__struct_fields__
+        fields = cls.__struct_fields__  # type: ignore[attr-defined]
         where = self.t.get("where", {})
         if not isinstance(where, dict):
             raise self.fail("where must be a table of field = value")

@@ -31,7 +31,7 @@ def _summary(run: ScenarioRun) -> dict[str, int]:
                 counts["fills"] += 1
                 if getattr(e, "kind", "") == "adl":
                     counts["adl_fills"] += 1
-            elif n == "FundingPaid" and getattr(e, "amount", 0):
+            elif n == "FundingPaid" and getattr(e, "amount", 0) != 0:
                 counts["funding_payments"] += 1
             elif n in names:
                 counts[names[n]] += 1
