@@ -87,3 +87,45 @@ def test_one_underwater_unit_is_closed_at_its_bankruptcy_price() -> None:
     assert (step.counterparty, step.size, step.price) == (p.wallet("whale-1").address, LOTS, 85_040_500)
     assert end_of_block.run_adl is adl.run_adl
     p.close()
+
+
+def test_a_unit_undone_by_waterfall_skipped_gives_back_the_entries_it_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whale-1 (ranked first) holds exactly one unit's 20 lots. The first unit closes it whole, then
+    hits a hard bound and is undone (WaterfallSkipped): whale-1's position is back, and the next unit
+    finds it at rank 1 in the same shared queue; the third goes on to whale-2."""
+    from clearinghouse.spec.errors import InvalidAmount
+    from clearinghouse.spec.waterfall.events import WaterfallSkipped
+
+    p, crash = two_whales(3, LOTS)
+    real = adl.fund_absorbs
+    calls = [0]
+
+    def first_fails(ctx: Any, unit: Any) -> None:
+        calls[0] += 1
+        if calls[0] == 1:
+            raise InvalidAmount("cash would overflow a 64-bit balance")
+        real(ctx, unit)
+
+    monkeypatch.setattr(adl, "fund_absorbs", first_fails)
+    ex = p.block(crash)
+    skipped = [e for e in ex.events if isinstance(e, WaterfallSkipped)]
+    steps = [e for e in ex.events if isinstance(e, AdlStep)]
+    w1, w2 = p.wallet("whale-1").address, p.wallet("whale-2").address
+    assert len(skipped) == 1 and skipped[0].step == "adl"
+    assert [(s.counterparty, s.rank) for s in steps] == [(w1, 1), (w2, 2)]
+    p.close()
+
+
+def test_queue_cursors_are_restored_when_a_unit_is_undone() -> None:
+    """``Queues.rollback``: a cursor moved past entries a later-undone unit closed goes back, and a
+    queue first ranked during that unit (from its undone fills) is dropped, to be ranked again."""
+    p, _crash = two_whales(2, LOTS)
+    queues = adl.Queues(p.engine.view(), "hyperliquid")
+    q = queues.get(BTC, winners_long=False)
+    assert len(q.entries) == 2 and queues.builds == 1
+    saved = queues.cursors()
+    q.start = 1  # as if the undone unit's walk had passed over whale-1, closed by its own fills
+    queues.get(1, winners_long=True)  # a queue first ranked during the undone unit
+    queues.rollback(saved)
+    assert queues.built[(BTC, False)].start == 0 and (1, True) not in queues.built
+    p.close()

@@ -17,13 +17,16 @@ counterparties) and ``check_all`` after it, and the log is verified at teardown.
 * ``test_seed_22_btc_minus_50_leaves_no_bad_debt``: the ``--hypothesis-seed=22`` example
   (shrinking off): two traders, a requote, two hours of funding, a small ETH move by one
   publisher, then BTC -50%: the fund ended at -134,180 USDC.
+* ``test_issue_seed_first_failing_example``: the first failing example of the issue's seed
+  ``150191987000843281059888158277827724339`` with shrinking off (policy bitmex, ETH +50% by one
+  publisher): the fund ended at -3,986.6 USDC.
 * ``test_an_account_emptied_by_liquidation_cannot_act_and_keeps_its_nonces``: the model of
   ``rejected_only_block`` expected ``BAD_NONCE`` for a replay by a key whose account had been
   liquidated to nothing and removed; the chain answers ``NO_SUCH_ACCOUNT`` (account existence
   is checked before the nonce, protocol §4.6, §6.5). After a deposit re-creates the account,
   the same replay is ``BAD_NONCE``: the nonce set outlives the account.
 
-All three fail on the code before issue 14's fix and pass after it.
+All four fail on the code before issue 14's fix and pass after it.
 """
 
 from __future__ import annotations
@@ -117,6 +120,35 @@ def test_seed_22_btc_minus_50_leaves_no_bad_debt(machine: Any) -> None:
     assert [e for e in ev if isinstance(e, AdlStep)]
     assert [e for e in ev if isinstance(e, Haircut)], "the fund's remaining deficit is haircut"
     assert fund_value(m) == 0
+    assert not check_all(m.p.engine.store)
+
+
+def test_issue_seed_first_failing_example(machine: Any) -> None:
+    """``--hypothesis-seed=150191987000843281059888158277827724339``: the first failing example the
+    seed generates (shrinking off; policy bitmex, a 50,000 USDC fund, three traders, ETH +50% twice
+    by one publisher with an external price 1% off). The two all-rejected blocks are replayed with
+    the same codes (their replayed transaction does not matter: such a block changes what an empty
+    block changes). Before the fix the fund ended the last block at -3,986.6 USDC."""
+    m = machine()
+    step(m, "setup", quote_usdc=200_000, depth=2, traders=["t3", "t1", "t0"], mm_cash=200_000 * USDC, fund=50_000 * USDC,
+         policy="bitmex", trader_cash=200_000 * USDC,
+         data=trader_draws(t0=(T.ETH, True, 10, True, 60), t1=(T.BTC, False, 50, False, 90), t3=(T.ETH, True, 20, False, 60)))
+    step(m, "requote", depth=1, pull=False)
+    step(m, "oracle_move", btc=2, eth=-10, external="off", publishers=T.ORACLES)
+    step(m, "rejected_only_block", data=Draws(ordered=["t4", m.accepted[0], ["old_nonce", "future_nonce", "overdraft", "garbage", "cancel_unknown"]]))
+    step(m, "oracle_move", btc=-10, eth=-10, external="same", publishers=T.ORACLES)
+    step(m, "close_or_trigger", cloid=True, how="tp", is_buy=False, limit_offset=None, market=T.ETH, name="t3", notional=17, offset=-248, reduce_only=False)
+    step(m, "oracle_move", btc=1, eth=50, external="off", publishers=("oracle-1",))
+    step(m, "deposit", amount=0, name="t1")
+    step(m, "agent", is_buy=False, market=T.BTC, name="t0", notional=1_099_511_627_776, offset=150, tif=2, what="market")
+    step(m, "withdraw_or_transfer", amount=2**63 - 1, dst="mallory", fraction=None, how="transfer", src="t0")
+    step(m, "agent", is_buy=False, market=T.BTC, name="t0", notional=52, offset=-39, tif=1, what="approve")
+    step(m, "withdraw_or_transfer", amount=1_807_582_781, dst="t0", fraction=10, how="to_self", src="t1")
+    step(m, "margin_settings", delta=-7050, is_cross=True, leverage=50, market=T.BTC, name="t1", what="leverage")
+    step(m, "deposit", amount=618, name="t4")
+    step(m, "rejected_only_block", data=Draws(ordered=["t4", m.accepted[0], ["future_nonce", "zero_size"]]))
+    step(m, "oracle_move", btc=5, eth=50, external="off", publishers=("oracle-1",))
+    assert fund_value(m) >= 0
     assert not check_all(m.p.engine.store)
 
 

@@ -122,6 +122,17 @@ class Queues:
             self.builds += 1
         return q
 
+    def cursors(self) -> dict[tuple[int, bool], int]:
+        """Where each queue's walks start now (to undo a unit whose journal is rolled back)."""
+        return {key: q.start for key, q in self.built.items()}
+
+    def rollback(self, cursors: dict[tuple[int, bool], int]) -> None:
+        """After a unit is undone (``WaterfallSkipped``): its fills are gone, so entries it closed are
+        open again; queues ranked during it saw its undone fills and are dropped (ranked again on use)."""
+        self.built = {key: q for key, q in self.built.items() if key in cursors}
+        for key, start in cursors.items():
+            self.built[key].start = start
+
 
 def live_candidate(ws: WorkingState, q: BlockQueue, r: Ranked) -> Candidate | None:
     """Entry ``r`` as it stands now: its current size, cost, unit value and mark; None if closed."""
@@ -384,8 +395,10 @@ def run_adl(ws: WorkingState, time_ms: int) -> list[Any]:
             # Taken before the first underwater unit is served: nothing has changed since the step began.
             pool = haircut_pool(ws)
         ctx = TxContext(ws=ws, chain=chain, tx_index=NO_TX, signer=unit.account, account=unit.account, time_ms=time_ms, events=events)
+        cursors = queues.cursors()
         error = atomically(ws, events, partial(deleverage_unit, ctx, unit, health, chain.policy, queues, pool))
         if error is not None:
+            queues.rollback(cursors)
             # A hard bound (a 64-bit balance) stops this unit's ADL for the block, never the chain.
             events.append(WaterfallSkipped(account=unit.account, unit=unit.market, step="adl", code=error.code, message=error.message))
     # A reference is kept while its unit is still below zero (only after a WaterfallSkipped).
