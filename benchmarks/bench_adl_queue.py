@@ -36,11 +36,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from clearinghouse.spec.waterfall import adl  # noqa: E402
-from clearinghouse.spec import end_of_block  # noqa: E402
-from clearinghouse.tools.demo import ORACLE_NAMES, USDC, demo_genesis  # noqa: E402
 from clearinghouse.chain.producer import Producer  # noqa: E402
+from clearinghouse.spec import end_of_block  # noqa: E402
+from clearinghouse.spec.waterfall import adl  # noqa: E402
 from clearinghouse.spec.waterfall.events import AdlQueue, AdlStep  # noqa: E402
+from clearinghouse.tools.demo import ORACLE_NAMES, USDC, demo_genesis  # noqa: E402
 from tx import actions as A  # noqa: E402
 
 BTC = 0
@@ -50,7 +50,7 @@ MAX_TXS = 3_000  # per block, under MAX_BLOCK_TXS
 
 
 def chunks(items: list[bytes]) -> list[list[bytes]]:
-    return [items[i:i + MAX_TXS] for i in range(0, len(items), MAX_TXS)] or [[]]
+    return [items[i : i + MAX_TXS] for i in range(0, len(items), MAX_TXS)] or [[]]
 
 
 def build(n: int) -> tuple[Producer, list[bytes]]:
@@ -64,9 +64,33 @@ def build(n: int) -> tuple[Producer, list[bytes]]:
     for part in chunks(deposits):
         p.block(part, time_ms=t)
         t += 1000
-    p.block([whale.sign(A.PlaceOrder(market=BTC, is_buy=False, price=90_000 * PX, size=LOTS * n, tif=A.TIF_GTC, reduce_only=False, cloid=0), t)], time_ms=t)
+    p.block(
+        [
+            whale.sign(
+                A.PlaceOrder(
+                    market=BTC,
+                    is_buy=False,
+                    price=90_000 * PX,
+                    size=LOTS * n,
+                    tif=A.TIF_GTC,
+                    reduce_only=False,
+                    cloid=0,
+                ),
+                t,
+            )
+        ],
+        time_ms=t,
+    )
     t += 1000
-    buys = [u.sign(A.PlaceOrder(market=BTC, is_buy=True, price=90_000 * PX, size=LOTS, tif=A.TIF_IOC, reduce_only=False, cloid=0), t) for u in users]
+    buys = [
+        u.sign(
+            A.PlaceOrder(
+                market=BTC, is_buy=True, price=90_000 * PX, size=LOTS, tif=A.TIF_IOC, reduce_only=False, cloid=0
+            ),
+            t,
+        )
+        for u in users
+    ]
     for part in chunks(buys):
         p.block(part, time_ms=t)
         t += 1000
@@ -107,8 +131,15 @@ def measure(n: int, repeat: int = 3) -> dict[str, Any]:
     units = sum(1 for e in executed.events if isinstance(e, AdlQueue))
     steps = sum(1 for e in executed.events if isinstance(e, AdlStep))
     p.close()
-    return {"underwater_units": n, "adl_queue_events": units, "adl_steps": steps, "queue_builds": builds[0] // repeat,
-            "adl_wall_s": round(min(walls), 4), "adl_cpu_s": round(min(cpus), 4), "repeats": repeat}
+    return {
+        "underwater_units": n,
+        "adl_queue_events": units,
+        "adl_steps": steps,
+        "queue_builds": builds[0] // repeat,
+        "adl_wall_s": round(min(walls), 4),
+        "adl_cpu_s": round(min(cpus), 4),
+        "repeats": repeat,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,13 +157,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        print(f"{'units':>6} {'AdlQueue':>8} {'steps':>6} {'builds':>6} {'ADL wall s':>10} {'ADL CPU s':>10} {'CPU x':>6} {'wall x':>6}")
+        print(
+            f"{'units':>6} {'AdlQueue':>8} {'steps':>6} {'builds':>6} {'ADL wall s':>10} {'ADL CPU s':>10} {'CPU x':>6} {'wall x':>6}"
+        )
         for r in rows:
-            print(f"{r['underwater_units']:>6} {r['adl_queue_events']:>8} {r['adl_steps']:>6} {r['queue_builds']:>6} "
-                  f"{r['adl_wall_s']:>10.3f} {r['adl_cpu_s']:>10.3f} {r['cpu_ratio']:>6} {r['wall_ratio']:>6}")
+            print(
+                f"{r['underwater_units']:>6} {r['adl_queue_events']:>8} {r['adl_steps']:>6} {r['queue_builds']:>6} "
+                f"{r['adl_wall_s']:>10.3f} {r['adl_cpu_s']:>10.3f} {r['cpu_ratio']:>6} {r['wall_ratio']:>6}"
+            )
     if args.max_ratio is not None and rows[-1]["cpu_ratio"] is not None and rows[-1]["cpu_ratio"] > args.max_ratio:
-        print(f"ADL CPU time grew {rows[-1]['cpu_ratio']}x from {base['underwater_units']} to {rows[-1]['underwater_units']} units "
-              f"(bound {args.max_ratio}x)", file=sys.stderr)
+        print(
+            f"ADL CPU time grew {rows[-1]['cpu_ratio']}x from {base['underwater_units']} to {rows[-1]['underwater_units']} units "
+            f"(bound {args.max_ratio}x)",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

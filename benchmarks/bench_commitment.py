@@ -152,9 +152,7 @@ def time_blocks(store: Store, size: int, batch: int, blocks: int) -> list[Timing
     return timings
 
 
-def time_tree(
-    tree: SparseMerkleTree, size: int, batch: int, blocks: int, repeat: int = 1
-) -> list[Timing]:
+def time_tree(tree: SparseMerkleTree, size: int, batch: int, blocks: int, repeat: int = 1) -> list[Timing]:
     """
     Time ``compute_update`` alone on a bare tree (a dict of nodes, no store).
 
@@ -177,9 +175,7 @@ def time_tree(
     return timings
 
 
-def time_store_tree(
-    store: MemoryStore, size: int, batch: int, blocks: int, repeat: int = 1
-) -> list[Timing]:
+def time_store_tree(store: MemoryStore, size: int, batch: int, blocks: int, repeat: int = 1) -> list[Timing]:
     """
     Time ``compute_update`` alone on the memory store's nodes (nothing is applied).
 
@@ -230,9 +226,7 @@ def hash_inputs(changes: dict[bytes, bytes | None], update: TreeUpdate) -> list[
     return inputs
 
 
-def time_hashing(
-    size: int, batch: int, tree_timings: list[Timing], repeat: int = 1
-) -> tuple[list[Timing], float]:
+def time_hashing(size: int, batch: int, tree_timings: list[Timing], repeat: int = 1) -> tuple[list[Timing], float]:
     """
     Time BLAKE3 alone over each timed tree block's preimages (same run, same machine).
 
@@ -276,9 +270,7 @@ def build_tree(size: int) -> SparseMerkleTree:
     return tree
 
 
-def run_size(
-    size: int, batch: int, blocks: int, backends: list[str], repeat: int = 1
-) -> dict[str, Any]:
+def run_size(size: int, batch: int, blocks: int, backends: list[str], repeat: int = 1) -> dict[str, Any]:
     """Benchmark the bare tree, the hashing baseline and the stores at one size."""
     row: dict[str, Any] = {"size": size, "batch": batch, "blocks": blocks, "repeat": repeat}
 
@@ -398,13 +390,9 @@ def main(argv: list[str] | None = None) -> int:
         help="times each pure computation (tree, memtree, hashing) is repeated per block; "
         "the fastest counts (commits run once)",
     )
-    parser.add_argument(
-        "--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS), help="what to measure"
-    )
+    parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS), help="what to measure")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
-    parser.add_argument(
-        "--state-from", metavar="DIR", help="import the state package from DIR (read at start-up)"
-    )
+    parser.add_argument("--state-from", metavar="DIR", help="import the state package from DIR (read at start-up)")
     args = parser.parse_args(argv)
     rows = []
     for size in args.sizes:

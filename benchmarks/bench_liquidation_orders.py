@@ -36,7 +36,7 @@ import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from clearinghouse.tools.demo import demo_genesis
+from clearinghouse.spec.block import apply_genesis
 from clearinghouse.spec.state.keys import (
     CHAIN_KEY,
     account_key,
@@ -45,11 +45,11 @@ from clearinghouse.spec.state.keys import (
     order_loc_key,
     position_key,
 )
-from clearinghouse.spec.waterfall.liquidation import run_liquidations
 from clearinghouse.spec.state.records import Account, Order, OrderLocator, Position
-from clearinghouse.spec.block import apply_genesis
-from clearinghouse.spec.waterfall.events import LiquidationTriggered
 from clearinghouse.spec.state.working_state import KeyIndex, WorkingState
+from clearinghouse.spec.waterfall.events import LiquidationTriggered
+from clearinghouse.spec.waterfall.liquidation import run_liquidations
+from clearinghouse.tools.demo import demo_genesis
 from state import MemoryStore
 
 BTC = 0
@@ -74,7 +74,21 @@ def build_store(units: int, orders: int, own: int) -> tuple[MemoryStore, int]:
     def rest(owner: bytes, is_buy: bool, price: int) -> None:
         nonlocal oid
         key = order_key(BTC, is_buy, price, oid)
-        ws.put(key, Order(oid=oid, owner=owner, is_buy=is_buy, price=price, size=1, orig_size=1, tif=0, reduce_only=False, cloid=0, time_ms=genesis.time_ms))
+        ws.put(
+            key,
+            Order(
+                oid=oid,
+                owner=owner,
+                is_buy=is_buy,
+                price=price,
+                size=1,
+                orig_size=1,
+                tif=0,
+                reduce_only=False,
+                cloid=0,
+                time_ms=genesis.time_ms,
+            ),
+        )
         ws.put(order_loc_key(oid), OrderLocator(key=key))
         oid += 1
 
@@ -83,12 +97,20 @@ def build_store(units: int, orders: int, own: int) -> tuple[MemoryStore, int]:
         owner = address(1, i)
         # value = cash + 10 x mark = 1 USDC < maintenance margin 9 USDC: liquidated at this mark.
         ws.put(account_key(owner), Account(cash=-notional + 1_000_000, open_markets=[BTC], open_orders=own))
-        ws.put(position_key(BTC, owner), Position(size=LOTS, cost=notional, leverage=20, is_cross=True, iso_cash=0, liq_cooldown_until_ms=0))
+        ws.put(
+            position_key(BTC, owner),
+            Position(size=LOTS, cost=notional, leverage=20, is_cross=True, iso_cash=0, liq_cooldown_until_ms=0),
+        )
         for j in range(own):
             rest(owner, j % 2 == 0, 45_000_000 + i if j % 2 == 0 else 160_000_000 - i)
     short = address(2, 0)
     ws.put(account_key(short), Account(cash=units * notional + 10**15, open_markets=[BTC], open_orders=0))
-    ws.put(position_key(BTC, short), Position(size=-units * LOTS, cost=-units * notional, leverage=20, is_cross=True, iso_cash=0, liq_cooldown_until_ms=0))
+    ws.put(
+        position_key(BTC, short),
+        Position(
+            size=-units * LOTS, cost=-units * notional, leverage=20, is_cross=True, iso_cash=0, liq_cooldown_until_ms=0
+        ),
+    )
     for a in range((orders + PER_ACCOUNT - 1) // PER_ACCOUNT):
         owner = address(3, a)
         n = min(PER_ACCOUNT, orders - a * PER_ACCOUNT)
@@ -118,8 +140,15 @@ def run_case(units: int, orders: int, own: int, repeat: int) -> dict[str, Any]:
         index = KeyIndex.load(store)  # the step changed the derived index; start the next run clean
     assert liquidated == units, (liquidated, units)
     assert cancelled == units * own, (cancelled, units * own)
-    return {"units": units, "resting_orders": orders, "own_orders_per_unit": own, "liquidated": liquidated,
-            "cancelled": cancelled, "cpu_s": round(best_cpu, 4), "wall_s": round(best_wall, 4)}
+    return {
+        "units": units,
+        "resting_orders": orders,
+        "own_orders_per_unit": own,
+        "liquidated": liquidated,
+        "cancelled": cancelled,
+        "cpu_s": round(best_cpu, 4),
+        "wall_s": round(best_wall, 4),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"{'units':>6} {'resting orders':>15} {'cancelled':>10} {'CPU s':>9} {'wall s':>9}")
         for r in rows:
-            print(f"{r['units']:>6} {r['resting_orders']:>15} {r['cancelled']:>10} {r['cpu_s']:>9.3f} {r['wall_s']:>9.3f}")
+            print(
+                f"{r['units']:>6} {r['resting_orders']:>15} {r['cancelled']:>10} {r['cpu_s']:>9.3f} {r['wall_s']:>9.3f}"
+            )
         print(f"ratio {sizes[-1]:,} / {sizes[0]:,} orders: CPU {ratio_cpu:.2f}x, wall {ratio_wall:.2f}x (bound 1.5x)")
     return 0
 

@@ -36,9 +36,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from clearinghouse.tools.demo import USDC, demo_genesis  # noqa: E402
 from clearinghouse.chain.engine import Engine, replay_log  # noqa: E402
 from clearinghouse.chain.producer import Producer  # noqa: E402
+from clearinghouse.tools.demo import USDC, demo_genesis  # noqa: E402
 from state import LmdbStore, MemoryStore  # noqa: E402
 from tx.actions import Deposit, Transfer, Withdraw  # noqa: E402
 
@@ -141,9 +141,14 @@ def main(argv: list[str] | None = None) -> int:
         p = generate_log(log, blocks=args.blocks, txs=args.txs, accounts=args.accounts, seed=args.seed)
         gen_seconds = time.perf_counter() - start
         report: dict[str, Any] = {
-            "blocks": args.blocks, "txs_per_block": args.txs, "accounts": args.accounts,
-            "log_bytes": os.path.getsize(log), "generate_seconds": round(gen_seconds, 3),
-            "producer_root": p.engine.store.root.hex(), "python": sys.version.split()[0], "results": [],
+            "blocks": args.blocks,
+            "txs_per_block": args.txs,
+            "accounts": args.accounts,
+            "log_bytes": os.path.getsize(log),
+            "generate_seconds": round(gen_seconds, 3),
+            "producer_root": p.engine.store.root.hex(),
+            "python": sys.version.split()[0],
+            "results": [],
         }
         backends = ("memory", "lmdb") if args.backend == "both" else (args.backend,)
         for backend in backends:
@@ -155,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 result = replay(log, backend, workdir)
             if result["state_root"] != report["producer_root"]:
-                raise SystemExit(f"{backend} replay root {result['state_root']} != producer root {report['producer_root']}")
+                raise SystemExit(
+                    f"{backend} replay root {result['state_root']} != producer root {report['producer_root']}"
+                )
             report["results"].append(result)
             if args.profile and not args.json:
                 print(f"--- profile: replay into {backend} (top 15 by cumulative time)")
@@ -163,12 +170,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             print(json.dumps(report, indent=2))
         else:
-            print(f"log: {args.blocks} blocks x {args.txs} txs, {args.accounts} accounts, "
-                  f"{report['log_bytes'] / 1e6:.1f} MB, generated (signed + executed) in {gen_seconds:.2f} s")
+            print(
+                f"log: {args.blocks} blocks x {args.txs} txs, {args.accounts} accounts, "
+                f"{report['log_bytes'] / 1e6:.1f} MB, generated (signed + executed) in {gen_seconds:.2f} s"
+            )
             for r in report["results"]:
-                print(f"replay into {r['backend']:6}: {r['seconds']:7.2f} s  {r['tx_per_s']:>7} tx/s  "
-                      f"{r['blocks_per_s']:>6} blocks/s  (CPU {r['cpu_seconds']:.2f} s: {r['tx_per_cpu_s']} tx per CPU-second; "
-                      f"{r['txs']} txs, {r['rejected']} rejected)")
+                print(
+                    f"replay into {r['backend']:6}: {r['seconds']:7.2f} s  {r['tx_per_s']:>7} tx/s  "
+                    f"{r['blocks_per_s']:>6} blocks/s  (CPU {r['cpu_seconds']:.2f} s: {r['tx_per_cpu_s']} tx per CPU-second; "
+                    f"{r['txs']} txs, {r['rejected']} rejected)"
+                )
             print(f"state root {report['producer_root']} (every backend agrees with the producer)")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -43,11 +43,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from clearinghouse.chain.engine import Engine, replay_log  # noqa: E402
-from clearinghouse.tools.reporting import replay_into_db  # noqa: E402
 from clearinghouse.chain.distributed import run_on_dask  # noqa: E402
+from clearinghouse.chain.engine import Engine, replay_log  # noqa: E402
 from clearinghouse.chain.segments import verify_chain  # noqa: E402
 from clearinghouse.tools.loadgen import generate_log  # noqa: E402
+from clearinghouse.tools.reporting import replay_into_db  # noqa: E402
 from clearinghouse.tools.segments_cli import SnapshotWriter  # noqa: E402
 from state import MemoryStore  # noqa: E402
 from tx.logfile import index_frames  # noqa: E402
@@ -63,8 +63,16 @@ def sequential(log: str) -> dict[str, Any]:
     store = MemoryStore()
     t0, c0 = time.perf_counter(), time.process_time()
     stats = replay_log(Engine(store), log)
-    return {"mode": "sequential", "workers": 1, "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0,
-            "blocks": stats["applied"], "state_root": store.root.hex(), "segments": 1, "load_seconds": 0.0}
+    return {
+        "mode": "sequential",
+        "workers": 1,
+        "seconds": time.perf_counter() - t0,
+        "cpu_seconds": time.process_time() - c0,
+        "blocks": stats["applied"],
+        "state_root": store.root.hex(),
+        "segments": 1,
+        "load_seconds": 0.0,
+    }
 
 
 def segmented(log: str, snapshots: str, workers: int, *, dask: bool = False) -> dict[str, Any]:
@@ -74,12 +82,32 @@ def segmented(log: str, snapshots: str, workers: int, *, dask: bool = False) -> 
         raise SystemExit(f"segment verification failed: {report.failure}")
     mode = "segments, Dask LocalCluster" if dask else ("segments, process pool" if workers > 1 else "segments, inline")
     # CPU: the report adds each segment's own CPU time to this process's; pool/cluster start-up shows in children_cpu.
-    return {"mode": mode, "workers": workers, "seconds": report.wall_seconds, "cpu_seconds": report.cpu_seconds,
-            "start_cpu_seconds": max(0.0, children_cpu() - c_children - sum(s.cpu_seconds for s in report.segments)) if workers > 1 and not dask else None,
-            "blocks": sum(s.blocks for s in report.segments), "state_root": report.state_root.hex(), "segments": len(report.segments),
-            "load_seconds": sum(s.load_seconds for s in report.segments), "segment_seconds": report.segment_seconds,
-            "per_segment": [{"start": s.start, "end": s.end, "seconds": round(s.seconds, 3), "cpu_seconds": round(s.cpu_seconds, 3), "load_seconds": round(s.load_seconds, 3),
-                             "records": s.snapshot_records, "worker": s.worker} for s in report.segments]}
+    return {
+        "mode": mode,
+        "workers": workers,
+        "seconds": report.wall_seconds,
+        "cpu_seconds": report.cpu_seconds,
+        "start_cpu_seconds": max(0.0, children_cpu() - c_children - sum(s.cpu_seconds for s in report.segments))
+        if workers > 1 and not dask
+        else None,
+        "blocks": sum(s.blocks for s in report.segments),
+        "state_root": report.state_root.hex(),
+        "segments": len(report.segments),
+        "load_seconds": sum(s.load_seconds for s in report.segments),
+        "segment_seconds": report.segment_seconds,
+        "per_segment": [
+            {
+                "start": s.start,
+                "end": s.end,
+                "seconds": round(s.seconds, 3),
+                "cpu_seconds": round(s.cpu_seconds, 3),
+                "load_seconds": round(s.load_seconds, 3),
+                "records": s.snapshot_records,
+                "worker": s.worker,
+            }
+            for s in report.segments
+        ],
+    }
 
 
 def list_schedule(costs: list[float], workers: int) -> float:
@@ -100,9 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--every", type=int, default=None, help="snapshot every C blocks (default: blocks / (4 x workers))")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--dask", action="store_true", help="also run on a Dask LocalCluster")
-    ap.add_argument("--repeat", type=int, default=1, help="rounds (modes interleaved); the fastest round of each mode is reported")
+    ap.add_argument(
+        "--repeat", type=int, default=1, help="rounds (modes interleaved); the fastest round of each mode is reported"
+    )
     ap.add_argument("--log", help="use (or keep) the log at this path")
-    ap.add_argument("--target", type=float, default=0.6, help="the pool's wall time must be at most this times the sequential one")
+    ap.add_argument(
+        "--target", type=float, default=0.6, help="the pool's wall time must be at most this times the sequential one"
+    )
     ap.add_argument("--check", action="store_true", help="exit 1 if the target is missed")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
@@ -142,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         base = rows[0]
         for r in rows:
             if r["state_root"] != base["state_root"]:
-                raise SystemExit(f"{r['mode']}: root {r['state_root']} differs from the sequential {base['state_root']}")
+                raise SystemExit(
+                    f"{r['mode']}: root {r['state_root']} differs from the sequential {base['state_root']}"
+                )
             r["wall_ratio"] = r["seconds"] / base["seconds"]
             r["speedup"] = base["seconds"] / r["seconds"]
         pool = rows[2]
@@ -150,15 +184,28 @@ def main(argv: list[str] | None = None) -> int:
         # the sequential run is), list-scheduled on W idle workers, against the sequential CPU time.
         inline_costs = [seg["cpu_seconds"] for seg in rows[1]["per_segment"]]
         modelled = list_schedule(inline_costs, args.workers)
-        report_model = {"modelled_idle_seconds": round(modelled, 3), "modelled_idle_ratio": round(modelled / base["cpu_seconds"], 3)}
+        report_model = {
+            "modelled_idle_seconds": round(modelled, 3),
+            "modelled_idle_ratio": round(modelled / base["cpu_seconds"], 3),
+        }
         report = {
             **report_model,
-            "blocks": height, "txs_per_block": args.txs, "accounts": args.accounts, "log_bytes": os.path.getsize(log),
-            "generate_seconds": round(gen_seconds, 3), "snapshot_every": every, "snapshots": len(writer.written),
+            "blocks": height,
+            "txs_per_block": args.txs,
+            "accounts": args.accounts,
+            "log_bytes": os.path.getsize(log),
+            "generate_seconds": round(gen_seconds, 3),
+            "snapshot_every": every,
+            "snapshots": len(writer.written),
             "snapshot_records_last": writer.written[-1]["records"] if writer.written else 0,
-            "replay_with_snapshots_seconds": round(snap_seconds, 3), "cpus": os.cpu_count(), "python": sys.version.split()[0],
+            "replay_with_snapshots_seconds": round(snap_seconds, 3),
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
             "load_avg": os.getloadavg() if hasattr(os, "getloadavg") else None,
-            "repeat": args.repeat, "target": args.target, "pool_wall_ratio": round(pool["wall_ratio"], 3), "met": pool["wall_ratio"] <= args.target,
+            "repeat": args.repeat,
+            "target": args.target,
+            "pool_wall_ratio": round(pool["wall_ratio"], 3),
+            "met": pool["wall_ratio"] <= args.target,
             "results": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
         }
         if args.json:
@@ -175,20 +222,45 @@ def _render(report: dict[str, Any]) -> None:
     from rich.table import Table
 
     con = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
-    con.print(f"log: {report['blocks']:,} blocks x {report['txs_per_block']} txs, {report['accounts']} accounts, {report['log_bytes'] / 1e6:.1f} MB; "
-              f"snapshot every {report['snapshot_every']} blocks ({report['snapshots']} snapshots, last {report['snapshot_records_last']:,} records); "
-              f"{report['cpus']} CPUs, load average {', '.join(f'{x:.1f}' for x in report['load_avg'] or ())}")
+    con.print(
+        f"log: {report['blocks']:,} blocks x {report['txs_per_block']} txs, {report['accounts']} accounts, {report['log_bytes'] / 1e6:.1f} MB; "
+        f"snapshot every {report['snapshot_every']} blocks ({report['snapshots']} snapshots, last {report['snapshot_records_last']:,} records); "
+        f"{report['cpus']} CPUs, load average {', '.join(f'{x:.1f}' for x in report['load_avg'] or ())}"
+    )
     table = Table(title="verification: sequential vs segments")
-    for col in ("mode", "workers", "segments", "wall s", "CPU s", "snapshot loads s", "wall / sequential", "speedup", "rounds (wall s)"):
+    for col in (
+        "mode",
+        "workers",
+        "segments",
+        "wall s",
+        "CPU s",
+        "snapshot loads s",
+        "wall / sequential",
+        "speedup",
+        "rounds (wall s)",
+    ):
         table.add_column(col, justify="right" if col != "mode" else "left")
     for r in report["results"]:
-        table.add_row(r["mode"], str(r["workers"]), str(r["segments"]), f"{r['seconds']:.2f}", f"{r['cpu_seconds']:.2f}",
-                      f"{r['load_seconds']:.3f}", f"{r['wall_ratio']:.2f}", f"{r['speedup']:.2f}x", " ".join(map(str, r["rounds_seconds"])))
+        table.add_row(
+            r["mode"],
+            str(r["workers"]),
+            str(r["segments"]),
+            f"{r['seconds']:.2f}",
+            f"{r['cpu_seconds']:.2f}",
+            f"{r['load_seconds']:.3f}",
+            f"{r['wall_ratio']:.2f}",
+            f"{r['speedup']:.2f}x",
+            " ".join(map(str, r["rounds_seconds"])),
+        )
     con.print(table)
     verdict = "[green]met[/]" if report["met"] else "[red]missed[/]"
-    con.print(f"pool wall time = {report['pool_wall_ratio']:.2f} x sequential (target <= {report['target']}): {verdict}")
-    con.print(f"modelled on idle CPUs (inline segments' CPU times list-scheduled on the workers, against the sequential CPU time, "
-              f"start-up excluded): {report['modelled_idle_seconds']:.2f} s, {report['modelled_idle_ratio']:.2f} x sequential")
+    con.print(
+        f"pool wall time = {report['pool_wall_ratio']:.2f} x sequential (target <= {report['target']}): {verdict}"
+    )
+    con.print(
+        f"modelled on idle CPUs (inline segments' CPU times list-scheduled on the workers, against the sequential CPU time, "
+        f"start-up excluded): {report['modelled_idle_seconds']:.2f} s, {report['modelled_idle_ratio']:.2f} x sequential"
+    )
 
 
 if __name__ == "__main__":

@@ -35,11 +35,11 @@ from .store import (
     META_HEIGHT,
     META_ROOT,
     NO_HEIGHT,
+    Preview,
     check_key,
     check_next_height,
     decode_height,
     encode_height,
-    Preview,
     prepare_changes,
     prepare_meta,
     reuse_preview,
@@ -151,9 +151,7 @@ class LmdbStore:
             raw_height = txn.get(META_HEIGHT.encode(), db=self._meta)
             raw_root = txn.get(META_ROOT.encode(), db=self._meta)
             if raw_height is None:
-                if raw_root is not None or txn.stat(self._data)["entries"] or txn.stat(
-                    self._smt
-                )["entries"]:
+                if raw_root is not None or txn.stat(self._data)["entries"] or txn.stat(self._smt)["entries"]:
                     raise CorruptStore(f"{self.path!r}: data present but no committed height")
                 return NO_HEIGHT, EMPTY
             try:
@@ -166,9 +164,7 @@ class LmdbStore:
             if raw_root == EMPTY:
                 consistent = root_record is None
             else:
-                consistent = (
-                    record_hash(check_record(ROOT_PATH, root_record)) == raw_root
-                )
+                consistent = record_hash(check_record(ROOT_PATH, root_record)) == raw_root
             if not consistent:
                 raise CorruptStore(f"{self.path!r}: stored root does not match the tree")
             return height, raw_root
@@ -280,8 +276,15 @@ class LmdbStore:
             self._commit(env, preview, items, meta_items, height, expected_root)
         return self._root
 
-    def _commit(self, env: lmdb.Environment, preview: Preview | None, items: list[tuple[bytes, bytes | None]],
-                meta_items: list[tuple[str, bytes]], height: int, expected_root: bytes | None) -> None:
+    def _commit(
+        self,
+        env: lmdb.Environment,
+        preview: Preview | None,
+        items: list[tuple[bytes, bytes | None]],
+        meta_items: list[tuple[str, bytes]],
+        height: int,
+        expected_root: bytes | None,
+    ) -> None:
         txn = env.begin(write=True)
         try:
             update = reuse_preview(preview, self._root, items)
@@ -291,9 +294,7 @@ class LmdbStore:
                 raise RootMismatch(expected_root, update.root)
             self._write_data(txn, items)
             self._write_nodes(txn, update.node_writes)
-            self._write_meta(
-                txn, [*meta_items, (META_HEIGHT, encode_height(height)), (META_ROOT, update.root)]
-            )
+            self._write_meta(txn, [*meta_items, (META_HEIGHT, encode_height(height)), (META_ROOT, update.root)])
             txn.commit()
         except BaseException:
             txn.abort()  # no-op if commit itself failed after LMDB freed the txn
@@ -317,9 +318,7 @@ class LmdbStore:
             else:
                 txn.put(key, value, db=db)
 
-    def _write_nodes(
-        self, txn: lmdb.Transaction, writes: tuple[tuple[bytes, bytes | None], ...]
-    ) -> None:
+    def _write_nodes(self, txn: lmdb.Transaction, writes: tuple[tuple[bytes, bytes | None], ...]) -> None:
         """Write tree node changes in path order inside ``txn``."""
         db = self._smt
         for path, record in writes:
@@ -399,7 +398,9 @@ def _take_writer_lock(data_file: str, path: str) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise StoreInUse(f"database in use by another process: {path!r} (one writer at a time; readers keep writers out while they read)") from None
+        raise StoreInUse(
+            f"database in use by another process: {path!r} (one writer at a time; readers keep writers out while they read)"
+        ) from None
     except BaseException:
         os.close(fd)
         raise
@@ -413,9 +414,17 @@ def _translated(path: str) -> Iterator[None]:
         yield
     except lmdb.MapFullError as exc:
         raise StoreFull(f"the database at {path!r} is full (map size reached): {exc}") from exc
-    except (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.BadValsizeError, lmdb.InvalidError,
-            lmdb.BadTxnError, lmdb.BadRslotError, lmdb.IncompatibleError, lmdb.VersionMismatchError,
-            lmdb.PanicError) as exc:
+    except (
+        lmdb.CorruptedError,
+        lmdb.PageNotFoundError,
+        lmdb.BadValsizeError,
+        lmdb.InvalidError,
+        lmdb.BadTxnError,
+        lmdb.BadRslotError,
+        lmdb.IncompatibleError,
+        lmdb.VersionMismatchError,
+        lmdb.PanicError,
+    ) as exc:
         raise CorruptStore(f"the database at {path!r} is damaged: {exc}") from exc
     except lmdb.ReadonlyError as exc:
         raise StoreReadOnly(f"the database at {path!r} is read-only: {exc}") from exc

@@ -215,9 +215,7 @@ class MemoryStore:
         self._root = update.root
         return update.root
 
-    def _apply_data(
-        self, items: list[tuple[bytes, bytes | None]], undo: UndoLog
-    ) -> None:
+    def _apply_data(self, items: list[tuple[bytes, bytes | None]], undo: UndoLog) -> None:
         """Write data changes in key order, logging previous values for rollback."""
         _write_logged(self._data, items, undo)
 
@@ -235,9 +233,7 @@ class MemoryStore:
         for path in [path for path, record in writes if record is None]:
             nodes.pop(path, None)
 
-    def _apply_meta(
-        self, items: list[tuple[str, bytes]], undo: UndoLog
-    ) -> None:
+    def _apply_meta(self, items: list[tuple[str, bytes]], undo: UndoLog) -> None:
         """Write meta entries, logging previous values for rollback."""
         _write_logged(self._meta, items, undo)
 
@@ -268,9 +264,7 @@ class MemoryStore:
             raise StoreClosed("memory store is closed")
 
 
-def _write_logged(
-    target: MutableMapping[Any, Any], items: Iterable[tuple[Any, Any]], undo: UndoLog
-) -> None:
+def _write_logged(target: MutableMapping[Any, Any], items: Iterable[tuple[Any, Any]], undo: UndoLog) -> None:
     """Apply ``(key, value-or-None)`` writes to ``target``, appending undo records first."""
     for key, value in items:
         undo.append((target, key, target.get(key, _MISSING)))

@@ -128,9 +128,7 @@ _BIT = tuple(_TOP_BIT >> depth for depth in range(256))
 _PATH_SHIFT = tuple(256 - depth for depth in range(256))
 _PATH_PAD = tuple(-depth & 7 for depth in range(256))
 _PATH_BYTES = tuple((depth + 7) >> 3 for depth in range(256))
-_LEVEL = tuple(
-    (_DEPTH_BYTE[d], _PATH_SHIFT[d], _PATH_PAD[d], _PATH_BYTES[d]) for d in range(MAX_LEAF_DEPTH)
-)
+_LEVEL = tuple((_DEPTH_BYTE[d], _PATH_SHIFT[d], _PATH_PAD[d], _PATH_BYTES[d]) for d in range(MAX_LEAF_DEPTH))
 _LEVELS = tuple(_LEVEL[start:] for start in range(256))
 """``_LEVELS[start]``: ``(depth byte, shift, pad, bytes)`` for each depth ``start <= d < 255``."""
 
@@ -293,9 +291,7 @@ class TreeUpdate(msgspec.Struct, frozen=True):
     """``(path, record)`` pairs sorted by path; a ``None`` record means delete the path."""
 
 
-def compute_update(
-    get_node: NodeGetter, root: bytes, changes: Mapping[bytes, bytes | None]
-) -> TreeUpdate:
+def compute_update(get_node: NodeGetter, root: bytes, changes: Mapping[bytes, bytes | None]) -> TreeUpdate:
     """
     Compute the effect of ``changes`` on the tree with root ``root``.
 
@@ -408,9 +404,7 @@ class _Updater:
         self.feed(data)
         return self.digest()
 
-    def update(
-        self, depth: int, prefix: int, lo: int, hi: int, current: bytes
-    ) -> tuple[bytes, bytes | None]:
+    def update(self, depth: int, prefix: int, lo: int, hi: int, current: bytes) -> tuple[bytes, bytes | None]:
         """
         Apply ``batch[lo:hi]`` (all under ``prefix``) to the subtree at ``depth``.
 
@@ -497,8 +491,7 @@ class _Updater:
                 if record is not None and len(record) >= 65 and record[0] == INTERNAL_TAG:
                     raise CorruptStore(f"internal node too deep at path {path.hex()}")
             if record is None and (
-                d == depth
-                or (records[-1][33:65] if khi & _BIT[d - 1] else records[-1][1:33]) != EMPTY
+                d == depth or (records[-1][33:65] if khi & _BIT[d - 1] else records[-1][1:33]) != EMPTY
             ):
                 raise CorruptStore(f"missing tree node at path {path.hex()}")
         else:
@@ -536,9 +529,7 @@ class _Updater:
             mine = self.batch[index]
             other: _BatchEntry = (old_khi, record[1:33], record, old_hash)
             shift = 256 - d
-            new_hash, new_leaf = self.build(
-                d, khi >> shift << shift, [mine, other] if khi < old_khi else [other, mine]
-            )
+            new_hash, new_leaf = self.build(d, khi >> shift << shift, [mine, other] if khi < old_khi else [other, mine])
 
         if not records:
             return new_hash, new_leaf
@@ -669,9 +660,7 @@ class _Updater:
             self.writes[depth][path] = None
         return new_hash, new_leaf
 
-    def build(
-        self, depth: int, prefix: int, leaves: list[_BatchEntry]
-    ) -> tuple[bytes, bytes | None]:
+    def build(self, depth: int, prefix: int, leaves: list[_BatchEntry]) -> tuple[bytes, bytes | None]:
         """
         Build, from scratch, the subtree at ``depth`` holding exactly ``leaves``.
 

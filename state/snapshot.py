@@ -138,8 +138,12 @@ class SnapshotHeader:
 
     def encode(self) -> bytes:
         return (
-            MAGIC + self.version.to_bytes(2, "big") + bytes(6)
-            + self.genesis_hash + self.height.to_bytes(8, "big") + self.state_root
+            MAGIC
+            + self.version.to_bytes(2, "big")
+            + bytes(6)
+            + self.genesis_hash
+            + self.height.to_bytes(8, "big")
+            + self.state_root
         )
 
 
@@ -156,7 +160,9 @@ class SnapshotInfo:
 def _decode_header(raw: bytes, path: str) -> SnapshotHeader:
     present = raw[: len(MAGIC)]
     if present != MAGIC[: len(present)] or not raw:
-        raise SnapshotFormatError(f"{path}: not a snapshot (magic {present.hex() or 'missing'}, expected {MAGIC.hex()})")
+        raise SnapshotFormatError(
+            f"{path}: not a snapshot (magic {present.hex() or 'missing'}, expected {MAGIC.hex()})"
+        )
     if len(raw) < HEADER_SIZE:
         raise SnapshotTruncated(f"{path}: truncated header ({len(raw)} of {HEADER_SIZE} bytes)")
     version = int.from_bytes(raw[8:10], "big")
@@ -164,7 +170,9 @@ def _decode_header(raw: bytes, path: str) -> SnapshotHeader:
         raise SnapshotVersionError(f"{path}: snapshot format version {version} is not supported (expected {VERSION})")
     if raw[10:16] != bytes(6):
         raise SnapshotFormatError(f"{path}: reserved header bytes must be zero, got {raw[10:16].hex()}")
-    return SnapshotHeader(genesis_hash=raw[16:48], height=int.from_bytes(raw[48:56], "big"), state_root=raw[56:88], version=version)
+    return SnapshotHeader(
+        genesis_hash=raw[16:48], height=int.from_bytes(raw[48:56], "big"), state_root=raw[56:88], version=version
+    )
 
 
 def read_snapshot_header(path: str | os.PathLike[str]) -> SnapshotHeader:
@@ -216,6 +224,7 @@ def write_snapshot(
     size = 0
     try:
         with open(tmp, "wb", buffering=_CHUNK) as f:
+
             def put(data: bytes) -> None:
                 nonlocal size
                 f.write(data)
@@ -227,7 +236,9 @@ def write_snapshot(
             pending: list[bytes] = []
             for key, value in records:
                 if not 1 <= len(key) <= MAX_KEY_LEN or key <= previous or len(value) > MAX_VALUE:
-                    raise ValueError(f"snapshot records must have ascending 1..{MAX_KEY_LEN}-byte keys and values up to {MAX_VALUE} bytes")
+                    raise ValueError(
+                        f"snapshot records must have ascending 1..{MAX_KEY_LEN}-byte keys and values up to {MAX_VALUE} bytes"
+                    )
                 pending.append(encode_varint(len(key)) + key + encode_varint(len(value)) + value)
                 previous = key
                 count += 1
@@ -257,7 +268,10 @@ def snapshot_store(store: object, path: str | os.PathLike[str], *, genesis_hash:
     if height < 0:
         raise ValueError("the store has nothing committed")
     return write_snapshot(
-        path, genesis_hash=genesis_hash, height=height, state_root=store.root,  # type: ignore[attr-defined]
+        path,
+        genesis_hash=genesis_hash,
+        height=height,
+        state_root=store.root,  # type: ignore[attr-defined]
         records=store.iter_all(),  # type: ignore[attr-defined]
     )
 
@@ -302,12 +316,12 @@ class _Reader:
             raise SnapshotTruncated(f"{self.path}: the file ends inside the snapshot")
         self.remaining -= want
         self.hasher.update(chunk)
-        self.buf = self.buf[self.pos:] + chunk
+        self.buf = self.buf[self.pos :] + chunk
         self.pos = 0
 
     def take(self, n: int) -> bytes:
         self._fill(n)
-        out = self.buf[self.pos:self.pos + n]
+        out = self.buf[self.pos : self.pos + n]
         self.pos += n
         return out
 
@@ -337,7 +351,7 @@ class _Reader:
         return self.remaining == 0 and self.pos == len(self.buf)
 
 
-def iter_snapshot(path: str | os.PathLike[str]) -> tuple[SnapshotHeader, Iterator[tuple[bytes, bytes]], "_Result"]:
+def iter_snapshot(path: str | os.PathLike[str]) -> tuple[SnapshotHeader, Iterator[tuple[bytes, bytes]], _Result]:
     """
     Open the snapshot at ``path``: its header, an iterator of its records, and a result holder.
 
@@ -366,7 +380,9 @@ class _Result:
     info: SnapshotInfo | None = None
 
 
-def _records(f: BinaryIO, size: int, header: SnapshotHeader, path: str, result: _Result) -> Iterator[tuple[bytes, bytes]]:
+def _records(
+    f: BinaryIO, size: int, header: SnapshotHeader, path: str, result: _Result
+) -> Iterator[tuple[bytes, bytes]]:
     with f:
         reader = _Reader(f, size - 32 - HEADER_SIZE, path)
         reader.hasher.update(header.encode())
@@ -389,7 +405,9 @@ def _records(f: BinaryIO, size: int, header: SnapshotHeader, path: str, result: 
             count += 1
         declared = int.from_bytes(reader.take(8), "big")
         if not reader.exhausted():
-            raise SnapshotFormatError(f"{path}: bytes after the record count (the snapshot ends early or has trailing data)")
+            raise SnapshotFormatError(
+                f"{path}: bytes after the record count (the snapshot ends early or has trailing data)"
+            )
         if declared != count:
             raise SnapshotFormatError(f"{path}: the snapshot declares {declared} records but holds {count}")
         checksum = f.read(32)
@@ -447,12 +465,14 @@ def load_snapshot(
         raise SnapshotRootMismatch(
             f"{path}: refused: its records give state root {root.hex()} but the block header at height "
             f"{header.height} commits to {expected_root.hex()} (snapshots are untrusted; only header roots are)",
-            expected=expected_root, got=root,
+            expected=expected_root,
+            got=root,
         )
     if root != header.state_root:
         raise SnapshotRootMismatch(
             f"{path}: its records give state root {root.hex()} but it claims {header.state_root.hex()}",
-            expected=header.state_root, got=root,
+            expected=header.state_root,
+            got=root,
         )
     return store, info
 

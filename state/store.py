@@ -179,9 +179,7 @@ Preview = tuple[bytes, list[tuple[bytes, "bytes | None"]], TreeUpdate]
 """A remembered ``preview_root`` computation: (root it started from, prepared changes, result)."""
 
 
-def reuse_preview(
-    preview: Preview | None, root: bytes, items: list[tuple[bytes, bytes | None]]
-) -> TreeUpdate | None:
+def reuse_preview(preview: Preview | None, root: bytes, items: list[tuple[bytes, bytes | None]]) -> TreeUpdate | None:
     """
     Return the remembered tree update if it was computed from ``root`` with ``items``.
 

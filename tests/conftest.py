@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -27,9 +28,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from clearinghouse.tools.demo import USDC, demo_genesis  # noqa: E402
-from clearinghouse.spec.events import Receipt  # noqa: E402
 from clearinghouse.chain.producer import Producer  # noqa: E402
+from clearinghouse.spec.events import Receipt  # noqa: E402
+from clearinghouse.tools.demo import USDC, demo_genesis  # noqa: E402
 
 settings.register_profile("default", max_examples=50, deadline=None)
 settings.register_profile(
@@ -42,9 +43,7 @@ settings.register_profile(
     print_blob=True,
     suppress_health_check=[HealthCheck.too_slow],
 )
-settings.register_profile(
-    "soak", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+settings.register_profile("soak", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -137,7 +136,9 @@ def producer(tmp_path: Path) -> Callable[..., Producer]:
     """
     made: list[Producer] = []
 
-    def make(*, log: bool = False, store: Any = None, genesis: Any = None, fund: dict[str, int] | None = None) -> Producer:
+    def make(
+        *, log: bool = False, store: Any = None, genesis: Any = None, fund: dict[str, int] | None = None
+    ) -> Producer:
         path = tmp_path / f"chain{len(made)}.log" if log else None
         p = Producer(genesis if genesis is not None else demo_genesis(), path, store=store)
         p.log_path = path  # type: ignore[attr-defined]
@@ -147,10 +148,12 @@ def producer(tmp_path: Path) -> Callable[..., Producer]:
 
             bridge = p.wallet("bridge")
             t = p.time_ms + 1000
-            ex = p.block([
-                bridge.sign(Deposit(to=p.wallet(name).address, amount=amount, ref=i), t)
-                for i, (name, amount) in enumerate(sorted(fund.items()))
-            ])
+            ex = p.block(
+                [
+                    bridge.sign(Deposit(to=p.wallet(name).address, amount=amount, ref=i), t)
+                    for i, (name, amount) in enumerate(sorted(fund.items()))
+                ]
+            )
             assert codes_of(ex) == ["OK"] * len(fund)
         return p
 

@@ -35,20 +35,22 @@ moves prices the real way (the same OracleUpdate signed by every publisher).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Iterable
+from typing import Any
 
 import msgspec
 
-from clearinghouse.spec import end_of_block
-from clearinghouse.spec.state import keys
-from clearinghouse.tools.demo import demo_genesis
-from clearinghouse.spec.events import Fill, OrderStatus, Receipt
-from clearinghouse.spec.state.keys import FEE_POOL, INSURANCE_FUND, record_type
-from clearinghouse.spec.trading.margin import cross_health
 from clearinghouse.chain.producer import Producer
-from clearinghouse.spec.state.records import Account, Chain as ChainRecord, MarketState, Order, Position, Trigger
+from clearinghouse.spec import end_of_block
+from clearinghouse.spec.events import Fill, OrderStatus, Receipt
+from clearinghouse.spec.state import keys
+from clearinghouse.spec.state.keys import FEE_POOL, INSURANCE_FUND, record_type
+from clearinghouse.spec.state.records import Account, MarketState, Order, Position, Trigger
+from clearinghouse.spec.state.records import Chain as ChainRecord
+from clearinghouse.spec.trading.margin import cross_health
+from clearinghouse.tools.demo import demo_genesis
 from tx import actions as A
 from tx.actions import TIF_ALO, TIF_FOK, TIF_GTC, TIF_IOC
 
@@ -147,7 +149,7 @@ class BlockResult:
     """Events of end-of-block work (prices, triggers, funding, ...)."""
 
     @classmethod
-    def from_events(cls, height: int, events: list[Any]) -> "BlockResult":
+    def from_events(cls, height: int, events: list[Any]) -> BlockResult:
         by_index: dict[int, TxResult] = {}
         current: TxResult | None = None
         end: list[Any] = []
@@ -155,7 +157,11 @@ class BlockResult:
             if isinstance(ev, Receipt):
                 current = TxResult(ev, [])
                 by_index[ev.tx_index] = current
-            elif getattr(ev, "tx_index", None) is not None and current is not None and ev.tx_index == current.receipt.tx_index:
+            elif (
+                getattr(ev, "tx_index", None) is not None
+                and current is not None
+                and ev.tx_index == current.receipt.tx_index
+            ):
                 current.events.append(ev)
             else:
                 current = None
@@ -266,11 +272,17 @@ class Chain:
         self.set_mark(market, price)
         return self.block()
 
-    def oracle_update(self, prices: dict[int, int], publisher: str | None = None,
-                      publishers: tuple[str, ...] = ("oracle-1", "oracle-2", "oracle-3")) -> BlockResult:
+    def oracle_update(
+        self,
+        prices: dict[int, int],
+        publisher: str | None = None,
+        publishers: tuple[str, ...] = ("oracle-1", "oracle-2", "oracle-3"),
+    ) -> BlockResult:
         """Publish oracle prices (market -> price units) in one block, the non-test way: every publisher
         posts (the oracle moves only with a fresh majority, protocol §11.2); ``publisher`` posts alone."""
-        action = A.OracleUpdate(prices=[A.OraclePrice(market=m, oracle_price=p, external_price=0) for m, p in sorted(prices.items())])
+        action = A.OracleUpdate(
+            prices=[A.OraclePrice(market=m, oracle_price=p, external_price=0) for m, p in sorted(prices.items())]
+        )
         names = (publisher,) if publisher is not None else publishers
         return self.block([self.tx(n, action) for n in names])
 
@@ -291,15 +303,70 @@ class Chain:
         return self.one(name, A.Transfer(to=self.addr(to), amount=amount_micro))
 
     # ------------------------------------------------------------ orders: transactions
-    def order_tx(self, name: str, market: int, is_buy: bool, price: int, size: int, tif: int | str = GTC, *, reduce_only: bool = False, cloid: int = 0) -> bytes:
+    def order_tx(
+        self,
+        name: str,
+        market: int,
+        is_buy: bool,
+        price: int,
+        size: int,
+        tif: int | str = GTC,
+        *,
+        reduce_only: bool = False,
+        cloid: int = 0,
+    ) -> bytes:
         tif = TIFS[tif] if isinstance(tif, str) else tif
-        return self.tx(name, A.PlaceOrder(market=market, is_buy=is_buy, price=price, size=size, tif=tif, reduce_only=reduce_only, cloid=cloid))
+        return self.tx(
+            name,
+            A.PlaceOrder(
+                market=market, is_buy=is_buy, price=price, size=size, tif=tif, reduce_only=reduce_only, cloid=cloid
+            ),
+        )
 
-    def market_tx(self, name: str, market: int, is_buy: bool, size: int, slippage_bps: int = 500, *, reduce_only: bool = False, cloid: int = 0) -> bytes:
-        return self.tx(name, A.MarketOrder(market=market, is_buy=is_buy, size=size, slippage_bps=slippage_bps, reduce_only=reduce_only, cloid=cloid))
+    def market_tx(
+        self,
+        name: str,
+        market: int,
+        is_buy: bool,
+        size: int,
+        slippage_bps: int = 500,
+        *,
+        reduce_only: bool = False,
+        cloid: int = 0,
+    ) -> bytes:
+        return self.tx(
+            name,
+            A.MarketOrder(
+                market=market, is_buy=is_buy, size=size, slippage_bps=slippage_bps, reduce_only=reduce_only, cloid=cloid
+            ),
+        )
 
-    def trigger_tx(self, name: str, market: int, is_buy: bool, size: int, trigger_price: int, *, tp: bool, limit_price: int = 0, reduce_only: bool = True, cloid: int = 0) -> bytes:
-        return self.tx(name, A.TriggerOrder(market=market, is_buy=is_buy, size=size, trigger_price=trigger_price, is_take_profit=tp, limit_price=limit_price, reduce_only=reduce_only, cloid=cloid))
+    def trigger_tx(
+        self,
+        name: str,
+        market: int,
+        is_buy: bool,
+        size: int,
+        trigger_price: int,
+        *,
+        tp: bool,
+        limit_price: int = 0,
+        reduce_only: bool = True,
+        cloid: int = 0,
+    ) -> bytes:
+        return self.tx(
+            name,
+            A.TriggerOrder(
+                market=market,
+                is_buy=is_buy,
+                size=size,
+                trigger_price=trigger_price,
+                is_take_profit=tp,
+                limit_price=limit_price,
+                reduce_only=reduce_only,
+                cloid=cloid,
+            ),
+        )
 
     def cancel_tx(self, name: str, market: int, oid: int) -> bytes:
         return self.tx(name, A.Cancel(market=market, oid=oid))
@@ -311,8 +378,21 @@ class Chain:
         return self.tx(name, A.Modify(market=market, oid=oid, price=price, size=size))
 
     # ------------------------------------------------------------ orders: one-transaction blocks
-    def place(self, name: str, market: int, is_buy: bool, price: int, size: int, tif: int | str = GTC, *, reduce_only: bool = False, cloid: int = 0) -> TxResult:
-        return self.block(self.order_tx(name, market, is_buy, price, size, tif, reduce_only=reduce_only, cloid=cloid))[0]
+    def place(
+        self,
+        name: str,
+        market: int,
+        is_buy: bool,
+        price: int,
+        size: int,
+        tif: int | str = GTC,
+        *,
+        reduce_only: bool = False,
+        cloid: int = 0,
+    ) -> TxResult:
+        return self.block(self.order_tx(name, market, is_buy, price, size, tif, reduce_only=reduce_only, cloid=cloid))[
+            0
+        ]
 
     def buy(self, name: str, market: int, price: int, size: int, tif: int | str = GTC, **kw: Any) -> TxResult:
         return self.place(name, market, BUY, price, size, tif, **kw)
@@ -323,7 +403,9 @@ class Chain:
     def market(self, name: str, market: int, is_buy: bool, size: int, slippage_bps: int = 500, **kw: Any) -> TxResult:
         return self.block(self.market_tx(name, market, is_buy, size, slippage_bps, **kw))[0]
 
-    def trigger(self, name: str, market: int, is_buy: bool, size: int, trigger_price: int, *, tp: bool, **kw: Any) -> TxResult:
+    def trigger(
+        self, name: str, market: int, is_buy: bool, size: int, trigger_price: int, *, tp: bool, **kw: Any
+    ) -> TxResult:
         return self.block(self.trigger_tx(name, market, is_buy, size, trigger_price, tp=tp, **kw))[0]
 
     def cancel(self, name: str, market: int, oid: int) -> TxResult:
@@ -343,7 +425,9 @@ class Chain:
 
     def trade(self, buyer: str, seller: str, market: int, price: int, size: int) -> BlockResult:
         """``seller`` rests a GTC ask, ``buyer`` takes it with an IOC bid (one block); both must succeed."""
-        r = self.block(self.order_tx(seller, market, SELL, price, size, GTC), self.order_tx(buyer, market, BUY, price, size, IOC))
+        r = self.block(
+            self.order_tx(seller, market, SELL, price, size, GTC), self.order_tx(buyer, market, BUY, price, size, IOC)
+        )
         assert r.all_ok, [(t.code, t.receipt.message) for t in r.txs]
         assert sum(f.size for f in r.fills) == size, r.fills
         return r
@@ -433,7 +517,15 @@ class Chain:
         time, nonces and price EMAs are left out (every block moves them), so equal snapshots
         before and after a rejected transaction mean "nothing changed"."""
         snap: dict[bytes, Any] = {}
-        for ns in (keys.NS_ACCOUNT, keys.NS_POSITION, keys.NS_ORDER, keys.NS_TRIGGER, keys.NS_ORDER_LOC, keys.NS_CLOID, keys.NS_AGENT):
+        for ns in (
+            keys.NS_ACCOUNT,
+            keys.NS_POSITION,
+            keys.NS_ORDER,
+            keys.NS_TRIGGER,
+            keys.NS_ORDER_LOC,
+            keys.NS_CLOID,
+            keys.NS_AGENT,
+        ):
             snap.update(self.scan(ns))
         ch = self.chain()
         snap[b"next_oid"] = ch.next_oid
@@ -453,7 +545,11 @@ class Chain:
     def check_conservation(self) -> None:
         """deposits - withdrawals == Σ cash + Σ iso_cash (protocol §1.1)."""
         ch = self.chain()
-        assert ch.deposits - ch.withdrawals == self.total_collateral(), (ch.deposits, ch.withdrawals, self.total_collateral())
+        assert ch.deposits - ch.withdrawals == self.total_collateral(), (
+            ch.deposits,
+            ch.withdrawals,
+            self.total_collateral(),
+        )
 
     def long_short(self) -> dict[int, tuple[int, int]]:
         """market -> (total long size, total short size) over all positions."""

@@ -21,13 +21,32 @@ from fractions import Fraction
 import msgspec
 import pytest
 
-from clearinghouse.spec.state.accounts import get_account
-from clearinghouse.spec.waterfall.ranking import Candidate, bitmex_index, hyperliquid_index, indicator, rank_candidates, ranking_hash
 from clearinghouse.spec.events import Fill
+from clearinghouse.spec.math.liquidation import (
+    bankruptcy_prices,
+    realized_if_closed,
+    round_bankruptcy_price,
+    smallest_cover_qty,
+)
+from clearinghouse.spec.state.accounts import get_account
 from clearinghouse.spec.state.keys import INSURANCE_FUND, NS_LIQ_REF, position_key
-from clearinghouse.spec.math.liquidation import bankruptcy_prices, realized_if_closed, round_bankruptcy_price, smallest_cover_qty
 from clearinghouse.spec.waterfall.events import (
-    CROSS, AdlQueue, AdlShortfall, AdlStep, Backstop, DeficitCover, Haircut, InsuranceCover,
+    CROSS,
+    AdlQueue,
+    AdlShortfall,
+    AdlStep,
+    Backstop,
+    DeficitCover,
+    Haircut,
+    InsuranceCover,
+)
+from clearinghouse.spec.waterfall.ranking import (
+    Candidate,
+    bitmex_index,
+    hyperliquid_index,
+    indicator,
+    rank_candidates,
+    ranking_hash,
 )
 from tests.helpers import BUY, GTC, SELL
 from tests.waterfall_helpers import BTC, ETH, WChain, of_type, one, px, sz, usdc
@@ -89,7 +108,9 @@ def test_multi_position_account_deleveraged_to_exactly_zero_with_residue_to_the_
     ]
     # S1 (short 1 BTC at 10,000) realizes 10,000 - 8,566.667 = 1,433.333; S2 (short 10 ETH at 1,000)
     # 10 x (1,000 - 913.3334) = 866.666. Both winners: index (1 + 0.2) x 8,000 / 52,000 = 12/65.
-    assert [(s.counterparty, s.size, s.price, s.realized_pnl, s.index_num, s.index_den) for s in of_type(ev, AdlStep)] == [
+    assert [
+        (s.counterparty, s.size, s.price, s.realized_pnl, s.index_num, s.index_den) for s in of_type(ev, AdlStep)
+    ] == [
         (c.addr("S1"), sz(1), 8_566_667, 1_433_333_000, "12", "65"),
         (c.addr("S2"), sz(10, ETH), 9_133_334, 866_666_000, "12", "65"),
     ]
@@ -132,8 +153,19 @@ def test_isolated_unit_rounding_residue_goes_to_the_fund_not_to_the_owner():
 
 
 # ---------------------------------------------------------------- ranking
-def cand(account: bytes, size: int, cost: int, mark: int, value: int, mm: int = 1, unit_mm: int = 1, unit: int = CROSS) -> Candidate:
-    return Candidate(account=account, unit=unit, size=size, cost=cost, mark=mark, value=value, maintenance=mm, unit_maintenance=unit_mm)
+def cand(
+    account: bytes, size: int, cost: int, mark: int, value: int, mm: int = 1, unit_mm: int = 1, unit: int = CROSS
+) -> Candidate:
+    return Candidate(
+        account=account,
+        unit=unit,
+        size=size,
+        cost=cost,
+        mark=mark,
+        value=value,
+        maintenance=mm,
+        unit_maintenance=unit_mm,
+    )
 
 
 A1, A2, A3 = (bytes(19) + bytes([i]) for i in (0x31, 0x32, 0x33))
@@ -175,7 +207,9 @@ def test_queue_order_ties_by_address_and_ineligible_units():
     negative = cand(bytes(19) + b"\x2f", -10, -100_000, 9_000, -5)
     q = rank_candidates([c3, broke, c1, negative, c2], "hyperliquid")
     assert [(r.rank, r.candidate.account, r.index) for r in q] == [
-        (1, A2, Fraction(99, 10)), (2, A1, Fraction(99, 20)), (3, A3, Fraction(99, 20)),
+        (1, A2, Fraction(99, 10)),
+        (2, A1, Fraction(99, 20)),
+        (3, A3, Fraction(99, 20)),
     ]
     # The hash covers the whole ordered ranking: another order, another hash.
     assert ranking_hash(q) != ranking_hash(list(reversed(q)))
@@ -215,11 +249,18 @@ def test_greedy_walk_whole_positions_then_one_partial():
     assert one(ev, Backstop).margin_taken == usdc(-2_700)
     q = one(ev, AdlQueue)
     # Fund bankruptcy: 8,000 + 2,700 / 3 = 8,900.
-    assert (q.underwater, q.underwater_size, q.bankruptcy_price, q.queue_length) == (INSURANCE_FUND, sz(3), px(8_900), 3)
+    assert (q.underwater, q.underwater_size, q.bankruptcy_price, q.queue_length) == (
+        INSURANCE_FUND,
+        sz(3),
+        px(8_900),
+        3,
+    )
     # Values at 8,000: A 1,000 + 2,000 = 3,000, B 3,000 + 3,000, C 8,000 + 4,000; 1 + uPnL/|cost| = 6/5 for all:
     # A 6/5 x 8,000/3,000 = 16/5, B 6/5 x 12,000/6,000 = 12/5, C 6/5 x 16,000/12,000 = 8/5.
     assert [(e.account, e.index_num, e.index_den) for e in q.top] == [
-        (c.addr("A"), "16", "5"), (c.addr("B"), "12", "5"), (c.addr("C"), "8", "5"),
+        (c.addr("A"), "16", "5"),
+        (c.addr("B"), "12", "5"),
+        (c.addr("C"), "8", "5"),
     ]
     steps = of_type(ev, AdlStep)
     # Whole A (1), whole B (1.5), then 0.5 of C's 2; each realizes (entry - price) x qty = 1,100 per BTC.
@@ -230,7 +271,9 @@ def test_greedy_walk_whole_positions_then_one_partial():
     ]
     assert steps[0].neighbour_above == [] and steps[0].neighbour_below[0].account == c.addr("B")
     adl_fills = [f for f in of_type(ev, Fill) if f.kind == "adl"]
-    assert [(f.taker, f.maker, f.taker_fee, f.maker_fee) for f in adl_fills] == [(INSURANCE_FUND, c.addr(n), 0, 0) for n in "ABC"]
+    assert [(f.taker, f.maker, f.taker_fee, f.maker_fee) for f in adl_fills] == [
+        (INSURANCE_FUND, c.addr(n), 0, 0) for n in "ABC"
+    ]
     assert (c.size("A", BTC), c.size("B", BTC), c.size("C", BTC), c.size("X", BTC)) == (0, 0, -sz("1.5"), sz("1.5"))
     # The fund ends flat at exactly 0: cash -26,700 + 3 x 8,900.
     assert c.size(INSURANCE_FUND, BTC) == 0 and c.fund_cash() == 0
@@ -265,7 +308,10 @@ def test_adl_never_pushes_a_counterparty_below_zero():
     # A 1.6 x 4,000/500 = 64/5, B 1.6 x 8,000/22,000 = 32/55, S 1.6 x 4,000/56,000 = 4/35.
     assert (q.underwater, q.bankruptcy_price) == (INSURANCE_FUND, px(4_900))
     assert [(e.account, e.index_num, e.index_den) for e in q.top] == [
-        (c.addr("A"), "64", "5"), (c.addr("B"), "32", "55"), (c.addr("S"), "4", "35")]
+        (c.addr("A"), "64", "5"),
+        (c.addr("B"), "32", "55"),
+        (c.addr("S"), "4", "35"),
+    ]
     # A would lose 900 per BTC against its 500: it gives 500,000,000 // 900,000 = 555 lots;
     # B its whole 2 BTC; S the remaining 445 lots. Realized (10,000 - 4,900) x qty.
     steps = of_type(ev, AdlStep)
@@ -288,7 +334,10 @@ def test_adl_matches_the_rest_at_the_mark_and_haircuts_the_fund_deficit():
     r = c.crash({BTC: px(4_000), ETH: px(350, ETH)})
     ev = r.end_events
     assert [(s.counterparty, s.size, s.price, s.remaining_after) for s in of_type(ev, AdlStep)] == [
-        (c.addr("A"), 555, px(4_900), 2_445), (c.addr("B"), 2_000, px(4_900), 445), (c.addr("A"), 445, px(4_000), 0)]
+        (c.addr("A"), 555, px(4_900), 2_445),
+        (c.addr("B"), 2_000, px(4_900), 445),
+        (c.addr("A"), 445, px(4_000), 0),
+    ]
     assert not of_type(ev, AdlShortfall)
     # Fund: flat, value -2,700 + 2,555 x 0.9 = -400.5. Pool (unit order): B 20,200 (22,000 - 2 x 900),
     # C2 56,500 (short 10 ETH from 1,000 to 350), A 0.5: 76,700.5. Shares ceil(400.5 x v / 76,700.5).
@@ -333,7 +382,13 @@ def test_seed_cross_deficit_is_covered():
     # 0.666 BTC give 399.6 < 400, 0.667 give 400.2: 667 lots.
     assert (q.underwater, q.underwater_unit, q.bankruptcy_price) == (c.addr("L"), CROSS, px(9_400))
     dc = one(ev, DeficitCover)
-    assert (dc.counterparty, dc.size, dc.realized_pnl, dc.covered, dc.deficit_remaining) == (c.addr("W"), 667, 400_200_000, usdc(400), 0)
+    assert (dc.counterparty, dc.size, dc.realized_pnl, dc.covered, dc.deficit_remaining) == (
+        c.addr("W"),
+        667,
+        400_200_000,
+        usdc(400),
+        0,
+    )
     assert c.cash("L") == 0
     assert c.size("W", BTC) == -333 and c.size(INSURANCE_FUND, BTC) == -667
 
@@ -351,7 +406,9 @@ def test_fund_made_negative_by_deficit_cover_slices_is_deleveraged_in_the_same_b
     c.isolated("loser", 0, 50)
     c.isolated("winner", 0, 25)
     c.trade("loser", "mm", 0, p1(90_000), 10)
-    assert c.block(c.order_tx("mm", 0, BUY, p1(90_500), 20, GTC), c.order_tx("winner", 0, SELL, p1(90_500), 20, "IOC")).all_ok
+    assert c.block(
+        c.order_tx("mm", 0, BUY, p1(90_500), 20, GTC), c.order_tx("winner", 0, SELL, p1(90_500), 20, "IOC")
+    ).all_ok
     r = c.block(c.order_tx("wicker", 0, BUY, p1(87_600), 10, GTC), *c.oracle_txs({0: p1(88_500)}))
     ev = r.end_events
     assert one(ev, DeficitCover).size == 3  # as in example 1
@@ -382,9 +439,15 @@ def test_seed_uncovered_deficit_is_paid_by_the_fund_and_haircut_in_the_same_bloc
     assert one(ev, AdlQueue).bankruptcy_price == px(9_400)
     assert not of_type(ev, DeficitCover) and not of_type(ev, AdlShortfall)
     covers = of_type(ev, InsuranceCover)
-    assert [(i.deficit, i.paid, i.fund_after) for i in covers] == [(usdc(400), 0, usdc(100)), (usdc(400), usdc(400), usdc(-300))]
+    assert [(i.deficit, i.paid, i.fund_after) for i in covers] == [
+        (usdc(400), 0, usdc(100)),
+        (usdc(400), usdc(400), usdc(-300)),
+    ]
     # The fund's 300: mm (long 1 from 9,000: 100,450) and S2 (short 1 from 9,000: 9,550) pay pro rata.
-    assert [(h.account, h.amount) for h in of_type(ev, Haircut)] == [(c.addr("mm"), 273_954_546), (c.addr("S2"), 26_045_454)]
+    assert [(h.account, h.amount) for h in of_type(ev, Haircut)] == [
+        (c.addr("mm"), 273_954_546),
+        (c.addr("S2"), 26_045_454),
+    ]
     assert c.cash("L") == 0 and c.fund_value() == 0 and not c.scan(NS_LIQ_REF)
     assert c.value("N") == usdc(10_000)  # no position: untouched
 

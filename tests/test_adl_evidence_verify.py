@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from clearinghouse.chain.engine import Engine, replay_log
 from clearinghouse.tools.cli import main
 from clearinghouse.tools.demo import build_demo_log
-from clearinghouse.chain.engine import Engine, replay_log
 from state import MemoryStore
-from tx.actions import OracleUpdate, OraclePrice, PlaceOrder
+from tx.actions import OraclePrice, OracleUpdate, PlaceOrder
+from tx.builder import sign_transaction
 from tx.encoding import decode_canonical, decode_transaction, encode
 from tx.logfile import FRAME_BLOCK, encode_frame, encode_header, read_log
 from tx.messages import LogBlock
-from tx.builder import sign_transaction
 from tx.signing import Signer, recover_signer, signing_digest
 
 
@@ -70,7 +70,10 @@ def test_a_resigned_oracle_price_in_the_adl_block_fails_verification(demo, tmp_p
         for i, raw in enumerate(txs):
             tx = decode_transaction(raw)
             if isinstance(tx.action, OracleUpdate):
-                prices = [OraclePrice(market=p.market, oracle_price=p.oracle_price + 1, external_price=p.external_price) for p in tx.action.prices]
+                prices = [
+                    OraclePrice(market=p.market, oracle_price=p.oracle_price + 1, external_price=p.external_price)
+                    for p in tx.action.prices
+                ]
                 # Re-signed by a genuine publisher key, with a fresh nonce: a valid transaction.
                 txs[i] = sign_transaction(signer, 1337, OracleUpdate(prices=prices), tx.nonce + 7)
                 break
@@ -96,11 +99,24 @@ def test_a_consistent_forgery_still_fails_on_the_events_and_state_roots(demo, tm
         for i, raw in enumerate(txs):
             tx = decode_transaction(raw)
             if isinstance(tx.action, OracleUpdate):
-                prices = [OraclePrice(market=p.market, oracle_price=p.oracle_price - 1_000_000, external_price=p.external_price - 1_000_000) for p in tx.action.prices]
+                prices = [
+                    OraclePrice(
+                        market=p.market,
+                        oracle_price=p.oracle_price - 1_000_000,
+                        external_price=p.external_price - 1_000_000,
+                    )
+                    for p in tx.action.prices
+                ]
                 txs[i] = sign_transaction(signer, 1337, OracleUpdate(prices=prices), tx.nonce + 7)
         header = entry.block.header
-        forged = type(header)(height=header.height, time_ms=header.time_ms, parent_hash=header.parent_hash,
-                              tx_root=ordered_root(txs), state_root=header.state_root, events_root=header.events_root)
+        forged = type(header)(
+            height=header.height,
+            time_ms=header.time_ms,
+            parent_hash=header.parent_hash,
+            tx_root=ordered_root(txs),
+            state_root=header.state_root,
+            events_root=header.events_root,
+        )
         return LogBlock(block=type(entry.block)(header=forged, txs=txs), witness=entry.witness)
 
     bad = tmp_path / "forged.log"
@@ -116,8 +132,14 @@ def test_changing_one_byte_of_the_adl_blocks_events_root_fails(demo, tmp_path, c
         header = entry.block.header
         root = bytearray(header.events_root)
         root[0] ^= 1
-        forged = type(header)(height=header.height, time_ms=header.time_ms, parent_hash=header.parent_hash,
-                              tx_root=header.tx_root, state_root=header.state_root, events_root=bytes(root))
+        forged = type(header)(
+            height=header.height,
+            time_ms=header.time_ms,
+            parent_hash=header.parent_hash,
+            tx_root=header.tx_root,
+            state_root=header.state_root,
+            events_root=bytes(root),
+        )
         return LogBlock(block=type(entry.block)(header=forged, txs=entry.block.txs), witness=entry.witness)
 
     bad = tmp_path / "events.log"
@@ -150,11 +172,25 @@ def test_an_earlier_order_that_built_an_adl_position_changes_the_adl_block(demo,
             tx = decode_transaction(raw)
             a = tx.action
             if isinstance(a, PlaceOrder) and signer_of(tx) == frank.address:
-                smaller = PlaceOrder(market=a.market, is_buy=a.is_buy, price=a.price, size=a.size - 1, tif=a.tif, reduce_only=a.reduce_only, cloid=a.cloid)
+                smaller = PlaceOrder(
+                    market=a.market,
+                    is_buy=a.is_buy,
+                    price=a.price,
+                    size=a.size - 1,
+                    tif=a.tif,
+                    reduce_only=a.reduce_only,
+                    cloid=a.cloid,
+                )
                 txs[i] = sign_transaction(frank, 1337, smaller, tx.nonce)
         header = entry.block.header
-        forged = type(header)(height=header.height, time_ms=header.time_ms, parent_hash=header.parent_hash,
-                              tx_root=ordered_root(txs), state_root=header.state_root, events_root=header.events_root)
+        forged = type(header)(
+            height=header.height,
+            time_ms=header.time_ms,
+            parent_hash=header.parent_hash,
+            tx_root=ordered_root(txs),
+            state_root=header.state_root,
+            events_root=header.events_root,
+        )
         return LogBlock(block=type(entry.block)(header=forged, txs=txs), witness=entry.witness)
 
     bad = tmp_path / "order.log"

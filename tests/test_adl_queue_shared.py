@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 
 from benchmarks.bench_adl_queue import measure
-from clearinghouse.spec.waterfall import adl
+from clearinghouse.chain.producer import Producer
 from clearinghouse.spec import end_of_block
+from clearinghouse.spec.waterfall import adl
+from clearinghouse.spec.waterfall.events import AdlQueue, AdlStep
 from clearinghouse.spec.waterfall.ranking import ranking_hash
 from clearinghouse.tools.demo import ORACLE_NAMES, USDC, demo_genesis
 from clearinghouse.tools.invariants import check_all
-from clearinghouse.chain.producer import Producer
-from clearinghouse.spec.waterfall.events import AdlQueue, AdlStep
 from tx import actions as A
 
 BTC, PX, LOTS = 0, 1_000, 20
@@ -39,15 +39,63 @@ def two_whales(n: int, first_lots: int) -> tuple[Producer, Any]:
     bridge, w1, w2 = p.wallet("bridge"), p.wallet("whale-1"), p.wallet("whale-2")
     users = [p.wallet(f"u{i}") for i in range(n)]
     t = p.time_ms + 1000
-    p.block([bridge.sign(A.Deposit(to=w1.address, amount=200_000 * USDC, ref=0), t),
-             bridge.sign(A.Deposit(to=w2.address, amount=10_000_000 * USDC, ref=1), t)]
-            + [bridge.sign(A.Deposit(to=u.address, amount=100 * USDC, ref=i + 2), t) for i, u in enumerate(users)], time_ms=t)
+    p.block(
+        [
+            bridge.sign(A.Deposit(to=w1.address, amount=200_000 * USDC, ref=0), t),
+            bridge.sign(A.Deposit(to=w2.address, amount=10_000_000 * USDC, ref=1), t),
+        ]
+        + [bridge.sign(A.Deposit(to=u.address, amount=100 * USDC, ref=i + 2), t) for i, u in enumerate(users)],
+        time_ms=t,
+    )
     t += 1000
-    p.block([w1.sign(A.PlaceOrder(market=BTC, is_buy=False, price=90_000 * PX, size=first_lots, tif=A.TIF_GTC, reduce_only=False, cloid=0), t)], time_ms=t)
+    p.block(
+        [
+            w1.sign(
+                A.PlaceOrder(
+                    market=BTC,
+                    is_buy=False,
+                    price=90_000 * PX,
+                    size=first_lots,
+                    tif=A.TIF_GTC,
+                    reduce_only=False,
+                    cloid=0,
+                ),
+                t,
+            )
+        ],
+        time_ms=t,
+    )
     t += 1000
-    p.block([w2.sign(A.PlaceOrder(market=BTC, is_buy=False, price=90_000 * PX, size=LOTS * n, tif=A.TIF_GTC, reduce_only=False, cloid=0), t)], time_ms=t)
+    p.block(
+        [
+            w2.sign(
+                A.PlaceOrder(
+                    market=BTC,
+                    is_buy=False,
+                    price=90_000 * PX,
+                    size=LOTS * n,
+                    tif=A.TIF_GTC,
+                    reduce_only=False,
+                    cloid=0,
+                ),
+                t,
+            )
+        ],
+        time_ms=t,
+    )
     t += 1000
-    p.block([u.sign(A.PlaceOrder(market=BTC, is_buy=True, price=90_000 * PX, size=LOTS, tif=A.TIF_IOC, reduce_only=False, cloid=0), t) for u in users], time_ms=t)
+    p.block(
+        [
+            u.sign(
+                A.PlaceOrder(
+                    market=BTC, is_buy=True, price=90_000 * PX, size=LOTS, tif=A.TIF_IOC, reduce_only=False, cloid=0
+                ),
+                t,
+            )
+            for u in users
+        ],
+        time_ms=t,
+    )
     prices = [A.OraclePrice(market=BTC, oracle_price=81_000 * PX, external_price=81_000 * PX)]
     return p, [p.wallet(name).sign(A.OracleUpdate(prices=prices), t + 1000) for name in ORACLE_NAMES]
 

@@ -28,27 +28,28 @@ import random
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import msgspec
 import pytest
-
 from conftest import REPO_ROOT, subprocess_env
+
+from clearinghouse.chain.engine import Engine, VerifyFailure, replay_log
+from clearinghouse.chain.producer import Producer
 from clearinghouse.spec import errors as E
-from clearinghouse.tools.demo import USDC, demo_genesis
-from clearinghouse.chain.engine import Engine, VerifyFailure, iter_log, replay_log
 from clearinghouse.spec.events import OrderStatus, Receipt
 from clearinghouse.spec.state.keys import FEE_POOL, INSURANCE_FUND, market_state_key
-from clearinghouse.chain.producer import Producer
+from clearinghouse.tools.demo import USDC, demo_genesis
 from state import MemoryStore
 from tx import actions as A
 from tx.builder import Wallet
 from tx.encoding import decode_block, decode_canonical, decode_transaction, encode
-from tx.errors import ChecksumMismatch, DecodeError, NonCanonicalEncoding, TxError
+from tx.errors import DecodeError, NonCanonicalEncoding, TxError
 from tx.logfile import FRAME_BLOCK, HEADER_SIZE, encode_frame, read_log
-from tx.messages import MAX_BLOCK_TXS, MAX_TX_BYTES, Block, Header, LogBlock, Transaction
-from tx.signing import HALF_N, SECP256K1_N
+from tx.messages import MAX_BLOCK_TXS, MAX_TX_BYTES, Block, LogBlock, Transaction
+from tx.signing import SECP256K1_N
 
 BAD: Counter = Counter()
 """Bad inputs tried, by class (reported by the last test)."""
@@ -63,7 +64,9 @@ def receipts(executed: Any) -> list[Receipt]:
     return sorted((e for e in executed.events if isinstance(e, Receipt)), key=lambda r: r.tx_index)
 
 
-def reject_block(p: Producer, txs: list[bytes], codes: str | Iterable[str] | None = None, *, what: str = "") -> list[str]:
+def reject_block(
+    p: Producer, txs: list[bytes], codes: str | Iterable[str] | None = None, *, what: str = ""
+) -> list[str]:
     """Produce a block of ``txs``, all of which must be rejected with typed codes (``codes``: one code
     for all, a per-transaction list, or None for any typed code), and check that the block changed
     exactly what an empty block at the same height and time changes. Returns the codes."""
@@ -76,7 +79,9 @@ def reject_block(p: Producer, txs: list[bytes], codes: str | Iterable[str] | Non
     executed = p.block(txs, time_ms=t)
     got = [r.code for r in receipts(executed)]
     assert len(got) == len(txs), "one receipt per transaction"
-    bad = [(i, r.action, r.code, r.message) for i, r in enumerate(receipts(executed)) if r.ok or r.code not in TYPED_CODES]
+    bad = [
+        (i, r.action, r.code, r.message) for i, r in enumerate(receipts(executed)) if r.ok or r.code not in TYPED_CODES
+    ]
     assert not bad, f"{what}: accepted or untyped: {bad[:5]}"
     if isinstance(codes, str):
         assert set(got) <= {codes}, f"{what}: {Counter(got)}"
@@ -133,17 +138,30 @@ def mp(obj: Any, forms: dict[tuple, str] | None = None, path: tuple = ()) -> byt
     if isinstance(obj, (bytes, bytearray)):
         n = len(obj)
         form = form or ("c4" if n < 256 else "c5" if n < 65536 else "c6")
-        return {"c4": b"\xc4" + n.to_bytes(1, "big"), "c5": b"\xc5" + n.to_bytes(2, "big"), "c6": b"\xc6" + n.to_bytes(4, "big")}[form] + bytes(obj)
+        return {
+            "c4": b"\xc4" + n.to_bytes(1, "big"),
+            "c5": b"\xc5" + n.to_bytes(2, "big"),
+            "c6": b"\xc6" + n.to_bytes(4, "big"),
+        }[form] + bytes(obj)
     if isinstance(obj, str):
         data = obj.encode()
         n = len(data)
         form = form or ("fix" if n < 32 else "d9" if n < 256 else "da")
-        head = {"fix": bytes([0xA0 | n]) if n < 32 else None, "d9": b"\xd9" + n.to_bytes(1, "big"), "da": b"\xda" + n.to_bytes(2, "big"), "db": b"\xdb" + n.to_bytes(4, "big")}[form]
+        head = {
+            "fix": bytes([0xA0 | n]) if n < 32 else None,
+            "d9": b"\xd9" + n.to_bytes(1, "big"),
+            "da": b"\xda" + n.to_bytes(2, "big"),
+            "db": b"\xdb" + n.to_bytes(4, "big"),
+        }[form]
         return head + data
     if isinstance(obj, list):
         n = len(obj)
         form = form or ("fix" if n < 16 else "dc" if n < 65536 else "dd")
-        head = {"fix": bytes([0x90 | n]) if n < 16 else None, "dc": b"\xdc" + n.to_bytes(2, "big"), "dd": b"\xdd" + n.to_bytes(4, "big")}[form]
+        head = {
+            "fix": bytes([0x90 | n]) if n < 16 else None,
+            "dc": b"\xdc" + n.to_bytes(2, "big"),
+            "dd": b"\xdd" + n.to_bytes(4, "big"),
+        }[form]
         return head + b"".join(mp(x, forms, path + (i,)) for i, x in enumerate(obj))
     if obj is None:
         return b"\xc0"
@@ -162,8 +180,15 @@ _INT_FORMS: dict[str, Callable[[int], bytes]] = {
     "d3": lambda v: b"\xd3" + v.to_bytes(8, "big", signed=True),
 }
 _INT_RANGE = {
-    "fix": (-32, 127), "cc": (0, 2**8 - 1), "cd": (0, 2**16 - 1), "ce": (0, 2**32 - 1), "cf": (0, 2**64 - 1),
-    "d0": (-(2**7), 2**7 - 1), "d1": (-(2**15), 2**15 - 1), "d2": (-(2**31), 2**31 - 1), "d3": (-(2**63), 2**63 - 1),
+    "fix": (-32, 127),
+    "cc": (0, 2**8 - 1),
+    "cd": (0, 2**16 - 1),
+    "ce": (0, 2**32 - 1),
+    "cf": (0, 2**64 - 1),
+    "d0": (-(2**7), 2**7 - 1),
+    "d1": (-(2**15), 2**15 - 1),
+    "d2": (-(2**31), 2**31 - 1),
+    "d3": (-(2**63), 2**63 - 1),
 }
 
 
@@ -209,17 +234,80 @@ class World:
 
     def __init__(self) -> None:
         self.p = Producer(demo_genesis())
-        self.w = {n: self.p.wallet(n) for n in ("bridge", "oracle-1", "oracle-2", "oracle-3", "alice", "bob", "carol", "mallory", "alice-agent", "mm")}
-        self.block([self.tx("bridge", A.Deposit(to=self.addr(n), amount=a * USDC, ref=i)) for i, (n, a) in enumerate([("alice", 100_000), ("bob", 100_000), ("carol", 100_000), ("mm", 1_000_000)])]
-                   + [self.tx(o, A.OracleUpdate(prices=[A.OraclePrice(market=0, oracle_price=90_000_000, external_price=90_000_000), A.OraclePrice(market=1, oracle_price=32_000_000, external_price=32_000_000)])) for o in ("oracle-1", "oracle-2", "oracle-3")])
-        ex = self.block([
-            self.tx("alice", A.ApproveAgent(agent=self.addr("alice-agent"), approve=True)),
-            self.tx("alice", A.PlaceOrder(market=BTC, is_buy=True, price=80_000_000, size=100, tif=A.TIF_GTC, reduce_only=False, cloid=42)),
-            self.tx("carol", A.UpdateLeverage(market=BTC, leverage=10, is_cross=False)),
-            self.tx("mm", A.PlaceOrder(market=BTC, is_buy=False, price=90_100_000, size=1_000, tif=A.TIF_GTC, reduce_only=False, cloid=7)),
-        ])
-        self.alice_oid = next(e.oid for e in ex.events if isinstance(e, OrderStatus) and e.owner == self.addr("alice") and e.status == "resting")
-        self.block([self.tx("carol", A.PlaceOrder(market=BTC, is_buy=True, price=90_100_000, size=200, tif=A.TIF_IOC, reduce_only=False, cloid=0))])
+        self.w = {
+            n: self.p.wallet(n)
+            for n in (
+                "bridge",
+                "oracle-1",
+                "oracle-2",
+                "oracle-3",
+                "alice",
+                "bob",
+                "carol",
+                "mallory",
+                "alice-agent",
+                "mm",
+            )
+        }
+        self.block(
+            [
+                self.tx("bridge", A.Deposit(to=self.addr(n), amount=a * USDC, ref=i))
+                for i, (n, a) in enumerate(
+                    [("alice", 100_000), ("bob", 100_000), ("carol", 100_000), ("mm", 1_000_000)]
+                )
+            ]
+            + [
+                self.tx(
+                    o,
+                    A.OracleUpdate(
+                        prices=[
+                            A.OraclePrice(market=0, oracle_price=90_000_000, external_price=90_000_000),
+                            A.OraclePrice(market=1, oracle_price=32_000_000, external_price=32_000_000),
+                        ]
+                    ),
+                )
+                for o in ("oracle-1", "oracle-2", "oracle-3")
+            ]
+        )
+        ex = self.block(
+            [
+                self.tx("alice", A.ApproveAgent(agent=self.addr("alice-agent"), approve=True)),
+                self.tx(
+                    "alice",
+                    A.PlaceOrder(
+                        market=BTC, is_buy=True, price=80_000_000, size=100, tif=A.TIF_GTC, reduce_only=False, cloid=42
+                    ),
+                ),
+                self.tx("carol", A.UpdateLeverage(market=BTC, leverage=10, is_cross=False)),
+                self.tx(
+                    "mm",
+                    A.PlaceOrder(
+                        market=BTC,
+                        is_buy=False,
+                        price=90_100_000,
+                        size=1_000,
+                        tif=A.TIF_GTC,
+                        reduce_only=False,
+                        cloid=7,
+                    ),
+                ),
+            ]
+        )
+        self.alice_oid = next(
+            e.oid
+            for e in ex.events
+            if isinstance(e, OrderStatus) and e.owner == self.addr("alice") and e.status == "resting"
+        )
+        self.block(
+            [
+                self.tx(
+                    "carol",
+                    A.PlaceOrder(
+                        market=BTC, is_buy=True, price=90_100_000, size=200, tif=A.TIF_IOC, reduce_only=False, cloid=0
+                    ),
+                )
+            ]
+        )
 
     def addr(self, name: str) -> bytes:
         return self.w[name].address
@@ -246,12 +334,33 @@ class World:
             "transfer": self.tx("alice", A.Transfer(to=self.addr("bob"), amount=5 * USDC)),
             "withdraw": self.tx("bob", A.Withdraw(amount=7 * USDC, destination=self.addr("bob"))),
             # Crosses mm's ask: flipped to a random, unfunded signer it fails margin, whatever the TIF.
-            "order": self.tx("alice", A.PlaceOrder(market=BTC, is_buy=True, price=90_100_000, size=10, tif=A.TIF_GTC, reduce_only=False, cloid=0)),
+            "order": self.tx(
+                "alice",
+                A.PlaceOrder(
+                    market=BTC, is_buy=True, price=90_100_000, size=10, tif=A.TIF_GTC, reduce_only=False, cloid=0
+                ),
+            ),
             "cancel": self.tx("alice", A.Cancel(market=BTC, oid=self.alice_oid)),
             "deposit": self.tx("bridge", A.Deposit(to=self.addr("bob"), amount=USDC, ref=5)),
-            "oracle": self.tx("oracle-1", A.OracleUpdate(prices=[A.OraclePrice(market=0, oracle_price=91_000_000, external_price=0)])),
-            "market": self.tx("bob", A.MarketOrder(market=ETH, is_buy=True, size=10, slippage_bps=100, reduce_only=False, cloid=0)),
-            "trigger": self.tx("carol", A.TriggerOrder(market=BTC, is_buy=False, size=200, trigger_price=80_000_000, is_take_profit=False, limit_price=0, reduce_only=True, cloid=0)),
+            "oracle": self.tx(
+                "oracle-1", A.OracleUpdate(prices=[A.OraclePrice(market=0, oracle_price=91_000_000, external_price=0)])
+            ),
+            "market": self.tx(
+                "bob", A.MarketOrder(market=ETH, is_buy=True, size=10, slippage_bps=100, reduce_only=False, cloid=0)
+            ),
+            "trigger": self.tx(
+                "carol",
+                A.TriggerOrder(
+                    market=BTC,
+                    is_buy=False,
+                    size=200,
+                    trigger_price=80_000_000,
+                    is_take_profit=False,
+                    limit_price=0,
+                    reduce_only=True,
+                    cloid=0,
+                ),
+            ),
         }
 
 
@@ -341,20 +450,88 @@ def test_out_of_range_integers_are_decode_errors(world: World) -> None:
     cases = [
         (world.tx("alice", A.Transfer(to=world.addr("bob"), amount=2**63 - 1)), "INSUFFICIENT_BALANCE"),
         (world.tx("alice", A.Withdraw(amount=2**63 - 1, destination=world.addr("alice"))), "INSUFFICIENT_BALANCE"),
-        (world.tx("alice", A.PlaceOrder(market=BTC, is_buy=True, price=m, size=2**62, tif=A.TIF_GTC, reduce_only=False, cloid=0)), "INVALID_SIZE"),
-        (world.tx("alice", A.PlaceOrder(market=BTC, is_buy=True, price=2**63 - 1, size=1, tif=A.TIF_GTC, reduce_only=False, cloid=0)), "INVALID_PRICE"),
-        (world.tx("alice", A.PlaceOrder(market=BTC, is_buy=False, price=9 * 10**18, size=2**63 - 1, tif=A.TIF_IOC, reduce_only=True, cloid=0)), "INVALID_PRICE"),
-        (world.tx("alice", A.MarketOrder(market=BTC, is_buy=True, size=2**63 - 1, slippage_bps=5000, reduce_only=False, cloid=0)), "INVALID_SIZE"),
-        (world.tx("alice", A.TriggerOrder(market=BTC, is_buy=True, size=2**62, trigger_price=m, is_take_profit=True, limit_price=0, reduce_only=False, cloid=0)), "INVALID_SIZE"),
-        (world.tx("alice", A.TriggerOrder(market=BTC, is_buy=True, size=1, trigger_price=m, is_take_profit=True, limit_price=2**64 - 1, reduce_only=False, cloid=0)), "INVALID_PRICE"),
+        (
+            world.tx(
+                "alice",
+                A.PlaceOrder(market=BTC, is_buy=True, price=m, size=2**62, tif=A.TIF_GTC, reduce_only=False, cloid=0),
+            ),
+            "INVALID_SIZE",
+        ),
+        (
+            world.tx(
+                "alice",
+                A.PlaceOrder(
+                    market=BTC, is_buy=True, price=2**63 - 1, size=1, tif=A.TIF_GTC, reduce_only=False, cloid=0
+                ),
+            ),
+            "INVALID_PRICE",
+        ),
+        (
+            world.tx(
+                "alice",
+                A.PlaceOrder(
+                    market=BTC, is_buy=False, price=9 * 10**18, size=2**63 - 1, tif=A.TIF_IOC, reduce_only=True, cloid=0
+                ),
+            ),
+            "INVALID_PRICE",
+        ),
+        (
+            world.tx(
+                "alice",
+                A.MarketOrder(market=BTC, is_buy=True, size=2**63 - 1, slippage_bps=5000, reduce_only=False, cloid=0),
+            ),
+            "INVALID_SIZE",
+        ),
+        (
+            world.tx(
+                "alice",
+                A.TriggerOrder(
+                    market=BTC,
+                    is_buy=True,
+                    size=2**62,
+                    trigger_price=m,
+                    is_take_profit=True,
+                    limit_price=0,
+                    reduce_only=False,
+                    cloid=0,
+                ),
+            ),
+            "INVALID_SIZE",
+        ),
+        (
+            world.tx(
+                "alice",
+                A.TriggerOrder(
+                    market=BTC,
+                    is_buy=True,
+                    size=1,
+                    trigger_price=m,
+                    is_take_profit=True,
+                    limit_price=2**64 - 1,
+                    reduce_only=False,
+                    cloid=0,
+                ),
+            ),
+            "INVALID_PRICE",
+        ),
         (world.tx("alice", A.Modify(market=BTC, oid=world.alice_oid, price=m // 100, size=2**63 - 1)), "INVALID_PRICE"),
         (world.tx("alice", A.Cancel(market=BTC, oid=2**64 - 1)), "ORDER_NOT_FOUND"),
         (world.tx("alice", A.CancelByCloid(market=BTC, cloid=2**63 - 1)), "ORDER_NOT_FOUND"),
         (world.tx("alice", A.UpdateLeverage(market=2**32 - 1, leverage=1, is_cross=True)), "UNKNOWN_MARKET"),
         (world.tx("carol", A.UpdateIsolatedMargin(market=BTC, delta=-(2**63))), "INVALID_AMOUNT"),
         (world.tx("carol", A.UpdateIsolatedMargin(market=BTC, delta=2**63 - 1)), "INSUFFICIENT_BALANCE"),
-        (world.tx("oracle-1", A.OracleUpdate(prices=[A.OraclePrice(market=0, oracle_price=2**63 - 1, external_price=0)])), "INVALID_ORACLE"),
-        (world.tx("oracle-1", A.OracleUpdate(prices=[A.OraclePrice(market=0, oracle_price=1, external_price=2**64 - 1)])), "INVALID_ORACLE"),
+        (
+            world.tx(
+                "oracle-1", A.OracleUpdate(prices=[A.OraclePrice(market=0, oracle_price=2**63 - 1, external_price=0)])
+            ),
+            "INVALID_ORACLE",
+        ),
+        (
+            world.tx(
+                "oracle-1", A.OracleUpdate(prices=[A.OraclePrice(market=0, oracle_price=1, external_price=2**64 - 1)])
+            ),
+            "INVALID_ORACLE",
+        ),
         (world.tx("bridge", A.Deposit(to=world.addr("alice"), amount=2**63 - 1, ref=0)), "INVALID_AMOUNT"),
     ]
     reject_block(world.p, [c[0] for c in cases], [c[1] for c in cases], what="extreme values")
@@ -414,14 +591,34 @@ def test_every_non_canonical_encoding_is_rejected(world: World) -> None:
 # ---------------------------------------------------------------- size: giant lists and blocks
 def test_giant_inputs(world: World) -> None:
     oracle = world.w["oracle-1"]
-    huge = oracle.sign(A.OracleUpdate(prices=[A.OraclePrice(market=i % 2, oracle_price=1 + i, external_price=0) for i in range(10**4)]), world.t)
+    huge = oracle.sign(
+        A.OracleUpdate(
+            prices=[A.OraclePrice(market=i % 2, oracle_price=1 + i, external_price=0) for i in range(10**4)]
+        ),
+        world.t,
+    )
     assert len(huge) > MAX_TX_BYTES
-    over = oracle.sign(A.OracleUpdate(prices=[A.OraclePrice(market=0, oracle_price=1, external_price=0)] * (A.MAX_ORACLE_PRICES + 1)), world.t)
+    over = oracle.sign(
+        A.OracleUpdate(prices=[A.OraclePrice(market=0, oracle_price=1, external_price=0)] * (A.MAX_ORACLE_PRICES + 1)),
+        world.t,
+    )
     assert len(over) <= MAX_TX_BYTES
-    full = oracle.sign(A.OracleUpdate(prices=[A.OraclePrice(market=i, oracle_price=1, external_price=0) for i in range(A.MAX_ORACLE_PRICES)]), world.t)
-    dup = oracle.sign(A.OracleUpdate(prices=[A.OraclePrice(market=0, oracle_price=90_000_000, external_price=0)] * 2), world.t)
+    full = oracle.sign(
+        A.OracleUpdate(
+            prices=[A.OraclePrice(market=i, oracle_price=1, external_price=0) for i in range(A.MAX_ORACLE_PRICES)]
+        ),
+        world.t,
+    )
+    dup = oracle.sign(
+        A.OracleUpdate(prices=[A.OraclePrice(market=0, oracle_price=90_000_000, external_price=0)] * 2), world.t
+    )
     padding = b"\xc6" + (MAX_TX_BYTES).to_bytes(4, "big") + bytes(MAX_TX_BYTES)
-    decl = [b"\xdd\xff\xff\xff\xff", b"\x93\xc6\xff\xff\xff\xff\x00", b"\x93" + b"\x91" * 10_000 + b"\x00", b"\x93\x92\x13" + b"\x91" * 5_000]
+    decl = [
+        b"\xdd\xff\xff\xff\xff",
+        b"\x93\xc6\xff\xff\xff\xff\x00",
+        b"\x93" + b"\x91" * 10_000 + b"\x00",
+        b"\x93\x92\x13" + b"\x91" * 5_000,
+    ]
     for raw in [huge, over, padding] + decl:
         decoder_rejects(raw, DecodeError)
     # Longer than MAX_TX_BYTES: no block may carry it (the producer refuses, decode_block too).
@@ -475,13 +672,45 @@ def test_open_order_limit(producer: Any) -> None:
     p = producer(fund={"alice": 100_000_000 * USDC})
     alice = p.wallet("alice")
     t = p.time_ms + 1000
-    orders = [alice.sign(A.PlaceOrder(market=BTC, is_buy=True, price=80_000_000 - 1000 * (i % 50), size=1, tif=A.TIF_ALO, reduce_only=False, cloid=i + 1), t) for i in range(1000)]
+    orders = [
+        alice.sign(
+            A.PlaceOrder(
+                market=BTC,
+                is_buy=True,
+                price=80_000_000 - 1000 * (i % 50),
+                size=1,
+                tif=A.TIF_ALO,
+                reduce_only=False,
+                cloid=i + 1,
+            ),
+            t,
+        )
+        for i in range(1000)
+    ]
     assert all(r.ok for r in receipts(p.block(orders)))
     t = p.time_ms + 1000
     more = [
-        alice.sign(A.PlaceOrder(market=ETH, is_buy=True, price=30_000_000, size=10, tif=A.TIF_GTC, reduce_only=False, cloid=0), t),
-        alice.sign(A.TriggerOrder(market=BTC, is_buy=False, size=1, trigger_price=85_000_000, is_take_profit=False, limit_price=0, reduce_only=False, cloid=0), t),
-        alice.sign(A.PlaceOrder(market=BTC, is_buy=True, price=80_000_000, size=1, tif=A.TIF_GTC, reduce_only=False, cloid=1), t),
+        alice.sign(
+            A.PlaceOrder(market=ETH, is_buy=True, price=30_000_000, size=10, tif=A.TIF_GTC, reduce_only=False, cloid=0),
+            t,
+        ),
+        alice.sign(
+            A.TriggerOrder(
+                market=BTC,
+                is_buy=False,
+                size=1,
+                trigger_price=85_000_000,
+                is_take_profit=False,
+                limit_price=0,
+                reduce_only=False,
+                cloid=0,
+            ),
+            t,
+        ),
+        alice.sign(
+            A.PlaceOrder(market=BTC, is_buy=True, price=80_000_000, size=1, tif=A.TIF_GTC, reduce_only=False, cloid=1),
+            t,
+        ),
     ]
     reject_block(p, more, ["LIMIT_EXCEEDED", "LIMIT_EXCEEDED", "DUPLICATE_CLOID"], what="open-order limit")
     BAD["limit"] += len(more)
@@ -493,15 +722,24 @@ def test_bad_signatures(world: World) -> None:
     r, s, v = sig_parts(raw)
     high_s = replace_sig(raw, make_sig(r, SECP256K1_N - s, v ^ 1))
     decode_transaction(high_s)  # well-formed: the transition rejects it
-    malformed = [make_sig(0, s, v), make_sig(r, 0, v), make_sig(SECP256K1_N, s, v), make_sig(r, SECP256K1_N, v),
-                 make_sig(2**256 - 1, s, v), make_sig(r, s, 2), make_sig(r, s, 27), make_sig(r, s, 28), make_sig(r, s, 255)]
+    malformed = [
+        make_sig(0, s, v),
+        make_sig(r, 0, v),
+        make_sig(SECP256K1_N, s, v),
+        make_sig(r, SECP256K1_N, v),
+        make_sig(2**256 - 1, s, v),
+        make_sig(r, s, 2),
+        make_sig(r, s, 27),
+        make_sig(r, s, 28),
+        make_sig(r, s, 255),
+    ]
     rng = random.Random(3)
     garbage = [bytes(rng.getrandbits(8) for _ in range(64)) + bytes([rng.getrandbits(1)]) for _ in range(20)]
     txs = [high_s] + [replace_sig(raw, m) for m in malformed] + [replace_sig(raw, g) for g in garbage]
     codes = reject_block(world.p, txs, what="bad signatures")
     assert codes[0] == "HIGH_S"
     assert set(codes[1 : 1 + len(malformed)]) == {"BAD_SIGNATURE"}
-    assert set(codes[1 + len(malformed):]) <= {"BAD_SIGNATURE", "HIGH_S", "NO_SUCH_ACCOUNT"}
+    assert set(codes[1 + len(malformed) :]) <= {"BAD_SIGNATURE", "HIGH_S", "NO_SUCH_ACCOUNT"}
     BAD["bad signature"] += len(txs)
     # A signature of the wrong length is not an envelope.
     tree = msgspec.msgpack.decode(raw)
@@ -520,7 +758,9 @@ def test_wrong_chain_and_foreign_signatures(world: World) -> None:
         other_chain["alice"].sign(A.Transfer(to=world.addr("bob"), amount=USDC), t),
         other_chain["alice"].sign(A.Cancel(market=BTC, oid=world.alice_oid), t),
         other_chain["bridge"].sign(A.Deposit(to=world.addr("mallory"), amount=USDC, ref=1), t),
-        other_chain["oracle-1"].sign(A.OracleUpdate(prices=[A.OraclePrice(market=0, oracle_price=1_000, external_price=0)]), t),
+        other_chain["oracle-1"].sign(
+            A.OracleUpdate(prices=[A.OraclePrice(market=0, oracle_price=1_000, external_price=0)]), t
+        ),
     ]
     lifted_from = world.tx("bridge", A.Deposit(to=world.addr("bob"), amount=USDC, ref=9))
     forged = world.w["mallory"].sign(A.Deposit(to=world.addr("mallory"), amount=10**12, ref=9), t)
@@ -552,7 +792,10 @@ def test_replayed_and_out_of_window_nonces(world: World) -> None:
     BAD["nonce"] += len(txs)
     # Two transactions with one nonce in one block: the second is a replay.
     T = p.time_ms + 1000
-    pair = [alice.sign(A.Transfer(to=world.addr("carol"), amount=USDC), T, nonce=T + 5), alice.sign(A.Transfer(to=world.addr("bob"), amount=USDC), T, nonce=T + 5)]
+    pair = [
+        alice.sign(A.Transfer(to=world.addr("carol"), amount=USDC), T, nonce=T + 5),
+        alice.sign(A.Transfer(to=world.addr("bob"), amount=USDC), T, nonce=T + 5),
+    ]
     ex = p.block(pair)
     assert [r.code for r in receipts(ex)] == ["OK", "BAD_NONCE"]
     BAD["nonce"] += 1
@@ -564,7 +807,12 @@ def test_nonce_below_the_kept_hundred(producer: Any) -> None:
     T = p.time_ms + 1000
     p.block([alice.sign(A.Transfer(to=p.wallet("bob").address, amount=1), T, nonce=T + i) for i in range(1, 101)])
     T2 = p.time_ms + 1000
-    reject_block(p, [alice.sign(A.Transfer(to=p.wallet("bob").address, amount=1), T2, nonce=T)], "BAD_NONCE", what="below the kept 100")
+    reject_block(
+        p,
+        [alice.sign(A.Transfer(to=p.wallet("bob").address, amount=1), T2, nonce=T)],
+        "BAD_NONCE",
+        what="below the kept 100",
+    )
     BAD["nonce"] += 1
 
 
@@ -578,12 +826,18 @@ def test_acting_on_another_account(world: World) -> None:
         (world.tx("bob", A.Modify(market=BTC, oid=oid, price=81_000_000, size=1)), "ORDER_NOT_FOUND"),
         (world.tx("bob", A.CancelByCloid(market=BTC, cloid=42)), "ORDER_NOT_FOUND"),
         (world.tx("alice", A.Cancel(market=ETH, oid=oid)), "ORDER_NOT_FOUND"),  # right owner, wrong market
-        (world.tx("bob", A.UpdateIsolatedMargin(market=BTC, delta=-USDC)), "INVALID_MARGIN_MODE"),  # carol's isolated position
+        (
+            world.tx("bob", A.UpdateIsolatedMargin(market=BTC, delta=-USDC)),
+            "INVALID_MARGIN_MODE",
+        ),  # carol's isolated position
         (world.tx("bob", A.ApproveAgent(agent=world.addr("alice-agent"), approve=False)), "UNAUTHORIZED"),
         (world.tx("bob", A.ApproveAgent(agent=world.addr("alice-agent"), approve=True)), "UNAUTHORIZED"),
         (world.tx("bob", A.ApproveAgent(agent=world.addr("alice"), approve=True)), "UNAUTHORIZED"),
         (world.tx("alice-agent", A.Cancel(market=BTC, oid=2)), "ORDER_NOT_FOUND"),  # mm's order, via alice's agent
-        (world.tx("mallory", A.Transfer(to=world.addr("mallory"), amount=1)), "NO_SUCH_ACCOUNT"),  # mallory was never funded
+        (
+            world.tx("mallory", A.Transfer(to=world.addr("mallory"), amount=1)),
+            "NO_SUCH_ACCOUNT",
+        ),  # mallory was never funded
         (world.tx("alice", A.Transfer(to=INSURANCE_FUND, amount=1)), "RESERVED_ACCOUNT"),
         (world.tx("alice", A.Transfer(to=FEE_POOL, amount=1)), "RESERVED_ACCOUNT"),
         (world.tx("bridge", A.Deposit(to=INSURANCE_FUND, amount=1, ref=0)), "RESERVED_ACCOUNT"),
@@ -603,7 +857,10 @@ def test_agent_privilege_escalation(world: World) -> None:
         (world.tx("alice-agent", A.UpdateLeverage(market=BTC, leverage=50, is_cross=True)), "UNAUTHORIZED"),
         (world.tx("alice-agent", A.UpdateIsolatedMargin(market=BTC, delta=1)), "UNAUTHORIZED"),
         (world.tx("alice-agent", A.Deposit(to=m, amount=1, ref=0)), "UNAUTHORIZED"),
-        (world.tx("alice-agent", A.OracleUpdate(prices=[A.OraclePrice(market=0, oracle_price=1, external_price=0)])), "UNAUTHORIZED"),
+        (
+            world.tx("alice-agent", A.OracleUpdate(prices=[A.OraclePrice(market=0, oracle_price=1, external_price=0)])),
+            "UNAUTHORIZED",
+        ),
     ]
     reject_block(world.p, [t for t, _ in txs], [c for _, c in txs], what="agent escalation")
     BAD["agent escalation"] += len(txs)
@@ -618,7 +875,9 @@ def test_authorities_and_used_keys_cannot_be_taken_as_agents(producer: Any) -> N
     p = producer(fund={"alice": 1_000 * USDC, "bob": 1 * USDC})
     alice, bob, bridge = p.wallet("alice"), p.wallet("bob"), p.wallet("bridge")
     t = p.time_ms + 1000
-    assert receipts(p.block([bob.sign(A.Withdraw(amount=USDC, destination=bob.address), t)]))[0].ok  # bob's account is now empty
+    assert receipts(p.block([bob.sign(A.Withdraw(amount=USDC, destination=bob.address), t)]))[
+        0
+    ].ok  # bob's account is now empty
     t = p.time_ms + 1000
     hijacks = [
         alice.sign(A.ApproveAgent(agent=bridge.address, approve=True), t),
@@ -628,10 +887,14 @@ def test_authorities_and_used_keys_cannot_be_taken_as_agents(producer: Any) -> N
     reject_block(p, hijacks, "UNAUTHORIZED", what="hijack keys")
     BAD["agent escalation"] += len(hijacks)
     t = p.time_ms + 1000
-    ex = p.block([
-        bridge.sign(A.Deposit(to=bob.address, amount=USDC, ref=1), t),
-        p.wallet("oracle-2").sign(A.OracleUpdate(prices=[A.OraclePrice(market=0, oracle_price=90_000_000, external_price=0)]), t),
-    ])
+    ex = p.block(
+        [
+            bridge.sign(A.Deposit(to=bob.address, amount=USDC, ref=1), t),
+            p.wallet("oracle-2").sign(
+                A.OracleUpdate(prices=[A.OraclePrice(market=0, oracle_price=90_000_000, external_price=0)]), t
+            ),
+        ]
+    )
     assert [r.code for r in receipts(ex)] == ["OK", "OK"]
 
 
@@ -639,8 +902,14 @@ def test_non_authorities(world: World) -> None:
     txs = [
         (world.tx("alice", A.Deposit(to=world.addr("alice"), amount=USDC, ref=1)), "UNAUTHORIZED"),
         (world.tx("oracle-1", A.Deposit(to=world.addr("oracle-1"), amount=USDC, ref=1)), "UNAUTHORIZED"),
-        (world.tx("alice", A.OracleUpdate(prices=[A.OraclePrice(market=0, oracle_price=1_000, external_price=0)])), "UNAUTHORIZED"),
-        (world.tx("bridge", A.OracleUpdate(prices=[A.OraclePrice(market=0, oracle_price=1_000, external_price=0)])), "UNAUTHORIZED"),
+        (
+            world.tx("alice", A.OracleUpdate(prices=[A.OraclePrice(market=0, oracle_price=1_000, external_price=0)])),
+            "UNAUTHORIZED",
+        ),
+        (
+            world.tx("bridge", A.OracleUpdate(prices=[A.OraclePrice(market=0, oracle_price=1_000, external_price=0)])),
+            "UNAUTHORIZED",
+        ),
         (world.tx("mallory", A.OracleUpdate(prices=[])), "UNAUTHORIZED"),
     ]
     reject_block(world.p, [t for t, _ in txs], [c for _, c in txs], what="non-authorities")
@@ -651,7 +920,9 @@ def test_non_authorities(world: World) -> None:
 def test_bad_order_parameters(world: World) -> None:
     m = 90_000_000
     assert world.mark(BTC) * 95 // 100 < m < world.mark(BTC) * 105 // 100
-    tree = msgspec.msgpack.decode(world.tx("alice", A.PlaceOrder(market=BTC, is_buy=True, price=m, size=1, tif=0, reduce_only=False, cloid=0)))
+    tree = msgspec.msgpack.decode(
+        world.tx("alice", A.PlaceOrder(market=BTC, is_buy=True, price=m, size=1, tif=0, reduce_only=False, cloid=0))
+    )
 
     def order(**kw: Any) -> bytes:
         base = dict(market=BTC, is_buy=True, price=m - 1_000_000, size=1, tif=A.TIF_GTC, reduce_only=False, cloid=0)
@@ -675,10 +946,60 @@ def test_bad_order_parameters(world: World) -> None:
         (order(reduce_only=True), "REDUCE_ONLY"),
         (order(tif=A.TIF_ALO, is_buy=True, price=90_200_000), "ALO_WOULD_TAKE"),
         (order(tif=A.TIF_FOK, price=90_100_000, size=10_000), "FOK_NOT_FILLED"),
-        (world.tx("alice", A.MarketOrder(market=BTC, is_buy=False, size=1, slippage_bps=5001, reduce_only=False, cloid=0)), "DECODE"),
-        (world.tx("alice", A.TriggerOrder(market=BTC, is_buy=True, size=1, trigger_price=m + 1, is_take_profit=True, limit_price=0, reduce_only=False, cloid=0)), "INVALID_PRICE"),
-        (world.tx("alice", A.TriggerOrder(market=BTC, is_buy=True, size=1, trigger_price=m * 3, is_take_profit=True, limit_price=0, reduce_only=False, cloid=0)), "INVALID_PRICE"),
-        (world.tx("alice", A.TriggerOrder(market=9, is_buy=True, size=1, trigger_price=m, is_take_profit=True, limit_price=0, reduce_only=False, cloid=0)), "UNKNOWN_MARKET"),
+        (
+            world.tx(
+                "alice", A.MarketOrder(market=BTC, is_buy=False, size=1, slippage_bps=5001, reduce_only=False, cloid=0)
+            ),
+            "DECODE",
+        ),
+        (
+            world.tx(
+                "alice",
+                A.TriggerOrder(
+                    market=BTC,
+                    is_buy=True,
+                    size=1,
+                    trigger_price=m + 1,
+                    is_take_profit=True,
+                    limit_price=0,
+                    reduce_only=False,
+                    cloid=0,
+                ),
+            ),
+            "INVALID_PRICE",
+        ),
+        (
+            world.tx(
+                "alice",
+                A.TriggerOrder(
+                    market=BTC,
+                    is_buy=True,
+                    size=1,
+                    trigger_price=m * 3,
+                    is_take_profit=True,
+                    limit_price=0,
+                    reduce_only=False,
+                    cloid=0,
+                ),
+            ),
+            "INVALID_PRICE",
+        ),
+        (
+            world.tx(
+                "alice",
+                A.TriggerOrder(
+                    market=9,
+                    is_buy=True,
+                    size=1,
+                    trigger_price=m,
+                    is_take_profit=True,
+                    limit_price=0,
+                    reduce_only=False,
+                    cloid=0,
+                ),
+            ),
+            "UNKNOWN_MARKET",
+        ),
         (world.tx("alice", A.Modify(market=BTC, oid=world.alice_oid, price=m + 1, size=1)), "INVALID_PRICE"),
         (world.tx("alice", A.Modify(market=BTC, oid=world.alice_oid, price=m, size=0)), "DECODE"),
         (world.tx("alice", A.UpdateLeverage(market=BTC, leverage=51, is_cross=True)), "INVALID_LEVERAGE"),
@@ -687,14 +1008,28 @@ def test_bad_order_parameters(world: World) -> None:
         (world.tx("alice", A.UpdateLeverage(market=ETH, leverage=0, is_cross=True)), "DECODE"),
         (world.tx("alice", A.UpdateLeverage(market=ETH, leverage=1001, is_cross=True)), "DECODE"),
         (world.tx("alice", A.UpdateLeverage(market=5, leverage=1, is_cross=True)), "UNKNOWN_MARKET"),
-        (world.tx("carol", A.UpdateLeverage(market=BTC, leverage=10, is_cross=True)), "INVALID_MARGIN_MODE"),  # open isolated position
+        (
+            world.tx("carol", A.UpdateLeverage(market=BTC, leverage=10, is_cross=True)),
+            "INVALID_MARGIN_MODE",
+        ),  # open isolated position
         (world.tx("carol", A.UpdateIsolatedMargin(market=BTC, delta=0)), "INVALID_AMOUNT"),
         (world.tx("alice", A.UpdateIsolatedMargin(market=BTC, delta=USDC)), "INVALID_MARGIN_MODE"),
         (world.tx("alice", A.Transfer(to=world.addr("alice"), amount=1)), "UNAUTHORIZED"),
         (world.tx("alice", A.Withdraw(amount=0, destination=world.addr("alice"))), "DECODE"),
-        (world.tx("oracle-1", A.OracleUpdate(prices=[A.OraclePrice(market=2, oracle_price=1, external_price=0)])), "INVALID_ORACLE"),
-        (world.tx("oracle-1", A.OracleUpdate(prices=[A.OraclePrice(market=0, oracle_price=0, external_price=0)])), "DECODE"),
-        (world.tx("oracle-1", A.OracleUpdate(prices=[A.OraclePrice(market=0, oracle_price=10**12 + 1, external_price=0)])), "INVALID_ORACLE"),
+        (
+            world.tx("oracle-1", A.OracleUpdate(prices=[A.OraclePrice(market=2, oracle_price=1, external_price=0)])),
+            "INVALID_ORACLE",
+        ),
+        (
+            world.tx("oracle-1", A.OracleUpdate(prices=[A.OraclePrice(market=0, oracle_price=0, external_price=0)])),
+            "DECODE",
+        ),
+        (
+            world.tx(
+                "oracle-1", A.OracleUpdate(prices=[A.OraclePrice(market=0, oracle_price=10**12 + 1, external_price=0)])
+            ),
+            "INVALID_ORACLE",
+        ),
     ]
     reject_block(world.p, [t for t, _ in cases], [c for _, c in cases], what="order parameters")
     BAD["bad parameter"] += len(cases)
@@ -727,10 +1062,18 @@ def test_tampered_log_is_refused(demo_log: Path, tmp_path: Path) -> None:
     h = entry.block.header
     edits = {
         "tx_root": msgspec.structs.replace(entry, block=msgspec.structs.replace(entry.block, txs=entry.block.txs[:-1])),
-        "state_root": msgspec.structs.replace(entry, block=msgspec.structs.replace(entry.block, header=msgspec.structs.replace(h, state_root=bytes(32)))),
-        "events_root": msgspec.structs.replace(entry, block=msgspec.structs.replace(entry.block, header=msgspec.structs.replace(h, events_root=bytes(32)))),
-        "parent_hash": msgspec.structs.replace(entry, block=msgspec.structs.replace(entry.block, header=msgspec.structs.replace(h, parent_hash=bytes(32)))),
-        "height": msgspec.structs.replace(entry, block=msgspec.structs.replace(entry.block, header=msgspec.structs.replace(h, height=h.height + 1))),
+        "state_root": msgspec.structs.replace(
+            entry, block=msgspec.structs.replace(entry.block, header=msgspec.structs.replace(h, state_root=bytes(32)))
+        ),
+        "events_root": msgspec.structs.replace(
+            entry, block=msgspec.structs.replace(entry.block, header=msgspec.structs.replace(h, events_root=bytes(32)))
+        ),
+        "parent_hash": msgspec.structs.replace(
+            entry, block=msgspec.structs.replace(entry.block, header=msgspec.structs.replace(h, parent_hash=bytes(32)))
+        ),
+        "height": msgspec.structs.replace(
+            entry, block=msgspec.structs.replace(entry.block, header=msgspec.structs.replace(h, height=h.height + 1))
+        ),
     }
     for what, edited in edits.items():
         new = encode_frame(FRAME_BLOCK, encode(edited))
@@ -743,15 +1086,35 @@ def test_tampered_log_is_refused(demo_log: Path, tmp_path: Path) -> None:
         assert failure.value.height == (h.height + 1 if what == "height" else h.height)
         BAD["tampered log"] += 1
     # And the CLI says so in one line, exit 1, no traceback.
-    out = subprocess.run([sys.executable, "-m", "clearinghouse.tools.cli", "verify", str(tmp_path / "state_root.log")], env=subprocess_env(), cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "clearinghouse.tools.cli", "verify", str(tmp_path / "state_root.log")],
+        env=subprocess_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 1 and "Traceback" not in out.stderr and f"height {h.height}" in out.stderr
-    out = subprocess.run([sys.executable, "-m", "clearinghouse.tools.cli", "verify", str(tmp_path / "flipped.log")], env=subprocess_env(), cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "clearinghouse.tools.cli", "verify", str(tmp_path / "flipped.log")],
+        env=subprocess_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 1 and "Traceback" not in out.stderr and out.stderr.startswith("error: LOG_")
     assert data[:HEADER_SIZE] == (tmp_path / "flipped.log").read_bytes()[:HEADER_SIZE]
 
 
 # ---------------------------------------------------------------- nondeterminism in the code itself
-CONSENSUS_PACKAGES = ("clearinghouse/spec", "clearinghouse/chain/engine.py", "clearinghouse/chain/producer.py", "tx", "state")
+CONSENSUS_PACKAGES = (
+    "clearinghouse/spec",
+    "clearinghouse/chain/engine.py",
+    "clearinghouse/chain/producer.py",
+    "tx",
+    "state",
+)
 """Everything that decides consensus state or its commitment and must be a pure function of the log: the
 transition (``clearinghouse/spec``), the engine and producer that compute header roots, the wire format and
 the state store. The tools (``clearinghouse/tools``) and segment scheduling (``chain/segments.py``,
@@ -772,19 +1135,23 @@ def test_consensus_code_has_no_floats_clocks_or_hash_seeds() -> None:
         files += [path] if path.is_file() else sorted(path.rglob("*.py"))
     assert len(files) > 40, files  # the scan is not vacuous: the whole core is read
     for f in files:
-            for node in ast.walk(ast.parse(f.read_text())):
-                where = f"{f.relative_to(REPO_ROOT)}:{getattr(node, 'lineno', '?')}"
-                if isinstance(node, ast.Constant) and isinstance(node.value, float):
-                    found.append(f"{where} float literal {node.value}")
-                elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("float", "hash", "id"):
-                    found.append(f"{where} {node.func.id}()")
-                elif isinstance(node, (ast.Import, ast.ImportFrom)):
-                    names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
-                    for n in names:
-                        if n.split(".")[0] in ("time", "datetime", "random", "uuid", "secrets"):
-                            found.append(f"{where} imports {n}")
-                elif isinstance(node, ast.Attribute) and node.attr == "urandom":
-                    found.append(f"{where} os.urandom")
+        for node in ast.walk(ast.parse(f.read_text())):
+            where = f"{f.relative_to(REPO_ROOT)}:{getattr(node, 'lineno', '?')}"
+            if isinstance(node, ast.Constant) and isinstance(node.value, float):
+                found.append(f"{where} float literal {node.value}")
+            elif (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in ("float", "hash", "id")
+            ):
+                found.append(f"{where} {node.func.id}()")
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                for n in names:
+                    if n.split(".")[0] in ("time", "datetime", "random", "uuid", "secrets"):
+                        found.append(f"{where} imports {n}")
+            elif isinstance(node, ast.Attribute) and node.attr == "urandom":
+                found.append(f"{where} os.urandom")
     assert not found, found
     BAD["nondeterminism source"] += 1
 

@@ -22,10 +22,10 @@ from helpers import BUY, GTC, IOC, SELL, Chain
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clearinghouse.spec.state import keys
-from clearinghouse.tools.demo import demo_genesis, demo_markets
 from clearinghouse.spec.errors import InvalidTransaction
 from clearinghouse.spec.events import Receipt
+from clearinghouse.spec.state import keys
+from clearinghouse.tools.demo import demo_genesis, demo_markets
 from tx import actions as A
 
 I64_MAX = 2**63 - 1
@@ -40,8 +40,15 @@ TYPED_CODES = {InvalidTransaction.code} | {cls.code for cls in InvalidTransactio
 def price_one_genesis(max_leverage: int = 100, initial_price: int = 1) -> Any:
     """A single market quoted at 1 price unit (or ``initial_price``), no fees, no minimum notional."""
     spec = msgspec.structs.replace(
-        demo_markets()[0], name="ONE", sz_decimals=0, max_leverage=max_leverage, taker_fee_ppm=0, maker_fee_ppm=0,
-        min_notional=0, impact_notional=1, initial_price=initial_price,
+        demo_markets()[0],
+        name="ONE",
+        sz_decimals=0,
+        max_leverage=max_leverage,
+        taker_fee_ppm=0,
+        maker_fee_ppm=0,
+        min_notional=0,
+        impact_notional=1,
+        initial_price=initial_price,
     )
     return msgspec.structs.replace(demo_genesis(), markets=[spec])
 
@@ -94,7 +101,9 @@ def test_open_interest_overflow_is_a_typed_rejection(oi_chain: Chain) -> None:
     c.check_invariants()
     before = c.trading_snapshot()
     # The fifth fill: another 2^62 lots of longs would take open interest past u64.
-    r = c.block(c.order_tx("short-2", ONE, SELL, 1, MAX_NOTIONAL, GTC), c.order_tx("long-2", ONE, BUY, 1, MAX_NOTIONAL, IOC))
+    r = c.block(
+        c.order_tx("short-2", ONE, SELL, 1, MAX_NOTIONAL, GTC), c.order_tx("long-2", ONE, BUY, 1, MAX_NOTIONAL, IOC)
+    )
     rest, take = r[0], r[1]
     assert rest.ok and rest.status.status == "resting"
     assert take.code == "LIMIT_EXCEEDED", (take.code, take.receipt.message)
@@ -105,7 +114,9 @@ def test_open_interest_overflow_is_a_typed_rejection(oi_chain: Chain) -> None:
     # The maker's order rests untouched; the taker's rejection changed nothing else.
     after = c.trading_snapshot()
     changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
-    assert changed <= {b"next_oid"} | {k for k in after if k[:1] in (keys.NS_ORDER, keys.NS_ORDER_LOC)} | {keys.account_key(c.addr("short-2"))}
+    assert changed <= {b"next_oid"} | {k for k in after if k[:1] in (keys.NS_ORDER, keys.NS_ORDER_LOC)} | {
+        keys.account_key(c.addr("short-2"))
+    }
     c.check_invariants()
     committed_records_decode(c)
     # Fills that do not grow open interest still trade at the bound: short-0 buys from the
@@ -146,8 +157,8 @@ def test_maker_whose_cash_would_overflow_is_cancelled_not_the_taker() -> None:
 
 def test_next_order_id_and_withdrawal_totals_are_bounded() -> None:
     """The order-id counter and the withdrawal total are bounded like the deposit total."""
-    from clearinghouse.spec.trading.book import next_oid
     from clearinghouse.spec.errors import LimitExceeded
+    from clearinghouse.spec.trading.book import next_oid
 
     c = Chain(price_one_genesis())
     ws = c.view()
@@ -162,10 +173,12 @@ def test_next_order_id_and_withdrawal_totals_are_bounded() -> None:
     ws.begin_tx()
     ws.put(keys.CHAIN_KEY, msgspec.structs.replace(ws.get(keys.CHAIN_KEY), withdrawals=U64_MAX))
     from clearinghouse.spec.actions.collateral import apply_withdraw
-    from clearinghouse.spec.state.context import TxContext
     from clearinghouse.spec.errors import InvalidAmount
+    from clearinghouse.spec.state.context import TxContext
 
-    ctx = TxContext(ws=ws, chain=ws.get(keys.CHAIN_KEY), tx_index=0, signer=c.addr("w"), account=c.addr("w"), time_ms=c.p.time_ms)
+    ctx = TxContext(
+        ws=ws, chain=ws.get(keys.CHAIN_KEY), tx_index=0, signer=c.addr("w"), account=c.addr("w"), time_ms=c.p.time_ms
+    )
     with pytest.raises(InvalidAmount, match="withdrawals"):
         apply_withdraw(ctx, A.Withdraw(amount=1, destination=c.addr("w")))
     ws.rollback_tx()
@@ -180,7 +193,14 @@ BIG = st.one_of(
 )
 NAMES = ("a", "b", "c")
 op = st.one_of(
-    st.tuples(st.just("order"), st.sampled_from(NAMES), st.booleans(), st.sampled_from([1, 2, 3]), BIG, st.sampled_from([GTC, IOC])),
+    st.tuples(
+        st.just("order"),
+        st.sampled_from(NAMES),
+        st.booleans(),
+        st.sampled_from([1, 2, 3]),
+        BIG,
+        st.sampled_from([GTC, IOC]),
+    ),
     st.tuples(st.just("mark"), st.sampled_from([1, 2, 3, 19])),
     st.tuples(st.just("transfer"), st.sampled_from(NAMES), st.sampled_from(NAMES), BIG),
     st.tuples(st.just("withdraw"), st.sampled_from(NAMES), BIG),
@@ -255,7 +275,10 @@ def test_funding_totals_beyond_u64_are_skipped_not_a_halt() -> None:
             assert c.leverage(f"{side}-{i}", ONE, 100).ok
     deposit(c, "asker", 10**9, ref=99)
     for i in range(3):
-        r = c.block(c.order_tx(f"short-{i}", ONE, SELL, 1, MAX_NOTIONAL, GTC), c.order_tx(f"long-{i}", ONE, BUY, 1, MAX_NOTIONAL, IOC))
+        r = c.block(
+            c.order_tx(f"short-{i}", ONE, SELL, 1, MAX_NOTIONAL, GTC),
+            c.order_tx(f"long-{i}", ONE, BUY, 1, MAX_NOTIONAL, IOC),
+        )
         assert r.all_ok and r.fills
     assert c.place("asker", ONE, SELL, 1, 1).ok
     prices = A.OracleUpdate(prices=[A.OraclePrice(market=ONE, oracle_price=70, external_price=0)])

@@ -16,8 +16,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("tx", "state", "clearinghouse")
 
@@ -157,7 +155,7 @@ def test_every_module_is_in_a_layer():
     assert stray == []
 
 
-ALONE = r'''
+ALONE = r"""
 import sys
 from clearinghouse.spec.block import apply_block, apply_genesis
 from clearinghouse.spec.state.working_state import KeyIndex, WorkingState
@@ -179,7 +177,7 @@ for height, time_ms, txs in blocks:
     store.commit_block(height, changes, {})
     out.append([store.root.hex(), len(events)])
 sys.stdout.write(msgspec.json.encode({"roots": out, "loaded": loaded}).decode())
-'''
+"""
 
 
 def test_apply_block_alone_matches_the_engine(demo_log):

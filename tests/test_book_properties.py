@@ -24,8 +24,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clearinghouse.spec.state import keys
 from clearinghouse.spec.events import Fill, OrderStatus
+from clearinghouse.spec.state import keys
 from tests.helpers import ALO, BTC, FOK, GTC, IOC, Chain, px
 from tx import actions as A
 
@@ -35,7 +35,15 @@ accounts = st.sampled_from(ACCOUNTS)
 sizes = st.integers(1, 30)  # lots of 0.001 BTC: >= 89.95 USDC, above the 10 USDC minimum
 cloids = st.integers(0, 3)
 
-limit_op = st.tuples(st.just("limit"), accounts, st.booleans(), st.sampled_from(PRICES), sizes, st.sampled_from([GTC, IOC, FOK, ALO]), cloids)
+limit_op = st.tuples(
+    st.just("limit"),
+    accounts,
+    st.booleans(),
+    st.sampled_from(PRICES),
+    sizes,
+    st.sampled_from([GTC, IOC, FOK, ALO]),
+    cloids,
+)
 ops = st.one_of(
     limit_op,
     limit_op,
@@ -159,8 +167,22 @@ def test_tracker_catches_a_fill_of_a_cancelled_order() -> None:
     """The checker itself: a synthetic Fill of a closed order is reported."""
     t = Tracker()
     t.closed.add(5)
-    fake = Fill(tx_index=0, market=0, price=1, size=1, taker=b"a" * 20, maker=b"b" * 20, taker_oid=6, maker_oid=5,
-                taker_is_buy=True, taker_fee=0, maker_fee=0, taker_realized_pnl=0, maker_realized_pnl=0, kind="trade")
+    fake = Fill(
+        tx_index=0,
+        market=0,
+        price=1,
+        size=1,
+        taker=b"a" * 20,
+        maker=b"b" * 20,
+        taker_oid=6,
+        maker_oid=5,
+        taker_is_buy=True,
+        taker_fee=0,
+        maker_fee=0,
+        taker_realized_pnl=0,
+        maker_realized_pnl=0,
+        kind="trade",
+    )
 
     class _Block:
         events = [fake]

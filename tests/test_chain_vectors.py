@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from clearinghouse.tools.cli import main
-from state import LmdbStore, MemoryStore
+from state import LmdbStore
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "logs"
 spec = importlib.util.spec_from_file_location("make_vectors", FIXTURES / "make_vectors.py")

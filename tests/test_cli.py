@@ -14,26 +14,33 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import msgspec
 import pytest
-
 from conftest import subprocess_env
+
 from clearinghouse.spec import block as transition
-from clearinghouse.spec.state.accounts import add_cash
-from clearinghouse.tools.cli import main
 from clearinghouse.spec.actions.collateral import apply_deposit
-from clearinghouse.tools.demo import USDC
 from clearinghouse.spec.events import Deposited
+from clearinghouse.spec.state.accounts import add_cash
 from clearinghouse.spec.state.keys import account_key
+from clearinghouse.tools.cli import main
+from clearinghouse.tools.demo import USDC
 from state import Proof, verify_proof
 from tx import actions as A
 from tx.encoding import decode_canonical, decode_transaction, encode
 from tx.errors import DecodeError, NonCanonicalEncoding
 from tx.logfile import (
-    CHECKSUM_SIZE, FRAME_BLOCK, FRAME_HEADER_SIZE, HEADER_SIZE, encode_frame, encode_header, frame_checksum,
+    CHECKSUM_SIZE,
+    FRAME_BLOCK,
+    FRAME_HEADER_SIZE,
+    HEADER_SIZE,
+    encode_frame,
+    encode_header,
+    frame_checksum,
     iter_frames_from_bytes,
 )
 from tx.messages import LogBlock, Transaction
@@ -87,7 +94,7 @@ def flipped(data: bytes, offset: int, frame: Any | None = None) -> bytes:
     if frame is not None:
         start = frame.offset + FRAME_HEADER_SIZE
         end = start + len(frame.payload)
-        buf[end:end + CHECKSUM_SIZE] = frame_checksum(frame.kind, len(frame.payload), bytes(buf[start:end]))
+        buf[end : end + CHECKSUM_SIZE] = frame_checksum(frame.kind, len(frame.payload), bytes(buf[start:end]))
     return bytes(buf)
 
 
@@ -158,7 +165,9 @@ def test_flipped_header_or_transaction_byte_is_caught(demo_bytes: bytes, tmp_pat
 
 
 @pytest.mark.parametrize("budget", every_or_sample(100))
-def test_flipped_bytes_with_recomputed_checksum_fail_verification(demo_bytes: bytes, tmp_path: Path, budget: int | None) -> None:
+def test_flipped_bytes_with_recomputed_checksum_fail_verification(
+    demo_bytes: bytes, tmp_path: Path, budget: int | None
+) -> None:
     """A forger who fixes the frame checksum is caught by the roots (or the decoder): exit 1, named height."""
     path = tmp_path / "forged.log"
     for frame, offset in flip_cases(demo_bytes, budget):
@@ -183,9 +192,17 @@ def test_flipped_bytes_through_the_real_command(demo_bytes: bytes, tmp_path: Pat
     for offset in cases:
         path = tmp_path / f"flip{offset}.log"
         path.write_bytes(flipped(demo_bytes, offset))
-        proc = subprocess.run([sys.executable, "-m", "clearinghouse.tools.cli", "verify", str(path)],
-                              env=subprocess_env(), cwd=tmp_path, capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 1 and "Traceback" not in proc.stderr and proc.stderr.startswith("error: LOG_CHECKSUM"), proc.stderr
+        proc = subprocess.run(
+            [sys.executable, "-m", "clearinghouse.tools.cli", "verify", str(path)],
+            env=subprocess_env(),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert (
+            proc.returncode == 1 and "Traceback" not in proc.stderr and proc.stderr.startswith("error: LOG_CHECKSUM")
+        ), proc.stderr
 
 
 def first_transfer(data: bytes) -> tuple[int, LogBlock, int, Transaction]:
@@ -205,7 +222,13 @@ def test_tampered_transfer_amount_with_valid_checksum_names_the_height(demo_byte
     """Change a transfer's amount inside a block, re-sign nothing, re-frame: the tx root catches it."""
     index, entry, i, tx = first_transfer(demo_bytes)
     height = entry.block.header.height
-    forged_tx = encode(Transaction(action=msgspec.structs.replace(tx.action, amount=tx.action.amount * 10), nonce=tx.nonce, signature=tx.signature))
+    forged_tx = encode(
+        Transaction(
+            action=msgspec.structs.replace(tx.action, amount=tx.action.amount * 10),
+            nonce=tx.nonce,
+            signature=tx.signature,
+        )
+    )
     txs = list(entry.block.txs)
     txs[i] = forged_tx
     forged = msgspec.structs.replace(entry, block=msgspec.structs.replace(entry.block, txs=txs))
@@ -373,7 +396,11 @@ def test_demo_json(tmp_path: Path, demo_log: Path) -> None:
     assert rc == 0, err
     summary = json.loads(out)
     assert {"log", "height", "state_root", "txs", "rejected"} <= set(summary)
-    assert summary["height"] == log_height(demo_log.read_bytes()) and summary["rejected"] > 0 and summary["txs"] > summary["rejected"]
+    assert (
+        summary["height"] == log_height(demo_log.read_bytes())
+        and summary["rejected"] > 0
+        and summary["txs"] > summary["rejected"]
+    )
     assert Path(summary["log"]).read_bytes() == demo_log.read_bytes()  # the demo is deterministic
     assert os.path.isdir(tmp_path / "out" / "state")
     rc, out, _ = run_cli(["verify", summary["log"], "--json"])
@@ -381,7 +408,13 @@ def test_demo_json(tmp_path: Path, demo_log: Path) -> None:
 
 
 def test_demo_through_the_real_command(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "clearinghouse.tools.cli", "demo", "--out", str(tmp_path / "d")],
-                          env=subprocess_env(), cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "clearinghouse.tools.cli", "demo", "--out", str(tmp_path / "d")],
+        env=subprocess_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "state root" in proc.stdout and "Traceback" not in proc.stderr

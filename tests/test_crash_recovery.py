@@ -32,13 +32,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import soak_enabled, subprocess_env
-from clearinghouse.tools.demo import USDC, demo_genesis
+
 from clearinghouse.chain.engine import iter_log
-from clearinghouse.spec.events import OrderStatus
-from clearinghouse.tools.invariants import check_all
 from clearinghouse.chain.producer import Producer
+from clearinghouse.spec.events import OrderStatus
+from clearinghouse.tools.demo import USDC, demo_genesis
+from clearinghouse.tools.invariants import check_all
 from state import LmdbStore
 from tx import actions as A
 from tx.encoding import encode, header_hash
@@ -76,10 +76,15 @@ def build_log(path: Path, blocks: int = BLOCKS, seed: int = 2026) -> Producer:
     def oracle() -> list[bytes]:
         for m in prices:
             prices[m] = max(1_000_000, prices[m] * (1000 + rng.randint(-8, 8)) // 1000)
-        update = A.OracleUpdate(prices=[A.OraclePrice(market=m, oracle_price=px, external_price=px) for m, px in sorted(prices.items())])
+        update = A.OracleUpdate(
+            prices=[A.OraclePrice(market=m, oracle_price=px, external_price=px) for m, px in sorted(prices.items())]
+        )
         return [w[o].sign(update, t()) for o in ORACLES]
 
-    first = [w["bridge"].sign(A.Deposit(to=w[n].address, amount=(5_000_000 if n in MAKERS else 50_000) * USDC, ref=i), t()) for i, n in enumerate(MAKERS + TRADERS)]
+    first = [
+        w["bridge"].sign(A.Deposit(to=w[n].address, amount=(5_000_000 if n in MAKERS else 50_000) * USDC, ref=i), t())
+        for i, n in enumerate(MAKERS + TRADERS)
+    ]
     p.block(first + oracle())
     for height in range(2, blocks + 1):
         txs: list[bytes] = []
@@ -91,16 +96,54 @@ def build_log(path: Path, blocks: int = BLOCKS, seed: int = 2026) -> Producer:
                 mk = rng.choice(MAKERS)
                 is_buy = rng.random() < 0.5
                 px = five_sig(mark * (1000 + (-1 if is_buy else 1) * rng.randint(1, 15)) // 1000)
-                txs.append(w[mk].sign(A.PlaceOrder(market=m, is_buy=is_buy, price=px, size=max(1, rng.randint(5_000, 50_000) * USDC // px), tif=A.TIF_GTC, reduce_only=False, cloid=0), t()))
+                txs.append(
+                    w[mk].sign(
+                        A.PlaceOrder(
+                            market=m,
+                            is_buy=is_buy,
+                            price=px,
+                            size=max(1, rng.randint(5_000, 50_000) * USDC // px),
+                            tif=A.TIF_GTC,
+                            reduce_only=False,
+                            cloid=0,
+                        ),
+                        t(),
+                    )
+                )
             elif roll < 0.50:
                 tr = rng.choice(TRADERS)
                 is_buy = rng.random() < 0.5
                 px = five_sig(mark * (1000 + (1 if is_buy else -1) * 20) // 1000)
                 tif = rng.choice([A.TIF_IOC, A.TIF_IOC, A.TIF_GTC, A.TIF_FOK])
-                txs.append(w[tr].sign(A.PlaceOrder(market=m, is_buy=is_buy, price=px, size=max(1, rng.randint(1_000, 200_000) * USDC // px), tif=tif, reduce_only=rng.random() < 0.2, cloid=0), t()))
+                txs.append(
+                    w[tr].sign(
+                        A.PlaceOrder(
+                            market=m,
+                            is_buy=is_buy,
+                            price=px,
+                            size=max(1, rng.randint(1_000, 200_000) * USDC // px),
+                            tif=tif,
+                            reduce_only=rng.random() < 0.2,
+                            cloid=0,
+                        ),
+                        t(),
+                    )
+                )
             elif roll < 0.60:
                 tr = rng.choice(TRADERS)
-                txs.append(w[tr].sign(A.MarketOrder(market=m, is_buy=rng.random() < 0.5, size=max(1, rng.randint(1_000, 50_000) * USDC // mark), slippage_bps=300, reduce_only=False, cloid=0), t()))
+                txs.append(
+                    w[tr].sign(
+                        A.MarketOrder(
+                            market=m,
+                            is_buy=rng.random() < 0.5,
+                            size=max(1, rng.randint(1_000, 50_000) * USDC // mark),
+                            slippage_bps=300,
+                            reduce_only=False,
+                            cloid=0,
+                        ),
+                        t(),
+                    )
+                )
             elif roll < 0.70 and open_orders:
                 oid = rng.choice(sorted(open_orders))
                 owner, om = open_orders[oid]
@@ -113,10 +156,20 @@ def build_log(path: Path, blocks: int = BLOCKS, seed: int = 2026) -> Producer:
                 txs.append(w[tr].sign(A.Withdraw(amount=rng.randint(1, 3_000) * USDC, destination=w[tr].address), t()))
             elif roll < 0.90:
                 ref += 1
-                txs.append(w["bridge"].sign(A.Deposit(to=w[rng.choice(TRADERS)].address, amount=rng.randint(100, 20_000) * USDC, ref=ref), t()))
+                txs.append(
+                    w["bridge"].sign(
+                        A.Deposit(to=w[rng.choice(TRADERS)].address, amount=rng.randint(100, 20_000) * USDC, ref=ref),
+                        t(),
+                    )
+                )
             elif roll < 0.95:
                 tr = rng.choice(TRADERS)
-                txs.append(w[tr].sign(A.UpdateLeverage(market=m, leverage=rng.choice([2, 5, 10, 20]), is_cross=rng.random() < 0.8), t()))
+                txs.append(
+                    w[tr].sign(
+                        A.UpdateLeverage(market=m, leverage=rng.choice([2, 5, 10, 20]), is_cross=rng.random() < 0.8),
+                        t(),
+                    )
+                )
             else:
                 txs.extend(oracle())
         advance = 3_600_000 if height % 97 == 0 else 1000
@@ -135,7 +188,9 @@ def build_log(path: Path, blocks: int = BLOCKS, seed: int = 2026) -> Producer:
 def chain(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     path = tmp_path_factory.mktemp("crash") / "chain.log"
     p = build_log(path)
-    headers = {item.block.header.height: item.block.header for _, item in iter_log(str(path)) if not isinstance(item, Genesis)}
+    headers = {
+        item.block.header.height: item.block.header for _, item in iter_log(str(path)) if not isinstance(item, Genesis)
+    }
     assert len(headers) == BLOCKS
     assert not check_all(p.engine.store)
     return {"log": path, "root": p.engine.store.root, "headers": headers, "producer": p}
@@ -166,7 +221,14 @@ def _remove_scratch() -> Any:
 
 
 def cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "clearinghouse.tools.cli", *args], env=subprocess_env(), cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "clearinghouse.tools.cli", *args],
+        env=subprocess_env(),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def committed(db: Path) -> tuple[int, bytes, bytes | None, list[str]]:
@@ -175,7 +237,9 @@ def committed(db: Path) -> tuple[int, bytes, bytes | None, list[str]]:
         return store.height, store.root, store.get_meta("header_hash"), (check_all(store) if store.height >= 0 else [])
 
 
-def test_sigkill_at_random_moments_then_resume(chain: dict[str, Any], tmp_path: Path, request: pytest.FixtureRequest) -> None:
+def test_sigkill_at_random_moments_then_resume(
+    chain: dict[str, Any], tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     log, headers, final_root = chain["log"], chain["headers"], chain["root"]
     last = max(headers)
 
@@ -191,7 +255,9 @@ def test_sigkill_at_random_moments_then_resume(chain: dict[str, Any], tmp_path: 
     genesis_only = tmp_path / "genesis.log"
     Producer(demo_genesis(), genesis_only, overwrite=True).close()
     t0 = time.monotonic()
-    assert cli("replay", str(genesis_only), "--db", str(scratch_dir(tmp_path) / "genesis"), cwd=tmp_path).returncode == 0
+    assert (
+        cli("replay", str(genesis_only), "--db", str(scratch_dir(tmp_path) / "genesis"), cwd=tmp_path).returncode == 0
+    )
     startup = time.monotonic() - t0
     t0 = time.monotonic()
     assert cli("replay", str(log), "--db", str(scratch_dir(tmp_path) / "reference"), cwd=tmp_path).returncode == 0
@@ -208,7 +274,9 @@ def test_sigkill_at_random_moments_then_resume(chain: dict[str, Any], tmp_path: 
     runs = 0
     while (done < kills or mid_replay < kills // 2) and runs < 5 * kills:
         runs += 1
-        proc = subprocess.Popen(cmd, env=subprocess_env(), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            cmd, env=subprocess_env(), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         # Aim a little past the stored height: start-up, reading the stored blocks again, then
         # somewhere in the next ``step`` blocks (some kills land before the first commit: a crash too).
         resume = startup + skip_all * max(previous, 0) / last
@@ -253,7 +321,9 @@ def test_sigkill_at_random_moments_then_resume(chain: dict[str, Any], tmp_path: 
     assert json.loads(audit.stdout)["ok"] is True
     RESULTS.update(kills=done, mid_replay_kills=mid_replay, fresh_starts=fresh_starts, runs=runs)
     RESULTS["heights"] = heights  # type: ignore[assignment]
-    assert done >= kills and mid_replay >= kills // 2, f"only {mid_replay} of {done} kills landed mid-replay (heights {heights})"
+    assert done >= kills and mid_replay >= kills // 2, (
+        f"only {mid_replay} of {done} kills landed mid-replay (heights {heights})"
+    )
 
 
 def _torn(log: Path, tmp_path: Path, cut: float) -> Path:

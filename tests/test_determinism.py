@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO_ROOT, subprocess_env
-from clearinghouse.tools.demo import build_demo_log
+
 from clearinghouse.chain.engine import Engine, replay_log
+from clearinghouse.tools.demo import build_demo_log
 from state import LmdbStore, MemoryStore
 
 HASH_SEEDS = ("0", "1", "12345")
@@ -27,7 +27,11 @@ def test_demo_is_identical_under_any_hash_seed(tmp_path: Path, demo_log: Path) -
     procs = {
         seed: subprocess.Popen(
             [sys.executable, "-m", "clearinghouse.tools.cli", "demo", "--out", str(tmp_path / seed), "--json"],
-            env=subprocess_env(PYTHONHASHSEED=seed), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=subprocess_env(PYTHONHASHSEED=seed),
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for seed in HASH_SEEDS
     }
@@ -36,7 +40,9 @@ def test_demo_is_identical_under_any_hash_seed(tmp_path: Path, demo_log: Path) -
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
         roots[seed] = json.loads(out)["state_root"]
-        assert (tmp_path / seed / "demo.log").read_bytes() == demo_log.read_bytes(), f"PYTHONHASHSEED={seed} wrote another log"
+        assert (tmp_path / seed / "demo.log").read_bytes() == demo_log.read_bytes(), (
+            f"PYTHONHASHSEED={seed} wrote another log"
+        )
     assert len(set(roots.values())) == 1, roots
 
 

@@ -20,10 +20,10 @@ import coincurve
 import msgspec
 import msgspec.inspect as mi
 import pytest
+from conftest import assert_rejected_without_effect, cash_of, codes_of
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import assert_rejected_without_effect, cash_of, codes_of
 from clearinghouse.tools.demo import DEMO_CHAIN_ID, DEMO_GENESIS_TIME_MS, USDC, demo_genesis
 from tx import actions as A
 from tx.builder import Wallet, sign_transaction
@@ -75,7 +75,11 @@ def test_every_action_type_round_trips(cls: type, data: st.DataObject) -> None:
     raw = encode(action)
     assert decode_action(raw) == action
     assert encode(decode_action(raw)) == raw
-    tx = Transaction(action=action, nonce=data.draw(st.integers(0, 2**64 - 1)), signature=data.draw(st.binary(min_size=65, max_size=65)))
+    tx = Transaction(
+        action=action,
+        nonce=data.draw(st.integers(0, 2**64 - 1)),
+        signature=data.draw(st.binary(min_size=65, max_size=65)),
+    )
     tx_bytes = encode(tx)
     assert decode_transaction(tx_bytes) == tx
 
@@ -97,9 +101,19 @@ def test_action_tags_are_unique_and_stable() -> None:
 
 
 EXPECTED_TAGS = {
-    "Deposit": 1, "Withdraw": 2, "Transfer": 3, "PlaceOrder": 10, "MarketOrder": 11, "TriggerOrder": 12,
-    "Cancel": 13, "CancelByCloid": 14, "Modify": 15, "UpdateLeverage": 16, "UpdateIsolatedMargin": 17,
-    "ApproveAgent": 18, "OracleUpdate": 19,
+    "Deposit": 1,
+    "Withdraw": 2,
+    "Transfer": 3,
+    "PlaceOrder": 10,
+    "MarketOrder": 11,
+    "TriggerOrder": 12,
+    "Cancel": 13,
+    "CancelByCloid": 14,
+    "Modify": 15,
+    "UpdateLeverage": 16,
+    "UpdateIsolatedMargin": 17,
+    "ApproveAgent": 18,
+    "OracleUpdate": 19,
 }
 
 
@@ -140,8 +154,13 @@ def order(**over: Any) -> list[Any]:
 def test_hand_built_encoding_matches_the_encoder() -> None:
     """The builder below writes exactly the canonical bytes when nothing is overridden."""
     assert envelope() == encode(Transaction(action=A.Deposit(to=TO, amount=5, ref=1), nonce=NONCE, signature=SIG))
-    assert mp([order(), 7, SIG]) == encode(Transaction(
-        action=A.PlaceOrder(market=0, is_buy=True, price=90_000_000, size=10, tif=0, reduce_only=False, cloid=0), nonce=7, signature=SIG))
+    assert mp([order(), 7, SIG]) == encode(
+        Transaction(
+            action=A.PlaceOrder(market=0, is_buy=True, price=90_000_000, size=10, tif=0, reduce_only=False, cloid=0),
+            nonce=7,
+            signature=SIG,
+        )
+    )
 
 
 _GOOD = envelope()
@@ -266,7 +285,9 @@ BLOCK_CASES = [c for c in CASES if len(c[1]) <= MAX_TX_BYTES]
 
 
 @pytest.mark.parametrize("name,raw,error,code", BLOCK_CASES, ids=[c[0] for c in BLOCK_CASES])
-def test_malformed_transaction_in_a_block_is_a_rejected_receipt(funded: Any, name: str, raw: bytes, error: type, code: str) -> None:
+def test_malformed_transaction_in_a_block_is_a_rejected_receipt(
+    funded: Any, name: str, raw: bytes, error: type, code: str
+) -> None:
     executed = assert_rejected_without_effect(funded, [raw], [code])
     (receipt,) = [e for e in executed.events if getattr(e, "ok", True) is False]
     assert receipt.tx_id == tx_id(raw) and receipt.signer == b"" and receipt.action == "?"
@@ -276,7 +297,9 @@ def test_malformed_transaction_in_a_block_is_a_rejected_receipt(funded: Any, nam
 def test_malformed_transactions_do_not_stop_the_block(funded: Any) -> None:
     alice, bob = funded.wallet("alice"), funded.wallet("bob")
     good = alice.sign(A.Transfer(to=bob.address, amount=7 * USDC), funded.time_ms + 1000)
-    bad = [raw for _, raw, _, _ in CASES[:: max(1, len(CASES) // 8)] if len(raw) <= MAX_TX_BYTES]  # a block cannot carry an oversized one
+    bad = [
+        raw for _, raw, _, _ in CASES[:: max(1, len(CASES) // 8)] if len(raw) <= MAX_TX_BYTES
+    ]  # a block cannot carry an oversized one
     executed = funded.block([bad[0], good, *bad[1:]])
     codes = codes_of(executed)
     assert codes[1] == "OK" and codes.count("OK") == 1
@@ -347,7 +370,9 @@ def test_every_single_bit_flip_of_a_signature_is_rejected(funded: Any, kind: str
     if kind == "deposit":
         raw, other_signer_code = bridge_deposit(funded), "UNAUTHORIZED"  # the recovered key is not the bridge
     else:
-        raw = funded.wallet("alice").sign(A.Transfer(to=funded.wallet("bob").address, amount=USDC), funded.time_ms + 1000)
+        raw = funded.wallet("alice").sign(
+            A.Transfer(to=funded.wallet("bob").address, amount=USDC), funded.time_ms + 1000
+        )
         other_signer_code = "NO_SUCH_ACCOUNT"  # the recovered key owns no account
     sig = decode_transaction(raw).signature
     flipped = []
@@ -376,7 +401,12 @@ def test_signature_for_another_chain_recovers_a_stranger(funded: Any) -> None:
     assert_rejected_without_effect(funded, [deposit, transfer], ["UNAUTHORIZED", "NO_SUCH_ACCOUNT"])
     assert {n: cash_of(funded, n) for n in ("alice", "bob")} == before
     # The same actions signed for this chain go through.
-    executed = funded.block([bridge_deposit(funded, 5 * USDC), alice.sign(A.Transfer(to=bob.address, amount=5 * USDC), funded.time_ms + 1000)])
+    executed = funded.block(
+        [
+            bridge_deposit(funded, 5 * USDC),
+            alice.sign(A.Transfer(to=bob.address, amount=5 * USDC), funded.time_ms + 1000),
+        ]
+    )
     assert codes_of(executed) == ["OK", "OK"]
 
 
@@ -389,17 +419,39 @@ def example_actions() -> list[tuple[str, Any]]:
         ("bridge", A.Deposit(to=alice, amount=1_000 * USDC, ref=42)),
         ("alice", A.Withdraw(amount=250 * USDC, destination=alice)),
         ("alice", A.Transfer(to=bob, amount=12_345_678)),
-        ("alice", A.PlaceOrder(market=0, is_buy=True, price=90_000_000, size=15, tif=A.TIF_GTC, reduce_only=False, cloid=7)),
+        (
+            "alice",
+            A.PlaceOrder(market=0, is_buy=True, price=90_000_000, size=15, tif=A.TIF_GTC, reduce_only=False, cloid=7),
+        ),
         ("alice", A.MarketOrder(market=1, is_buy=False, size=250, slippage_bps=50, reduce_only=False, cloid=0)),
-        ("alice", A.TriggerOrder(market=0, is_buy=False, size=10, trigger_price=85_000_000, is_take_profit=False, limit_price=0, reduce_only=True, cloid=8)),
+        (
+            "alice",
+            A.TriggerOrder(
+                market=0,
+                is_buy=False,
+                size=10,
+                trigger_price=85_000_000,
+                is_take_profit=False,
+                limit_price=0,
+                reduce_only=True,
+                cloid=8,
+            ),
+        ),
         ("alice", A.Cancel(market=0, oid=12)),
         ("alice", A.CancelByCloid(market=0, cloid=7)),
         ("alice", A.Modify(market=0, oid=12, price=89_500_000, size=20)),
         ("alice", A.UpdateLeverage(market=0, leverage=10, is_cross=True)),
         ("alice", A.UpdateIsolatedMargin(market=1, delta=-5 * USDC)),
         ("alice", A.ApproveAgent(agent=agent, approve=True)),
-        ("oracle-1", A.OracleUpdate(prices=[A.OraclePrice(market=0, oracle_price=90_050_000, external_price=90_060_000),
-                                           A.OraclePrice(market=1, oracle_price=32_010_000, external_price=0)])),
+        (
+            "oracle-1",
+            A.OracleUpdate(
+                prices=[
+                    A.OraclePrice(market=0, oracle_price=90_050_000, external_price=90_060_000),
+                    A.OraclePrice(market=1, oracle_price=32_010_000, external_price=0),
+                ]
+            ),
+        ),
     ]
 
 
@@ -432,18 +484,20 @@ def build_vectors() -> dict[str, Any]:
         nonce = NONCE + i
         action_bytes = encode(action)
         raw = sign_transaction(signer, DEMO_CHAIN_ID, action, nonce)
-        vectors.append({
-            "action": type(action).__name__,
-            "tag": type(action).__struct_config__.tag,
-            "fields": to_json_fields(action),
-            "action_hex": action_bytes.hex(),
-            "signer_name": signer_name,
-            "signer_address": checksum_address(signer.address),
-            "nonce": nonce,
-            "signing_digest_hex": signing_digest(DEMO_CHAIN_ID, nonce, action_bytes).hex(),
-            "tx_hex": raw.hex(),
-            "tx_id_hex": tx_id(raw).hex(),
-        })
+        vectors.append(
+            {
+                "action": type(action).__name__,
+                "tag": type(action).__struct_config__.tag,
+                "fields": to_json_fields(action),
+                "action_hex": action_bytes.hex(),
+                "signer_name": signer_name,
+                "signer_address": checksum_address(signer.address),
+                "nonce": nonce,
+                "signing_digest_hex": signing_digest(DEMO_CHAIN_ID, nonce, action_bytes).hex(),
+                "tx_hex": raw.hex(),
+                "tx_id_hex": tx_id(raw).hex(),
+            }
+        )
     return {
         "description": (
             "Canonical msgpack of one example per action type (protocol §3.3). action_hex = encode(action); "

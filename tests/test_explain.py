@@ -20,15 +20,24 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from clearinghouse.tools import explain as X
 from clearinghouse.spec.events import Fill, Receipt
 from clearinghouse.spec.state.keys import INSURANCE_FUND
+from clearinghouse.spec.waterfall.events import (
+    CROSS,
+    AdlQueue,
+    AdlShortfall,
+    AdlStep,
+    Backstop,
+    DeficitCover,
+    InsuranceCover,
+    LiquidationTriggered,
+    MarketLiquidation,
+    PositionSnapshot,
+    QueueEntry,
+)
+from clearinghouse.tools import explain as X
 from clearinghouse.tools.scenario.parse import parse_scenario
 from clearinghouse.tools.scenario.run import run_scenario
-from clearinghouse.spec.waterfall.events import (
-    CROSS, AdlQueue, AdlShortfall, AdlStep, Backstop, DeficitCover, InsuranceCover, LiquidationTriggered,
-    MarketLiquidation, PositionSnapshot, QueueEntry,
-)
 from tx.signing import Signer, checksum_address
 
 
@@ -39,6 +48,7 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     env.pop("CLEARINGHOUSE_DEBUG", None)
     env.update(extra)
     return env
+
 
 ALICE = Signer.from_name("alice").address
 BOB = Signer.from_name("bob").address
@@ -95,15 +105,66 @@ def example1_events() -> list:
         QueueEntry(account=CAROL, unit=CROSS, size=-500, index_num="7", index_den="3"),
     ]
     return [
-        LiquidationTriggered(account=ALICE, market=CROSS, value=300 * USDC, maintenance_margin=885 * USDC, positions=[snap], method="market"),
-        MarketLiquidation(account=ALICE, market=0, unit=CROSS, side_is_buy=False, ordered=1000, filled=1000, limit_price=P(79_650), partial=False, cooldown_until_ms=0),
-        Fill(tx_index=2**32 - 1, market=0, price=P(87_600), size=1000, taker=ALICE, maker=DAVE, taker_oid=9, maker_oid=4,
-             taker_is_buy=False, taker_fee=0, maker_fee=0, taker_realized_pnl=-2_400 * USDC, maker_realized_pnl=0, kind="liquidation"),
+        LiquidationTriggered(
+            account=ALICE,
+            market=CROSS,
+            value=300 * USDC,
+            maintenance_margin=885 * USDC,
+            positions=[snap],
+            method="market",
+        ),
+        MarketLiquidation(
+            account=ALICE,
+            market=0,
+            unit=CROSS,
+            side_is_buy=False,
+            ordered=1000,
+            filled=1000,
+            limit_price=P(79_650),
+            partial=False,
+            cooldown_until_ms=0,
+        ),
+        Fill(
+            tx_index=2**32 - 1,
+            market=0,
+            price=P(87_600),
+            size=1000,
+            taker=ALICE,
+            maker=DAVE,
+            taker_oid=9,
+            maker_oid=4,
+            taker_is_buy=False,
+            taker_fee=0,
+            maker_fee=0,
+            taker_realized_pnl=-2_400 * USDC,
+            maker_realized_pnl=0,
+            kind="liquidation",
+        ),
         InsuranceCover(account=ALICE, unit=CROSS, deficit=600 * USDC, paid=0, fund_before=0, fund_after=0),
-        AdlQueue(market=0, underwater=ALICE, underwater_unit=CROSS, underwater_size=1000, bankruptcy_price=P(88_200), policy="seed",
-                 queue_length=2, ranking_hash=bytes(range(32)), top=top),
-        DeficitCover(market=0, underwater=ALICE, counterparty=BOB, rank=1, index_num="46", index_den="1", size=300,
-                     reference_price=P(88_200), realized_pnl=690 * USDC, covered=600 * USDC, deficit_remaining=0),
+        AdlQueue(
+            market=0,
+            underwater=ALICE,
+            underwater_unit=CROSS,
+            underwater_size=1000,
+            bankruptcy_price=P(88_200),
+            policy="seed",
+            queue_length=2,
+            ranking_hash=bytes(range(32)),
+            top=top,
+        ),
+        DeficitCover(
+            market=0,
+            underwater=ALICE,
+            counterparty=BOB,
+            rank=1,
+            index_num="46",
+            index_den="1",
+            size=300,
+            reference_price=P(88_200),
+            realized_pnl=690 * USDC,
+            covered=600 * USDC,
+            deficit_remaining=0,
+        ),
     ]
 
 
@@ -112,14 +173,63 @@ def adl_events() -> list:
     above = [QueueEntry(account=BOB, unit=CROSS, size=-2000, index_num="46", index_den="1")]
     below = [QueueEntry(account=DAVE, unit=0, size=-100, index_num="1", index_den="3")]
     return [
-        AdlQueue(market=0, underwater=ALICE, underwater_unit=CROSS, underwater_size=2500, bankruptcy_price=P(88_200),
-                 policy="hyperliquid", queue_length=3, ranking_hash=b"\xab" * 32, top=above + [QueueEntry(account=CAROL, unit=CROSS, size=-500, index_num="7", index_den="3")] + below),
-        AdlStep(market=0, underwater=ALICE, counterparty=BOB, counterparty_unit=CROSS, rank=1, index_num="46", index_den="1", size=2000,
-                price=P(88_200), realized_pnl=4_600 * USDC, remaining_after=500, neighbour_above=[], neighbour_below=[QueueEntry(account=CAROL, unit=CROSS, size=-500, index_num="7", index_den="3")]),
-        AdlStep(market=0, underwater=ALICE, counterparty=CAROL, counterparty_unit=CROSS, rank=2, index_num="7", index_den="3", size=500,
-                price=P(88_200), realized_pnl=150 * USDC, remaining_after=0, neighbour_above=above, neighbour_below=below),
-        Fill(tx_index=2**32 - 1, market=0, price=P(88_200), size=500, taker=ALICE, maker=CAROL, taker_oid=0, maker_oid=0,
-             taker_is_buy=False, taker_fee=0, maker_fee=0, taker_realized_pnl=0, maker_realized_pnl=150 * USDC, kind="adl"),
+        AdlQueue(
+            market=0,
+            underwater=ALICE,
+            underwater_unit=CROSS,
+            underwater_size=2500,
+            bankruptcy_price=P(88_200),
+            policy="hyperliquid",
+            queue_length=3,
+            ranking_hash=b"\xab" * 32,
+            top=above + [QueueEntry(account=CAROL, unit=CROSS, size=-500, index_num="7", index_den="3")] + below,
+        ),
+        AdlStep(
+            market=0,
+            underwater=ALICE,
+            counterparty=BOB,
+            counterparty_unit=CROSS,
+            rank=1,
+            index_num="46",
+            index_den="1",
+            size=2000,
+            price=P(88_200),
+            realized_pnl=4_600 * USDC,
+            remaining_after=500,
+            neighbour_above=[],
+            neighbour_below=[QueueEntry(account=CAROL, unit=CROSS, size=-500, index_num="7", index_den="3")],
+        ),
+        AdlStep(
+            market=0,
+            underwater=ALICE,
+            counterparty=CAROL,
+            counterparty_unit=CROSS,
+            rank=2,
+            index_num="7",
+            index_den="3",
+            size=500,
+            price=P(88_200),
+            realized_pnl=150 * USDC,
+            remaining_after=0,
+            neighbour_above=above,
+            neighbour_below=below,
+        ),
+        Fill(
+            tx_index=2**32 - 1,
+            market=0,
+            price=P(88_200),
+            size=500,
+            taker=ALICE,
+            maker=CAROL,
+            taker_oid=0,
+            maker_oid=0,
+            taker_is_buy=False,
+            taker_fee=0,
+            maker_fee=0,
+            taker_realized_pnl=0,
+            maker_realized_pnl=150 * USDC,
+            kind="adl",
+        ),
     ]
 
 
@@ -205,9 +315,20 @@ def test_underwater_side_of_adl(legend: X.Legend) -> None:
 def test_backstop_and_insurance_fund_view(legend: X.Legend) -> None:
     snap = PositionSnapshot(market=1, size=-10_000, cost=-(32_000_000 * 10_000), mark=33_000_000)
     events = [
-        LiquidationTriggered(account=DAVE, market=1, value=100 * USDC, maintenance_margin=660 * USDC, positions=[snap], method="backstop"),
-        Backstop(account=DAVE, unit=1, reason="below 2/3 of maintenance", value=100 * USDC, maintenance_margin=660 * USDC, positions=[snap],
-                 margin_taken=100 * USDC, fund_before=50_000 * USDC, fund_after=50_100 * USDC),
+        LiquidationTriggered(
+            account=DAVE, market=1, value=100 * USDC, maintenance_margin=660 * USDC, positions=[snap], method="backstop"
+        ),
+        Backstop(
+            account=DAVE,
+            unit=1,
+            reason="below 2/3 of maintenance",
+            value=100 * USDC,
+            maintenance_margin=660 * USDC,
+            positions=[snap],
+            margin_taken=100 * USDC,
+            fund_before=50_000 * USDC,
+            fund_after=50_100 * USDC,
+        ),
     ]
     blocks = [X.BlockEvents(height=3, time_ms=None, events=events)]
     inc = X.explain_events(blocks, DAVE, legend)["incidents"][0]
@@ -250,7 +371,9 @@ def test_event_json_and_text_of_every_waterfall_event(legend: X.Legend) -> None:
 
 
 def test_unknown_event_shape_falls_back_to_generic_text(legend: X.Legend) -> None:
-    r = Receipt(tx_index=0, tx_id=b"\x01" * 32, signer=ALICE, account=ALICE, action="Withdraw", ok=False, code="X", message="m")
+    r = Receipt(
+        tx_index=0, tx_id=b"\x01" * 32, signer=ALICE, account=ALICE, action="Withdraw", ok=False, code="X", message="m"
+    )
     assert X.event_text(r, legend) == ["tx 0: alice Withdraw REJECTED X: m"]
 
     class Odd:  # not a struct the module knows
@@ -269,7 +392,13 @@ def test_resolve_account() -> None:
 
 # ---------------------------------------------------------------- the command
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "clearinghouse.tools.cli", *args], capture_output=True, text=True, env=subprocess_env(), cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "clearinghouse.tools.cli", *args],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        cwd=REPO,
+    )
 
 
 def test_cli_on_a_log_and_a_state_dir(chain, tmp_path: Path) -> None:
@@ -287,11 +416,14 @@ def test_cli_on_a_log_and_a_state_dir(chain, tmp_path: Path) -> None:
     assert json.loads(r.stdout)["source_kind"] == "lmdb"
 
 
-@pytest.mark.parametrize("args, code, message", [
-    (["--account", "0x1234"], 2, "bad account"),
-    (["--account", "alice", "--height", "99"], 1, "beyond the chain's last block"),
-    (["--account", "alice", "--height", "0"], 2, "--height must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["--account", "0x1234"], 2, "bad account"),
+        (["--account", "alice", "--height", "99"], 1, "beyond the chain's last block"),
+        (["--account", "alice", "--height", "0"], 2, "--height must be at least 1"),
+    ],
+)
 def test_cli_errors(chain, args, code, message) -> None:
     _, log = chain
     r = run_cli("explain", str(log), *args)
@@ -314,9 +446,17 @@ def test_cli_renders_synthetic_history(chain, monkeypatch, capsys, legend: X.Leg
     """The command end to end (in process) on hand-built events."""
     from clearinghouse.tools import cli
 
-    history = X.History(source="synthetic", kind="log", height=9, policy="seed", legend=legend,
-                        blocks=[X.BlockEvents(height=7, time_ms=None, events=example1_events()),
-                                X.BlockEvents(height=9, time_ms=None, events=adl_events())])
+    history = X.History(
+        source="synthetic",
+        kind="log",
+        height=9,
+        policy="seed",
+        legend=legend,
+        blocks=[
+            X.BlockEvents(height=7, time_ms=None, events=example1_events()),
+            X.BlockEvents(height=9, time_ms=None, events=adl_events()),
+        ],
+    )
     monkeypatch.setattr(X, "load_history", lambda path, names=None: history)
     assert cli.main(["explain", "synthetic", "--account", "bob"]) == 0
     out = capsys.readouterr().out
@@ -388,7 +528,10 @@ def test_end_to_end_crash_explained(tmp_path: Path) -> None:
     run = run_scenario(parse_scenario(CRASH, "crash.toml"), str(log))
     triggered = [e for b in run.blocks for e in b.events if type(e).__name__ == "LiquidationTriggered"]
     if not triggered:
-        pytest.skip("the liquidation engine does not emit LiquidationTriggered yet" + (" (module present)" if engine_landed else ""))
+        pytest.skip(
+            "the liquidation engine does not emit LiquidationTriggered yet"
+            + (" (module present)" if engine_landed else "")
+        )
     r = run_cli("explain", str(log), "--account", "alice", "--json")
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
@@ -488,7 +631,11 @@ def test_end_to_end_seed_deficit_cover_explained(tmp_path: Path) -> None:
     inc = json.loads(r.stdout)["incidents"][0]
     assert inc["role"] == "deficit_cover_counterparty" and inc["underwater_name"] == "alice"
     assert (inc["size"], inc["reference_price"], inc["realized_pnl"], inc["covered"]) == (
-        covers[0].size, covers[0].reference_price, covers[0].realized_pnl, covers[0].covered)
+        covers[0].size,
+        covers[0].reference_price,
+        covers[0].realized_pnl,
+        covers[0].covered,
+    )
     r = run_cli("explain", str(log), "--account", "alice", "--names", "bob,mm")
     assert r.returncode == 0, r.stderr
     assert "alice's isolated BTC position was liquidated" in r.stdout

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import REPO_ROOT, codes_of
-from clearinghouse.tools.cli import main
+
 from clearinghouse.chain.engine import Engine, replay_log
+from clearinghouse.tools.cli import main
 from state import LmdbStore, MemoryStore
 from tx.encoding import header_hash
 
@@ -39,18 +39,28 @@ def test_cli_verifies_the_vector(capsys: pytest.CaptureFixture[str], expected: d
 
 
 @pytest.mark.parametrize("backend", ["memory", "lmdb"])
-def test_replay_reproduces_every_expected_header_and_receipt(expected: dict[str, Any], backend: str, tmp_path: Path) -> None:
+def test_replay_reproduces_every_expected_header_and_receipt(
+    expected: dict[str, Any], backend: str, tmp_path: Path
+) -> None:
     store = MemoryStore() if backend == "memory" else LmdbStore(tmp_path / "db")
     engine = Engine(store)
     blocks = []
 
     def record(entry: Any, executed: Any) -> None:
         h = entry.block.header
-        blocks.append({
-            "height": h.height, "time_ms": h.time_ms, "parent_hash": h.parent_hash.hex(), "tx_root": executed.tx_root.hex(),
-            "state_root": store.root.hex(), "events_root": executed.events_root.hex(), "header_hash": header_hash(h).hex(),
-            "txs": len(executed.txs), "receipt_codes": codes_of(executed),
-        })
+        blocks.append(
+            {
+                "height": h.height,
+                "time_ms": h.time_ms,
+                "parent_hash": h.parent_hash.hex(),
+                "tx_root": executed.tx_root.hex(),
+                "state_root": store.root.hex(),
+                "events_root": executed.events_root.hex(),
+                "header_hash": header_hash(h).hex(),
+                "txs": len(executed.txs),
+                "receipt_codes": codes_of(executed),
+            }
+        )
 
     replay_log(engine, str(LOG), on_block=record)
     chain = engine.chain()
@@ -62,8 +72,18 @@ def test_replay_reproduces_every_expected_header_and_receipt(expected: dict[str,
 
 def test_vector_covers_every_rejection_kind(expected: dict[str, Any]) -> None:
     codes = {c for b in expected["blocks"] for c in b["receipt_codes"]}
-    assert codes >= {"OK", "DECODE", "NON_CANONICAL", "BAD_SIGNATURE", "HIGH_S", "BAD_NONCE", "UNAUTHORIZED",
-                     "RESERVED_ACCOUNT", "INSUFFICIENT_BALANCE", "INVALID_AMOUNT"}
+    assert codes >= {
+        "OK",
+        "DECODE",
+        "NON_CANONICAL",
+        "BAD_SIGNATURE",
+        "HIGH_S",
+        "BAD_NONCE",
+        "UNAUTHORIZED",
+        "RESERVED_ACCOUNT",
+        "INSUFFICIENT_BALANCE",
+        "INVALID_AMOUNT",
+    }
 
 
 def test_generator_reproduces_the_committed_files(tmp_path: Path) -> None:

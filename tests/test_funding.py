@@ -6,19 +6,27 @@ in docs/prices-and-funding.md. Rates and premiums are parts per billion (ppb).
 
 from __future__ import annotations
 
-import msgspec
 import pytest
 
 import clearinghouse.chain.engine  # noqa: F401  (registers every handler and end-of-block step)
-from clearinghouse.spec.prices import funding
-from clearinghouse.tools.demo import DEMO_CHAIN_ID, DEMO_GENESIS_TIME_MS, ORACLE_NAMES, USDC, demo_genesis
 from clearinghouse.chain.engine import Engine, replay_log
-from clearinghouse.spec.events import FundingPaid, FundingSettled, Receipt
-from clearinghouse.spec.state.keys import CHAIN_KEY, FEE_POOL, INSURANCE_FUND, NS_ACCOUNT, account_key, market_state_key, order_key, position_key
 from clearinghouse.chain.producer import Producer
-from clearinghouse.spec.state.records import Account, Order, Position
 from clearinghouse.spec.block import apply_block, apply_genesis
+from clearinghouse.spec.events import FundingPaid, FundingSettled, Receipt
+from clearinghouse.spec.prices import funding
+from clearinghouse.spec.state.keys import (
+    CHAIN_KEY,
+    FEE_POOL,
+    INSURANCE_FUND,
+    NS_ACCOUNT,
+    account_key,
+    market_state_key,
+    order_key,
+    position_key,
+)
+from clearinghouse.spec.state.records import Account, Order, Position
 from clearinghouse.spec.state.working_state import KeyIndex, WorkingState
+from clearinghouse.tools.demo import DEMO_CHAIN_ID, DEMO_GENESIS_TIME_MS, ORACLE_NAMES, USDC, demo_genesis
 from state import MemoryStore
 from tx.actions import TIF_GTC, TIF_IOC, Deposit, OraclePrice, OracleUpdate, PlaceOrder
 from tx.builder import Wallet
@@ -42,8 +50,21 @@ def fresh() -> WorkingState:
 
 
 def rest(ws: WorkingState, oid: int, is_buy: bool, price: int, size: int, market: int = BTC) -> None:
-    ws.put(order_key(market, is_buy, price, oid), Order(oid=oid, owner=MAKER, is_buy=is_buy, price=price, size=size,
-                                                      orig_size=size, tif=0, reduce_only=False, cloid=0, time_ms=T0))
+    ws.put(
+        order_key(market, is_buy, price, oid),
+        Order(
+            oid=oid,
+            owner=MAKER,
+            is_buy=is_buy,
+            price=price,
+            size=size,
+            orig_size=size,
+            tif=0,
+            reduce_only=False,
+            cloid=0,
+            time_ms=T0,
+        ),
+    )
 
 
 def funding_book(ws: WorkingState) -> None:
@@ -61,9 +82,20 @@ def open_positions(ws: WorkingState) -> None:
     """
     for addr, cash in ((ALICE, 11_000 * USDC), (BOB, 25_400 * USDC), (CAROL, 1_000 * USDC)):
         ws.put(account_key(addr), Account(cash=cash, open_markets=[BTC], open_orders=0))
-    ws.put(position_key(BTC, ALICE), Position(size=100, cost=9_000_000_000, leverage=10, is_cross=True, iso_cash=0, liq_cooldown_until_ms=0))
-    ws.put(position_key(BTC, BOB), Position(size=-60, cost=-5_400_000_000, leverage=10, is_cross=True, iso_cash=0, liq_cooldown_until_ms=0))
-    ws.put(position_key(BTC, CAROL), Position(size=-40, cost=-3_600_000_000, leverage=10, is_cross=False, iso_cash=4_100 * USDC, liq_cooldown_until_ms=0))
+    ws.put(
+        position_key(BTC, ALICE),
+        Position(size=100, cost=9_000_000_000, leverage=10, is_cross=True, iso_cash=0, liq_cooldown_until_ms=0),
+    )
+    ws.put(
+        position_key(BTC, BOB),
+        Position(size=-60, cost=-5_400_000_000, leverage=10, is_cross=True, iso_cash=0, liq_cooldown_until_ms=0),
+    )
+    ws.put(
+        position_key(BTC, CAROL),
+        Position(
+            size=-40, cost=-3_600_000_000, leverage=10, is_cross=False, iso_cash=4_100 * USDC, liq_cooldown_until_ms=0
+        ),
+    )
 
 
 def total_money(ws: WorkingState) -> int:
@@ -82,9 +114,18 @@ def oracle_txs(t: int, *prices: int) -> list[bytes]:
     majority, protocol §11.2): no premium is sampled while an oracle is held (§11.5)."""
     if len(prices) == 1:
         prices = prices * len(ORACLE_NAMES)
-    return [Wallet.from_name(name, DEMO_CHAIN_ID).sign(OracleUpdate(prices=[
-        OraclePrice(market=BTC, oracle_price=px, external_price=0), OraclePrice(market=ETH, oracle_price=ETH_ORACLE, external_price=0)]), t)
-            for name, px in zip(ORACLE_NAMES, prices)]
+    return [
+        Wallet.from_name(name, DEMO_CHAIN_ID).sign(
+            OracleUpdate(
+                prices=[
+                    OraclePrice(market=BTC, oracle_price=px, external_price=0),
+                    OraclePrice(market=ETH, oracle_price=ETH_ORACLE, external_price=0),
+                ]
+            ),
+            t,
+        )
+        for name, px in zip(ORACLE_NAMES, prices)
+    ]
 
 
 class Chain:
@@ -142,15 +183,18 @@ def test_premium_samples():
     assert funding.premium_ppb(1, 10**12, None) == funding.SAMPLE_CAP_PPB  # clamped to +100%
 
 
-@pytest.mark.parametrize("avg, rate", [
-    (0, 12_500),  # F = 0 + clamp(100_000) = 0.01% / 8h -> 0.00125% / h
-    (300_000, 12_500),  # |I - P| <= 0.05%: F = I
-    (1_021_705, 65_213),  # F = 1_021_705 - 500_000 = 521_705; / 8 = 65_213.1 -> 65_213
-    (-2_000_000, -187_500),  # F = -2_000_000 + 500_000 = -1_500_000; / 8
-    (-1_000_003, -62_500),  # F = -500_003; / 8 = -62_500.4 -> toward zero -62_500
-    (10**9, 40_000_000),  # capped at 4% per hour
-    (-(10**9), -40_000_000),
-])
+@pytest.mark.parametrize(
+    "avg, rate",
+    [
+        (0, 12_500),  # F = 0 + clamp(100_000) = 0.01% / 8h -> 0.00125% / h
+        (300_000, 12_500),  # |I - P| <= 0.05%: F = I
+        (1_021_705, 65_213),  # F = 1_021_705 - 500_000 = 521_705; / 8 = 65_213.1 -> 65_213
+        (-2_000_000, -187_500),  # F = -2_000_000 + 500_000 = -1_500_000; / 8
+        (-1_000_003, -62_500),  # F = -500_003; / 8 = -62_500.4 -> toward zero -62_500
+        (10**9, 40_000_000),  # capped at 4% per hour
+        (-(10**9), -40_000_000),
+    ],
+)
 def test_hourly_rate(avg, rate):
     assert funding.hourly_rate_ppb(avg) == rate
 
@@ -185,8 +229,12 @@ def test_full_funding_hour():
     chain.block(T0 + 7_000)  # only 2 s later: no sample
     assert btc(ws).premium_samples == 1
     chain.block(T0 + 10_000, oracle_txs(T0 + 10_000, 90_100_000))  # sample 2: 0
-    chain.block(T0 + 15_000, oracle_txs(T0 + 15_000, 89_900_000, 89_950_000, 89_850_000))  # median 89_900_000: 1_918_998
-    chain.block(T0 + 20_000, oracle_txs(T0 + 20_000, 89_950_000, 90_000_000, 89_900_000))  # median 89_950_000: 1_362_067
+    chain.block(
+        T0 + 15_000, oracle_txs(T0 + 15_000, 89_900_000, 89_950_000, 89_850_000)
+    )  # median 89_900_000: 1_918_998
+    chain.block(
+        T0 + 20_000, oracle_txs(T0 + 20_000, 89_950_000, 90_000_000, 89_900_000)
+    )  # median 89_950_000: 1_362_067
     s = btc(ws)
     assert s.oracle_price == 89_950_000
     assert (s.premium_sum_ppb, s.premium_samples, s.last_sample_ms) == (4_086_820, 4, T0 + 20_000)
@@ -202,11 +250,29 @@ def test_full_funding_hour():
     # residue = 586_918 - (352_150 + 234_766) = 2 -> insurance fund.
     expected = {ALICE: (100, True, 586_918), BOB: (-60, True, -352_150), CAROL: (-40, False, -234_766)}
     assert [(e.account, e.size, e.is_cross, e.amount) for e in paid] == [(a, *expected[a]) for a in sorted(expected)]
-    assert settled[0] == FundingSettled(market=BTC, hours=1, samples=4, avg_premium_ppb=1_021_705, rate_ppb=65_213,
-                                        oracle_price=90_000_007, total_paid=586_918, total_received=586_916, residue=2)
+    assert settled[0] == FundingSettled(
+        market=BTC,
+        hours=1,
+        samples=4,
+        avg_premium_ppb=1_021_705,
+        rate_ppb=65_213,
+        oracle_price=90_000_007,
+        total_paid=586_918,
+        total_received=586_916,
+        residue=2,
+    )
     # ETH: no positions, empty book (4 zero samples): the interest rate alone, nothing moves.
-    assert settled[1] == FundingSettled(market=ETH, hours=1, samples=4, avg_premium_ppb=0, rate_ppb=12_500,
-                                        oracle_price=32_000_000, total_paid=0, total_received=0, residue=0)
+    assert settled[1] == FundingSettled(
+        market=ETH,
+        hours=1,
+        samples=4,
+        avg_premium_ppb=0,
+        rate_ppb=12_500,
+        oracle_price=32_000_000,
+        total_paid=0,
+        total_received=0,
+        residue=0,
+    )
 
     assert cash(ws, ALICE) == 11_000 * USDC - 586_918
     assert cash(ws, BOB) == 25_400 * USDC + 352_150
@@ -219,7 +285,12 @@ def test_full_funding_hour():
     # The accumulators restart; the settlement block's own sample opens the next hour:
     # (90_072_518 - 90_000_007) * 1e9 / 90_000_007 = 805_677.7 -> 805_677.
     s = btc(ws)
-    assert (s.premium_sum_ppb, s.premium_samples, s.last_funding_ms, s.funding_rate_ppb) == (805_677, 1, T0 + HOUR, 65_213)
+    assert (s.premium_sum_ppb, s.premium_samples, s.last_funding_ms, s.funding_rate_ppb) == (
+        805_677,
+        1,
+        T0 + HOUR,
+        65_213,
+    )
 
 
 def test_skipped_hours_settle_once():
@@ -236,8 +307,19 @@ def test_skipped_hours_settle_once():
     # One sample (805_677): F = 805_677 - 500_000 = 305_677; / 8 = 38_209.
     # Alice: 9_000_000_700 * 38_209 / 1e9 = 343_881.03 -> 343_882; Bob 206_328.6 -> 206_328;
     # Carol 137_552.4 -> 137_552; residue 343_882 - 343_880 = 2.
-    assert settled == [FundingSettled(market=BTC, hours=3, samples=1, avg_premium_ppb=805_677, rate_ppb=38_209,
-                                      oracle_price=90_000_007, total_paid=343_882, total_received=343_880, residue=2)]
+    assert settled == [
+        FundingSettled(
+            market=BTC,
+            hours=3,
+            samples=1,
+            avg_premium_ppb=805_677,
+            rate_ppb=38_209,
+            oracle_price=90_000_007,
+            total_paid=343_882,
+            total_received=343_880,
+            residue=2,
+        )
+    ]
     assert cash(ws, ALICE) == alice_cash - 343_882
     assert btc(ws).last_funding_ms == T0 + 4 * HOUR
     assert total_money(ws) == money
@@ -246,7 +328,9 @@ def test_skipped_hours_settle_once():
 def test_flat_positions_are_skipped():
     ws = fresh()
     open_positions(ws)
-    ws.put(position_key(BTC, BOB), Position(size=0, cost=0, leverage=3, is_cross=True, iso_cash=0, liq_cooldown_until_ms=0))
+    ws.put(
+        position_key(BTC, BOB), Position(size=0, cost=0, leverage=3, is_cross=True, iso_cash=0, liq_cooldown_until_ms=0)
+    )
     events = Chain(ws).block(T0 + HOUR)
     assert [e.account for e in events if isinstance(e, FundingPaid)] == sorted([ALICE, CAROL])
 
@@ -257,9 +341,13 @@ def test_funding_end_to_end_with_real_trades(tmp_path):
     p = Producer(demo_genesis(), log)
     bridge, alice, bob, carol = (p.wallet(n) for n in ("bridge", "alice", "bob", "carol"))
     t = p.time_ms + 1000
-    p.block([bridge.sign(Deposit(to=w.address, amount=20_000 * USDC, ref=i), t) for i, w in enumerate((alice, bob, carol))])
+    p.block(
+        [bridge.sign(Deposit(to=w.address, amount=20_000 * USDC, ref=i), t) for i, w in enumerate((alice, bob, carol))]
+    )
     t = p.time_ms + 1000
-    order = lambda is_buy, px, sz, tif: PlaceOrder(market=BTC, is_buy=is_buy, price=px, size=sz, tif=tif, reduce_only=False, cloid=0)  # noqa: E731
+    order = lambda is_buy, px, sz, tif: PlaceOrder(
+        market=BTC, is_buy=is_buy, price=px, size=sz, tif=tif, reduce_only=False, cloid=0
+    )  # noqa: E731
     p.block([alice.sign(order(True, 90_000_000, 100, TIF_GTC), t), bob.sign(order(False, 90_000_000, 100, TIF_IOC), t)])
     t = p.time_ms + 1000
     p.block([carol.sign(order(True, 90_100_000, 20, TIF_GTC), t)])  # 1802 USDC of bids above the oracle
@@ -274,8 +362,17 @@ def test_funding_end_to_end_with_real_trades(tmp_path):
     # 59 samples (T0 + 63 s ... T0 + 3543 s), each (90_100_000 - 90_000_000) * 1e9 / 9e7 = 1_111_111;
     # F = 1_111_111 - 500_000 = 611_111; / 8 = 76_388. At oracle 90_000_007:
     # Alice +100 pays ceil(687_492.05) = 687_493, Bob -100 receives 687_492, residue 1.
-    assert settled[0] == FundingSettled(market=BTC, hours=1, samples=59, avg_premium_ppb=1_111_111, rate_ppb=76_388,
-                                        oracle_price=90_000_007, total_paid=687_493, total_received=687_492, residue=1)
+    assert settled[0] == FundingSettled(
+        market=BTC,
+        hours=1,
+        samples=59,
+        avg_premium_ppb=1_111_111,
+        rate_ppb=76_388,
+        oracle_price=90_000_007,
+        total_paid=687_493,
+        total_received=687_492,
+        residue=1,
+    )
     assert [(e.account, e.amount) for e in paid] == sorted([(alice.address, 687_493), (bob.address, -687_492)])
     # Conservation from committed state: deposits - withdrawals = all account cash (+ no isolated margin here).
     store = p.engine.store

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import REPO_ROOT
-from clearinghouse.tools.cli import main
+
 from clearinghouse.chain.engine import Engine, replay_log
+from clearinghouse.tools.cli import main
 from clearinghouse.tools.generate import GenerateSpec, block_waterfall_counts, crash_min_blocks, generate
 from state import MemoryStore
 
@@ -32,13 +32,19 @@ def _make_script() -> Any:
 
 def small_crash() -> GenerateSpec:
     base = GenerateSpec(accounts=60, blocks=1, txs_per_block=60, seed=11, profile="crash", markets=2)
-    return GenerateSpec(accounts=60, blocks=crash_min_blocks(base) + 2, txs_per_block=60, seed=11, profile="crash", markets=2)
+    return GenerateSpec(
+        accounts=60, blocks=crash_min_blocks(base) + 2, txs_per_block=60, seed=11, profile="crash", markets=2
+    )
 
 
-@pytest.mark.parametrize("spec", [
-    GenerateSpec(accounts=40, blocks=14, txs_per_block=30, seed=5, profile="normal", markets=2),
-    small_crash(),
-], ids=["normal", "crash"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        GenerateSpec(accounts=40, blocks=14, txs_per_block=30, seed=5, profile="normal", markets=2),
+        small_crash(),
+    ],
+    ids=["normal", "crash"],
+)
 def test_same_bytes_whatever_the_worker_count(spec: GenerateSpec, tmp_path: Path) -> None:
     one, two = tmp_path / "w1.log", tmp_path / "w2.log"
     r1 = generate(one, spec, workers=1)
@@ -52,8 +58,27 @@ def test_same_bytes_whatever_the_worker_count(spec: GenerateSpec, tmp_path: Path
 
 def test_generated_logs_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     log = tmp_path / "n.log"
-    assert main(["generate", "--out", str(log), "--accounts", "30", "--blocks", "12", "--txs-per-block", "25", "--seed", "3",
-                 "--workers", "2", "--json"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--out",
+                str(log),
+                "--accounts",
+                "30",
+                "--blocks",
+                "12",
+                "--txs-per-block",
+                "25",
+                "--seed",
+                "3",
+                "--workers",
+                "2",
+                "--json",
+            ]
+        )
+        == 0
+    )
     made = json.loads(capsys.readouterr().out)
     assert made["blocks"] == 12 and made["txs"] == 12 * (25 + 3)
     jsonschema = pytest.importorskip("jsonschema")
@@ -80,7 +105,18 @@ def test_normal_profile_mixes_actions_and_crosses_funding_hours(tmp_path: Path) 
             funding += type(e).__name__ == "FundingPaid"
 
     generate(log, GenerateSpec(accounts=40, blocks=60, txs_per_block=30, seed=2), workers=1, on_block=seen)
-    for name in ("Deposit", "Transfer", "Withdraw", "PlaceOrder", "MarketOrder", "Cancel", "Modify", "UpdateLeverage", "TriggerOrder", "OracleUpdate"):
+    for name in (
+        "Deposit",
+        "Transfer",
+        "Withdraw",
+        "PlaceOrder",
+        "MarketOrder",
+        "Cancel",
+        "Modify",
+        "UpdateLeverage",
+        "TriggerOrder",
+        "OracleUpdate",
+    ):
         assert actions.get(name, 0) > 0, (name, actions)
     assert (times[-1] - times[0]) // 3_600_000 >= 1 and funding > 0
 
@@ -89,7 +125,12 @@ def test_crash_profile_runs_the_waterfall_in_waves(tmp_path: Path) -> None:
     from clearinghouse.tools.adl_metrics import BlockObs, group_waves
 
     per: list[tuple[int, int, dict[str, int]]] = []
-    generate(tmp_path / "c.log", small_crash(), workers=1, on_block=lambda ex: per.append((ex.height, ex.time_ms, block_waterfall_counts(ex.events))))
+    generate(
+        tmp_path / "c.log",
+        small_crash(),
+        workers=1,
+        on_block=lambda ex: per.append((ex.height, ex.time_ms, block_waterfall_counts(ex.events))),
+    )
     total = {k: sum(c[k] for _h, _t, c in per) for k in per[0][2]}
     assert total["liquidations"] > 0 and total["backstops"] > 0 and total["adl_fills"] > 0, total
     waves = group_waves([BlockObs(h, t, charges=[(b"", 1)] * c["adl_fills"]) for h, t, c in per], 5_000)
@@ -100,11 +141,19 @@ def test_cascade_fixture_matches_its_expected_figures() -> None:
     expected = json.loads(CASCADE_EXPECTED.read_text())
     per: list[tuple[int, int, dict[str, int]]] = []
     engine = Engine(MemoryStore())
-    replay_log(engine, str(CASCADE_LOG), on_block=lambda entry, ex: per.append((ex.height, ex.time_ms, block_waterfall_counts(ex.events))))
+    replay_log(
+        engine,
+        str(CASCADE_LOG),
+        on_block=lambda entry, ex: per.append((ex.height, ex.time_ms, block_waterfall_counts(ex.events))),
+    )
     hint = f"the generated cascade fixture is stale (consensus rules changed?): regenerate it with `{REGENERATE}` and commit both files"
     assert (engine.height, engine.store.root.hex()) == (expected["height"], expected["final_state_root"]), hint
     got = _make_script().expected_from_blocks(per)
-    assert got["blocks"] == expected["blocks"] and got["totals"] == expected["totals"] and got["adl_waves"] == expected["adl_waves"], hint
+    assert (
+        got["blocks"] == expected["blocks"]
+        and got["totals"] == expected["totals"]
+        and got["adl_waves"] == expected["adl_waves"]
+    ), hint
     assert expected["options"]["accounts"] >= 2_000 and len(expected["adl_waves"]) >= 3
     assert CASCADE_LOG.stat().st_size < 6_000_000
 
@@ -117,20 +166,48 @@ def test_cascade_fixture_regenerates_byte_for_byte(tmp_path: Path) -> None:
     assert out.read_bytes() == CASCADE_LOG.read_bytes(), f"regenerate with `{REGENERATE}`"
 
 
-@pytest.mark.parametrize("argv, code", [
-    (["--accounts", "1", "--blocks", "5", "--txs-per-block", "3", "--seed", "1"], "BAD_GENERATE_OPTIONS"),
-    (["--accounts", "30", "--blocks", "3", "--txs-per-block", "10", "--seed", "1", "--profile", "crash"], "BAD_GENERATE_OPTIONS"),
-    (["--accounts", "30", "--blocks", "3", "--txs-per-block", "4000", "--seed", "1"], "BAD_GENERATE_OPTIONS"),
-    (["--accounts", "30", "--blocks", "3", "--txs-per-block", "10", "--seed", "1", "--workers", "0"], "BAD_GENERATE_OPTIONS"),
-])
-def test_bad_options_are_typed_errors(argv: list[str], code: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "argv, code",
+    [
+        (["--accounts", "1", "--blocks", "5", "--txs-per-block", "3", "--seed", "1"], "BAD_GENERATE_OPTIONS"),
+        (
+            ["--accounts", "30", "--blocks", "3", "--txs-per-block", "10", "--seed", "1", "--profile", "crash"],
+            "BAD_GENERATE_OPTIONS",
+        ),
+        (["--accounts", "30", "--blocks", "3", "--txs-per-block", "4000", "--seed", "1"], "BAD_GENERATE_OPTIONS"),
+        (
+            ["--accounts", "30", "--blocks", "3", "--txs-per-block", "10", "--seed", "1", "--workers", "0"],
+            "BAD_GENERATE_OPTIONS",
+        ),
+    ],
+)
+def test_bad_options_are_typed_errors(
+    argv: list[str], code: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["generate", "--out", str(tmp_path / "x.log"), *argv, "--json"]) == 1
     assert json.loads(capsys.readouterr().out)["error"]["code"] == code
     assert not (tmp_path / "x.log").exists()
 
 
 def test_out_in_a_missing_folder_and_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["generate", "--out", str(tmp_path / "nope" / "x.log"), "--accounts", "5", "--blocks", "2", "--txs-per-block", "2", "--seed", "1"]) == 1
+    assert (
+        main(
+            [
+                "generate",
+                "--out",
+                str(tmp_path / "nope" / "x.log"),
+                "--accounts",
+                "5",
+                "--blocks",
+                "2",
+                "--txs-per-block",
+                "2",
+                "--seed",
+                "1",
+            ]
+        )
+        == 1
+    )
     assert "does not exist" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main(["generate", "--out", str(tmp_path / "x.log"), "--accounts", "5"])
@@ -155,12 +232,51 @@ def test_an_interrupted_run_leaves_no_half_log(tmp_path: Path) -> None:
 
 def test_genesis_policy_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     log = tmp_path / "seed.log"
-    assert main(["generate", "--out", str(log), "--accounts", "10", "--blocks", "3", "--txs-per-block", "5", "--seed", "1", "--policy", "seed"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--out",
+                str(log),
+                "--accounts",
+                "10",
+                "--blocks",
+                "3",
+                "--txs-per-block",
+                "5",
+                "--seed",
+                "1",
+                "--policy",
+                "seed",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     from clearinghouse.tools.whatif import read_genesis
 
     assert read_genesis(str(log)).policy == "seed"
     assert main(["verify", str(log)]) == 0
     capsys.readouterr()
-    assert main(["generate", "--out", str(log), "--accounts", "10", "--blocks", "3", "--txs-per-block", "5", "--seed", "1", "--policy", "nope", "--json"]) == 1
+    assert (
+        main(
+            [
+                "generate",
+                "--out",
+                str(log),
+                "--accounts",
+                "10",
+                "--blocks",
+                "3",
+                "--txs-per-block",
+                "5",
+                "--seed",
+                "1",
+                "--policy",
+                "nope",
+                "--json",
+            ]
+        )
+        == 1
+    )
     assert json.loads(capsys.readouterr().out)["error"]["code"] == "BAD_GENERATE_OPTIONS"

@@ -13,11 +13,17 @@ from __future__ import annotations
 
 import pytest
 
-from clearinghouse.spec.math import liquidation as lm
 from clearinghouse.spec.events import Fill
+from clearinghouse.spec.math import liquidation as lm
 from clearinghouse.spec.state.keys import INSURANCE_FUND
 from clearinghouse.spec.waterfall.events import (
-    CROSS, AdlQueue, AdlStep, Backstop, InsuranceCover, LiquidationTriggered, MarketLiquidation,
+    CROSS,
+    AdlQueue,
+    AdlStep,
+    Backstop,
+    InsuranceCover,
+    LiquidationTriggered,
+    MarketLiquidation,
 )
 from tests.helpers import BUY, GTC
 from tests.waterfall_helpers import BTC, WChain, of_type, one, px, sz, usdc
@@ -54,7 +60,9 @@ def test_trigger_exactly_at_maintenance_margin_cross_and_isolated():
     a, b = t[c.addr("alice")], t[c.addr("bob")]
     assert (a.market, a.value, a.maintenance_margin) == (CROSS, 94_999_000, 94_999_990)
     assert (b.market, b.value, b.maintenance_margin) == (BTC, 94_999_000, 94_999_990)
-    assert a.positions[0].mark == px("9499.999") and a.positions[0].size == sz(1) and a.positions[0].cost == usdc(10_000)
+    assert (
+        a.positions[0].mark == px("9499.999") and a.positions[0].size == sz(1) and a.positions[0].cost == usdc(10_000)
+    )
     assert a.method == "market"
 
 
@@ -237,7 +245,9 @@ def test_backstop_below_two_thirds_after_market_slice():
     assert c.fund_cash() == usdc(50_000 - 158_240 + 1_040) and c.fund_value() == usdc(51_040)
     assert c.size("alice", BTC) == 0 and c.cash("alice") == 0
     fills = [f for f in of_type(r.end_events, Fill) if f.kind == "backstop"]
-    assert [(f.maker, f.price, f.size, f.taker_fee, f.maker_fee) for f in fills] == [(INSURANCE_FUND, px(9_890), sz(16), 0, 0)]
+    assert [(f.maker, f.price, f.size, f.taker_fee, f.maker_fee) for f in fills] == [
+        (INSURANCE_FUND, px(9_890), sz(16), 0, 0)
+    ]
 
 
 def test_backstop_when_the_book_cannot_absorb():
@@ -252,8 +262,16 @@ def test_backstop_when_the_book_cannot_absorb():
     # carol: value = 200 - 210 = -10: the fund pays 10, then value 0 < 2/3 MM: backstop.
     r = c.crash({BTC: px(9_790)})
     b = {e.account: e for e in of_type(r.end_events, Backstop)}
-    assert (b[c.addr("bob")].reason, b[c.addr("bob")].unit, b[c.addr("bob")].value) == ("book_could_not_absorb", CROSS, usdc(90))
-    assert (b[c.addr("carol")].reason, b[c.addr("carol")].unit, b[c.addr("carol")].value) == ("below_two_thirds", BTC, 0)
+    assert (b[c.addr("bob")].reason, b[c.addr("bob")].unit, b[c.addr("bob")].value) == (
+        "book_could_not_absorb",
+        CROSS,
+        usdc(90),
+    )
+    assert (b[c.addr("carol")].reason, b[c.addr("carol")].unit, b[c.addr("carol")].value) == (
+        "below_two_thirds",
+        BTC,
+        0,
+    )
     assert one(r.end_events, InsuranceCover).paid == usdc(10)
     # Maintenance margin is not returned: bob ends at 0; carol's bucket ends at 0 and her cross cash
     # (1,000 - 200) is untouched.

@@ -23,8 +23,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clearinghouse.spec import end_of_block
-from clearinghouse.spec.state import keys
 from clearinghouse.spec.events import OrderStatus
+from clearinghouse.spec.state import keys
 from clearinghouse.spec.state.records import Order
 from clearinghouse.spec.state.working_state import KeyIndex, WorkingState
 from state import MemoryStore
@@ -81,9 +81,12 @@ def build(far_orders: int) -> Chain:
     r = c.block(own)
     assert r.all_ok, [(t.code, t.receipt.message) for t in r.txs if not t.ok]
     # The outsider's far-away book: bids at 40,000-ish, asks at 170,000-ish.
-    far = [c.order_tx("far", BTC, i % 2 == 0, px(40_000 + i) if i % 2 == 0 else px(170_000 - i), sz("0.001"), GTC) for i in range(far_orders)]
+    far = [
+        c.order_tx("far", BTC, i % 2 == 0, px(40_000 + i) if i % 2 == 0 else px(170_000 - i), sz("0.001"), GTC)
+        for i in range(far_orders)
+    ]
     for chunk in range(0, len(far), 2_000):
-        r = c.block(far[chunk:chunk + 2_000])
+        r = c.block(far[chunk : chunk + 2_000])
         assert r.all_ok
     return c
 
@@ -122,15 +125,32 @@ def test_liquidation_reads_only_the_units_own_orders(monkeypatch: pytest.MonkeyP
 
 # ---------------------------------------------------------------- the per-owner index is derived exactly
 OWNERS = [bytes([i]) * 20 for i in (1, 2, 3)]
-ORDER_KEYS = [(m, is_buy, price, oid) for oid, (m, is_buy, price) in enumerate(
-    [(0, True, 5), (0, False, 7), (1, True, 5), (0, True, 6), (1, False, 9), (0, False, 8)], start=1)]
+ORDER_KEYS = [
+    (m, is_buy, price, oid)
+    for oid, (m, is_buy, price) in enumerate(
+        [(0, True, 5), (0, False, 7), (1, True, 5), (0, True, 6), (1, False, 9), (0, False, 8)], start=1
+    )
+]
 
 
 def order_record(oid: int, owner: bytes, is_buy: bool, price: int, size: int) -> Order:
-    return Order(oid=oid, owner=owner, is_buy=is_buy, price=price, size=size, orig_size=size, tif=0, reduce_only=False, cloid=0, time_ms=0)
+    return Order(
+        oid=oid,
+        owner=owner,
+        is_buy=is_buy,
+        price=price,
+        size=size,
+        orig_size=size,
+        tif=0,
+        reduce_only=False,
+        cloid=0,
+        time_ms=0,
+    )
 
 
-write = st.tuples(st.sampled_from(range(len(ORDER_KEYS))), st.one_of(st.none(), st.tuples(st.sampled_from(OWNERS), st.integers(1, 3))))
+write = st.tuples(
+    st.sampled_from(range(len(ORDER_KEYS))), st.one_of(st.none(), st.tuples(st.sampled_from(OWNERS), st.integers(1, 3)))
+)
 
 
 def owner_view(ws: WorkingState) -> dict[tuple[bytes, int], list[bytes]]:
@@ -162,7 +182,12 @@ def put(ws: WorkingState, i: int, value: Any) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(committed=st.lists(write, max_size=8), before=st.lists(write, max_size=8), inside=st.lists(write, max_size=8), commit=st.booleans())
+@given(
+    committed=st.lists(write, max_size=8),
+    before=st.lists(write, max_size=8),
+    inside=st.lists(write, max_size=8),
+    commit=st.booleans(),
+)
 def test_owner_index_follows_writes_and_rollbacks(committed: list, before: list, inside: list, commit: bool) -> None:
     store = MemoryStore()
     ws0 = WorkingState(store, KeyIndex())

@@ -397,9 +397,13 @@ def test_documented_example_log():
     # The hex dump in docs/wire-signing-and-log.md.
     expected = bytes.fromhex(
         "43484c4f470d0a1a"  # "CHLOG\r\n\x1a"
-        + "0001" + "000000000000"
-        + "0100000003" + "67656e" + "a4926faa71b8bc55"
-        + "0200000000" + "e8f8d1c8d4f583ce"
+        + "0001"
+        + "000000000000"
+        + "0100000003"
+        + "67656e"
+        + "a4926faa71b8bc55"
+        + "0200000000"
+        + "e8f8d1c8d4f583ce"
     )
     data = encode_header() + encode_frame(FRAME_GENESIS, b"gen") + encode_frame(FRAME_BLOCK, b"")
     assert data == expected and len(data) == 45

@@ -18,15 +18,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from clearinghouse.tools.demo import ORACLE_NAMES, demo_genesis
 from clearinghouse.chain.engine import Engine
 from clearinghouse.spec.errors import InvalidBlock, InvalidGenesis
 from clearinghouse.spec.events import FundingSettled, PricesSet
-from clearinghouse.spec.trading.margin import withdrawable
 from clearinghouse.spec.prices.mark_price import PRICE_CAP, advance_mark, mark_band
-from clearinghouse.spec.trading.markets import initial_market_state
 from clearinghouse.spec.prices.oracle_quorum import aggregate, is_fresh
 from clearinghouse.spec.state.records import OracleSubmission
+from clearinghouse.spec.trading.margin import withdrawable
+from clearinghouse.spec.trading.markets import initial_market_state
+from clearinghouse.tools.demo import ORACLE_NAMES, demo_genesis
 from state import MemoryStore
 from tests.helpers import BUY, ETH, GTC, IOC, SELL, USDC, Chain, px, sz
 from tx import actions as A
@@ -56,7 +56,9 @@ def band_of(c: Chain, market: int) -> tuple[int, int]:
 
 def oracle_txs(c: Chain, prices: dict[int, tuple[int, int]], publishers=ORACLE_NAMES) -> list[bytes]:
     """One OracleUpdate per publisher: market -> (oracle, external) (external 0 = none)."""
-    update = A.OracleUpdate(prices=[A.OraclePrice(market=m, oracle_price=o, external_price=e) for m, (o, e) in sorted(prices.items())])
+    update = A.OracleUpdate(
+        prices=[A.OraclePrice(market=m, oracle_price=o, external_price=e) for m, (o, e) in sorted(prices.items())]
+    )
     return [c.tx(p, update) for p in publishers]
 
 
@@ -65,8 +67,13 @@ def opened(external: bool) -> Chain:
     c = Chain(advance_ms=10_000)
     c.fund(A=20_000, B=20_000, C=1_000, D=1_000)
     ext = ORACLE_ETH if external else 0
-    r = c.block(oracle_txs(c, {ETH: (ORACLE_ETH, ext)}) + [
-        c.order_tx("B", ETH, SELL, ORACLE_ETH, sz(20, ETH), GTC), c.order_tx("A", ETH, BUY, ORACLE_ETH, sz(20, ETH), IOC)])
+    r = c.block(
+        oracle_txs(c, {ETH: (ORACLE_ETH, ext)})
+        + [
+            c.order_tx("B", ETH, SELL, ORACLE_ETH, sz(20, ETH), GTC),
+            c.order_tx("A", ETH, BUY, ORACLE_ETH, sz(20, ETH), IOC),
+        ]
+    )
     assert r.all_ok, r.codes()
     assert c.size("A", ETH) == sz(20, ETH) and c.size("B", ETH) == -sz(20, ETH)
     return c
@@ -85,8 +92,10 @@ def run_pump(external: bool) -> dict[str, int]:
     marks = []
     for _ in range(6):
         price = wash_price(c.mark(ETH))
-        r = c.block(oracle_txs(c, {ETH: (ORACLE_ETH, ext)}) + [
-            c.order_tx("C", ETH, SELL, price, 1, GTC), c.order_tx("D", ETH, BUY, price, 1, IOC)])
+        r = c.block(
+            oracle_txs(c, {ETH: (ORACLE_ETH, ext)})
+            + [c.order_tx("C", ETH, SELL, price, 1, GTC), c.order_tx("D", ETH, BUY, price, 1, IOC)]
+        )
         marks.append(c.mark(ETH))
         c.check_invariants()
     while c.p.time_ms - start_ms < 80_000:
@@ -100,8 +109,15 @@ def run_pump(external: bool) -> dict[str, int]:
     c.check_invariants()
     lo, hi = band_of(c, ETH)
     return {
-        "mark_80s": mark_80s, "mark": c.mark(ETH), "oracle": c.market_state(ETH).oracle_price, "band_lo": lo, "band_hi": hi,
-        "a_withdrew": free, "b_size": c.size("B", ETH), "fund": c.insurance(), "marks": marks,
+        "mark_80s": mark_80s,
+        "mark": c.mark(ETH),
+        "oracle": c.market_state(ETH).oracle_price,
+        "band_lo": lo,
+        "band_hi": hi,
+        "a_withdrew": free,
+        "b_size": c.size("B", ETH),
+        "fund": c.insurance(),
+        "marks": marks,
     }
 
 
@@ -112,9 +128,11 @@ def usd(units: int) -> str:
 @pytest.mark.parametrize("external", [False, True], ids=["no-external", "external"])
 def test_wash_trades_cannot_pump_the_mark(external: bool) -> None:
     out = run_pump(external)
-    print(f"\n[attack 1, external={external}] marks after each wash: {[usd(m) for m in out['marks']]}; "
-          f"mark after 80 s {usd(out['mark_80s'])}, after A's withdrawal {usd(out['mark'])} (oracle {usd(out['oracle'])}, band {usd(out['band_lo'])}..{usd(out['band_hi'])}); "
-          f"A withdrew {out['a_withdrew'] / USDC:,.6f} USDC; B size {out['b_size']}; fund {out['fund'] / USDC:,.6f} USDC")
+    print(
+        f"\n[attack 1, external={external}] marks after each wash: {[usd(m) for m in out['marks']]}; "
+        f"mark after 80 s {usd(out['mark_80s'])}, after A's withdrawal {usd(out['mark'])} (oracle {usd(out['oracle'])}, band {usd(out['band_lo'])}..{usd(out['band_hi'])}); "
+        f"A withdrew {out['a_withdrew'] / USDC:,.6f} USDC; B size {out['b_size']}; fund {out['fund'] / USDC:,.6f} USDC"
+    )
     assert out["oracle"] == ORACLE_ETH
     assert all(out["band_lo"] <= m <= out["band_hi"] for m in out["marks"])
     assert out["band_lo"] <= out["mark_80s"] <= out["band_hi"] and out["band_lo"] <= out["mark"] <= out["band_hi"]
@@ -134,9 +152,13 @@ def test_one_publisher_cannot_move_the_oracle() -> None:
     r = c.block(oracle_txs(c, {ETH: (ten_x, ten_x)}, publishers=("oracle-1",)))
     c.block()
     ms = c.market_state(ETH)
-    print(f"\n[attack 2] after oracle-1 alone posts {usd(ten_x)}: oracle {usd(ms.oracle_price)}, external {usd(ms.external_price)}, "
-          f"mark {usd(ms.mark_price)}; B size {c.size('B', ETH)}; fund {c.insurance() / USDC:,.6f} USDC")
-    assert not [e for e in r.end_events if isinstance(e, PricesSet) and e.market == ETH and e.oracle_price != ORACLE_ETH]
+    print(
+        f"\n[attack 2] after oracle-1 alone posts {usd(ten_x)}: oracle {usd(ms.oracle_price)}, external {usd(ms.external_price)}, "
+        f"mark {usd(ms.mark_price)}; B size {c.size('B', ETH)}; fund {c.insurance() / USDC:,.6f} USDC"
+    )
+    assert not [
+        e for e in r.end_events if isinstance(e, PricesSet) and e.market == ETH and e.oracle_price != ORACLE_ETH
+    ]
     assert (ms.oracle_price, ms.external_price, ms.mark_price) == (ORACLE_ETH, ORACLE_ETH, ORACLE_ETH)
     assert c.size("B", ETH) == -sz(20, ETH)
     assert c.insurance() == FUND
@@ -249,12 +271,20 @@ def test_demo_genesis_carries_the_defaults() -> None:
     assert decode_genesis(encode(g)) == g
 
 
-@pytest.mark.parametrize("fresh_ms, band", [
-    (MIN_ORACLE_FRESH_MS - 1, 500), (MAX_ORACLE_FRESH_MS + 1, 500), (60_000, MIN_MARK_BAND_BPS - 1), (60_000, MAX_MARK_BAND_BPS + 1),
-])
+@pytest.mark.parametrize(
+    "fresh_ms, band",
+    [
+        (MIN_ORACLE_FRESH_MS - 1, 500),
+        (MAX_ORACLE_FRESH_MS + 1, 500),
+        (60_000, MIN_MARK_BAND_BPS - 1),
+        (60_000, MAX_MARK_BAND_BPS + 1),
+    ],
+)
 def test_out_of_bounds_price_parameters_are_refused(fresh_ms: int, band: int) -> None:
     g = demo_genesis()
-    bad = msgspec.structs.replace(g, oracle_fresh_ms=fresh_ms, markets=[msgspec.structs.replace(m, mark_band_bps=band) for m in g.markets])
+    bad = msgspec.structs.replace(
+        g, oracle_fresh_ms=fresh_ms, markets=[msgspec.structs.replace(m, mark_band_bps=band) for m in g.markets]
+    )
     with pytest.raises(InvalidGenesis) as err:
         Engine(MemoryStore()).init_genesis(bad)
     assert isinstance(err.value, InvalidBlock) and err.value.code == "INVALID_BLOCK"
@@ -265,7 +295,9 @@ def test_out_of_bounds_price_parameters_are_refused(fresh_ms: int, band: int) ->
 def test_bounds_themselves_are_accepted() -> None:
     g = demo_genesis()
     for fresh_ms, band in ((MIN_ORACLE_FRESH_MS, MIN_MARK_BAND_BPS), (MAX_ORACLE_FRESH_MS, MAX_MARK_BAND_BPS)):
-        ok = msgspec.structs.replace(g, oracle_fresh_ms=fresh_ms, markets=[msgspec.structs.replace(m, mark_band_bps=band) for m in g.markets])
+        ok = msgspec.structs.replace(
+            g, oracle_fresh_ms=fresh_ms, markets=[msgspec.structs.replace(m, mark_band_bps=band) for m in g.markets]
+        )
         Engine(MemoryStore()).init_genesis(ok)
         assert decode_genesis(encode(ok)) == ok
 
@@ -273,9 +305,29 @@ def test_bounds_themselves_are_accepted() -> None:
 def test_genesis_without_the_price_parameters_is_not_canonical() -> None:
     """The old wire format (no trailing band/freshness fields) decodes to the defaults but re-encodes longer."""
     g = demo_genesis()
-    old = msgspec.msgpack.encode([g.chain_id, g.time_ms, g.bridge, g.oracle_publishers, g.insurance_fund, g.policy,
-                                  [[m.name, m.sz_decimals, m.max_leverage, m.taker_fee_ppm, m.maker_fee_ppm, m.impact_notional,
-                                    m.min_notional, m.initial_price] for m in g.markets]])
+    old = msgspec.msgpack.encode(
+        [
+            g.chain_id,
+            g.time_ms,
+            g.bridge,
+            g.oracle_publishers,
+            g.insurance_fund,
+            g.policy,
+            [
+                [
+                    m.name,
+                    m.sz_decimals,
+                    m.max_leverage,
+                    m.taker_fee_ppm,
+                    m.maker_fee_ppm,
+                    m.impact_notional,
+                    m.min_notional,
+                    m.initial_price,
+                ]
+                for m in g.markets
+            ],
+        ]
+    )
     with pytest.raises(NonCanonicalEncoding):
         decode_genesis(old)
 

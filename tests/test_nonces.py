@@ -11,15 +11,21 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from conftest import assert_rejected_without_effect, cash_of, codes_of
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import assert_rejected_without_effect, cash_of, codes_of
-from clearinghouse.tools.demo import USDC
+from clearinghouse.spec.actions.nonces import (
+    NONCE_FUTURE_WINDOW_MS,
+    NONCE_PAST_WINDOW_MS,
+    check_nonce,
+    use_nonce,
+    with_nonce,
+)
 from clearinghouse.spec.errors import BadNonce
 from clearinghouse.spec.state.keys import nonces_key
-from clearinghouse.spec.actions.nonces import NONCE_FUTURE_WINDOW_MS, NONCE_PAST_WINDOW_MS, check_nonce, use_nonce, with_nonce
 from clearinghouse.spec.state.records import MAX_NONCES
+from clearinghouse.tools.demo import USDC
 from tx.actions import Transfer, Withdraw
 
 T = 1_767_225_600_000

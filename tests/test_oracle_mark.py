@@ -14,21 +14,28 @@ import msgspec
 import pytest
 
 import clearinghouse.chain.engine  # noqa: F401  (registers every handler and end-of-block step)
-from clearinghouse.spec import errors
-from clearinghouse.spec.prices import oracle
-from clearinghouse.spec.state.context import TxContext
-from clearinghouse.tools.demo import DEMO_GENESIS_TIME_MS, ORACLE_NAMES, demo_genesis
 from clearinghouse.chain.engine import Engine, replay_log
+from clearinghouse.chain.producer import Producer
+from clearinghouse.spec import errors
+from clearinghouse.spec.block import apply_genesis
 from clearinghouse.spec.events import PricesSet, Receipt
-from clearinghouse.spec.state.keys import CHAIN_KEY, NS_ORACLE_SUB, market_state_key, oracle_sub_key, order_key
+from clearinghouse.spec.prices import oracle
 from clearinghouse.spec.prices.mark_price import (
-    DECAY_SCALE, EMA30_TAU_MS, EMA150_TAU_MS, PRICE_CAP, decay_factor, ema_update, ema_value, lower_median,
+    DECAY_SCALE,
+    EMA30_TAU_MS,
+    EMA150_TAU_MS,
+    PRICE_CAP,
+    decay_factor,
+    ema_update,
+    ema_value,
+    lower_median,
     mark_from_sources,
 )
-from clearinghouse.chain.producer import Producer
-from clearinghouse.spec.state.records import Order, OracleSubmission
-from clearinghouse.spec.block import apply_genesis
+from clearinghouse.spec.state.context import TxContext
+from clearinghouse.spec.state.keys import CHAIN_KEY, NS_ORACLE_SUB, market_state_key, oracle_sub_key, order_key
+from clearinghouse.spec.state.records import OracleSubmission, Order
 from clearinghouse.spec.state.working_state import KeyIndex, WorkingState
+from clearinghouse.tools.demo import DEMO_GENESIS_TIME_MS, ORACLE_NAMES, demo_genesis
 from state import MemoryStore
 from tx.actions import OraclePrice, OracleUpdate
 from tx.signing import Signer
@@ -50,7 +57,10 @@ def ctx_for(ws: WorkingState, signer: bytes) -> TxContext:
 
 
 def submit(ws: WorkingState, signer: bytes, *prices: tuple[int, int, int]) -> None:
-    oracle.apply_oracle_update(ctx_for(ws, signer), OracleUpdate(prices=[OraclePrice(market=m, oracle_price=o, external_price=e) for m, o, e in prices]))
+    oracle.apply_oracle_update(
+        ctx_for(ws, signer),
+        OracleUpdate(prices=[OraclePrice(market=m, oracle_price=o, external_price=e) for m, o, e in prices]),
+    )
 
 
 def submit_all(ws: WorkingState, *prices: tuple[int, int, int]) -> None:
@@ -61,8 +71,21 @@ def submit_all(ws: WorkingState, *prices: tuple[int, int, int]) -> None:
 
 def rest(ws: WorkingState, oid: int, is_buy: bool, price: int, size: int) -> None:
     """A resting order put straight into the book (the matching engine is not under test)."""
-    ws.put(order_key(BTC, is_buy, price, oid), Order(oid=oid, owner=b"\x77" * 20, is_buy=is_buy, price=price, size=size,
-                                                   orig_size=size, tif=0, reduce_only=False, cloid=0, time_ms=T0))
+    ws.put(
+        order_key(BTC, is_buy, price, oid),
+        Order(
+            oid=oid,
+            owner=b"\x77" * 20,
+            is_buy=is_buy,
+            price=price,
+            size=size,
+            orig_size=size,
+            tif=0,
+            reduce_only=False,
+            cloid=0,
+            time_ms=T0,
+        ),
+    )
 
 
 def set_state(ws: WorkingState, market: int = BTC, **fields) -> None:
@@ -94,8 +117,18 @@ def test_one_publisher_of_three_is_not_a_majority():
     assert state(ws).oracle_price == 91_000_000
     assert state(ws).external_price == 0
     # Empty book, no external: the mark is source (a) = oracle + 0.
-    assert events == [PricesSet(market=BTC, oracle_price=91_000_000, external_price=0, mark_price=91_000_000,
-                                publishers=2, source_a=91_000_000, source_b=0, ema30_b=0)]
+    assert events == [
+        PricesSet(
+            market=BTC,
+            oracle_price=91_000_000,
+            external_price=0,
+            mark_price=91_000_000,
+            publishers=2,
+            source_a=91_000_000,
+            source_b=0,
+            ema30_b=0,
+        )
+    ]
 
 
 def test_oracle_median_two_publishers_takes_lower_middle():
@@ -127,7 +160,9 @@ def test_later_submission_replaces_earlier_and_the_latest_persists():
     for pub in PUBS[:2]:
         submit(ws, pub, (BTC, 95_000_000, 0), (1, 33_000_000, 0))
         submit(ws, pub, (BTC, 91_500_000, 0))
-    assert ws.get(oracle_sub_key(BTC, PUBS[0])) == OracleSubmission(oracle_price=91_500_000, external_price=0, time_ms=T0 + 1000)
+    assert ws.get(oracle_sub_key(BTC, PUBS[0])) == OracleSubmission(
+        oracle_price=91_500_000, external_price=0, time_ms=T0 + 1000
+    )
     oracle.prices_step(ws, T0 + 1000)
     assert state(ws).oracle_price == 91_500_000
     assert state(ws, 1).oracle_price == 33_000_000  # the first update's ETH price still counts
@@ -143,12 +178,15 @@ def test_no_submission_keeps_oracle_and_no_event_when_nothing_moved():
     assert state(ws).ema_time_ms == T0 + 1000
 
 
-@pytest.mark.parametrize("prices, error", [
-    ([(5, 1_000, 0)], errors.InvalidOracle),  # market 5 does not exist (2 markets)
-    ([(BTC, 1_000, 0), (BTC, 2_000, 0)], errors.InvalidOracle),  # duplicate market
-    ([(BTC, PRICE_CAP + 1, 0)], errors.InvalidOracle),
-    ([(BTC, 1_000, PRICE_CAP + 1)], errors.InvalidOracle),
-])
+@pytest.mark.parametrize(
+    "prices, error",
+    [
+        ([(5, 1_000, 0)], errors.InvalidOracle),  # market 5 does not exist (2 markets)
+        ([(BTC, 1_000, 0), (BTC, 2_000, 0)], errors.InvalidOracle),  # duplicate market
+        ([(BTC, PRICE_CAP + 1, 0)], errors.InvalidOracle),
+        ([(BTC, 1_000, PRICE_CAP + 1)], errors.InvalidOracle),
+    ],
+)
 def test_invalid_oracle_updates(prices, error):
     ws = fresh()
     with pytest.raises(error):
@@ -172,11 +210,19 @@ def test_unauthorized_publisher_rejected_in_signed_block(tmp_path):
     receipts = [e for e in ex.events if isinstance(e, Receipt)]
     assert [(r.ok, r.code) for r in receipts] == [(True, "OK"), (True, "OK"), (False, "UNAUTHORIZED")]
     prices = [e for e in ex.events if isinstance(e, PricesSet)]
-    assert [(e.market, e.oracle_price, e.mark_price, e.publishers) for e in prices] == [(BTC, 91_000_000, 91_000_000, 2)]
+    assert [(e.market, e.oracle_price, e.mark_price, e.publishers) for e in prices] == [
+        (BTC, 91_000_000, 91_000_000, 2)
+    ]
     # Three publishers, one of them twice (the later replaces the earlier): median of 90, 91.5, 92.
     t = p.time_ms + 1000
-    ex = p.block([o1.sign(update(99_000_000), t), o2.sign(update(92_000_000), t), o3.sign(update(90_000_000), t),
-                  o1.sign(update(91_500_000), t)])
+    ex = p.block(
+        [
+            o1.sign(update(99_000_000), t),
+            o2.sign(update(92_000_000), t),
+            o3.sign(update(90_000_000), t),
+            o1.sign(update(91_500_000), t),
+        ]
+    )
     prices = [e for e in ex.events if isinstance(e, PricesSet)]
     assert [(e.oracle_price, e.publishers) for e in prices] == [(91_500_000, 3)]
     assert len(list(p.engine.store.scan_prefix(NS_ORACLE_SUB))) == 3  # each publisher's latest, committed
@@ -275,8 +321,18 @@ def test_mark_three_sources():
     s = state(ws)
     assert (s.ema150_e6, s.ema150_weight) == (5_000 * 10**6, 1000)
     assert s.mark_price == 90_010_000
-    assert events == [PricesSet(market=BTC, oracle_price=90_000_000, external_price=90_050_000, mark_price=90_010_000,
-                                publishers=3, source_a=90_005_000, source_b=90_010_000, ema30_b=90_010_000)]
+    assert events == [
+        PricesSet(
+            market=BTC,
+            oracle_price=90_000_000,
+            external_price=90_050_000,
+            mark_price=90_010_000,
+            publishers=3,
+            source_a=90_005_000,
+            source_b=90_010_000,
+            ema30_b=90_010_000,
+        )
+    ]
 
 
 def test_mark_two_sources_uses_ema30_of_book_price():
@@ -303,8 +359,18 @@ def test_mark_two_sources_uses_ema30_of_book_price():
     assert (s.ema30_e6, s.ema30_weight) == (90_106_583_186_768, 1967)
     # Mark = median(90_075_233, 90_200_000, 90_106_583) = 90_106_583: the EMA30 decides.
     assert s.mark_price == 90_106_583
-    assert events == [PricesSet(market=BTC, oracle_price=90_000_000, external_price=0, mark_price=90_106_583,
-                                publishers=0, source_a=90_075_233, source_b=90_200_000, ema30_b=90_106_583)]
+    assert events == [
+        PricesSet(
+            market=BTC,
+            oracle_price=90_000_000,
+            external_price=0,
+            mark_price=90_106_583,
+            publishers=0,
+            source_a=90_075_233,
+            source_b=90_200_000,
+            ema30_b=90_106_583,
+        )
+    ]
 
 
 def test_mark_with_empty_book():

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import pytest
 
+from clearinghouse.spec.errors import InvalidPrice
 from clearinghouse.spec.trading.order_rules import check_price, significant_figures, slippage_limit
 from clearinghouse.tools.demo import demo_markets
-from clearinghouse.spec.errors import InvalidPrice
 from tests.helpers import ALO, BTC, BUY, ETH, FOK, GTC, IOC, SELL, USDC, Chain, px, sz
 from tx import actions as A
 
@@ -300,10 +300,16 @@ def test_agent_trades_for_its_owner_but_cannot_move_funds(c: Chain) -> None:
     agent = c.wallet("alice-agent")
     assert c.one("alice", A.ApproveAgent(agent=agent.address, approve=True)).ok
     c.sell("bob", BTC, px(90_000), sz("0.1"))
-    r = c.one("alice-agent", A.PlaceOrder(market=BTC, is_buy=True, price=px(90_000), size=sz("0.05"), tif=IOC, reduce_only=False, cloid=0))
+    r = c.one(
+        "alice-agent",
+        A.PlaceOrder(market=BTC, is_buy=True, price=px(90_000), size=sz("0.05"), tif=IOC, reduce_only=False, cloid=0),
+    )
     assert r.ok and r.receipt.account == c.addr("alice") and r.receipt.signer == agent.address
     assert c.size("alice", BTC) == 50 and c.position("alice-agent", BTC) is None
-    rest = c.one("alice-agent", A.PlaceOrder(market=BTC, is_buy=True, price=px(89_000), size=sz("0.05"), tif=GTC, reduce_only=False, cloid=9))
+    rest = c.one(
+        "alice-agent",
+        A.PlaceOrder(market=BTC, is_buy=True, price=px(89_000), size=sz("0.05"), tif=GTC, reduce_only=False, cloid=9),
+    )
     assert c.order(rest.oid).owner == c.addr("alice")
     assert c.one("alice-agent", A.CancelByCloid(market=BTC, cloid=9)).ok
     assert c.order(rest.oid) is None
@@ -328,7 +334,12 @@ def test_stop_loss_fires_when_the_mark_falls_and_closes_against_bids(c: Chain) -
     assert st == [(sl, "triggered"), (sl, "filled")]
     [fill] = blk.fills
     # Realized = (84,000 - 90,000) x 0.1 = -600 USDC.
-    assert (fill.taker, fill.price, fill.size, fill.taker_realized_pnl) == (c.addr("alice"), 84_000_000, 100, -600 * USDC)
+    assert (fill.taker, fill.price, fill.size, fill.taker_realized_pnl) == (
+        c.addr("alice"),
+        84_000_000,
+        100,
+        -600 * USDC,
+    )
     assert c.size("alice", BTC) == 0 and c.order(sl) is None
     assert c.account("alice").open_orders == 0
     c.check_invariants()
@@ -375,7 +386,10 @@ def test_triggers_cancel_by_oid_and_by_cloid(c: Chain) -> None:
 def test_reduce_only_trigger_without_position_is_cancelled_when_it_fires(c: Chain) -> None:
     sl = c.trigger("alice", BTC, SELL, sz("0.1"), px(85_000), tp=False).oid
     blk = c.move_mark(BTC, px(85_000))
-    assert [(s.status, s.reason) for s in blk.statuses if s.oid == sl] == [("triggered", ""), ("canceled", "reduce_only")]
+    assert [(s.status, s.reason) for s in blk.statuses if s.oid == sl] == [
+        ("triggered", ""),
+        ("canceled", "reduce_only"),
+    ]
     assert c.order(sl) is None and c.account("alice").open_orders == 0
 
 
@@ -391,7 +405,10 @@ def test_stop_loss_fires_from_an_oracle_update() -> None:
     # (b) lower median(best bid 84,000, last 90,000) = 84,000: two of three agree, so the
     # mark is 84,000 <= 85,000 and the stop fires in the same block, after the prices step.
     oracle = A.OracleUpdate(prices=[A.OraclePrice(market=BTC, oracle_price=px(84_000), external_price=0)])
-    blk = c.block([c.tx(o, oracle) for o in ("oracle-1", "oracle-2", "oracle-3")] + [c.order_tx("carol", BTC, BUY, px(84_000), sz("0.1"))])
+    blk = c.block(
+        [c.tx(o, oracle) for o in ("oracle-1", "oracle-2", "oracle-3")]
+        + [c.order_tx("carol", BTC, BUY, px(84_000), sz("0.1"))]
+    )
     assert blk.all_ok and c.mark(BTC) == px(84_000)
     [fill] = blk.fills
     assert (fill.taker_oid, fill.price, fill.taker_realized_pnl) == (sl, px(84_000), -600 * USDC)

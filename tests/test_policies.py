@@ -24,10 +24,16 @@ from fractions import Fraction
 import pytest
 
 from clearinghouse.spec.state.keys import INSURANCE_FUND
-from clearinghouse.spec.waterfall.policies import POLICIES, policy_of
 from clearinghouse.spec.waterfall.events import (
-    AdlQueue, AdlShortfall, AdlStep, Backstop, DeficitCover, InsuranceCover, MarketLiquidation,
+    AdlQueue,
+    AdlShortfall,
+    AdlStep,
+    Backstop,
+    DeficitCover,
+    InsuranceCover,
+    MarketLiquidation,
 )
+from clearinghouse.spec.waterfall.policies import POLICIES, policy_of
 from tests.helpers import BUY
 from tests.waterfall_helpers import BTC, WChain, of_type, one, px, sz, usdc
 
@@ -80,7 +86,10 @@ def test_ranking_order_differs_between_hyperliquid_and_bitmex():
     c, ev = crash("hyperliquid")
     P, Q = c.addr("P"), c.addr("Q")
     q = one(ev, AdlQueue)
-    assert [(e.account, Fraction(int(e.index_num), int(e.index_den))) for e in q.top] == [(P, Fraction(600, 97)), (Q, Fraction(106, 25))]
+    assert [(e.account, Fraction(int(e.index_num), int(e.index_den))) for e in q.top] == [
+        (P, Fraction(600, 97)),
+        (Q, Fraction(106, 25)),
+    ]
     # P whole (6), then 6 of Q's 12; realized = (entry - 9,416.667) x qty.
     steps = of_type(ev, AdlStep)
     assert [(s.counterparty, s.rank, s.size, s.realized_pnl) for s in steps] == [
@@ -91,9 +100,14 @@ def test_ranking_order_differs_between_hyperliquid_and_bitmex():
 
     c, ev = crash("bitmex")
     q = one(ev, AdlQueue)
-    assert [(e.account, Fraction(int(e.index_num), int(e.index_den))) for e in q.top] == [(Q, Fraction(6, 25)), (P, Fraction(18, 97))]
+    assert [(e.account, Fraction(int(e.index_num), int(e.index_den))) for e in q.top] == [
+        (Q, Fraction(6, 25)),
+        (P, Fraction(18, 97)),
+    ]
     steps = of_type(ev, AdlStep)
-    assert [(s.counterparty, s.rank, s.size, s.realized_pnl) for s in steps] == [(Q, 1, sz(12), 12_000 * (10_000_000 - 9_416_667))]
+    assert [(s.counterparty, s.rank, s.size, s.realized_pnl) for s in steps] == [
+        (Q, 1, sz(12), 12_000 * (10_000_000 - 9_416_667))
+    ]
     assert (c.size("P", BTC), c.size("Q", BTC)) == (-sz(6), 0)
 
 
@@ -118,4 +132,6 @@ def test_seed_liquidates_the_whole_position_and_covers_the_deficit_from_winners(
     ]
     # L loses exactly its margin (6,000 of the 6,100 deposited); the fund holds the covered slices.
     assert c.cash("L") == usdc(100) and c.iso_cash("L", BTC) == 0
-    assert c.size(INSURANCE_FUND, BTC) == -sz("8.4") and c.fund_cash() == usdc(1_000 + 57_000 + 22_800)  # 1,000 + 6 x 9,500 + 2.4 x 9,500
+    assert c.size(INSURANCE_FUND, BTC) == -sz("8.4") and c.fund_cash() == usdc(
+        1_000 + 57_000 + 22_800
+    )  # 1,000 + 6 x 9,500 + 2.4 x 9,500

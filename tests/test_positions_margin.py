@@ -14,7 +14,6 @@ import pytest
 
 from clearinghouse.spec.trading.positions import entry_price
 from tests.helpers import BTC, BUY, ETH, GTC, IOC, SELL, USDC, Chain, px, sz, usdc
-from tx import actions as A
 
 
 @pytest.fixture

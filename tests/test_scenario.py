@@ -29,6 +29,8 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     env.pop("CLEARINGHOUSE_DEBUG", None)
     env.update(extra)
     return env
+
+
 FIXTURE = REPO / "fixtures" / "scenarios" / "trading_basic.toml"
 
 HEAD = """
@@ -42,7 +44,13 @@ initial_price = "90000"
 
 
 def cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "clearinghouse.tools.cli", *args], capture_output=True, text=True, env=subprocess_env(), cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "clearinghouse.tools.cli", *args],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        cwd=cwd,
+    )
 
 
 def write(tmp_path: Path, text: str, name: str = "s.toml") -> Path:
@@ -117,7 +125,9 @@ def test_cli_run_json(tmp_path: Path) -> None:
     fills = [e for b in d["blocks"] for e in b["events"] if e["type"] == "Fill"]
     assert fills[0]["price"] == 90_010_000 and fills[0]["price_usdc"] == "90010"
     assert fills[0]["size"] == 300 and fills[0]["size_base"] == "0.3"
-    assert fills[0]["taker"] == checksum_address(Signer.from_name("carol").address) and fills[0]["taker_name"] == "carol"
+    assert (
+        fills[0]["taker"] == checksum_address(Signer.from_name("carol").address) and fills[0]["taker_name"] == "carol"
+    )
     assert fills[0]["market_name"] == "BTC"
     carol = d["accounts"]["carol"]
     assert carol["positions"][0]["size_base"] == "0.2" and carol["positions"][0]["entry_price_usdc"] == "90010"
@@ -132,9 +142,16 @@ def test_determinism_same_file_same_bytes_and_root(tmp_path: Path) -> None:
     assert (tmp_path / "a.log").read_bytes() == (tmp_path / "b.log").read_bytes()
     # ... and in another process with another hash seed.
     r1 = cli("scenario", "run", str(FIXTURE), "--json")
-    r2 = subprocess.run([sys.executable, "-m", "clearinghouse.tools.cli", "scenario", "run", str(FIXTURE), "--json"], capture_output=True,
-                        text=True, env=subprocess_env(PYTHONHASHSEED="12345"), cwd=REPO)
-    assert json.loads(r1.stdout)["state_root"] == json.loads(r2.stdout)["state_root"] == a.producer.engine.store.root.hex()
+    r2 = subprocess.run(
+        [sys.executable, "-m", "clearinghouse.tools.cli", "scenario", "run", str(FIXTURE), "--json"],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(PYTHONHASHSEED="12345"),
+        cwd=REPO,
+    )
+    assert (
+        json.loads(r1.stdout)["state_root"] == json.loads(r2.stdout)["state_root"] == a.producer.engine.store.root.hex()
+    )
 
 
 def test_compile_then_verify(tmp_path: Path) -> None:
@@ -152,7 +169,9 @@ def test_compile_then_verify(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- blocks and time
 def test_block_grouping_and_advance(tmp_path: Path) -> None:
-    text = HEAD + """
+    text = (
+        HEAD
+        + """
 [chain]
 start = "2026-03-01T12:00:00Z"
 block_seconds = 2
@@ -187,15 +206,23 @@ account = "bob"
 to = "alice"
 amount = "0.25"
 """
+    )
     run = run_scenario(parse_scenario(text), str(tmp_path / "x.log"))
     start = 1_772_366_400_000
-    assert [(b.height, b.time_ms, len(b.events)) for b in run.blocks][:2] == [(1, start + 2000, 4), (2, start + 2000 + 30_500, 0)]
-    assert run.blocks[2].time_ms == run.blocks[1].time_ms + 2000 and run.blocks[3].time_ms == run.blocks[2].time_ms + 2000
+    assert [(b.height, b.time_ms, len(b.events)) for b in run.blocks][:2] == [
+        (1, start + 2000, 4),
+        (2, start + 2000 + 30_500, 0),
+    ]
+    assert (
+        run.blocks[2].time_ms == run.blocks[1].time_ms + 2000 and run.blocks[3].time_ms == run.blocks[2].time_ms + 2000
+    )
     assert len(run.blocks) == 4 and not run.failed_expects
 
 
 def test_oracle_step_signs_per_publisher(tmp_path: Path) -> None:
-    text = HEAD + """
+    text = (
+        HEAD
+        + """
 [[step]]
 do = "oracle"
 prices = { BTC = ["91000", "90000", "89000"] }
@@ -221,6 +248,7 @@ prices = { BTC = "88000.5" }
 do = "expect"
 oracle = { BTC = "88000.5" }
 """
+    )
     # oracle-2 alone is a minority: the median of the latest fresh words (91000, 88000.5, 89000) is 89000
     # (protocol §11.2); with oracle-3 it is a majority: median(91000, 88000.5, 88000.5) = 88000.5.
     run = run_scenario(parse_scenario(text), str(tmp_path / "o.log"))
@@ -342,13 +370,20 @@ count = 0
 within = "scenario"
 """
     run = run_scenario(parse_scenario(text), str(tmp_path / "k.log"))
-    rejected = [(e.action, e.code, e.message) for b in run.blocks for e in b.events if type(e).__name__ == "Receipt" and not e.ok]
+    rejected = [
+        (e.action, e.code, e.message)
+        for b in run.blocks
+        for e in b.events
+        if type(e).__name__ == "Receipt" and not e.ok
+    ]
     assert not run.failed_expects, ([e.message for e in run.failed_expects], rejected)
 
 
 # ---------------------------------------------------------------- expectations
 def test_wrong_expect_fails_with_exit_1(tmp_path: Path) -> None:
-    text = HEAD + """
+    text = (
+        HEAD
+        + """
 [[step]]
 do = "deposit"
 account = "alice"
@@ -363,6 +398,7 @@ do = "expect"
 account = "alice"
 cash = "100"
 """
+    )
     p = write(tmp_path, text)
     run = run_scenario(load_scenario(str(p)), str(tmp_path / "w.log"))
     assert [e.ok for e in run.expects] == [False, True]
@@ -378,7 +414,9 @@ cash = "100"
 
 
 def test_event_expect_with_human_fields(tmp_path: Path) -> None:
-    text = HEAD + """
+    text = (
+        HEAD
+        + """
 [[step]]
 do = "deposit"
 account = "alice"
@@ -413,6 +451,7 @@ event = "Fill"
 where = { size = "0.02" }
 count = 0
 """
+    )
     run = run_scenario(parse_scenario(text), str(tmp_path / "e.log"))
     assert not run.failed_expects, [e.message for e in run.failed_expects]
 
@@ -421,33 +460,108 @@ count = 0
 ERRORS = [
     ("bad toml", "accounts = [", "invalid TOML"),
     ("unknown top key", HEAD + "colour = 1\n", "unknown key 'colour'"),
-    ("unknown step key", HEAD + '[[step]]\ndo = "deposit"\naccount = "alice"\namount = "1"\namout = "2"\n', "step 1 (deposit): unknown key 'amout'"),
+    (
+        "unknown step key",
+        HEAD + '[[step]]\ndo = "deposit"\naccount = "alice"\namount = "1"\namout = "2"\n',
+        "step 1 (deposit): unknown key 'amout'",
+    ),
     ("unknown do", HEAD + '[[step]]\ndo = "teleport"\n', "step 1: unknown do = 'teleport'"),
     ("missing do", HEAD + '[[step]]\naccount = "alice"\n', "step 1: missing 'do'"),
-    ("missing key", HEAD + '[[step]]\ndo = "deposit"\naccount = "alice"\n', "step 1 (deposit): missing required key 'amount'"),
-    ("unknown market", HEAD + '[[step]]\ndo = "order"\naccount = "alice"\nmarket = "DOGE"\nside = "buy"\nprice = "1"\nsize = "1"\n', "unknown market 'DOGE'"),
-    ("unknown account", HEAD + '[[step]]\ndo = "deposit"\naccount = "mallory"\namount = "1"\n', "unknown account 'mallory'"),
-    ("inexact size", HEAD + '[[step]]\ndo = "order"\naccount = "alice"\nmarket = "BTC"\nside = "buy"\nprice = "90000"\nsize = "0.0001"\n', "size '0.0001' is not a whole multiple of 0.001 BTC"),
-    ("inexact price", HEAD + '[[step]]\ndo = "order"\naccount = "alice"\nmarket = "BTC"\nside = "buy"\nprice = "9.0001"\nsize = "1"\n', "price '9.0001' is not a whole multiple of 0.001 USDC"),
-    ("inexact usdc", HEAD + '[[step]]\ndo = "deposit"\naccount = "alice"\namount = "0.0000001"\n', "amount '0.0000001' is not a whole multiple of 0.000001 USDC"),
+    (
+        "missing key",
+        HEAD + '[[step]]\ndo = "deposit"\naccount = "alice"\n',
+        "step 1 (deposit): missing required key 'amount'",
+    ),
+    (
+        "unknown market",
+        HEAD + '[[step]]\ndo = "order"\naccount = "alice"\nmarket = "DOGE"\nside = "buy"\nprice = "1"\nsize = "1"\n',
+        "unknown market 'DOGE'",
+    ),
+    (
+        "unknown account",
+        HEAD + '[[step]]\ndo = "deposit"\naccount = "mallory"\namount = "1"\n',
+        "unknown account 'mallory'",
+    ),
+    (
+        "inexact size",
+        HEAD
+        + '[[step]]\ndo = "order"\naccount = "alice"\nmarket = "BTC"\nside = "buy"\nprice = "90000"\nsize = "0.0001"\n',
+        "size '0.0001' is not a whole multiple of 0.001 BTC",
+    ),
+    (
+        "inexact price",
+        HEAD
+        + '[[step]]\ndo = "order"\naccount = "alice"\nmarket = "BTC"\nside = "buy"\nprice = "9.0001"\nsize = "1"\n',
+        "price '9.0001' is not a whole multiple of 0.001 USDC",
+    ),
+    (
+        "inexact usdc",
+        HEAD + '[[step]]\ndo = "deposit"\naccount = "alice"\namount = "0.0000001"\n',
+        "amount '0.0000001' is not a whole multiple of 0.000001 USDC",
+    ),
     ("nan", HEAD + '[[step]]\ndo = "deposit"\naccount = "alice"\namount = nan\n', "amount must be a finite number"),
-    ("unquoted inexact", HEAD + '[[step]]\ndo = "deposit"\naccount = "alice"\namount = 0.0000001\n', "not a whole multiple of 0.000001 USDC"),
-    ("bad side", HEAD + '[[step]]\ndo = "order"\naccount = "alice"\nmarket = "BTC"\nside = "long"\nprice = "1"\nsize = "1"\n', "side must be one of 'buy', 'sell'"),
-    ("bad tif", HEAD + '[[step]]\ndo = "order"\naccount = "alice"\nmarket = "BTC"\nside = "buy"\nprice = "1"\nsize = "1"\ntif = "GTD"\n', "tif must be one of"),
+    (
+        "unquoted inexact",
+        HEAD + '[[step]]\ndo = "deposit"\naccount = "alice"\namount = 0.0000001\n',
+        "not a whole multiple of 0.000001 USDC",
+    ),
+    (
+        "bad side",
+        HEAD + '[[step]]\ndo = "order"\naccount = "alice"\nmarket = "BTC"\nside = "long"\nprice = "1"\nsize = "1"\n',
+        "side must be one of 'buy', 'sell'",
+    ),
+    (
+        "bad tif",
+        HEAD
+        + '[[step]]\ndo = "order"\naccount = "alice"\nmarket = "BTC"\nside = "buy"\nprice = "1"\nsize = "1"\ntif = "GTD"\n',
+        "tif must be one of",
+    ),
     ("bad policy", HEAD + '[chain]\npolicy = "yolo"\n', "policy must be one of"),
     ("bad start", HEAD + '[chain]\nstart = "yesterday"\n', "start 'yesterday' is not an ISO-8601 time"),
-    ("top key in table", '[chain]\npolicy = "seed"\naccounts = ["a"]\n', "a top-level 'accounts' must come before the first [table]"),
+    (
+        "top key in table",
+        '[chain]\npolicy = "seed"\naccounts = ["a"]\n',
+        "a top-level 'accounts' must come before the first [table]",
+    ),
     ("no market", 'accounts = ["a"]\n', "at least one [[market]]"),
-    ("dup market", HEAD + '[[market]]\nname = "BTC"\nsz_decimals = 3\nmax_leverage = 5\ninitial_price = "1"\n', "duplicate market name"),
-    ("market key", HEAD.replace('initial_price = "90000"', 'initial_price = "90000"\ntick = 1'), "[[market]] 'BTC': unknown key 'tick'"),
+    (
+        "dup market",
+        HEAD + '[[market]]\nname = "BTC"\nsz_decimals = 3\nmax_leverage = 5\ninitial_price = "1"\n',
+        "duplicate market name",
+    ),
+    (
+        "market key",
+        HEAD.replace('initial_price = "90000"', 'initial_price = "90000"\ntick = 1'),
+        "[[market]] 'BTC': unknown key 'tick'",
+    ),
     ("reserved account", 'accounts = ["insurance_fund"]\n' + HEAD.split("\n", 2)[2], "reserved"),
-    ("oracle list length", HEAD + '[[step]]\ndo = "oracle"\nprices = { BTC = ["1", "2"] }\n', "lists 2 prices for 3 publishers"),
+    (
+        "oracle list length",
+        HEAD + '[[step]]\ndo = "oracle"\nprices = { BTC = ["1", "2"] }\n',
+        "lists 2 prices for 3 publishers",
+    ),
     ("expect nothing", HEAD + '[[step]]\ndo = "expect"\n', "nothing to check"),
     ("expect bad event", HEAD + '[[step]]\ndo = "expect"\nevent = "Fil"\n', "unknown event type 'Fil'"),
-    ("expect bad field", HEAD + '[[step]]\ndo = "expect"\nevent = "Fill"\nwhere = { prize = "1" }\n', "event Fill has no field 'prize'"),
-    ("position without market", HEAD + '[[step]]\ndo = "expect"\naccount = "alice"\nposition = "1"\n', "position needs market"),
-    ("cancel both", HEAD + '[[step]]\ndo = "cancel"\naccount = "alice"\nmarket = "BTC"\noid = 1\ncloid = 2\n', "exactly one of oid or cloid"),
-    ("bool as int", HEAD + '[[step]]\ndo = "leverage"\naccount = "alice"\nmarket = "BTC"\nleverage = true\n', "leverage must be an integer"),
+    (
+        "expect bad field",
+        HEAD + '[[step]]\ndo = "expect"\nevent = "Fill"\nwhere = { prize = "1" }\n',
+        "event Fill has no field 'prize'",
+    ),
+    (
+        "position without market",
+        HEAD + '[[step]]\ndo = "expect"\naccount = "alice"\nposition = "1"\n',
+        "position needs market",
+    ),
+    (
+        "cancel both",
+        HEAD + '[[step]]\ndo = "cancel"\naccount = "alice"\nmarket = "BTC"\noid = 1\ncloid = 2\n',
+        "exactly one of oid or cloid",
+    ),
+    (
+        "bool as int",
+        HEAD + '[[step]]\ndo = "leverage"\naccount = "alice"\nmarket = "BTC"\nleverage = true\n',
+        "leverage must be an integer",
+    ),
 ]
 
 
@@ -463,7 +577,10 @@ def test_cli_errors_have_no_traceback(tmp_path: Path) -> None:
     p = write(tmp_path, ERRORS[2][1])
     r = cli("scenario", "run", str(p))
     assert r.returncode == 1
-    assert r.stderr.strip() == f"error: {p}: step 1 (deposit): unknown key 'amout' (allowed: do, note, account, amount, ref)"
+    assert (
+        r.stderr.strip()
+        == f"error: {p}: step 1 (deposit): unknown key 'amout' (allowed: do, note, account, amount, ref)"
+    )
     r = cli("scenario", "run", str(tmp_path / "missing.toml"))
     assert r.returncode == 1 and r.stderr.startswith("error: no such scenario file")
     (tmp_path / "bin.toml").write_bytes(b"\xff\xfe\x00")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from clearinghouse.tools.cli import main as cli_main
 from clearinghouse.chain.engine import Engine, replay_log
+from clearinghouse.tools.cli import main as cli_main
 from clearinghouse.tools.invariants import check_all
 from clearinghouse.tools.scenario.parse import load_scenario
 from clearinghouse.tools.scenario.run import run_scenario

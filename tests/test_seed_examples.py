@@ -15,12 +15,19 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from clearinghouse.tools.demo import ORACLE_NAMES
 from clearinghouse.spec.events import Fill
 from clearinghouse.spec.state.keys import INSURANCE_FUND
 from clearinghouse.spec.waterfall.events import (
-    AdlQueue, AdlShortfall, AdlStep, Backstop, DeficitCover, InsuranceCover, LiquidationTriggered, MarketLiquidation,
+    AdlQueue,
+    AdlShortfall,
+    AdlStep,
+    Backstop,
+    DeficitCover,
+    InsuranceCover,
+    LiquidationTriggered,
+    MarketLiquidation,
 )
+from clearinghouse.tools.demo import ORACLE_NAMES
 from tests.helpers import BUY, GTC, IOC, SELL
 from tests.waterfall_helpers import WChain, of_type, one
 from tx.messages import Genesis, MarketSpec
@@ -32,11 +39,24 @@ USDC = 10**6
 def seed_genesis(name: str, sz_decimals: int, max_leverage: int, fund_usdc: int, initial_usdc: int) -> Genesis:
     unit = 10 ** (6 - sz_decimals)  # price units per USDC
     return Genesis(
-        chain_id=7, time_ms=1_767_225_600_000, bridge=Signer.from_name("bridge").address,
+        chain_id=7,
+        time_ms=1_767_225_600_000,
+        bridge=Signer.from_name("bridge").address,
         oracle_publishers=sorted(Signer.from_name(n).address for n in ORACLE_NAMES),
-        insurance_fund=fund_usdc * USDC, policy="seed",
-        markets=[MarketSpec(name=name, sz_decimals=sz_decimals, max_leverage=max_leverage, taker_fee_ppm=0, maker_fee_ppm=0,
-                            impact_notional=1_000 * USDC, min_notional=10 * USDC, initial_price=initial_usdc * unit)],
+        insurance_fund=fund_usdc * USDC,
+        policy="seed",
+        markets=[
+            MarketSpec(
+                name=name,
+                sz_decimals=sz_decimals,
+                max_leverage=max_leverage,
+                taker_fee_ppm=0,
+                maker_fee_ppm=0,
+                impact_notional=1_000 * USDC,
+                min_notional=10 * USDC,
+                initial_price=initial_usdc * unit,
+            )
+        ],
     )
 
 
@@ -85,7 +105,9 @@ def test_example_1_btc_deficit_covered_by_three_lots_of_the_top_short():
     assert (q.policy, q.queue_length, q.underwater) == ("seed", 1, c.addr("loser"))
     # Index (1 + uPnL / |cost|) x notional / value: uPnL = 181,000 - 177,000 = 4,000,
     # value = 188,240 - 177,000 = 11,240: (185,000 / 181,000) x (177,000 / 11,240) = 818,625 / 50,861.
-    assert Fraction(int(q.top[0].index_num), int(q.top[0].index_den)) == Fraction(185_000, 181_000) * Fraction(177_000, 11_240)
+    assert Fraction(int(q.top[0].index_num), int(q.top[0].index_den)) == Fraction(185_000, 181_000) * Fraction(
+        177_000, 11_240
+    )
     assert (q.top[0].index_num, q.top[0].index_den) == ("818625", "50861")
 
     # Deficit cover: realized per 0.1 BTC at 88,200 = 0.1 x (90,500 - 88,200) = 230; 2 lots give 460 < 600,
@@ -97,7 +119,14 @@ def test_example_1_btc_deficit_covered_by_three_lots_of_the_top_short():
     cover_fill = [f for f in of_type(ev, Fill) if f.kind == "deficit_cover"]
     assert len(cover_fill) == 1
     f = cover_fill[0]
-    assert (f.taker, f.maker, f.taker_is_buy, f.size, f.price, f.taker_realized_pnl) == (c.addr("winner"), INSURANCE_FUND, True, 3, px(88_200), 690 * USDC)
+    assert (f.taker, f.maker, f.taker_is_buy, f.size, f.price, f.taker_realized_pnl) == (
+        c.addr("winner"),
+        INSURANCE_FUND,
+        True,
+        3,
+        px(88_200),
+        690 * USDC,
+    )
     assert not of_type(ev, AdlShortfall) and not of_type(ev, AdlStep)
 
     # Loser: -1,800 (its margin), nothing else; no position, no bucket left.
@@ -120,12 +149,18 @@ def test_example_2_eth_deficit_covered_by_55_eth_of_the_second_ranked_short():
     c.isolated("winner", 0, 10)
     # Losing long 100 ETH at 3,200, 20x: margin 16,000. Winning short 200 ETH at 3,150, 10x: margin 63,000.
     # Every set-up block also publishes 3,200, so the trades below 3,200 do not drag the mark.
-    r = oracle_block(c, px(3_200), c.order_tx("mm", 0, SELL, px(3_200), 100, GTC), c.order_tx("loser", 0, BUY, px(3_200), 100, IOC))
+    r = oracle_block(
+        c, px(3_200), c.order_tx("mm", 0, SELL, px(3_200), 100, GTC), c.order_tx("loser", 0, BUY, px(3_200), 100, IOC)
+    )
     assert r.all_ok and sum(f.size for f in r.fills) == 100
-    r = oracle_block(c, px(3_200), c.order_tx("mm", 0, BUY, px(3_150), 200, GTC), c.order_tx("winner", 0, SELL, px(3_150), 200, IOC))
+    r = oracle_block(
+        c, px(3_200), c.order_tx("mm", 0, BUY, px(3_150), 200, GTC), c.order_tx("winner", 0, SELL, px(3_150), 200, IOC)
+    )
     assert r.all_ok
     # A cross short of 10 ETH at 3,000 with more leverage ranks first but has no profit at 3,040.
-    r = oracle_block(c, px(3_200), c.order_tx("mm", 0, BUY, px(3_000), 10, GTC), c.order_tx("rank1", 0, SELL, px(3_000), 10, IOC))
+    r = oracle_block(
+        c, px(3_200), c.order_tx("mm", 0, BUY, px(3_000), 10, GTC), c.order_tx("rank1", 0, SELL, px(3_000), 10, IOC)
+    )
     assert r.all_ok and not of_type(r.end_events, LiquidationTriggered)
 
     # Trigger at mark 3,060; the only bid is at 2,980.
@@ -138,14 +173,22 @@ def test_example_2_eth_deficit_covered_by_55_eth_of_the_second_ranked_short():
     assert [(f.price, f.size) for f in liq] == [(px(2_980), 100)]
     # Deficit: 2,000 + 100 x (2,980 - 3,060) = -6,000; the fund (5,000) pays nothing (seed: all or nothing).
     cover = one(ev, InsuranceCover)
-    assert (cover.deficit, cover.paid, cover.fund_before, cover.fund_after) == (6_000 * USDC, 0, 5_000 * USDC, 5_000 * USDC)
+    assert (cover.deficit, cover.paid, cover.fund_before, cover.fund_after) == (
+        6_000 * USDC,
+        0,
+        5_000 * USDC,
+        5_000 * USDC,
+    )
 
     # Bankruptcy 3,200 - 16,000 / 100 = 3,040.
     q = one(ev, AdlQueue)
     assert q.bankruptcy_price == px(3_040) and q.queue_length == 2
     # rank1: value 34,000 - 30,600 = 3,400, (1 - 600/30,000) x 30,600/3,400 = 49/50 x 9 = 441/50;
     # winner: value 693,000 - 612,000 = 81,000, (1 + 18,000/630,000) x 612,000/81,000 = 36/35 x 68/9 = 272/35.
-    assert [(e.account, e.index_num, e.index_den) for e in q.top] == [(c.addr("rank1"), "441", "50"), (c.addr("winner"), "272", "35")]
+    assert [(e.account, e.index_num, e.index_den) for e in q.top] == [
+        (c.addr("rank1"), "441", "50"),
+        (c.addr("winner"), "272", "35"),
+    ]
 
     # rank1 (entry 3,000) would lose at 3,040 and is skipped; the winner (rank 2) realizes 110 per ETH:
     # 54 ETH give 5,940 < 6,000, 55 ETH give 6,050 >= 6,000.
@@ -153,7 +196,13 @@ def test_example_2_eth_deficit_covered_by_55_eth_of_the_second_ranked_short():
     assert (dc.counterparty, dc.rank, dc.size, dc.reference_price) == (c.addr("winner"), 2, 55, px(3_040))
     assert (dc.realized_pnl, dc.covered, dc.deficit_remaining) == (6_050 * USDC, 6_000 * USDC, 0)
     f = one([f for f in of_type(ev, Fill) if f.kind == "deficit_cover"], Fill)
-    assert (f.taker, f.maker, f.size, f.price, f.taker_realized_pnl) == (c.addr("winner"), INSURANCE_FUND, 55, px(3_040), 6_050 * USDC)
+    assert (f.taker, f.maker, f.size, f.price, f.taker_realized_pnl) == (
+        c.addr("winner"),
+        INSURANCE_FUND,
+        55,
+        px(3_040),
+        6_050 * USDC,
+    )
 
     assert c.cash("loser") == 20_000 * USDC - 16_000 * USDC  # loser: -16,000
     assert c.size("winner", 0) == -145  # reduced by 55 ETH (27.5%)

@@ -16,12 +16,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import subprocess_env
 
-from clearinghouse.chain.engine import Engine, VerifyFailure, replay_log
-from clearinghouse.tools.reporting import replay_into_db
 from clearinghouse.chain.distributed import run_on_dask
-from clearinghouse.chain.segments import SegmentResult, find_snapshots, link_segments, snapshot_name, verify_chain, verify_segment
+from clearinghouse.chain.engine import Engine, VerifyFailure, replay_log
+from clearinghouse.chain.segments import (
+    SegmentResult,
+    find_snapshots,
+    link_segments,
+    snapshot_name,
+    verify_chain,
+    verify_segment,
+)
 from clearinghouse.tools.loadgen import generate_log
+from clearinghouse.tools.reporting import replay_into_db
 from clearinghouse.tools.segments_cli import SnapshotWriter
 from state import MemoryStore
 from state.snapshot import load_snapshot, read_snapshot, write_snapshot
@@ -29,8 +37,6 @@ from tx.encoding import decode_canonical, encode
 from tx.logfile import FRAME_BLOCK, encode_frame, index_frames, read_log
 from tx.merkle import ordered_root
 from tx.messages import LogBlock
-
-from conftest import subprocess_env
 
 BLOCKS = 2_000
 EVERY = 400
@@ -76,7 +82,13 @@ def _copy(chain: Chain, tmp_path: Path) -> Chain:
 def _check_ok(report, chain: Chain) -> None:
     assert report.ok, report.failure
     assert (report.height, report.state_root, report.head_hash) == (chain.height, chain.root, chain.head_hash)
-    assert [(s.start, s.end) for s in report.segments] == [(0, 400), (400, 800), (800, 1200), (1200, 1600), (1600, 2000)]
+    assert [(s.start, s.end) for s in report.segments] == [
+        (0, 400),
+        (400, 800),
+        (800, 1200),
+        (1200, 1600),
+        (1600, 2000),
+    ]
     assert sum(s.blocks for s in report.segments) == chain.height
 
 
@@ -84,7 +96,13 @@ def _check_ok(report, chain: Chain) -> None:
 def test_pool_gives_the_sequential_root(chain: Chain) -> None:
     ticks: list[int] = []
     seen: list[int] = []
-    pool = verify_chain(str(chain.log), str(chain.snapshots), workers=2, on_progress=ticks.append, on_result=lambda r: seen.append(r.index))
+    pool = verify_chain(
+        str(chain.log),
+        str(chain.snapshots),
+        workers=2,
+        on_progress=ticks.append,
+        on_result=lambda r: seen.append(r.index),
+    )
     _check_ok(pool, chain)
     assert pool.engine == "pool" and sum(ticks) == chain.height and sorted(seen) == [0, 1, 2, 3, 4]
     for s in pool.segments[1:]:
@@ -92,7 +110,12 @@ def test_pool_gives_the_sequential_root(chain: Chain) -> None:
     # A segment's result is a function of its inputs alone: the same here as in the pool's worker.
     s = pool.segments[3]
     here = verify_segment(str(chain.log), s.start, s.end, s.snapshot, index=3)
-    assert (here.digest, here.start_root, here.end_root, here.end_header_hash) == (s.digest, s.start_root, s.end_root, s.end_header_hash)
+    assert (here.digest, here.start_root, here.end_root, here.end_header_hash) == (
+        s.digest,
+        s.start_root,
+        s.end_root,
+        s.end_header_hash,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -104,7 +127,9 @@ def short_chain(tmp_path_factory: pytest.TempPathFactory) -> Chain:
 def test_inline_gives_the_sequential_root(short_chain: Chain) -> None:
     """``--workers 1`` runs the segments here, one after another."""
     report = verify_chain(str(short_chain.log), str(short_chain.snapshots), workers=1)
-    assert report.ok and report.engine == "inline" and report.state_root == short_chain.root and len(report.segments) == 3
+    assert (
+        report.ok and report.engine == "inline" and report.state_root == short_chain.root and len(report.segments) == 3
+    )
 
 
 def test_dask_local_cluster_gives_the_sequential_root(chain: Chain) -> None:
@@ -142,15 +167,26 @@ def _swap_first_two_txs(log: Path, height: int) -> None:
     assert len(txs) >= 2
     txs[0], txs[1] = txs[1], txs[0]
     header = entry.block.header
-    block = type(entry.block)(header=type(header)(height=header.height, time_ms=header.time_ms, parent_hash=header.parent_hash,
-                                                   tx_root=ordered_root(txs), state_root=header.state_root, events_root=header.events_root), txs=txs)
+    block = type(entry.block)(
+        header=type(header)(
+            height=header.height,
+            time_ms=header.time_ms,
+            parent_hash=header.parent_hash,
+            tx_root=ordered_root(txs),
+            state_root=header.state_root,
+            events_root=header.events_root,
+        ),
+        txs=txs,
+    )
     new_frame = encode_frame(FRAME_BLOCK, encode(LogBlock(block=block, witness=entry.witness)))
     raw = log.read_bytes()
     old_len = 5 + len(payload) + 8
-    log.write_bytes(raw[:offset] + new_frame + raw[offset + old_len:])
+    log.write_bytes(raw[:offset] + new_frame + raw[offset + old_len :])
 
 
-def test_a_changed_block_fails_at_the_height_and_transaction_sequential_verify_names(chain: Chain, tmp_path: Path) -> None:
+def test_a_changed_block_fails_at_the_height_and_transaction_sequential_verify_names(
+    chain: Chain, tmp_path: Path
+) -> None:
     c = _copy(chain, tmp_path)
     bad = 3 * EVERY + 55  # in segment 3
     _swap_first_two_txs(c.log, bad)
@@ -160,7 +196,12 @@ def test_a_changed_block_fails_at_the_height_and_transaction_sequential_verify_n
     report = verify_chain(str(c.log), str(c.snapshots), workers=2)
     assert not report.ok and report.failed_segment == 3
     f = report.failure
-    assert (f["height"], f["what"], f["tx_index"], f["differing_keys"]) == (seq.value.height, seq.value.what, seq.value.tx_index, seq.value.keys)
+    assert (f["height"], f["what"], f["tx_index"], f["differing_keys"]) == (
+        seq.value.height,
+        seq.value.what,
+        seq.value.tx_index,
+        seq.value.keys,
+    )
     assert f["what"] in ("events_root", "state_root")
 
 
@@ -172,10 +213,16 @@ def test_a_changed_snapshot_record_is_refused(chain: Chain, tmp_path: Path) -> N
     items[i] = (items[i][0], items[i][1] + b"\x00")
     forged = MemoryStore.from_records(info.header.height, items)
     # A consistent forgery: checksum and claimed root match the changed records. Only the header disagrees.
-    write_snapshot(path, genesis_hash=info.header.genesis_hash, height=info.header.height, state_root=forged.root, records=items)
+    write_snapshot(
+        path, genesis_hash=info.header.genesis_hash, height=info.header.height, state_root=forged.root, records=items
+    )
     report = verify_chain(str(c.log), str(c.snapshots), workers=2)
     assert not report.ok and report.failed_segment == 2
-    assert report.failure["height"] == 2 * EVERY and report.failure["what"] == "snapshot" and report.failure["code"] == "SNAPSHOT_ROOT"
+    assert (
+        report.failure["height"] == 2 * EVERY
+        and report.failure["what"] == "snapshot"
+        and report.failure["code"] == "SNAPSHOT_ROOT"
+    )
     assert "header" in report.failure["message"]
 
 
@@ -203,8 +250,17 @@ def test_segment_start_is_checked_against_the_log(chain: Chain) -> None:
 
 def test_segments_must_link() -> None:
     def seg(i: int, a: int, b: int, start_root: bytes, end_root: bytes) -> SegmentResult:
-        return SegmentResult(index=i, start=a, end=b, snapshot=None, ok=True, start_root=start_root, end_root=end_root,
-                             start_header_hash=bytes([a % 256]) * 32, end_header_hash=bytes([b % 256]) * 32)
+        return SegmentResult(
+            index=i,
+            start=a,
+            end=b,
+            snapshot=None,
+            ok=True,
+            start_root=start_root,
+            end_root=end_root,
+            start_header_hash=bytes([a % 256]) * 32,
+            end_header_hash=bytes([b % 256]) * 32,
+        )
 
     good = [seg(0, 0, 10, b"r0", b"r10"), seg(1, 10, 20, b"r10", b"r20")]
     assert link_segments(good) == (None, None)
@@ -216,13 +272,31 @@ def test_segments_must_link() -> None:
 
 # ---------------------------------------------------------------- CLI
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "clearinghouse.tools.cli", *args], cwd=cwd, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "clearinghouse.tools.cli", *args],
+        cwd=cwd,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_cli_replay_snapshot_verify(tmp_path: Path) -> None:
     log = tmp_path / "small.log"
     generate_log(log, blocks=120, txs=2, accounts=10, seed=3)
-    r = _cli("replay", str(log), "--db", str(tmp_path / "db"), "--snapshot-every", "50", "--snapshots", str(tmp_path / "snaps"), "--json", cwd=tmp_path)
+    r = _cli(
+        "replay",
+        str(log),
+        "--db",
+        str(tmp_path / "db"),
+        "--snapshot-every",
+        "50",
+        "--snapshots",
+        str(tmp_path / "snaps"),
+        "--json",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     replayed = json.loads(r.stdout)
     assert [s["height"] for s in replayed["snapshots"]] == [50, 100]
@@ -247,20 +321,27 @@ def test_cli_replay_snapshot_verify(tmp_path: Path) -> None:
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "verify failed at height 100" in r.stderr and "checksum" in r.stderr
     r = _cli("verify", str(log), "--snapshots", str(tmp_path / "snaps"), "--workers", "1", "--json", cwd=tmp_path)
-    assert r.returncode == 1 and json.loads(r.stdout)["code"] == "SNAPSHOT_CHECKSUM" and json.loads(r.stdout)["segment"] == 2
+    assert (
+        r.returncode == 1
+        and json.loads(r.stdout)["code"] == "SNAPSHOT_CHECKSUM"
+        and json.loads(r.stdout)["segment"] == 2
+    )
 
 
-@pytest.mark.parametrize("args, code", [
-    (["verify", "LOG", "--workers", "2"], 2),                                   # --workers needs --snapshots
-    (["verify", "LOG", "--snapshots", "SDIR", "--workers", "0"], 2),
-    (["verify", "LOG", "--snapshots", "SDIR", "--backend", "lmdb"], 2),
-    (["verify", "LOG", "--snapshots", "SDIR", "--scheduler", "tcp://x:1", "--cluster", "local"], 2),
-    (["replay", "LOG", "--db", "DB", "--snapshot-every", "10"], 2),
-    (["replay", "LOG", "--db", "DB", "--snapshot-every", "0", "--snapshots", "SDIR"], 2),
-    (["verify", "LOG", "--snapshots", "MISSING"], 1),
-    (["verify", "MISSING", "--snapshots", "SDIR"], 1),
-    (["snapshot", "--db", "MISSING", "--out", "x.chsnap"], 1),
-])
+@pytest.mark.parametrize(
+    "args, code",
+    [
+        (["verify", "LOG", "--workers", "2"], 2),  # --workers needs --snapshots
+        (["verify", "LOG", "--snapshots", "SDIR", "--workers", "0"], 2),
+        (["verify", "LOG", "--snapshots", "SDIR", "--backend", "lmdb"], 2),
+        (["verify", "LOG", "--snapshots", "SDIR", "--scheduler", "tcp://x:1", "--cluster", "local"], 2),
+        (["replay", "LOG", "--db", "DB", "--snapshot-every", "10"], 2),
+        (["replay", "LOG", "--db", "DB", "--snapshot-every", "0", "--snapshots", "SDIR"], 2),
+        (["verify", "LOG", "--snapshots", "MISSING"], 1),
+        (["verify", "MISSING", "--snapshots", "SDIR"], 1),
+        (["snapshot", "--db", "MISSING", "--out", "x.chsnap"], 1),
+    ],
+)
 def test_cli_bad_usage_and_input(tmp_path: Path, demo_log: Path, args: list[str], code: int) -> None:
     (tmp_path / "SDIR").mkdir()
     subst = {"LOG": str(demo_log), "SDIR": str(tmp_path / "SDIR"), "DB": str(tmp_path / "DB")}
@@ -271,8 +352,8 @@ def test_cli_bad_usage_and_input(tmp_path: Path, demo_log: Path, args: list[str]
 
 def test_genesis_only_and_empty_logs(tmp_path: Path) -> None:
     from clearinghouse.chain.producer import Producer
-    from clearinghouse.tools.demo import demo_genesis
     from clearinghouse.chain.segments import SegmentError
+    from clearinghouse.tools.demo import demo_genesis
     from tx.logfile import LogWriter
 
     (tmp_path / "snaps").mkdir()
@@ -298,7 +379,9 @@ def test_progress_bar_run(short_chain: Chain) -> None:
 
     from clearinghouse.tools import segments_cli
 
-    args = argparse.Namespace(log=str(short_chain.log), snapshots=str(short_chain.snapshots), scheduler=None, cluster=None)
+    args = argparse.Namespace(
+        log=str(short_chain.log), snapshots=str(short_chain.snapshots), scheduler=None, cluster=None
+    )
     report = segments_cli._with_progress(args, 2)
     assert report.ok and report.state_root == short_chain.root
 

@@ -165,9 +165,7 @@ def test_incremental_matches_oracle(batches: list[dict[bytes, bytes | None]]) ->
 
 
 @given(st.lists(st.tuples(st.sampled_from(KEYS), st.none() | values), max_size=40), st.data())
-def test_order_and_batching_independence(
-    ops: list[tuple[bytes, bytes | None]], data: st.DataObject
-) -> None:
+def test_order_and_batching_independence(ops: list[tuple[bytes, bytes | None]], data: st.DataObject) -> None:
     """Any split of one op sequence into consecutive batches reaches the same root."""
     final: dict[bytes, bytes] = {}
     for key, value in ops:
@@ -320,10 +318,7 @@ def test_missing_node_raises_corrupt_store() -> None:
 def test_key_hash_collision_is_refused() -> None:
     """Two key hashes differing only in bit 255 would need a node at depth 256."""
     kh1, kh2 = bytes(32), bytes(31) + b"\x01"
-    entries = [
-        (int.from_bytes(kh, "big"), kh, encode_leaf(kh, EMPTY, b"x"), leaf_hash(kh, EMPTY))
-        for kh in (kh1, kh2)
-    ]
+    entries = [(int.from_bytes(kh, "big"), kh, encode_leaf(kh, EMPTY, b"x"), leaf_hash(kh, EMPTY)) for kh in (kh1, kh2)]
     updater = _Updater(lambda path: None, entries, {})
     with pytest.raises(KeyHashCollision) as info:
         updater.build(0, 0, entries)
@@ -365,9 +360,7 @@ def test_proofs_verify_for_present_and_absent_keys(items: dict[bytes, bytes]) ->
     st.sampled_from(KEYS),
     st.none() | values,
 )
-def test_proofs_are_sound(
-    items: dict[bytes, bytes], proved: bytes, claimed: bytes, value: bytes | None
-) -> None:
+def test_proofs_are_sound(items: dict[bytes, bytes], proved: bytes, claimed: bytes, value: bytes | None) -> None:
     """A proof obtained for any key verifies a claim only if the claim is true."""
     tree = proof_tree(items)
     if verify_proof(tree.root, claimed, value, prove(tree, proved)):

@@ -44,7 +44,7 @@ def test_build_tree_is_the_incremental_tree(items: dict[bytes, bytes], batch: in
     tree = SparseMerkleTree()
     keys = list(items)
     for i in range(0, len(keys), batch):
-        tree.apply({k: items[k] for k in keys[i:i + batch]})
+        tree.apply({k: items[k] for k in keys[i : i + batch]})
     built = build_tree(items.items())
     assert built.root == tree.root == naive_root(items)
     assert dict(built.node_writes) == tree.nodes.nodes  # type: ignore[attr-defined]
@@ -83,7 +83,9 @@ def test_round_trip(tmp_path) -> None:
     assert info.records == 50 and info.size == os.path.getsize(tmp_path / "s.chsnap")
     header = read_snapshot_header(tmp_path / "s.chsnap")
     assert (header.height, header.state_root, header.genesis_hash) == (12, store.root, GENESIS)
-    loaded, info2 = load_snapshot(tmp_path / "s.chsnap", expected_root=store.root, expected_height=12, expected_genesis_hash=GENESIS)
+    loaded, info2 = load_snapshot(
+        tmp_path / "s.chsnap", expected_root=store.root, expected_height=12, expected_genesis_hash=GENESIS
+    )
     assert loaded.root == store.root and loaded.height == 12
     assert list(loaded.iter_all()) == list(store.iter_all())
     assert info2.checksum == info.checksum
@@ -116,7 +118,13 @@ def test_varints() -> None:
 
 def test_writer_refuses_unsorted_records(tmp_path) -> None:
     with pytest.raises(ValueError):
-        write_snapshot(tmp_path / "s.chsnap", genesis_hash=GENESIS, height=1, state_root=bytes(32), records=[(b"b", b""), (b"a", b"")])
+        write_snapshot(
+            tmp_path / "s.chsnap",
+            genesis_hash=GENESIS,
+            height=1,
+            state_root=bytes(32),
+            records=[(b"b", b""), (b"a", b"")],
+        )
     assert not os.listdir(tmp_path)  # nothing left behind
 
 
@@ -130,17 +138,20 @@ def _rewrite(path, raw: bytes, *, fix_checksum: bool) -> None:
     path.write_bytes(raw)
 
 
-@pytest.mark.parametrize("damage, error", [
-    (lambda raw: b"XXXXXXXX" + raw[8:], SnapshotFormatError),
-    (lambda raw: raw[:8] + b"\x00\x02" + raw[10:], SnapshotVersionError),
-    (lambda raw: raw[:12] + b"\x01" + raw[13:], SnapshotFormatError),
-    (lambda raw: raw[:-1], SnapshotTruncated),            # one byte short
-    (lambda raw: raw[:HEADER_SIZE + 10], SnapshotTruncated),
-    (lambda raw: raw[:40], SnapshotTruncated),
-    (lambda raw: raw + b"\x00", SnapshotFormatError),     # trailing byte
-    (lambda raw: raw[:200] + bytes([raw[200] ^ 1]) + raw[201:], SnapshotChecksumMismatch),
-    (lambda raw: raw[:-1] + bytes([raw[-1] ^ 1]), SnapshotChecksumMismatch),
-])
+@pytest.mark.parametrize(
+    "damage, error",
+    [
+        (lambda raw: b"XXXXXXXX" + raw[8:], SnapshotFormatError),
+        (lambda raw: raw[:8] + b"\x00\x02" + raw[10:], SnapshotVersionError),
+        (lambda raw: raw[:12] + b"\x01" + raw[13:], SnapshotFormatError),
+        (lambda raw: raw[:-1], SnapshotTruncated),  # one byte short
+        (lambda raw: raw[: HEADER_SIZE + 10], SnapshotTruncated),
+        (lambda raw: raw[:40], SnapshotTruncated),
+        (lambda raw: raw + b"\x00", SnapshotFormatError),  # trailing byte
+        (lambda raw: raw[:200] + bytes([raw[200] ^ 1]) + raw[201:], SnapshotChecksumMismatch),
+        (lambda raw: raw[:-1] + bytes([raw[-1] ^ 1]), SnapshotChecksumMismatch),
+    ],
+)
 def test_damage_is_refused_with_a_typed_error(tmp_path, damage, error) -> None:
     path = tmp_path / "s.chsnap"
     store = _store()
@@ -160,9 +171,9 @@ def test_structural_errors_behind_a_valid_checksum(tmp_path) -> None:
     body = raw[HEADER_SIZE:]
     assert body[:6] == b"\x01a\x011\x01b"
     for bad_body in (
-        b"\x01b\x012\x01a\x011" + body[8:],      # keys out of order
+        b"\x01b\x012\x01a\x011" + body[8:],  # keys out of order
         body[:-40] + (3).to_bytes(8, "big") + body[-32:],  # wrong record count
-        b"\x81\x00" + body[1:],                 # a key length not in shortest form
+        b"\x81\x00" + body[1:],  # a key length not in shortest form
     ):
         _rewrite(path, raw[:HEADER_SIZE] + bad_body, fix_checksum=True)
         with pytest.raises(SnapshotFormatError):
@@ -176,7 +187,9 @@ def test_a_changed_record_is_refused_even_with_checksum_and_claimed_root_recompu
     items = list(store.iter_all())
     items[10] = (items[10][0], b"forged")
     forged = MemoryStore.from_records(12, items)
-    write_snapshot(path, genesis_hash=GENESIS, height=12, state_root=store.root, records=items)  # claims the honest root
+    write_snapshot(
+        path, genesis_hash=GENESIS, height=12, state_root=store.root, records=items
+    )  # claims the honest root
     with pytest.raises(SnapshotRootMismatch, match="claims"):
         load_snapshot(path, expected_root=None)
     with pytest.raises(SnapshotRootMismatch, match="header"):

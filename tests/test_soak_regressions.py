@@ -34,11 +34,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 import test_state_machine as T
-from clearinghouse.tools.invariants import check_all
+
 from clearinghouse.spec.state.keys import account_key, nonces_key
 from clearinghouse.spec.waterfall.events import AdlStep, Backstop, Haircut
+from clearinghouse.tools.invariants import check_all
 from tx.encoding import decode_transaction, encode
 from tx.signing import recover_signer, signing_digest
 
@@ -62,7 +62,15 @@ def trader_draws(**traders: tuple[int, bool, int, bool, int]) -> Draws:
     """``name=(market, buys, leverage, cross, pct)`` for each funded trader, as ``_open_positions`` draws them."""
     out: dict[str, Any] = {}
     for name, (market, buys, lev, cross, pct) in traders.items():
-        out.update({f"{name} market": market, f"{name} buys": buys, f"{name} leverage": lev, f"{name} cross": cross, f"{name} pct": pct})
+        out.update(
+            {
+                f"{name} market": market,
+                f"{name} buys": buys,
+                f"{name} leverage": lev,
+                f"{name} cross": cross,
+                f"{name} pct": pct,
+            }
+        )
     return Draws(out)
 
 
@@ -95,9 +103,20 @@ def fund_value(m: T.ClearinghouseMachine) -> int:
 
 def test_eth_plus_50_with_pulled_quotes_leaves_no_bad_debt(machine: Any) -> None:
     m = machine()
-    step(m, "setup", policy="hyperliquid", fund=0, mm_cash=200_000 * USDC, depth=4, quote_usdc=200_000,
-         traders=["t0", "t1", "t2"], trader_cash=200_000 * USDC,
-         data=trader_draws(t0=(T.BTC, False, 50, False, 30), t1=(T.ETH, True, 25, False, 30), t2=(T.ETH, False, 3, False, 30)))
+    step(
+        m,
+        "setup",
+        policy="hyperliquid",
+        fund=0,
+        mm_cash=200_000 * USDC,
+        depth=4,
+        quote_usdc=200_000,
+        traders=["t0", "t1", "t2"],
+        trader_cash=200_000 * USDC,
+        data=trader_draws(
+            t0=(T.BTC, False, 50, False, 30), t1=(T.ETH, True, 25, False, 30), t2=(T.ETH, False, 3, False, 30)
+        ),
+    )
     step(m, "requote", depth=1, pull=True)
     step(m, "oracle_move", btc=0, eth=50, publishers=T.ORACLES, external="same")
     ev = m.p.executed[-1].events
@@ -109,9 +128,18 @@ def test_eth_plus_50_with_pulled_quotes_leaves_no_bad_debt(machine: Any) -> None
 
 def test_seed_22_btc_minus_50_leaves_no_bad_debt(machine: Any) -> None:
     m = machine()
-    step(m, "setup", traders=["t1", "t2"], quote_usdc=200_000, policy="hyperliquid", depth=4, fund=0,
-         trader_cash=200_000 * USDC, mm_cash=200_000 * USDC,
-         data=trader_draws(t1=(T.BTC, False, 20, True, 90), t2=(T.ETH, False, 10, False, 30)))
+    step(
+        m,
+        "setup",
+        traders=["t1", "t2"],
+        quote_usdc=200_000,
+        policy="hyperliquid",
+        depth=4,
+        fund=0,
+        trader_cash=200_000 * USDC,
+        mm_cash=200_000 * USDC,
+        data=trader_draws(t1=(T.BTC, False, 20, True, 90), t2=(T.ETH, False, 10, False, 30)),
+    )
     step(m, "requote", depth=1, pull=False)
     step(m, "time_jump", extra_ms=2125, hours=2, move=8)
     step(m, "oracle_move", btc=0, eth=5, external="none", publishers=("oracle-1",))
@@ -130,17 +158,48 @@ def test_issue_seed_first_failing_example(machine: Any) -> None:
     the same codes (their replayed transaction does not matter: such a block changes what an empty
     block changes). Before the fix the fund ended the last block at -3,986.6 USDC."""
     m = machine()
-    step(m, "setup", quote_usdc=200_000, depth=2, traders=["t3", "t1", "t0"], mm_cash=200_000 * USDC, fund=50_000 * USDC,
-         policy="bitmex", trader_cash=200_000 * USDC,
-         data=trader_draws(t0=(T.ETH, True, 10, True, 60), t1=(T.BTC, False, 50, False, 90), t3=(T.ETH, True, 20, False, 60)))
+    step(
+        m,
+        "setup",
+        quote_usdc=200_000,
+        depth=2,
+        traders=["t3", "t1", "t0"],
+        mm_cash=200_000 * USDC,
+        fund=50_000 * USDC,
+        policy="bitmex",
+        trader_cash=200_000 * USDC,
+        data=trader_draws(
+            t0=(T.ETH, True, 10, True, 60), t1=(T.BTC, False, 50, False, 90), t3=(T.ETH, True, 20, False, 60)
+        ),
+    )
     step(m, "requote", depth=1, pull=False)
     step(m, "oracle_move", btc=2, eth=-10, external="off", publishers=T.ORACLES)
-    step(m, "rejected_only_block", data=Draws(ordered=["t4", m.accepted[0], ["old_nonce", "future_nonce", "overdraft", "garbage", "cancel_unknown"]]))
+    step(
+        m,
+        "rejected_only_block",
+        data=Draws(
+            ordered=["t4", m.accepted[0], ["old_nonce", "future_nonce", "overdraft", "garbage", "cancel_unknown"]]
+        ),
+    )
     step(m, "oracle_move", btc=-10, eth=-10, external="same", publishers=T.ORACLES)
-    step(m, "close_or_trigger", cloid=True, how="tp", is_buy=False, limit_offset=None, market=T.ETH, name="t3", notional=17, offset=-248, reduce_only=False)
+    step(
+        m,
+        "close_or_trigger",
+        cloid=True,
+        how="tp",
+        is_buy=False,
+        limit_offset=None,
+        market=T.ETH,
+        name="t3",
+        notional=17,
+        offset=-248,
+        reduce_only=False,
+    )
     step(m, "oracle_move", btc=1, eth=50, external="off", publishers=("oracle-1",))
     step(m, "deposit", amount=0, name="t1")
-    step(m, "agent", is_buy=False, market=T.BTC, name="t0", notional=1_099_511_627_776, offset=150, tif=2, what="market")
+    step(
+        m, "agent", is_buy=False, market=T.BTC, name="t0", notional=1_099_511_627_776, offset=150, tif=2, what="market"
+    )
     step(m, "withdraw_or_transfer", amount=2**63 - 1, dst="mallory", fraction=None, how="transfer", src="t0")
     step(m, "agent", is_buy=False, market=T.BTC, name="t0", notional=52, offset=-39, tif=1, what="approve")
     step(m, "withdraw_or_transfer", amount=1_807_582_781, dst="t0", fraction=10, how="to_self", src="t1")
@@ -166,8 +225,18 @@ def test_an_account_emptied_by_liquidation_cannot_act_and_keeps_its_nonces(machi
     m = machine()
     # t1: a cross 50x BTC long on 90% of its 20,000; the makers pull their quotes; BTC -50%:
     # t1 is taken over by the fund (backstop), which takes its whole value: cash 0, nothing left.
-    step(m, "setup", policy="hyperliquid", fund=50_000 * USDC, mm_cash=5_000_000 * USDC, depth=2, quote_usdc=200_000,
-         traders=["t1"], trader_cash=20_000 * USDC, data=trader_draws(t1=(T.BTC, True, 50, True, 90)))
+    step(
+        m,
+        "setup",
+        policy="hyperliquid",
+        fund=50_000 * USDC,
+        mm_cash=5_000_000 * USDC,
+        depth=2,
+        quote_usdc=200_000,
+        traders=["t1"],
+        trader_cash=20_000 * USDC,
+        data=trader_draws(t1=(T.BTC, True, 50, True, 90)),
+    )
     replay = signed_by(m, "t1")
     step(m, "requote", depth=1, pull=True)
     step(m, "oracle_move", btc=-50, eth=0, publishers=T.ORACLES, external="same")

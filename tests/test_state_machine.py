@@ -43,34 +43,41 @@ Examples: ``default`` profile 30, ``ci`` 300, ``soak`` 2000 (see
 from __future__ import annotations
 
 import json
-from collections import Counter
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from typing import Any
 
 import msgspec
 import pytest
+from conftest import REPO_ROOT, subprocess_env
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, multiple, precondition, rule
 
-from conftest import REPO_ROOT, subprocess_env
-from clearinghouse.spec import errors as E
-from clearinghouse.spec.state.accounts import get_account
-from clearinghouse.tools.demo import USDC, demo_genesis
 from clearinghouse.chain.engine import Engine, replay_log
-from clearinghouse.spec.events import NO_TX, Fill, FundingPaid, OrderStatus, Receipt
-from clearinghouse.tools.invariants import check_all
-from clearinghouse.spec.trading.margin import cross_health
-from clearinghouse.spec.state.keys import CHAIN_KEY, FEE_POOL, INSURANCE_FUND, market_spec_key, market_state_key, oracle_sub_key, position_key
 from clearinghouse.chain.producer import Producer
+from clearinghouse.spec import errors as E
+from clearinghouse.spec.events import NO_TX, Fill, FundingPaid, OrderStatus, Receipt
+from clearinghouse.spec.state.accounts import get_account
+from clearinghouse.spec.state.keys import (
+    CHAIN_KEY,
+    FEE_POOL,
+    INSURANCE_FUND,
+    market_spec_key,
+    market_state_key,
+    oracle_sub_key,
+    position_key,
+)
+from clearinghouse.spec.trading.margin import cross_health
+from clearinghouse.tools.demo import USDC, demo_genesis
+from clearinghouse.tools.invariants import check_all
 from state import LmdbStore
 from tx import actions as A
 from tx.encoding import encode
-from tx.messages import Transaction
 
 BTC, ETH = 0, 1
 MARKETS = (BTC, ETH)
@@ -93,7 +100,19 @@ KNOWN_CODES = {"OK", E.InvalidTransaction.code} | {cls.code for cls in E.Invalid
 TRADE_KINDS = ("trade", "liquidation")
 ADL_KINDS = ("adl", "deficit_cover")
 
-STATS: dict[str, int] = {"examples": 0, "blocks": 0, "txs": 0, "accepted": 0, "rejected": 0, "blocks_with_rejections": 0, "all_rejected_blocks": 0, "fills": 0, "adl_fills": 0, "liquidations": 0, "subprocess_verifies": 0}
+STATS: dict[str, int] = {
+    "examples": 0,
+    "blocks": 0,
+    "txs": 0,
+    "accepted": 0,
+    "rejected": 0,
+    "blocks_with_rejections": 0,
+    "all_rejected_blocks": 0,
+    "fills": 0,
+    "adl_fills": 0,
+    "liquidations": 0,
+    "subprocess_verifies": 0,
+}
 
 
 CODES: Counter = Counter()
@@ -141,7 +160,9 @@ def size_for(notional_usdc: int, price: int) -> int:
 
 offsets = st.one_of(st.integers(-150, 150), st.integers(-1_200, 1_200), st.sampled_from([-9_600, 9_600, 0]))
 notionals = st.one_of(st.integers(5, 5_000), st.integers(5_000, 400_000), st.sampled_from([0, 9, 10, 2**40]))
-amounts = st.one_of(st.integers(1, 5_000 * USDC), st.integers(5_000 * USDC, 2_000_000 * USDC), st.sampled_from([0, 2**63 - 1]))
+amounts = st.one_of(
+    st.integers(1, 5_000 * USDC), st.integers(5_000 * USDC, 2_000_000 * USDC), st.sampled_from([0, 2**63 - 1])
+)
 tifs = st.sampled_from([A.TIF_GTC, A.TIF_IOC, A.TIF_FOK, A.TIF_ALO])
 TIF = {"GTC": A.TIF_GTC, "IOC": A.TIF_IOC, "FOK": A.TIF_FOK, "ALO": A.TIF_ALO}
 
@@ -245,7 +266,9 @@ class ClearinghouseMachine(RuleBasedStateMachine):
         if len(kept) < len(txs):
             only_ok = engine.execute(height, t, [txs[i] for i in kept])
             engine.reset_index()
-            assert all(r.ok for r in only_ok.events if isinstance(r, Receipt)), "a transaction's outcome depended on a rejected one"
+            assert all(r.ok for r in only_ok.events if isinstance(r, Receipt)), (
+                "a transaction's outcome depended on a rejected one"
+            )
             assert only_ok.changes == dry.changes, "rejected transactions changed state"
             assert engine.preview_root(only_ok) == engine.preview_root(dry)
             assert story(only_ok.events, kept) == story(dry.events, None), "rejected transactions changed the events"
@@ -254,11 +277,18 @@ class ClearinghouseMachine(RuleBasedStateMachine):
         prices_before = self._prices()
         watched = set(self.names) | {INSURANCE_FUND, FEE_POOL}
         before = {a: self._account_state(a, before_view) for a in watched}
-        positions_before = {(m, a) for a in watched for m in MARKETS if (pos := before_view.get(position_key(m, a))) is not None and pos.size != 0}
+        positions_before = {
+            (m, a)
+            for a in watched
+            for m in MARKETS
+            if (pos := before_view.get(position_key(m, a))) is not None and pos.size != 0
+        }
         involved = self._involved(txs)
 
         executed = self.p.block(txs, time_ms=t)
-        assert executed.changes == dry.changes and executed.events == dry.events, "the same block executed twice differs"
+        assert executed.changes == dry.changes and executed.events == dry.events, (
+            "the same block executed twice differs"
+        )
         self._check_oracle(prices_before, t)
 
         receipts = [e for e in executed.events if isinstance(e, Receipt)]
@@ -287,7 +317,9 @@ class ClearinghouseMachine(RuleBasedStateMachine):
             if markets or open_orders or a in involved or a in (INSURANCE_FUND, FEE_POOL):
                 continue
             cash2, markets2, _ = self._account_state(a, after_view)
-            assert (cash2, markets2) == (cash, markets), f"{self.names.get(a, a.hex())} had no position and no tx, but cash {cash} -> {cash2}, markets {markets2}"
+            assert (cash2, markets2) == (cash, markets), (
+                f"{self.names.get(a, a.hex())} had no position and no tx, but cash {cash} -> {cash2}, markets {markets2}"
+            )
         traded: set[tuple[int, bytes]] = set()
         for ev in executed.events:
             if isinstance(ev, Fill):
@@ -295,7 +327,9 @@ class ClearinghouseMachine(RuleBasedStateMachine):
                 if ev.kind in ADL_KINDS:
                     STATS["adl_fills"] += 1
                     counterparty = ev.maker if ev.kind == "adl" else ev.taker
-                    assert (ev.market, counterparty) in positions_before or (ev.market, counterparty) in traded, "ADL hit an account without a position"
+                    assert (ev.market, counterparty) in positions_before or (ev.market, counterparty) in traded, (
+                        "ADL hit an account without a position"
+                    )
                 else:
                     traded.add((ev.market, ev.taker))
                     traded.add((ev.market, ev.maker))
@@ -320,7 +354,10 @@ class ClearinghouseMachine(RuleBasedStateMachine):
     def _prices(self) -> dict[int, tuple[int, int]]:
         """market -> (oracle, external) in committed state."""
         view = self.view
-        return {m: (view.get(market_state_key(m)).oracle_price, view.get(market_state_key(m)).external_price) for m in MARKETS}
+        return {
+            m: (view.get(market_state_key(m)).oracle_price, view.get(market_state_key(m)).external_price)
+            for m in MARKETS
+        }
 
     def _check_oracle(self, before: dict[int, tuple[int, int]], t: int) -> None:
         """Protocol §11.2 after every block: without a fresh majority the oracle and external price hold;
@@ -332,18 +369,28 @@ class ClearinghouseMachine(RuleBasedStateMachine):
         for m in MARKETS:
             state = view.get(market_state_key(m))
             held_o, held_x = before[m]
-            fresh = {p: sub for p in pubs if (sub := view.get(oracle_sub_key(m, p))) is not None and t - sub.time_ms < chain.oracle_fresh_ms}
+            fresh = {
+                p: sub
+                for p in pubs
+                if (sub := view.get(oracle_sub_key(m, p))) is not None and t - sub.time_ms < chain.oracle_fresh_ms
+            }
             if 2 * len(fresh) <= len(pubs):
-                assert (state.oracle_price, state.external_price) == (held_o, held_x), f"market {m}: the oracle moved without a fresh majority"
+                assert (state.oracle_price, state.external_price) == (held_o, held_x), (
+                    f"market {m}: the oracle moved without a fresh majority"
+                )
             if len(pubs) < 3:
                 continue
             fill = held_x if held_x > 0 else state.oracle_price
             for p in pubs:
                 others = [sub.oracle_price for q, sub in fresh.items() if q != p] + [held_o]
-                assert min(others) <= state.oracle_price <= max(others), f"market {m}: publisher {p.hex()} alone moved the oracle"
+                assert min(others) <= state.oracle_price <= max(others), (
+                    f"market {m}: publisher {p.hex()} alone moved the oracle"
+                )
                 if state.external_price:
                     ext = [sub.external_price for q, sub in fresh.items() if q != p and sub.external_price] + [fill]
-                    assert min(ext) <= state.external_price <= max(ext), f"market {m}: publisher {p.hex()} alone moved the external price"
+                    assert min(ext) <= state.external_price <= max(ext), (
+                        f"market {m}: publisher {p.hex()} alone moved the external price"
+                    )
 
     # ------------------------------------------------------------ set-up
     @initialize(
@@ -357,7 +404,17 @@ class ClearinghouseMachine(RuleBasedStateMachine):
         trader_cash=st.sampled_from([2_000 * USDC, 20_000 * USDC, 200_000 * USDC]),
         data=st.data(),
     )
-    def setup(self, policy: str, fund: int, mm_cash: int, depth: int, quote_usdc: int, traders: list[str], trader_cash: int, data: Any) -> Any:
+    def setup(
+        self,
+        policy: str,
+        fund: int,
+        mm_cash: int,
+        depth: int,
+        quote_usdc: int,
+        traders: list[str],
+        trader_cash: int,
+        data: Any,
+    ) -> Any:
         self.quote_usdc = quote_usdc
         self.p = Producer(demo_genesis(policy=policy, insurance_fund=fund), self.log_path, overwrite=True)
         for n in TRADERS + MAKERS + ORACLES + ("bridge", OUTSIDER):
@@ -387,7 +444,21 @@ class ClearinghouseMachine(RuleBasedStateMachine):
             mark = self.mark(market)
             value = cross_health(self.view, self.addr(name)).value
             txs.append(self.sign(name, A.UpdateLeverage(market=market, leverage=lev, is_cross=is_cross), t))
-            txs.append(self.sign(name, A.PlaceOrder(market=market, is_buy=is_buy, price=price_near(mark, 150 if is_buy else -150), size=value * lev * pct // 100 // mark, tif=A.TIF_IOC, reduce_only=False, cloid=0), t))
+            txs.append(
+                self.sign(
+                    name,
+                    A.PlaceOrder(
+                        market=market,
+                        is_buy=is_buy,
+                        price=price_near(mark, 150 if is_buy else -150),
+                        size=value * lev * pct // 100 // mark,
+                        tif=A.TIF_IOC,
+                        reduce_only=False,
+                        cloid=0,
+                    ),
+                    t,
+                )
+            )
         self.produce(txs)
 
     def _quote(self, depth: int) -> None:
@@ -401,10 +472,26 @@ class ClearinghouseMachine(RuleBasedStateMachine):
                     off = 10 * lvl + 5 * i
                     for is_buy, sign_ in ((True, -1), (False, 1)):
                         px = price_near(mark, sign_ * off)
-                        txs.append(self.sign(mm, A.PlaceOrder(market=m, is_buy=is_buy, price=px, size=max(1, size_for(self.quote_usdc, px)), tif=A.TIF_GTC, reduce_only=False, cloid=0), t))
+                        txs.append(
+                            self.sign(
+                                mm,
+                                A.PlaceOrder(
+                                    market=m,
+                                    is_buy=is_buy,
+                                    price=px,
+                                    size=max(1, size_for(self.quote_usdc, px)),
+                                    tif=A.TIF_GTC,
+                                    reduce_only=False,
+                                    cloid=0,
+                                ),
+                                t,
+                            )
+                        )
         self.produce(txs)
 
-    def _oracle_txs(self, pct: dict[int, int], t: int, publishers: tuple[str, ...], external: str = "same") -> list[bytes]:
+    def _oracle_txs(
+        self, pct: dict[int, int], t: int, publishers: tuple[str, ...], external: str = "same"
+    ) -> list[bytes]:
         prices = []
         for m, change in sorted(pct.items()):
             initial = demo_genesis().markets[m].initial_price
@@ -416,14 +503,23 @@ class ClearinghouseMachine(RuleBasedStateMachine):
         return [self.sign(pub, A.OracleUpdate(prices=prices), t) for pub in publishers]
 
     # ------------------------------------------------------------ collateral
-    @rule(target=accounts, name=st.sampled_from(TRADERS), amount=st.one_of(st.integers(100 * USDC, 300_000 * USDC), amounts))
+    @rule(
+        target=accounts,
+        name=st.sampled_from(TRADERS),
+        amount=st.one_of(st.integers(100 * USDC, 300_000 * USDC), amounts),
+    )
     def deposit(self, name: str, amount: int) -> str:
         t = self.next_time()
         self.produce([self.sign("bridge", A.Deposit(to=self.addr(name), amount=amount, ref=self.example_no), t)])
         return name
 
-    @rule(src=accounts, dst=st.one_of(accounts, st.sampled_from(MAKERS + (OUTSIDER,))), amount=amounts,
-          fraction=st.sampled_from([None, 1, 2, 10]), how=st.sampled_from(["withdraw", "transfer", "to_fund", "to_self"]))
+    @rule(
+        src=accounts,
+        dst=st.one_of(accounts, st.sampled_from(MAKERS + (OUTSIDER,))),
+        amount=amounts,
+        fraction=st.sampled_from([None, 1, 2, 10]),
+        how=st.sampled_from(["withdraw", "transfer", "to_fund", "to_self"]),
+    )
     def withdraw_or_transfer(self, src: str, dst: str, amount: int, fraction: int | None, how: str) -> None:
         if fraction:
             amount = max(1, get_account(self.view, self.addr(src)).cash // fraction)
@@ -436,16 +532,42 @@ class ClearinghouseMachine(RuleBasedStateMachine):
         existed = self.exists(src)
         ex = self.produce([self.sign(src, a, t)])
         if how in ("to_fund", "to_self"):
-            assert self.codes(ex) in (["RESERVED_ACCOUNT"], ["UNAUTHORIZED"], ["DECODE"]) or amount == 0 or (
-                not existed and self.codes(ex) == ["NO_SUCH_ACCOUNT"])
+            assert (
+                self.codes(ex) in (["RESERVED_ACCOUNT"], ["UNAUTHORIZED"], ["DECODE"])
+                or amount == 0
+                or (not existed and self.codes(ex) == ["NO_SUCH_ACCOUNT"])
+            )
 
     # ------------------------------------------------------------ orders
-    @rule(name=accounts, market=st.sampled_from(MARKETS), is_buy=st.booleans(), how=st.sampled_from(["market", "GTC", "IOC", "FOK", "ALO"]),
-          sizing=st.sampled_from(["leverage", "leverage", "notional", "off_tick"]), leverage=st.sampled_from([1, 3, 10, 20, 25, 50]),
-          pct=st.sampled_from([10, 50, 90, 100, 200]), is_cross=st.booleans(), offset=offsets, notional=notionals,
-          reduce_only=st.booleans(), cloid=st.booleans())
-    def order(self, name: str, market: int, is_buy: bool, how: str, sizing: str, leverage: int, pct: int, is_cross: bool,
-              offset: int, notional: int, reduce_only: bool, cloid: bool) -> None:
+    @rule(
+        name=accounts,
+        market=st.sampled_from(MARKETS),
+        is_buy=st.booleans(),
+        how=st.sampled_from(["market", "GTC", "IOC", "FOK", "ALO"]),
+        sizing=st.sampled_from(["leverage", "leverage", "notional", "off_tick"]),
+        leverage=st.sampled_from([1, 3, 10, 20, 25, 50]),
+        pct=st.sampled_from([10, 50, 90, 100, 200]),
+        is_cross=st.booleans(),
+        offset=offsets,
+        notional=notionals,
+        reduce_only=st.booleans(),
+        cloid=st.booleans(),
+    )
+    def order(
+        self,
+        name: str,
+        market: int,
+        is_buy: bool,
+        how: str,
+        sizing: str,
+        leverage: int,
+        pct: int,
+        is_cross: bool,
+        offset: int,
+        notional: int,
+        reduce_only: bool,
+        cloid: bool,
+    ) -> None:
         """One order of any type. ``leverage`` sizing first sets leverage and margin mode in the same
         block, then takes about ``pct``% of what the account can carry; ``notional`` sizing places
         ``notional`` USDC at ``offset`` bps from the mark; ``off_tick`` adds one price unit."""
@@ -466,16 +588,61 @@ class ClearinghouseMachine(RuleBasedStateMachine):
         if c:
             self.cloids.append((self.addr(name), market, c))
         if how == "market":
-            txs.append(self.sign(name, A.MarketOrder(market=market, is_buy=is_buy, size=size, slippage_bps=min(abs(offset), 5000), reduce_only=reduce_only, cloid=c), t))
+            txs.append(
+                self.sign(
+                    name,
+                    A.MarketOrder(
+                        market=market,
+                        is_buy=is_buy,
+                        size=size,
+                        slippage_bps=min(abs(offset), 5000),
+                        reduce_only=reduce_only,
+                        cloid=c,
+                    ),
+                    t,
+                )
+            )
         else:
-            txs.append(self.sign(name, A.PlaceOrder(market=market, is_buy=is_buy, price=px, size=size, tif=TIF[how], reduce_only=reduce_only, cloid=c), t))
+            txs.append(
+                self.sign(
+                    name,
+                    A.PlaceOrder(
+                        market=market,
+                        is_buy=is_buy,
+                        price=px,
+                        size=size,
+                        tif=TIF[how],
+                        reduce_only=reduce_only,
+                        cloid=c,
+                    ),
+                    t,
+                )
+            )
         self.produce(txs)
 
-    @rule(name=accounts, market=st.sampled_from(MARKETS), how=st.sampled_from(["market", "IOC", "GTC", "tp", "sl", "trigger"]),
-          offset=st.integers(-2_000, 2_000), notional=notionals, limit_offset=st.one_of(st.none(), st.integers(-500, 500)),
-          is_buy=st.booleans(), reduce_only=st.booleans(), cloid=st.booleans())
-    def close_or_trigger(self, name: str, market: int, how: str, offset: int, notional: int, limit_offset: int | None,
-                         is_buy: bool, reduce_only: bool, cloid: bool) -> None:
+    @rule(
+        name=accounts,
+        market=st.sampled_from(MARKETS),
+        how=st.sampled_from(["market", "IOC", "GTC", "tp", "sl", "trigger"]),
+        offset=st.integers(-2_000, 2_000),
+        notional=notionals,
+        limit_offset=st.one_of(st.none(), st.integers(-500, 500)),
+        is_buy=st.booleans(),
+        reduce_only=st.booleans(),
+        cloid=st.booleans(),
+    )
+    def close_or_trigger(
+        self,
+        name: str,
+        market: int,
+        how: str,
+        offset: int,
+        notional: int,
+        limit_offset: int | None,
+        is_buy: bool,
+        reduce_only: bool,
+        cloid: bool,
+    ) -> None:
         """Reduce-only close of the whole position (market, IOC, resting, TP or SL), or any trigger order."""
         pos = self.view.get(position_key(market, self.addr(name)))
         mark = self.mark(market)
@@ -486,20 +653,44 @@ class ClearinghouseMachine(RuleBasedStateMachine):
             if c:
                 self.cloids.append((self.addr(name), market, c))
             limit = 0 if limit_offset is None else price_near(trig, limit_offset)
-            a = A.TriggerOrder(market=market, is_buy=is_buy, size=size_for(notional, trig), trigger_price=trig, is_take_profit=offset % 2 == 0,
-                               limit_price=limit, reduce_only=reduce_only, cloid=c)
+            a = A.TriggerOrder(
+                market=market,
+                is_buy=is_buy,
+                size=size_for(notional, trig),
+                trigger_price=trig,
+                is_take_profit=offset % 2 == 0,
+                limit_price=limit,
+                reduce_only=reduce_only,
+                cloid=c,
+            )
         else:
             size = abs(pos.size) if pos is not None and pos.size else 1
             is_buy = pos is not None and pos.size < 0
             if how == "market":
                 a = A.MarketOrder(market=market, is_buy=is_buy, size=size, slippage_bps=500, reduce_only=True, cloid=0)
             elif how in ("IOC", "GTC"):
-                a = A.PlaceOrder(market=market, is_buy=is_buy, price=price_near(mark, 300 if is_buy else -300), size=size, tif=TIF[how], reduce_only=True, cloid=0)
+                a = A.PlaceOrder(
+                    market=market,
+                    is_buy=is_buy,
+                    price=price_near(mark, 300 if is_buy else -300),
+                    size=size,
+                    tif=TIF[how],
+                    reduce_only=True,
+                    cloid=0,
+                )
             else:
                 # tp: a long sells above the mark, sl below it (mirrored for a short).
                 above = (how == "tp") != is_buy
-                a = A.TriggerOrder(market=market, is_buy=is_buy, size=size, trigger_price=price_near(mark, abs(offset) // 4 if above else -abs(offset) // 4),
-                                   is_take_profit=how == "tp", limit_price=0, reduce_only=True, cloid=0)
+                a = A.TriggerOrder(
+                    market=market,
+                    is_buy=is_buy,
+                    size=size,
+                    trigger_price=price_near(mark, abs(offset) // 4 if above else -abs(offset) // 4),
+                    is_take_profit=how == "tp",
+                    limit_price=0,
+                    reduce_only=True,
+                    cloid=0,
+                )
         self.produce([self.sign(name, a, t)])
 
     @precondition(lambda self: self.orders or self.cloids)
@@ -519,7 +710,11 @@ class ClearinghouseMachine(RuleBasedStateMachine):
         owner, market = self.orders[oid]
         if how == "other" or owner not in self.names:
             other = data.draw(st.sampled_from([n for n in TRADERS + (OUTSIDER,) if self.addr(n) != owner]))
-            action = A.Cancel(market=market, oid=oid) if data.draw(st.booleans()) else A.Modify(market=market, oid=oid, price=self.mark(market), size=1)
+            action = (
+                A.Cancel(market=market, oid=oid)
+                if data.draw(st.booleans())
+                else A.Modify(market=market, oid=oid, price=self.mark(market), size=1)
+            )
             ex = self.produce([self.sign(other, action, t)], expect_all_rejected=True)
             assert self.codes(ex) == ["ORDER_NOT_FOUND" if self.exists(other) else "NO_SUCH_ACCOUNT"]
             return
@@ -540,22 +735,38 @@ class ClearinghouseMachine(RuleBasedStateMachine):
         self.produce([self.sign(signer, A.Modify(market=market, oid=oid, price=px, size=size_for(notional, px)), t)])
 
     # ------------------------------------------------------------ leverage and margin
-    @rule(name=accounts, market=st.sampled_from(MARKETS), what=st.sampled_from(["leverage", "isolated"]),
-          leverage=st.one_of(st.integers(1, 60), st.sampled_from([1, 20, 25, 50, 1000])), is_cross=st.booleans(),
-          delta=st.one_of(st.integers(-50_000 * USDC, 50_000 * USDC), st.sampled_from([0, -(2**63), 2**63 - 1])))
+    @rule(
+        name=accounts,
+        market=st.sampled_from(MARKETS),
+        what=st.sampled_from(["leverage", "isolated"]),
+        leverage=st.one_of(st.integers(1, 60), st.sampled_from([1, 20, 25, 50, 1000])),
+        is_cross=st.booleans(),
+        delta=st.one_of(st.integers(-50_000 * USDC, 50_000 * USDC), st.sampled_from([0, -(2**63), 2**63 - 1])),
+    )
     def margin_settings(self, name: str, market: int, what: str, leverage: int, is_cross: bool, delta: int) -> None:
         t = self.next_time()
         if what == "leverage":
             existed = self.exists(name)
-            ex = self.produce([self.sign(name, A.UpdateLeverage(market=market, leverage=leverage, is_cross=is_cross), t)])
+            ex = self.produce(
+                [self.sign(name, A.UpdateLeverage(market=market, leverage=leverage, is_cross=is_cross), t)]
+            )
             if leverage > MAX_LEVERAGE[market]:
                 assert self.codes(ex) == (["INVALID_LEVERAGE"] if existed else ["NO_SUCH_ACCOUNT"])
         else:
             self.produce([self.sign(name, A.UpdateIsolatedMargin(market=market, delta=delta), t)])
 
     # ------------------------------------------------------------ agents
-    @rule(name=accounts, what=st.sampled_from(["approve", "revoke", "order", "market", "withdraw", "transfer", "leverage", "approve_other"]),
-          notional=notionals, offset=offsets, market=st.sampled_from(MARKETS), is_buy=st.booleans(), tif=tifs)
+    @rule(
+        name=accounts,
+        what=st.sampled_from(
+            ["approve", "revoke", "order", "market", "withdraw", "transfer", "leverage", "approve_other"]
+        ),
+        notional=notionals,
+        offset=offsets,
+        market=st.sampled_from(MARKETS),
+        is_buy=st.booleans(),
+        tif=tifs,
+    )
     def agent(self, name: str, what: str, notional: int, offset: int, market: int, is_buy: bool, tif: int) -> None:
         """Approve or revoke an agent; an agent trades for its owner but may never move collateral
         or change settings (UNAUTHORIZED, nothing changes)."""
@@ -569,7 +780,18 @@ class ClearinghouseMachine(RuleBasedStateMachine):
         if what == "order":
             tx = self._limit(agent, market, is_buy, offset, notional, tif, False, False, t)
         elif what == "market":
-            tx = self.sign(agent, A.MarketOrder(market=market, is_buy=is_buy, size=size_for(notional, self.mark(market)), slippage_bps=300, reduce_only=False, cloid=0), t)
+            tx = self.sign(
+                agent,
+                A.MarketOrder(
+                    market=market,
+                    is_buy=is_buy,
+                    size=size_for(notional, self.mark(market)),
+                    slippage_bps=300,
+                    reduce_only=False,
+                    cloid=0,
+                ),
+                t,
+            )
         elif what == "withdraw":
             tx = self.sign(agent, A.Withdraw(amount=1, destination=agent_addr), t)
         elif what == "transfer":
@@ -583,16 +805,43 @@ class ClearinghouseMachine(RuleBasedStateMachine):
         if forbidden:
             assert self.codes(ex) == ["UNAUTHORIZED"]
 
-    def _limit(self, name: str, market: int, is_buy: bool, offset: int, notional: int, tif: int, reduce_only: bool, cloid: bool, t: int) -> bytes:
+    def _limit(
+        self,
+        name: str,
+        market: int,
+        is_buy: bool,
+        offset: int,
+        notional: int,
+        tif: int,
+        reduce_only: bool,
+        cloid: bool,
+        t: int,
+    ) -> bytes:
         px = price_near(self.mark(market), offset)
         c = self.fresh_cloid() if cloid else 0
         if c:
             self.cloids.append((self.addr(name), market, c))
-        return self.sign(name, A.PlaceOrder(market=market, is_buy=is_buy, price=px, size=size_for(notional, px), tif=tif, reduce_only=reduce_only, cloid=c), t)
+        return self.sign(
+            name,
+            A.PlaceOrder(
+                market=market,
+                is_buy=is_buy,
+                price=px,
+                size=size_for(notional, px),
+                tif=tif,
+                reduce_only=reduce_only,
+                cloid=c,
+            ),
+            t,
+        )
 
     # ------------------------------------------------------------ prices and time
-    @rule(btc=st.one_of(st.integers(-5, 5), st.sampled_from([-50, 50, -20, 20, -10])), eth=st.one_of(st.integers(-5, 5), st.sampled_from([-50, 50, -10])),
-          publishers=st.sampled_from([ORACLES, ORACLES, ORACLES[:1], ORACLES[1:]]), external=st.sampled_from(["same", "same", "none", "off"]))
+    @rule(
+        btc=st.one_of(st.integers(-5, 5), st.sampled_from([-50, 50, -20, 20, -10])),
+        eth=st.one_of(st.integers(-5, 5), st.sampled_from([-50, 50, -10])),
+        publishers=st.sampled_from([ORACLES, ORACLES, ORACLES[:1], ORACLES[1:]]),
+        external=st.sampled_from(["same", "same", "none", "off"]),
+    )
     def oracle_move(self, btc: int, eth: int, publishers: tuple[str, ...], external: str) -> None:
         """Oracle publishers move prices, including sudden +-50% crashes."""
         t = self.next_time()
@@ -610,14 +859,27 @@ class ClearinghouseMachine(RuleBasedStateMachine):
         """Makers pull every quote (thin books make liquidations spill into the fund and ADL) or requote."""
         if pull:
             t = self.next_time()
-            txs = [self.sign(self.names[o], A.Cancel(market=m, oid=oid), t) for oid, (o, m) in sorted(self.orders.items()) if self.names.get(o) in MAKERS]
+            txs = [
+                self.sign(self.names[o], A.Cancel(market=m, oid=oid), t)
+                for oid, (o, m) in sorted(self.orders.items())
+                if self.names.get(o) in MAKERS
+            ]
             self.produce(txs)
         else:
             self._quote(depth)
 
-    @rule(seller=accounts, buyer=st.sampled_from(TRADERS + MAKERS), market=st.sampled_from(MARKETS),
-          factor_pct=st.sampled_from([10, 50, 150, 190, 195]), washes=st.integers(1, 4), thin=st.booleans(), external=st.booleans())
-    def wash_trade(self, seller: str, buyer: str, market: int, factor_pct: int, washes: int, thin: bool, external: bool) -> None:
+    @rule(
+        seller=accounts,
+        buyer=st.sampled_from(TRADERS + MAKERS),
+        market=st.sampled_from(MARKETS),
+        factor_pct=st.sampled_from([10, 50, 150, 190, 195]),
+        washes=st.integers(1, 4),
+        thin=st.booleans(),
+        external=st.booleans(),
+    )
+    def wash_trade(
+        self, seller: str, buyer: str, market: int, factor_pct: int, washes: int, thin: bool, external: bool
+    ) -> None:
         """Market integrity attack 1 (docs/security.md): two accounts trade one small lot with each other
         far from the mark (``factor_pct`` % of it), every 10 s, while every publisher posts the unchanged
         oracle (with or without an external price); ``thin`` first cancels every order in that market so
@@ -628,17 +890,44 @@ class ClearinghouseMachine(RuleBasedStateMachine):
             t = self.next_time(10_000)
             txs = []
             if thin and i == 0:
-                txs += [self.sign(self.names[o], A.Cancel(market=m, oid=oid), t) for oid, (o, m) in sorted(self.orders.items()) if m == market and o in self.names]
+                txs += [
+                    self.sign(self.names[o], A.Cancel(market=m, oid=oid), t)
+                    for oid, (o, m) in sorted(self.orders.items())
+                    if m == market and o in self.names
+                ]
             px = five_sig(self.mark(market) * factor_pct // 100)
             size = max(1, -(-10 * USDC // px))  # the smallest size meeting the 10 USDC minimum notional
-            txs.append(self.sign(seller, A.PlaceOrder(market=market, is_buy=False, price=px, size=size, tif=A.TIF_GTC, reduce_only=False, cloid=0), t))
-            txs.append(self.sign(buyer, A.PlaceOrder(market=market, is_buy=True, price=px, size=size, tif=A.TIF_IOC, reduce_only=False, cloid=0), t))
+            txs.append(
+                self.sign(
+                    seller,
+                    A.PlaceOrder(
+                        market=market, is_buy=False, price=px, size=size, tif=A.TIF_GTC, reduce_only=False, cloid=0
+                    ),
+                    t,
+                )
+            )
+            txs.append(
+                self.sign(
+                    buyer,
+                    A.PlaceOrder(
+                        market=market, is_buy=True, price=px, size=size, tif=A.TIF_IOC, reduce_only=False, cloid=0
+                    ),
+                    t,
+                )
+            )
             txs += self._oracle_txs({BTC: 0, ETH: 0}, t, ORACLES, external="same" if external else "none")
             self.produce(txs, advance_ms=10_000)
 
-    @rule(publishers=st.lists(st.sampled_from(ORACLES), min_size=0, max_size=3, unique=True), outlier=st.sampled_from(ORACLES + (None,)),
-          factor_pct=st.sampled_from([10, 80, 125, 1_000]), move=st.integers(-3, 3), advance_ms=st.sampled_from([1_000, 10_000, 59_000, 61_000, 200_000]))
-    def publisher_subset(self, publishers: list[str], outlier: str | None, factor_pct: int, move: int, advance_ms: int) -> None:
+    @rule(
+        publishers=st.lists(st.sampled_from(ORACLES), min_size=0, max_size=3, unique=True),
+        outlier=st.sampled_from(ORACLES + (None,)),
+        factor_pct=st.sampled_from([10, 80, 125, 1_000]),
+        move=st.integers(-3, 3),
+        advance_ms=st.sampled_from([1_000, 10_000, 59_000, 61_000, 200_000]),
+    )
+    def publisher_subset(
+        self, publishers: list[str], outlier: str | None, factor_pct: int, move: int, advance_ms: int
+    ) -> None:
         """Market integrity attack 2: only some publishers post (a small honest move), and one publisher
         may post an outlier (``factor_pct`` % of the oracle, oracle and external alike), after up to
         200 s of silence. The per-block oracle checks in ``produce`` do the asserting."""
@@ -646,18 +935,32 @@ class ClearinghouseMachine(RuleBasedStateMachine):
         honest = tuple(p for p in publishers if p != outlier)
         txs = self._oracle_txs({BTC: move, ETH: move}, t, honest)
         if outlier is not None:
-            bad = [A.OraclePrice(market=m, oracle_price=max(1, self.oracle(m) * factor_pct // 100), external_price=max(1, self.oracle(m) * factor_pct // 100)) for m in MARKETS]
+            bad = [
+                A.OraclePrice(
+                    market=m,
+                    oracle_price=max(1, self.oracle(m) * factor_pct // 100),
+                    external_price=max(1, self.oracle(m) * factor_pct // 100),
+                )
+                for m in MARKETS
+            ]
             txs.append(self.sign(outlier, A.OracleUpdate(prices=bad), t))
         self.produce(txs, advance_ms=advance_ms)
 
-    @rule(wait_s=st.integers(30, 900), poster=st.sampled_from(ORACLES + (None,)), factor_pct=st.sampled_from([100, 10, 1_000]))
+    @rule(
+        wait_s=st.integers(30, 900),
+        poster=st.sampled_from(ORACLES + (None,)),
+        factor_pct=st.sampled_from([100, 10, 1_000]),
+    )
     def stale_publishers(self, wait_s: int, poster: str | None, factor_pct: int) -> None:
         """Time passes without posts (publishers go stale, funding may not sample); then at most one
         publisher posts, possibly an outlier: a lone publisher never moves the oracle."""
         t = self.next_time(wait_s * 1000)
         txs = []
         if poster is not None:
-            prices = [A.OraclePrice(market=m, oracle_price=max(1, self.oracle(m) * factor_pct // 100), external_price=0) for m in MARKETS]
+            prices = [
+                A.OraclePrice(market=m, oracle_price=max(1, self.oracle(m) * factor_pct // 100), external_price=0)
+                for m in MARKETS
+            ]
             txs.append(self.sign(poster, A.OracleUpdate(prices=prices), t))
         before = self._prices()
         self.produce(txs, advance_ms=wait_s * 1000)
@@ -677,9 +980,34 @@ class ClearinghouseMachine(RuleBasedStateMachine):
             name = data.draw(st.sampled_from(names))
             m = data.draw(st.sampled_from(MARKETS))
             if kind == "limit":
-                txs.append(self._limit(name, m, data.draw(st.booleans()), data.draw(offsets), data.draw(notionals), data.draw(tifs), data.draw(st.booleans()), data.draw(st.booleans()), t))
+                txs.append(
+                    self._limit(
+                        name,
+                        m,
+                        data.draw(st.booleans()),
+                        data.draw(offsets),
+                        data.draw(notionals),
+                        data.draw(tifs),
+                        data.draw(st.booleans()),
+                        data.draw(st.booleans()),
+                        t,
+                    )
+                )
             elif kind == "market":
-                txs.append(self.sign(name, A.MarketOrder(market=m, is_buy=data.draw(st.booleans()), size=size_for(data.draw(notionals), self.mark(m)), slippage_bps=500, reduce_only=data.draw(st.booleans()), cloid=0), t))
+                txs.append(
+                    self.sign(
+                        name,
+                        A.MarketOrder(
+                            market=m,
+                            is_buy=data.draw(st.booleans()),
+                            size=size_for(data.draw(notionals), self.mark(m)),
+                            slippage_bps=500,
+                            reduce_only=data.draw(st.booleans()),
+                            cloid=0,
+                        ),
+                        t,
+                    )
+                )
             elif kind == "cancel" and self.orders:
                 oid = data.draw(st.sampled_from(sorted(self.orders)))
                 owner, om = self.orders[oid]
@@ -687,9 +1015,19 @@ class ClearinghouseMachine(RuleBasedStateMachine):
             elif kind == "withdraw":
                 txs.append(self.sign(name, A.Withdraw(amount=data.draw(amounts), destination=self.addr(name)), t))
             elif kind == "leverage":
-                txs.append(self.sign(name, A.UpdateLeverage(market=m, leverage=data.draw(st.integers(1, 30)), is_cross=data.draw(st.booleans())), t))
+                txs.append(
+                    self.sign(
+                        name,
+                        A.UpdateLeverage(
+                            market=m, leverage=data.draw(st.integers(1, 30)), is_cross=data.draw(st.booleans())
+                        ),
+                        t,
+                    )
+                )
             else:
-                txs.extend(self._oracle_txs({m: data.draw(st.integers(-8, 8))}, t, (data.draw(st.sampled_from(ORACLES)),)))
+                txs.extend(
+                    self._oracle_txs({m: data.draw(st.integers(-8, 8))}, t, (data.draw(st.sampled_from(ORACLES)),))
+                )
         self.produce(txs)
 
     @rule(data=st.data())
@@ -701,15 +1039,52 @@ class ClearinghouseMachine(RuleBasedStateMachine):
         name = data.draw(st.sampled_from(TRADERS))
         candidates = {
             "forged_deposit": (self.sign(name, A.Deposit(to=self.addr(name), amount=10**12, ref=1), t), "UNAUTHORIZED"),
-            "forged_oracle": (self.sign(name, A.OracleUpdate(prices=[A.OraclePrice(market=0, oracle_price=1, external_price=0)]), t), "UNAUTHORIZED"),
-            "unknown_market_oracle": (self.sign("oracle-1", A.OracleUpdate(prices=[A.OraclePrice(market=7, oracle_price=1, external_price=0)]), t), "INVALID_ORACLE"),
-            "unknown_market_order": (self.sign(name, A.PlaceOrder(market=2, is_buy=True, price=1000, size=1, tif=0, reduce_only=False, cloid=0), t), "UNKNOWN_MARKET"),
-            "leverage_too_high": (self.sign(name, A.UpdateLeverage(market=ETH, leverage=26, is_cross=True), t), "INVALID_LEVERAGE"),
+            "forged_oracle": (
+                self.sign(name, A.OracleUpdate(prices=[A.OraclePrice(market=0, oracle_price=1, external_price=0)]), t),
+                "UNAUTHORIZED",
+            ),
+            "unknown_market_oracle": (
+                self.sign(
+                    "oracle-1", A.OracleUpdate(prices=[A.OraclePrice(market=7, oracle_price=1, external_price=0)]), t
+                ),
+                "INVALID_ORACLE",
+            ),
+            "unknown_market_order": (
+                self.sign(
+                    name, A.PlaceOrder(market=2, is_buy=True, price=1000, size=1, tif=0, reduce_only=False, cloid=0), t
+                ),
+                "UNKNOWN_MARKET",
+            ),
+            "leverage_too_high": (
+                self.sign(name, A.UpdateLeverage(market=ETH, leverage=26, is_cross=True), t),
+                "INVALID_LEVERAGE",
+            ),
             "cancel_unknown": (self.sign(name, A.Cancel(market=BTC, oid=chain.next_oid + 10**6), t), "ORDER_NOT_FOUND"),
-            "old_nonce": (self.sign(name, A.Transfer(to=self.addr(OUTSIDER), amount=1), t, nonce=t - 3 * 24 * HOUR_MS), "BAD_NONCE"),
-            "future_nonce": (self.sign(name, A.Transfer(to=self.addr(OUTSIDER), amount=1), t, nonce=t + 2 * 24 * HOUR_MS), "BAD_NONCE"),
-            "overdraft": (self.sign(OUTSIDER, A.Withdraw(amount=max(get_account(self.view, self.addr(OUTSIDER)).cash, 0) + 1, destination=self.addr(OUTSIDER)), t), "INSUFFICIENT_BALANCE"),
-            "zero_size": (self.sign(name, A.PlaceOrder(market=0, is_buy=True, price=1000, size=0, tif=0, reduce_only=False, cloid=0), t), "DECODE"),
+            "old_nonce": (
+                self.sign(name, A.Transfer(to=self.addr(OUTSIDER), amount=1), t, nonce=t - 3 * 24 * HOUR_MS),
+                "BAD_NONCE",
+            ),
+            "future_nonce": (
+                self.sign(name, A.Transfer(to=self.addr(OUTSIDER), amount=1), t, nonce=t + 2 * 24 * HOUR_MS),
+                "BAD_NONCE",
+            ),
+            "overdraft": (
+                self.sign(
+                    OUTSIDER,
+                    A.Withdraw(
+                        amount=max(get_account(self.view, self.addr(OUTSIDER)).cash, 0) + 1,
+                        destination=self.addr(OUTSIDER),
+                    ),
+                    t,
+                ),
+                "INSUFFICIENT_BALANCE",
+            ),
+            "zero_size": (
+                self.sign(
+                    name, A.PlaceOrder(market=0, is_buy=True, price=1000, size=0, tif=0, reduce_only=False, cloid=0), t
+                ),
+                "DECODE",
+            ),
             "garbage": (b"\x93\x01\x02", "DECODE"),
         }
         # A key without an account is refused before anything else is looked at (except authority actions).
@@ -729,16 +1104,18 @@ class ClearinghouseMachine(RuleBasedStateMachine):
         """Protocol §12.12: the insurance fund ends a block below zero only as recorded bad debt: the
         block's step 50 haircut every payer to zero (``amount == value_before``) and reported the rest
         with ``AdlShortfall{market = CROSS, underwater = fund, unmatched = 0}``."""
-        from clearinghouse.spec.waterfall.insurance_fund import fund_value
         from clearinghouse.spec.waterfall.events import CROSS, AdlShortfall, Haircut
+        from clearinghouse.spec.waterfall.insurance_fund import fund_value
 
         cuts = [e for e in executed.events if isinstance(e, Haircut)]
         STATS["haircuts"] = STATS.get("haircuts", 0) + len(cuts)
         if fund_value(self.view) >= 0:
             return
         assert all(h.amount == h.value_before for h in cuts), "the fund kept bad debt while a payer kept value"
-        assert any(isinstance(e, AdlShortfall) and e.underwater == INSURANCE_FUND and e.market == CROSS and e.unmatched == 0
-                   for e in executed.events), "the fund ended the block below zero without recording it"
+        assert any(
+            isinstance(e, AdlShortfall) and e.underwater == INSURANCE_FUND and e.market == CROSS and e.unmatched == 0
+            for e in executed.events
+        ), "the fund ended the block below zero without recording it"
         STATS["bad_debt_blocks"] = STATS.get("bad_debt_blocks", 0) + 1
 
     def _replay_code(self, raw: bytes) -> str:
@@ -753,13 +1130,17 @@ class ClearinghouseMachine(RuleBasedStateMachine):
         tx = decode_transaction(raw)
         if isinstance(tx.action, (A.Deposit, A.OracleUpdate)):
             return "BAD_NONCE"
-        signer = recover_signer(signing_digest(self.view.get(CHAIN_KEY).chain_id, tx.nonce, encode(tx.action)), tx.signature)
+        signer = recover_signer(
+            signing_digest(self.view.get(CHAIN_KEY).chain_id, tx.nonce, encode(tx.action)), tx.signature
+        )
         agent = self.view.get(agent_key(signer))
         acting = agent.owner if agent is not None else signer
         return "BAD_NONCE" if self.view.get(account_key(acting)) is not None else "NO_SUCH_ACCOUNT"
 
     def codes(self, executed: Any) -> list[str]:
-        return [r.code for r in sorted((e for e in executed.events if isinstance(e, Receipt)), key=lambda r: r.tx_index)]
+        return [
+            r.code for r in sorted((e for e in executed.events if isinstance(e, Receipt)), key=lambda r: r.tx_index)
+        ]
 
     # ------------------------------------------------------------ invariants and teardown
     @invariant()
@@ -779,7 +1160,9 @@ class ClearinghouseMachine(RuleBasedStateMachine):
             state, band = view.get(market_state_key(m)), view.get(market_spec_key(m)).mark_band_bps
             lo = -((-state.oracle_price * (10_000 - band)) // 10_000)
             hi = state.oracle_price * (10_000 + band) // 10_000
-            assert lo <= state.mark_price <= hi, f"market {m}: mark {state.mark_price} outside [{lo}, {hi}] around oracle {state.oracle_price}"
+            assert lo <= state.mark_price <= hi, (
+                f"market {m}: mark {state.mark_price} outside [{lo}, {hi}] around oracle {state.oracle_price}"
+            )
 
     def teardown(self) -> None:
         try:
@@ -791,7 +1174,11 @@ class ClearinghouseMachine(RuleBasedStateMachine):
             seed = str(1 + (self.example_no * 7919) % 4_000_000_000)
             proc = subprocess.Popen(
                 [sys.executable, "-m", "clearinghouse.tools.cli", "verify", self.log_path, "--json"],
-                env=subprocess_env(PYTHONHASHSEED=seed), cwd=self.tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                env=subprocess_env(PYTHONHASHSEED=seed),
+                cwd=self.tmp,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
             )
             try:
                 with LmdbStore(os.path.join(self.tmp, "db")) as store:
@@ -821,7 +1208,10 @@ TestClearinghouseMachine = ClearinghouseMachine.TestCase
 def test_report_example_counts(capsys: pytest.CaptureFixture[str]) -> None:
     """Prints what the state machine ran (runs after it: file order)."""
     with capsys.disabled():
-        print(f"\n[state machine] profile={settings.get_current_profile_name()} examples={STATS['examples']} " + " ".join(f"{k}={v}" for k, v in STATS.items() if k != "examples"))
+        print(
+            f"\n[state machine] profile={settings.get_current_profile_name()} examples={STATS['examples']} "
+            + " ".join(f"{k}={v}" for k, v in STATS.items() if k != "examples")
+        )
         if os.environ.get("STATE_MACHINE_CODES"):
             print("  rules:", dict(sorted(RULES.items())))
             for (action, code), n in sorted(CODES.items()):

@@ -13,18 +13,50 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from test_tool_safety import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 CASCADE = ROOT / "fixtures" / "scenarios" / "cascade_hyperliquid.toml"
 
-HL_FILL = {"coin", "px", "sz", "side", "time", "startPosition", "dir", "closedPnl", "hash", "oid", "crossed", "fee", "tid", "feeToken"}
+HL_FILL = {
+    "coin",
+    "px",
+    "sz",
+    "side",
+    "time",
+    "startPosition",
+    "dir",
+    "closedPnl",
+    "hash",
+    "oid",
+    "crossed",
+    "fee",
+    "tid",
+    "feeToken",
+}
 HL_LIQUIDATION = {"liquidatedUser", "markPx", "method"}
-HL_STATE = {"marginSummary", "crossMarginSummary", "crossMaintenanceMarginUsed", "withdrawable", "assetPositions", "time"}
+HL_STATE = {
+    "marginSummary",
+    "crossMarginSummary",
+    "crossMaintenanceMarginUsed",
+    "withdrawable",
+    "assetPositions",
+    "time",
+}
 HL_SUMMARY = {"accountValue", "totalNtlPos", "totalRawUsd", "totalMarginUsed"}
-HL_POSITION = {"coin", "szi", "entryPx", "positionValue", "unrealizedPnl", "returnOnEquity", "liquidationPx", "leverage", "marginUsed",
-               "maxLeverage", "cumFunding"}
+HL_POSITION = {
+    "coin",
+    "szi",
+    "entryPx",
+    "positionValue",
+    "unrealizedPnl",
+    "returnOnEquity",
+    "liquidationPx",
+    "leverage",
+    "marginUsed",
+    "maxLeverage",
+    "cumFunding",
+}
 HL_FUNDING_DELTA = {"type", "coin", "usdc", "szi", "fundingRate", "nSamples"}
 
 
@@ -54,7 +86,12 @@ def test_fill_fields_are_hyperliquids(chains: dict, chain: str) -> None:
     assert fills
     for f in fills:
         assert set(f) - {"user", "liquidation"} == HL_FILL, f
-        assert f["side"] in ("B", "A") and isinstance(f["crossed"], bool) and isinstance(f["tid"], int) and isinstance(f["oid"], int)
+        assert (
+            f["side"] in ("B", "A")
+            and isinstance(f["crossed"], bool)
+            and isinstance(f["tid"], int)
+            and isinstance(f["oid"], int)
+        )
         for k in ("px", "sz", "startPosition", "closedPnl", "fee"):
             Decimal(f[k])  # decimal strings
         if "liquidation" in f:
@@ -76,7 +113,11 @@ def test_liquidation_and_adl_fills_are_marked(chains: dict, chain: str) -> None:
     liq = [f for f in fills if f.get("liquidation", {}).get("method") == "market"]
     assert len(liq) == 2 * summary["liquidation_fills"] > 0
     liquidated_users = {f["liquidation"]["liquidatedUser"] for f in liq}
-    assert all(f["dir"] in ("Close Long", "Close Short") for f in liq if f["user"] in liquidated_users and f["user"] == f["liquidation"]["liquidatedUser"])
+    assert all(
+        f["dir"] in ("Close Long", "Close Short")
+        for f in liq
+        if f["user"] in liquidated_users and f["user"] == f["liquidation"]["liquidatedUser"]
+    )
     if summary["backstops"]:
         assert any(f["dir"].startswith("Liquidated ") for f in fills)
 
@@ -116,10 +157,16 @@ def test_funding_records_are_hyperliquids(chains: dict) -> None:
     funding = export("funding", chains["demo"]["log"])
     assert funding
     for r in funding:
-        assert set(r) == {"time", "hash", "delta", "user"} and set(r["delta"]) == HL_FUNDING_DELTA and r["delta"]["type"] == "funding"
+        assert (
+            set(r) == {"time", "hash", "delta", "user"}
+            and set(r["delta"]) == HL_FUNDING_DELTA
+            and r["delta"]["type"] == "funding"
+        )
     ledger = export("ledger", chains["demo"]["log"])
     residue = sum(Decimal(r["delta"]["usdc"]) for r in ledger if r["delta"]["type"] == "fundingResidue")
-    assert sum(Decimal(r["delta"]["usdc"]) for r in funding) + residue == 0  # funding is zero-sum, the residue to the fund
+    assert (
+        sum(Decimal(r["delta"]["usdc"]) for r in funding) + residue == 0
+    )  # funding is zero-sum, the residue to the fund
 
 
 @pytest.mark.parametrize("chain", ["demo", "cascade"])
@@ -181,16 +228,26 @@ def test_output_file_is_written_atomically(chains: dict, tmp_path: Path) -> None
 
 
 def _transfer_log(path: Path, blocks: int) -> None:
-    from clearinghouse.tools.demo import USDC, demo_genesis
     from clearinghouse.chain.producer import Producer
+    from clearinghouse.tools.demo import USDC, demo_genesis
     from tx.actions import Deposit, Transfer
 
     p = Producer(demo_genesis(), str(path), overwrite=True)
     bridge = p.wallet("bridge")
     wallets = [p.wallet(f"m{i}") for i in range(30)]
-    p.block([bridge.sign(Deposit(to=w.address, amount=1_000 * USDC, ref=i + 1), p.time_ms + 1000) for i, w in enumerate(wallets)])
+    p.block(
+        [
+            bridge.sign(Deposit(to=w.address, amount=1_000 * USDC, ref=i + 1), p.time_ms + 1000)
+            for i, w in enumerate(wallets)
+        ]
+    )
     for b in range(blocks):
-        p.block([w.sign(Transfer(to=wallets[(i + 1) % 30].address, amount=1 + b), p.time_ms + 1000) for i, w in enumerate(wallets)])
+        p.block(
+            [
+                w.sign(Transfer(to=wallets[(i + 1) % 30].address, amount=1 + b), p.time_ms + 1000)
+                for i, w in enumerate(wallets)
+            ]
+        )
     p.close()
 
 
@@ -254,4 +311,7 @@ def test_every_fixture_scenario_reconciles(tmp_path: Path, name: str) -> None:
     for acct in json.loads(out)["accounts"]:
         (state,) = export("state", db, "--user", acct["address"])
         upnl = sum(Decimal(p["position"]["unrealizedPnl"]) for p in state["assetPositions"])
-        assert Decimal(state["marginSummary"]["accountValue"]) == equity[acct["address"].lower()] + upnl, (name, acct["address"])
+        assert Decimal(state["marginSummary"]["accountValue"]) == equity[acct["address"].lower()] + upnl, (
+            name,
+            acct["address"],
+        )

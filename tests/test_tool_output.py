@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import subprocess_env
 from test_tool_safety import run_cli
 
@@ -33,8 +32,13 @@ def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def cli_text(*args: str, columns: int = 80) -> subprocess.CompletedProcess[str]:
     """The real command, piped (not a terminal), at ``columns`` wide."""
-    return subprocess.run([sys.executable, "-m", "clearinghouse.tools.cli", *args], capture_output=True, text=True,
-                          env=subprocess_env(COLUMNS=str(columns)), timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "clearinghouse.tools.cli", *args],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(COLUMNS=str(columns)),
+        timeout=300,
+    )
 
 
 def test_piped_80_column_tables_never_cut_numbers_or_addresses(demo_dir: Path) -> None:
@@ -62,14 +66,19 @@ def test_inspect_table_at_80_columns_keeps_numbers(demo_dir: Path) -> None:
 
 
 def test_top_and_quiet(tmp_path: Path) -> None:
-    from clearinghouse.tools.demo import USDC, demo_genesis
     from clearinghouse.chain.producer import Producer
+    from clearinghouse.tools.demo import USDC, demo_genesis
     from tx.actions import Deposit
 
     log = tmp_path / "many.log"
     p = Producer(demo_genesis(), str(log), overwrite=True)
     bridge = p.wallet("bridge")
-    p.block([bridge.sign(Deposit(to=p.wallet(f"u{i}").address, amount=(i + 1) * USDC, ref=i + 1), p.time_ms + 1000) for i in range(120)])
+    p.block(
+        [
+            bridge.sign(Deposit(to=p.wallet(f"u{i}").address, amount=(i + 1) * USDC, ref=i + 1), p.time_ms + 1000)
+            for i in range(120)
+        ]
+    )
     p.close()
     db = tmp_path / "db"
     proc = cli_text("replay", str(log), "--db", str(db), "--top", "5")
@@ -105,7 +114,7 @@ def test_inspect_shows_what_a_trader_needs(demo_dir: Path) -> None:
 def test_inspect_proof_is_json(demo_dir: Path) -> None:
     proc = cli_text("inspect", "--db", str(demo_dir / "state"), "erin", "--proof")
     assert proc.returncode == 0, proc.stderr
-    text = proc.stdout[proc.stdout.index("\n{") + 1:]
+    text = proc.stdout[proc.stdout.index("\n{") + 1 :]
     obj = json.loads(text)
     assert obj["account"]["kind"] == "inclusion" and obj["account"]["verified"] is True
     assert obj["positions"][0]["coin"] == "BTC" and obj["positions"][0]["verified"] is True
@@ -144,7 +153,9 @@ def test_scenario_names_for_inspect(tmp_path: Path) -> None:
 
 def _numbers_without_companions(obj: object, path: str = "") -> list[str]:
     """Money fields (by name) whose dict has no ``_usdc`` companion."""
-    money = re.compile(r"^(cash|value|cost|iso_cash|amount|withdrawable|margin_used|account_value|unrealized_pnl|position_value)$")
+    money = re.compile(
+        r"^(cash|value|cost|iso_cash|amount|withdrawable|margin_used|account_value|unrealized_pnl|position_value)$"
+    )
     out = []
     if isinstance(obj, dict):
         for k, v in obj.items():
@@ -165,8 +176,12 @@ def test_every_json_has_human_companions(demo_dir: Path, tmp_path: Path) -> None
     assert run_cli(["scenario", "compile", scenario, "--log", log])[0] == 0
     sdb = tmp_path / "sdb"
     assert run_cli(["replay", log, "--db", sdb, "--json"])[0] == 0
-    for args in (["demo", "--out", demo_dir, "--json"], ["verify", demo_dir / "demo.log", "--json"],
-                 ["inspect", "--db", demo_dir / "state", "mm-2", "--json"], ["diff", demo_dir / "state", sdb, "--json"]):
+    for args in (
+        ["demo", "--out", demo_dir, "--json"],
+        ["verify", demo_dir / "demo.log", "--json"],
+        ["inspect", "--db", demo_dir / "state", "mm-2", "--json"],
+        ["diff", demo_dir / "state", sdb, "--json"],
+    ):
         rc, out, err = run_cli(args)
         assert rc in (0, 1), err
         obj = json.loads(out)

@@ -11,16 +11,22 @@ import sys
 import tomllib
 from pathlib import Path
 
-import clearinghouse
 from conftest import subprocess_env
 from test_tool_safety import run_cli
+
+import clearinghouse
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_version() -> None:
     assert re.match(r"^\d+\.\d+\.\d+", clearinghouse.__version__)
-    proc = subprocess.run([sys.executable, "-m", "clearinghouse.tools.cli", "--version"], capture_output=True, text=True, env=subprocess_env())
+    proc = subprocess.run(
+        [sys.executable, "-m", "clearinghouse.tools.cli", "--version"],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+    )
     assert proc.returncode == 0 and proc.stdout.strip() == f"clearinghouse {clearinghouse.__version__}"
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert "version" in project["dynamic"]
@@ -37,8 +43,12 @@ def test_typing_marker_licence_and_package_data() -> None:
     from setuptools import find_packages
 
     found = set(find_packages(str(ROOT), include=pyproject["tool"]["setuptools"]["packages"]["find"]["include"]))
-    folders = {".".join(d.relative_to(ROOT).parts) for pkg in ("clearinghouse", "state", "tx")
-               for d in [ROOT / pkg, *(ROOT / pkg).rglob("*")] if (d / "__init__.py").is_file() and "__pycache__" not in d.parts}
+    folders = {
+        ".".join(d.relative_to(ROOT).parts)
+        for pkg in ("clearinghouse", "state", "tx")
+        for d in [ROOT / pkg, *(ROOT / pkg).rglob("*")]
+        if (d / "__init__.py").is_file() and "__pycache__" not in d.parts
+    }
     assert folders and folders <= found, sorted(folders - found)
     assert any("*.js" in p for p in pyproject["tool"]["setuptools"]["package-data"]["clearinghouse.tools"])
 
@@ -73,8 +83,24 @@ def test_every_argument_has_help() -> None:
 
 def test_figures_come_after_the_dots(tmp_path: Path) -> None:
     """A test printing its figures under capsys.disabled() no longer writes among pytest's progress dots."""
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "tests" / "test_crash_recovery.py"),
-                           "-k", "report_kills"], capture_output=True, text=True, cwd=ROOT, env=subprocess_env(), timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            str(ROOT / "tests" / "test_crash_recovery.py"),
+            "-k",
+            "report_kills",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=subprocess_env(),
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].startswith(".")  # the dots line holds only progress
@@ -86,8 +112,8 @@ def test_figures_come_after_the_dots(tmp_path: Path) -> None:
 def test_scenarios_doc_crash_example_states_what_happens(tmp_path: Path) -> None:
     text = (ROOT / "docs" / "scenarios.md").read_text()
     start = text.index("## A crash, explained")
-    toml = text[text.index("```toml", start) + len("```toml"):]
-    toml = toml[:toml.index("```")]
+    toml = text[text.index("```toml", start) + len("```toml") :]
+    toml = toml[: toml.index("```")]
     (tmp_path / "crash.toml").write_text(toml)
     rc, out, err = run_cli(["scenario", "run", tmp_path / "crash.toml", "--json", "--log", tmp_path / "crash.log"])
     assert rc == 0, err
@@ -96,7 +122,7 @@ def test_scenarios_doc_crash_example_states_what_happens(tmp_path: Path) -> None
     report = json.loads(out)
     assert report["prices"]["BTC"]["mark_usdc"] == "85000" and report["prices"]["BTC"]["oracle_usdc"] == "86000"
     assert report["accounts"]["bob"]["value_usdc"] == "101946" and report["accounts"]["alice"]["value_usdc"] == "0"
-    outcome = text[start:text.index("## `explain`")]
+    outcome = text[start : text.index("## `explain`")]
     for figure in ("85,000", "86,000", "-3,040.5", "850 USDC", "88,040.5", "+1,959.5"):
         assert figure in outcome, figure
     rc, out, _err = run_cli(["explain", tmp_path / "crash.log", "--account", "bob", "--json"])

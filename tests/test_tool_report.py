@@ -12,14 +12,20 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from test_tool_safety import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 CASCADE = ROOT / "fixtures" / "scenarios" / "cascade_hyperliquid.toml"
 CHROMIUM = os.environ.get("CLEARINGHOUSE_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +51,14 @@ def test_report_is_self_contained(reports: dict[str, Path]) -> None:
         assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text, re.I)
         assert not re.search(r"@import|url\(\s*['\"]?https?:|fetch\(|XMLHttpRequest|<link\b|<iframe\b", text, re.I)
         assert text.count('data-chart="') >= 5
-        for section in ("Prices: mark against oracle", "Open interest", "Insurance fund", "ADL queues", "Equity of the accounts involved",
-                        "Incidents, explained"):
+        for section in (
+            "Prices: mark against oracle",
+            "Open interest",
+            "Insurance fund",
+            "ADL queues",
+            "Equity of the accounts involved",
+            "Incidents, explained",
+        ):
             assert section in text
 
 
@@ -65,7 +77,10 @@ def _browser_available() -> bool:
     return os.path.isfile(CHROMIUM)
 
 
-@pytest.mark.skipif(not _browser_available() and not os.environ.get("CLEARINGHOUSE_REQUIRE_BROWSER"), reason="Chromium or Playwright is not installed (.ci/run installs them)")
+@pytest.mark.skipif(
+    not _browser_available() and not os.environ.get("CLEARINGHOUSE_REQUIRE_BROWSER"),
+    reason="Chromium or Playwright is not installed (.ci/run installs them)",
+)
 @pytest.mark.parametrize("name", ["cascade", "demo"])
 def test_report_renders_in_headless_chromium(reports: dict[str, Path], name: str, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
@@ -79,7 +94,10 @@ def test_report_renders_in_headless_chromium(reports: dict[str, Path], name: str
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type in ("error", "warning") else None)
+            page.on(
+                "console",
+                lambda m: problems.append(f"console {m.type}: {m.text}") if m.type in ("error", "warning") else None,
+            )
             page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
             page.on("request", lambda r: requests.append(r.url))
             page.goto(reports[name].as_uri())

@@ -28,10 +28,10 @@ from typing import Any
 
 import msgspec
 import pytest
-
 from conftest import subprocess_env
-from clearinghouse.tools.cli import main
+
 from clearinghouse.spec.state.keys import NS_POSITION, record_type
+from clearinghouse.tools.cli import main
 from tx.logfile import FRAME_BLOCK, encode_frame, encode_header, iter_frames_from_bytes
 
 
@@ -121,8 +121,13 @@ def test_a_second_writer_gets_database_in_use(demo_dir: Path, tmp_path: Path) ->
     assert rc == 0, err
     holder = LmdbStore(db)  # this process holds the writer lock
     try:
-        proc = subprocess.run([sys.executable, "-m", "clearinghouse.tools.cli", "replay", str(demo_dir / "demo.log"), "--db", str(db)],
-                              capture_output=True, text=True, env=subprocess_env(), timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-m", "clearinghouse.tools.cli", "replay", str(demo_dir / "demo.log"), "--db", str(db)],
+            capture_output=True,
+            text=True,
+            env=subprocess_env(),
+            timeout=120,
+        )
         one_line_failure(proc.returncode, proc.stderr)
         assert "database in use by another process" in proc.stderr
     finally:
@@ -132,21 +137,34 @@ def test_a_second_writer_gets_database_in_use(demo_dir: Path, tmp_path: Path) ->
 
 def test_concurrent_replays_leave_one_correct_database(tmp_path: Path) -> None:
     """Two replays of a long log into one database started together: each either succeeds or says "in use"."""
-    from clearinghouse.tools.demo import USDC, demo_genesis
     from clearinghouse.chain.producer import Producer
+    from clearinghouse.tools.demo import USDC, demo_genesis
     from tx.actions import Deposit, Transfer
 
     log = tmp_path / "long.log"
     p = Producer(demo_genesis(), str(log), overwrite=True)
     bridge, names = p.wallet("bridge"), [f"user-{i}" for i in range(40)]
     wallets = [p.wallet(n) for n in names]
-    p.block([bridge.sign(Deposit(to=w.address, amount=1_000 * USDC, ref=i + 1), p.time_ms + 1000) for i, w in enumerate(wallets)])
+    p.block(
+        [
+            bridge.sign(Deposit(to=w.address, amount=1_000 * USDC, ref=i + 1), p.time_ms + 1000)
+            for i, w in enumerate(wallets)
+        ]
+    )
     for b in range(60):
-        p.block([w.sign(Transfer(to=wallets[(i + b + 1) % len(wallets)].address, amount=1 + b), p.time_ms + 1000) for i, w in enumerate(wallets)])
+        p.block(
+            [
+                w.sign(Transfer(to=wallets[(i + b + 1) % len(wallets)].address, amount=1 + b), p.time_ms + 1000)
+                for i, w in enumerate(wallets)
+            ]
+        )
     p.close()
     db = tmp_path / "db"
     cmd = [sys.executable, "-m", "clearinghouse.tools.cli", "replay", str(log), "--db", str(db), "--json"]
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env()) for _ in range(2)]
+    procs = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env())
+        for _ in range(2)
+    ]
     results = [(pr.wait(timeout=300), pr.stdout.read(), pr.stderr.read()) for pr in procs]
     for pr in procs:
         pr.stdout.close()
@@ -193,7 +211,9 @@ def test_log_cut_at_a_frame_boundary_fails_expect_height(demo_dir: Path, tmp_pat
     assert f"expected {full_height}" in err
     rc, out, err = run_cli(["verify", cut, "--expect-root", root, "--json"])
     assert rc == 1 and json.loads(out)["ok"] is False
-    rc, _out, err = run_cli(["verify", demo_dir / "demo.log", "--expect-root", "0x" + root, "--expect-height", full_height])
+    rc, _out, err = run_cli(
+        ["verify", demo_dir / "demo.log", "--expect-root", "0x" + root, "--expect-height", full_height]
+    )
     assert rc == 0, err
 
 
@@ -257,8 +277,12 @@ def test_read_only_commands_work_on_a_read_only_mount(demo_dir: Path, tmp_path: 
 
 
 def test_inspect_on_an_empty_folder_creates_nothing(tmp_path: Path) -> None:
-    for args in (["inspect", "--db", tmp_path, "0x" + "00" * 19 + "01"], ["audit", "--db", tmp_path], ["diff", tmp_path, tmp_path],
-                 ["explain", tmp_path, "--account", "carol"]):
+    for args in (
+        ["inspect", "--db", tmp_path, "0x" + "00" * 19 + "01"],
+        ["audit", "--db", tmp_path],
+        ["diff", tmp_path, tmp_path],
+        ["explain", tmp_path, "--account", "carol"],
+    ):
         rc, _out, err = run_cli(args)
         one_line_failure(rc, err)
         assert list(tmp_path.iterdir()) == [], args
@@ -319,11 +343,19 @@ def test_full_disk_is_a_one_line_error(demo_dir: Path, tmp_path: Path) -> None:
     """A real full filesystem: a 128 KiB tmpfs, where mounting is permitted."""
     mnt = tmp_path / "tiny"
     mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", str(mnt)], capture_output=True).returncode != 0:
+    if (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", str(mnt)], capture_output=True).returncode
+        != 0
+    ):
         pytest.skip("mounting a tmpfs is not permitted here")
     try:
-        proc = subprocess.run([sys.executable, "-m", "clearinghouse.tools.cli", "demo", "--out", str(mnt / "demo")],
-                              capture_output=True, text=True, env=subprocess_env(), timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "-m", "clearinghouse.tools.cli", "demo", "--out", str(mnt / "demo")],
+            capture_output=True,
+            text=True,
+            env=subprocess_env(),
+            timeout=300,
+        )
         one_line_failure(proc.returncode, proc.stderr)
         assert "STORE_FULL" in proc.stderr or "DISK_FULL" in proc.stderr, proc.stderr
     finally:
@@ -346,9 +378,18 @@ def test_damaged_pages_are_a_one_line_error(demo_dir: Path, tmp_path: Path, wher
         for i in range(n * page, (n + 1) * page):
             data[i] = (data[i] * 7 + 13) & 0xFF
     (db / "data.mdb").write_bytes(bytes(data))
-    args = {"audit --deep": ["audit", "--db", str(db), "--deep"], "inspect": ["inspect", "--db", str(db), "carol"],
-            "explain": ["explain", str(db), "--account", "carol"]}[command]
-    proc = subprocess.run([sys.executable, "-m", "clearinghouse.tools.cli", *args], capture_output=True, text=True, env=subprocess_env(), timeout=120)
+    args = {
+        "audit --deep": ["audit", "--db", str(db), "--deep"],
+        "inspect": ["inspect", "--db", str(db), "carol"],
+        "explain": ["explain", str(db), "--account", "carol"],
+    }[command]
+    proc = subprocess.run(
+        [sys.executable, "-m", "clearinghouse.tools.cli", *args],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=120,
+    )
     one_line_failure(proc.returncode, proc.stderr)  # never a crash, a traceback or an internal error (exit 3)
     assert "CORRUPT_STORE" in proc.stderr or "STORE_INCOMPATIBLE" in proc.stderr, proc.stderr
 
@@ -360,7 +401,11 @@ def test_audit_deep_finds_a_rotted_value(demo_dir: Path, tmp_path: Path) -> None
     db = tmp_path / "db"
     shutil.copytree(demo_dir / "state", db)
     with LmdbStore(db, readonly=True) as store:
-        key, raw = next((k, v) for k, v in store.scan_prefix(NS_POSITION) if msgspec.msgpack.decode(v, type=record_type(k)).size != 0)
+        key, raw = next(
+            (k, v)
+            for k, v in store.scan_prefix(NS_POSITION)
+            if msgspec.msgpack.decode(v, type=record_type(k)).size != 0
+        )
     pos = msgspec.msgpack.decode(raw, type=record_type(key))
     rotted = msgspec.msgpack.encode(msgspec.structs.replace(pos, leverage=pos.leverage + 1))
     assert len(rotted) == len(raw)
@@ -383,9 +428,15 @@ def test_audit_deep_finds_a_rotted_value(demo_dir: Path, tmp_path: Path) -> None
 
 
 def test_errors_are_json_under_json(tmp_path: Path) -> None:
-    for args in (["verify", tmp_path / "missing.log", "--json"], ["inspect", "--db", tmp_path, "0x" + "00" * 20, "--json"],
-                 ["audit", "--db", tmp_path, "--json"], ["explain", tmp_path / "nope", "--account", "carol", "--json"]):
+    for args in (
+        ["verify", tmp_path / "missing.log", "--json"],
+        ["inspect", "--db", tmp_path, "0x" + "00" * 20, "--json"],
+        ["audit", "--db", tmp_path, "--json"],
+        ["explain", tmp_path / "nope", "--account", "carol", "--json"],
+    ):
         rc, out, err = run_cli(args)
         assert rc == 1, (args, err)
         obj = json.loads(out)
-        assert obj["ok"] is False and obj["error"]["code"] and obj["error"]["message"] and obj["error"]["exit_code"] == 1
+        assert (
+            obj["ok"] is False and obj["error"]["code"] and obj["error"]["message"] and obj["error"]["exit_code"] == 1
+        )

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-
 from test_tool_safety import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,7 +34,14 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     log, db = base / "cascade.log", base / "cascade-db"
     assert run_cli(["scenario", "compile", CASCADE, "--log", log])[0] == 0
     assert run_cli(["replay", log, "--db", db, "--json"])[0] == 0
-    return {"demo": base / "demo", "log": base / "demo" / "demo.log", "db": base / "demo" / "state", "cascade": log, "cascade_db": db, "tmp": base}
+    return {
+        "demo": base / "demo",
+        "log": base / "demo" / "demo.log",
+        "db": base / "demo" / "state",
+        "cascade": log,
+        "cascade_db": db,
+        "tmp": base,
+    }
 
 
 def test_every_schema_is_valid_and_listed() -> None:
@@ -70,8 +76,11 @@ def test_command_outputs_validate(chain: dict) -> None:
 
 
 def test_failures_validate(chain: dict, tmp_path: Path) -> None:
-    for args in (["verify", tmp_path / "missing.log", "--json"], ["inspect", "--db", chain["db"], "nobody-at-all", "--json"],
-                 ["audit", "--db", tmp_path, "--json"]):
+    for args in (
+        ["verify", tmp_path / "missing.log", "--json"],
+        ["inspect", "--db", chain["db"], "nobody-at-all", "--json"],
+        ["audit", "--db", tmp_path, "--json"],
+    ):
         rc, out, _err = run_cli(args)
         assert rc == 1
         check("error", json.loads(out))
@@ -109,7 +118,9 @@ def test_export_state_validates(chain: dict) -> None:
 
 def test_segment_outputs_validate(chain: dict) -> None:
     snaps, db = chain["tmp"] / "snaps", chain["tmp"] / "seg-db"
-    rc, out, err = run_cli(["replay", chain["log"], "--db", db, "--snapshot-every", "4", "--snapshots", snaps, "--json"])
+    rc, out, err = run_cli(
+        ["replay", chain["log"], "--db", db, "--snapshot-every", "4", "--snapshots", snaps, "--json"]
+    )
     assert rc == 0, err
     check("replay", json.loads(out))
     rc, out, err = run_cli(["verify", chain["log"], "--snapshots", snaps, "--workers", "1", "--json"])

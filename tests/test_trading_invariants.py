@@ -70,7 +70,10 @@ def build(c: Chain, op: tuple) -> list[bytes]:
     """The signed transaction(s) of one operation."""
     if op[0] == "trade":  # a resting GTC and an IOC against it: fills unless margin says no
         _, maker, taker, m, is_buy, i, size = op
-        return [c.order_tx(maker, m, not is_buy, PRICES[m][i], size, GTC), c.order_tx(taker, m, is_buy, PRICES[m][i], size, IOC)]
+        return [
+            c.order_tx(maker, m, not is_buy, PRICES[m][i], size, GTC),
+            c.order_tx(taker, m, is_buy, PRICES[m][i], size, IOC),
+        ]
     if op[0] == "oracle":  # every publisher: the oracle moves only with a fresh majority (protocol §11.2)
         _, m, i = op
         update = A.OracleUpdate(prices=[A.OraclePrice(market=m, oracle_price=PRICES[m][i], external_price=0)])
@@ -112,10 +115,15 @@ def build_one(c: Chain, op: tuple) -> bytes:
         return c.deposit_tx(op[1], op[2])
     if kind == "oracle":
         _, m, i = op
-        return c.tx("oracle-1", A.OracleUpdate(prices=[A.OraclePrice(market=m, oracle_price=PRICES[m][i], external_price=0)]))
+        return c.tx(
+            "oracle-1", A.OracleUpdate(prices=[A.OraclePrice(market=m, oracle_price=PRICES[m][i], external_price=0)])
+        )
     if kind == "agent":
         _, name, m, is_buy, i, size = op
-        return c.tx(f"{name}-agent", A.PlaceOrder(market=m, is_buy=is_buy, price=PRICES[m][i], size=size, tif=GTC, reduce_only=False, cloid=0))
+        return c.tx(
+            f"{name}-agent",
+            A.PlaceOrder(market=m, is_buy=is_buy, price=PRICES[m][i], size=size, tif=GTC, reduce_only=False, cloid=0),
+        )
     raise AssertionError(kind)
 
 

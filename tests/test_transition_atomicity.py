@@ -22,17 +22,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import REPO_ROOT, codes_of, subprocess_env
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import REPO_ROOT, codes_of, subprocess_env
-from clearinghouse.spec import block as transition
-from clearinghouse.tools.demo import USDC
 from clearinghouse.chain.engine import Engine, iter_log, replay_log
-from clearinghouse.spec.state.keys import NS_ACCOUNT, NS_ORDER, account_key, nonces_key, order_key
 from clearinghouse.chain.producer import Producer
+from clearinghouse.spec import block as transition
+from clearinghouse.spec.state.keys import NS_ACCOUNT, NS_ORDER, account_key, nonces_key, order_key
 from clearinghouse.spec.state.records import Account, Order
 from clearinghouse.spec.state.working_state import INDEXED_NAMESPACES, KeyIndex, WorkingState
+from clearinghouse.tools.demo import USDC
 from state import LmdbStore, MemoryStore
 from tx import actions as A
 from tx.encoding import encode
@@ -41,7 +41,9 @@ from tx.messages import Genesis
 
 def headers_of(log: Path) -> dict[int, Any]:
     """height -> header of every block in a log."""
-    return {item.block.header.height: item.block.header for _, item in iter_log(str(log)) if not isinstance(item, Genesis)}
+    return {
+        item.block.header.height: item.block.header for _, item in iter_log(str(log)) if not isinstance(item, Genesis)
+    }
 
 
 def memory_replay(log: Path, upto: int | None = None) -> MemoryStore:
@@ -57,13 +59,26 @@ def memory_replay(log: Path, upto: int | None = None) -> MemoryStore:
 
 
 # ---------------------------------------------------------------- per transaction: the journal
-KEYS = [account_key(bytes([i]) * 20) for i in range(1, 4)] + [order_key(0, i % 2 == 0, 1000 + i, i) for i in range(1, 4)]
+KEYS = [account_key(bytes([i]) * 20) for i in range(1, 4)] + [
+    order_key(0, i % 2 == 0, 1000 + i, i) for i in range(1, 4)
+]
 
 
 def record_for(key: bytes, n: int) -> Any:
     if key[:1] == NS_ACCOUNT:
         return Account(cash=n, open_markets=[], open_orders=0)
-    return Order(oid=n, owner=bytes(20), is_buy=True, price=1, size=n + 1, orig_size=n + 1, tif=0, reduce_only=False, cloid=0, time_ms=0)
+    return Order(
+        oid=n,
+        owner=bytes(20),
+        is_buy=True,
+        price=1,
+        size=n + 1,
+        orig_size=n + 1,
+        tif=0,
+        reduce_only=False,
+        cloid=0,
+        time_ms=0,
+    )
 
 
 write_ops = st.lists(st.tuples(st.sampled_from(KEYS), st.one_of(st.none(), st.integers(0, 5))), max_size=12)
@@ -79,7 +94,9 @@ def ws_view(ws: WorkingState) -> tuple[dict[bytes, Any], dict[bytes, list[bytes]
 
 
 @given(committed=write_ops, before=write_ops, inside=write_ops, commit=st.booleans())
-def test_journal_rollback_restores_values_index_and_changes(committed: list, before: list, inside: list, commit: bool) -> None:
+def test_journal_rollback_restores_values_index_and_changes(
+    committed: list, before: list, inside: list, commit: bool
+) -> None:
     store = MemoryStore()
     store.commit_block(0, {k: encode(record_for(k, n)) for k, n in committed if n is not None}, {})
     ws = WorkingState(store, KeyIndex.load(store))
@@ -120,13 +137,19 @@ def _resting_orders_block(p: Producer) -> list[bytes]:
     alice = p.wallet("alice")
     t = p.time_ms + 1000
     return [
-        alice.sign(A.PlaceOrder(market=0, is_buy=True, price=80_000_000, size=1, tif=A.TIF_GTC, reduce_only=False, cloid=1), t),
-        alice.sign(A.PlaceOrder(market=0, is_buy=True, price=79_000_000, size=1, tif=A.TIF_GTC, reduce_only=False, cloid=2), t),
+        alice.sign(
+            A.PlaceOrder(market=0, is_buy=True, price=80_000_000, size=1, tif=A.TIF_GTC, reduce_only=False, cloid=1), t
+        ),
+        alice.sign(
+            A.PlaceOrder(market=0, is_buy=True, price=79_000_000, size=1, tif=A.TIF_GTC, reduce_only=False, cloid=2), t
+        ),
     ]
 
 
 @pytest.mark.parametrize("backend", ["memory", "lmdb"])
-def test_exception_mid_block_commits_nothing(producer: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str) -> None:
+def test_exception_mid_block_commits_nothing(
+    producer: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
     store = MemoryStore() if backend == "memory" else LmdbStore(tmp_path / "db")
     p = producer(store=store, fund={"alice": 10_000 * USDC})
     twin = producer(fund={"alice": 10_000 * USDC})  # never crashes
@@ -151,7 +174,9 @@ def test_exception_mid_block_commits_nothing(producer: Any, tmp_path: Path, monk
     monkeypatch.setitem(transition.HANDLERS, A.PlaceOrder, real)
 
     # Same block again (same time), without the bug: identical to a producer that never crashed.
-    assert codes_of(p.block(txs, time_ms=p.time_ms)) == codes_of(twin.block(_resting_orders_block(twin))) == ["OK", "OK"]
+    assert (
+        codes_of(p.block(txs, time_ms=p.time_ms)) == codes_of(twin.block(_resting_orders_block(twin))) == ["OK", "OK"]
+    )
     assert p.engine.index.count_prefix(NS_ORDER) == 2
     assert store.root == twin.engine.store.root
     store.close()
@@ -159,7 +184,9 @@ def test_exception_mid_block_commits_nothing(producer: Any, tmp_path: Path, monk
 
 # ---------------------------------------------------------------- per block: storage failure mid-commit
 @pytest.mark.parametrize("reopen", [True, False], ids=["reopen", "same-process"])
-def test_lmdb_commit_failing_mid_block_keeps_the_previous_block(demo_log: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reopen: bool) -> None:
+def test_lmdb_commit_failing_mid_block_keeps_the_previous_block(
+    demo_log: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reopen: bool
+) -> None:
     headers = headers_of(demo_log)
     db = tmp_path / "db"
     store = LmdbStore(db)
@@ -226,7 +253,9 @@ def test_sigkill_during_replay_then_resume(long_log: tuple[Path, bytes], tmp_pat
 
     # An uninterrupted replay, timed to aim the kills.
     start = time.monotonic()
-    full = subprocess.run(_replay_cmd(log, tmp_path / "full"), env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    full = subprocess.run(
+        _replay_cmd(log, tmp_path / "full"), env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     duration = time.monotonic() - start
     assert full.returncode == 0, full.stderr
     assert bytes.fromhex(json.loads(full.stdout)["state_root"]) == final_root
@@ -235,7 +264,9 @@ def test_sigkill_during_replay_then_resume(long_log: tuple[Path, bytes], tmp_pat
     db = tmp_path / "killed"
     heights = []
     for _ in range(3):
-        proc = subprocess.Popen(_replay_cmd(log, db), env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            _replay_cmd(log, db), env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         time.sleep(rng.uniform(0.25, 0.8) * duration)
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)

@@ -31,27 +31,33 @@ from tests.waterfall_helpers import BTC, ETH, WChain, check_block, of_type, px, 
 MAX_LEVERAGE = {BTC: 50, ETH: 25}
 START = {BTC: 10_000, ETH: 1_000}  # whole USDC
 
-trader = st.fixed_dictionaries({
-    "deposit": st.integers(300, 20_000),
-    "market": st.sampled_from([BTC, ETH]),
-    "long": st.booleans(),
-    "isolated": st.booleans(),
-    "leverage_pct": st.integers(1, 100),  # of the market's maximum
-    "use_pct": st.integers(30, 98),  # of deposit x leverage
-})
+trader = st.fixed_dictionaries(
+    {
+        "deposit": st.integers(300, 20_000),
+        "market": st.sampled_from([BTC, ETH]),
+        "long": st.booleans(),
+        "isolated": st.booleans(),
+        "leverage_pct": st.integers(1, 100),  # of the market's maximum
+        "use_pct": st.integers(30, 98),  # of deposit x leverage
+    }
+)
 move = st.one_of(st.just(0), st.integers(10, 50), st.integers(-50, -10))
-crash_block = st.fixed_dictionaries({
-    "moves": st.tuples(move, move),
-    "liquidity": st.sampled_from([None, 1, 3, 8]),  # mm quotes at +-k% around the new price, or nothing
-    "depth_pct": st.integers(5, 100),  # of the open interest, per side
-})
-scenario = st.fixed_dictionaries({
-    "policy": st.sampled_from(["hyperliquid", "bitmex", "seed"]),
-    "fund": st.sampled_from([100, 2_000, 50_000]),
-    "traders": st.lists(trader, min_size=2, max_size=5),
-    "pairs": st.lists(st.tuples(st.integers(0, 4), st.integers(0, 4), st.integers(5, 60)), max_size=3),
-    "crashes": st.lists(crash_block, min_size=1, max_size=4),
-})
+crash_block = st.fixed_dictionaries(
+    {
+        "moves": st.tuples(move, move),
+        "liquidity": st.sampled_from([None, 1, 3, 8]),  # mm quotes at +-k% around the new price, or nothing
+        "depth_pct": st.integers(5, 100),  # of the open interest, per side
+    }
+)
+scenario = st.fixed_dictionaries(
+    {
+        "policy": st.sampled_from(["hyperliquid", "bitmex", "seed"]),
+        "fund": st.sampled_from([100, 2_000, 50_000]),
+        "traders": st.lists(trader, min_size=2, max_size=5),
+        "pairs": st.lists(st.tuples(st.integers(0, 4), st.integers(0, 4), st.integers(5, 60)), max_size=3),
+        "crashes": st.lists(crash_block, min_size=1, max_size=4),
+    }
+)
 
 
 def lots(notional_usdc: int, market: int, price_usdc: int) -> int:
@@ -112,14 +118,18 @@ def test_generated_crashes_keep_the_invariants(s):
 def test_crash_scenario_liquidates_and_stays_solvent():
     """A fixed instance of the generator that is known to go through the whole waterfall."""
     s = {
-        "policy": "hyperliquid", "fund": 100,
+        "policy": "hyperliquid",
+        "fund": 100,
         "traders": [
             {"deposit": 2_000, "market": BTC, "long": True, "isolated": True, "leverage_pct": 100, "use_pct": 95},
             {"deposit": 3_000, "market": BTC, "long": True, "isolated": False, "leverage_pct": 40, "use_pct": 90},
             {"deposit": 1_000, "market": ETH, "long": False, "isolated": False, "leverage_pct": 100, "use_pct": 90},
         ],
         "pairs": [(0, 2, 50)],
-        "crashes": [{"moves": (-30, 40), "liquidity": None, "depth_pct": 50}, {"moves": (-10, 0), "liquidity": 3, "depth_pct": 50}],
+        "crashes": [
+            {"moves": (-30, 40), "liquidity": None, "depth_pct": 50},
+            {"moves": (-10, 0), "liquidity": 3, "depth_pct": 50},
+        ],
     }
     c = run(s)
     events = [e for b in c.history for e in b.events]

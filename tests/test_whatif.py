@@ -10,10 +10,10 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO_ROOT
-from clearinghouse.tools.cli import main
+
 from clearinghouse.tools.adl_metrics import frac_json, gini
+from clearinghouse.tools.cli import main
 from clearinghouse.tools.whatif import whatif
 
 SCENARIO = REPO_ROOT / "fixtures" / "scenarios" / "cascade_hyperliquid.toml"
@@ -36,7 +36,9 @@ def _state_around_block_6(log: Path) -> dict[str, int]:
     from tx.messages import Genesis
     from tx.signing import Signer
 
-    names = {who: Signer.from_name(who).address for who in ("frank", "erin")}  # scenario accounts sign with their names' test keys
+    names = {
+        who: Signer.from_name(who).address for who in ("frank", "erin")
+    }  # scenario accounts sign with their names' test keys
     engine = Engine(MemoryStore())
     out: dict[str, int] = {}
     for _i, item in iter_log(str(log)):
@@ -93,7 +95,9 @@ def test_figures_by_hand_on_the_cascade_scenario(cascade_log: Path) -> None:
     assert w["haircut"] == frank + erin and w["overshoot"] == w["haircut"] - w["budget"] == 0
     assert w["accounts_hit"] == 2 and w["counterparties"] == 2 and w["adl_fills"] == 2
     assert w["notional_closed"] == size * p
-    assert w["gini"]["num"] + "/" + w["gini"]["den"] == str(gini([frank, erin])) and gini([frank, erin]) == Fraction(abs(frank - erin), 2 * (frank + erin))
+    assert w["gini"]["num"] + "/" + w["gini"]["den"] == str(gini([frank, erin])) and gini([frank, erin]) == Fraction(
+        abs(frank - erin), 2 * (frank + erin)
+    )
     frank_equity = s["frank_cash"] + s["frank_iso_cash"] + s["frank_size"] * mark
     share = Fraction(int(w["largest_haircut_share"]["num"]), int(w["largest_haircut_share"]["den"]))
     assert share == Fraction(frank, frank_equity)
@@ -102,7 +106,13 @@ def test_figures_by_hand_on_the_cascade_scenario(cascade_log: Path) -> None:
     # Without ADL the fund keeps its deficit: bad debt left in the baseline.
     assert r["baseline"]["bad_debt_left"] == d
     if mark == 81_120_645:  # the rules at the time of writing: the docstring's numbers
-        assert (d, p, frank, erin, frank_equity) == (9_472_452_000, 85_067_500, 7_893_710_000, 1_578_742_000, 47_657_719_000)
+        assert (d, p, frank, erin, frank_equity) == (
+            9_472_452_000,
+            85_067_500,
+            7_893_710_000,
+            1_578_742_000,
+            47_657_719_000,
+        )
 
 
 def test_gini_and_fractions_exactly() -> None:
@@ -153,8 +163,8 @@ def test_unknown_policy_and_missing_log(cascade_log: Path, tmp_path: Path, capsy
 
 def test_any_name_in_policies_is_accepted(cascade_log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A policy added to policies.POLICIES later (e.g. pro-rata) needs no change to whatif."""
-    from clearinghouse.spec.waterfall import policies
     from clearinghouse.spec import block as transition
+    from clearinghouse.spec.waterfall import policies
 
     extra = dataclasses.replace(policies.POLICIES["bitmex"], name="lab-test")
     monkeypatch.setitem(policies.POLICIES, "lab-test", extra)
@@ -179,8 +189,9 @@ def test_adl_disabled_hook_is_tool_only(cascade_log: Path) -> None:
 
 
 def test_generated_crash_has_waves_under_every_policy_and_forking_is_exact(tmp_path: Path) -> None:
-    from clearinghouse.tools.generate import generate
     from test_generate import small_crash
+
+    from clearinghouse.tools.generate import generate
 
     log = tmp_path / "crash.log"
     generate(log, small_crash(), workers=1)
@@ -200,7 +211,10 @@ def test_html_page_is_self_contained(cascade_log: Path, tmp_path: Path, capsys: 
     assert main(["whatif", str(cascade_log), "--html", str(out), "--json"]) == 0
     capsys.readouterr()
     page = out.read_text()
-    assert "Content-Security-Policy" in page and page.count('<div class="chart" data-chart="bars" data-spec="chart-spec-') == 10
+    assert (
+        "Content-Security-Policy" in page
+        and page.count('<div class="chart" data-chart="bars" data-spec="chart-spec-') == 10
+    )
     assert page.count('<div class="chart" data-chart="line" data-spec="chart-spec-') == 1
     assert set(re.findall(r"https?://[^\s\"']+", page)) <= {"http://www.w3.org/2000/svg"}
 
@@ -216,11 +230,15 @@ def test_whatif_on_the_generated_cascade_fixture_against_verify(capsys: pytest.C
     timing = report.pop("_timing")
     assert len(report["results"]["hyperliquid"]["waves"]) >= 3
     with capsys.disabled():
-        print(f"\nwhatif 3 policies: {timing['total']:.1f} s of processor time ({timing}); one verify {verify_s:.1f} s; "
-              f"ratio {timing['total'] / verify_s:.1f}")
+        print(
+            f"\nwhatif 3 policies: {timing['total']:.1f} s of processor time ({timing}); one verify {verify_s:.1f} s; "
+            f"ratio {timing['total'] / verify_s:.1f}"
+        )
 
 
-def test_a_log_that_does_not_verify_under_its_own_policy(cascade_log: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_log_that_does_not_verify_under_its_own_policy(
+    cascade_log: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The cascade's blocks under a genesis that names another policy: the chain record (and so
     every state root) differs, and whatif refuses the log like verify does."""
     import msgspec
@@ -255,7 +273,9 @@ def _browser() -> str | None:
 
 
 @pytest.mark.skipif(_browser() is None, reason="Chromium or Playwright is not installed")
-def test_html_page_renders_offline_in_headless_chromium(cascade_log: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_html_page_renders_offline_in_headless_chromium(
+    cascade_log: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from playwright.sync_api import sync_playwright
 
     out = tmp_path / "lab.html"
@@ -264,7 +284,10 @@ def test_html_page_renders_offline_in_headless_chromium(cascade_log: Path, tmp_p
     problems: list[str] = []
     requests: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=_browser(), args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        browser = p.chromium.launch(
+            executable_path=_browser(),
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)

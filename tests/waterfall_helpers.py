@@ -24,13 +24,14 @@ unless ``pin=False``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
-from clearinghouse.spec.state import keys
-from clearinghouse.tools.demo import ORACLE_NAMES
 from clearinghouse.spec.events import Deposited, Receipt, Transferred, Withdrew
+from clearinghouse.spec.state import keys
 from clearinghouse.spec.state.keys import INSURANCE_FUND, SYSTEM_ACCOUNTS
+from clearinghouse.tools.demo import ORACLE_NAMES
 from tests.helpers import BTC, ETH, Chain, px, sz, usdc
 from tx import actions as A
 from tx.messages import Genesis, MarketSpec
@@ -45,13 +46,36 @@ def genesis(policy: str = "hyperliquid", *, fund: int | str = 50_000, btc: int =
     """A fee-free two-market genesis; ``fund`` whole USDC in the insurance fund, initial prices in USDC."""
     publishers = sorted(Signer.from_name(n).address for n in ORACLE_NAMES)
     markets = [
-        MarketSpec(name="BTC", sz_decimals=3, max_leverage=50, taker_fee_ppm=0, maker_fee_ppm=0,
-                   impact_notional=1_000 * 10**6, min_notional=10 * 10**6, initial_price=px(btc)),
-        MarketSpec(name="ETH", sz_decimals=2, max_leverage=25, taker_fee_ppm=0, maker_fee_ppm=0,
-                   impact_notional=1_000 * 10**6, min_notional=10 * 10**6, initial_price=px(eth, ETH)),
+        MarketSpec(
+            name="BTC",
+            sz_decimals=3,
+            max_leverage=50,
+            taker_fee_ppm=0,
+            maker_fee_ppm=0,
+            impact_notional=1_000 * 10**6,
+            min_notional=10 * 10**6,
+            initial_price=px(btc),
+        ),
+        MarketSpec(
+            name="ETH",
+            sz_decimals=2,
+            max_leverage=25,
+            taker_fee_ppm=0,
+            maker_fee_ppm=0,
+            impact_notional=1_000 * 10**6,
+            min_notional=10 * 10**6,
+            initial_price=px(eth, ETH),
+        ),
     ]
-    return Genesis(chain_id=4242, time_ms=GENESIS_TIME_MS, bridge=Signer.from_name("bridge").address,
-                   oracle_publishers=publishers, insurance_fund=usdc(fund), policy=policy, markets=markets)
+    return Genesis(
+        chain_id=4242,
+        time_ms=GENESIS_TIME_MS,
+        bridge=Signer.from_name("bridge").address,
+        oracle_publishers=publishers,
+        insurance_fund=usdc(fund),
+        policy=policy,
+        markets=markets,
+    )
 
 
 def of_type(events: Iterable[Any], cls: type) -> list[Any]:
@@ -110,7 +134,8 @@ def check_block(c: Chain, before: Snapshot, events: list[Any]) -> None:
     c.check_open_interest()
     # Solvency, with its one bounded exception (protocol §12.12): no unit but the insurance fund's
     # is ever below zero after a block; the fund only once every unit with a position is haircut to 0.
-    from clearinghouse.tools.invariants import check_solvency, snapshot as store_snapshot
+    from clearinghouse.tools.invariants import check_solvency
+    from clearinghouse.tools.invariants import snapshot as store_snapshot
 
     view = c.view()
     bad = check_solvency(store_snapshot(c.p.engine.store.iter_all()), view)
@@ -118,14 +143,28 @@ def check_block(c: Chain, before: Snapshot, events: list[Any]) -> None:
     after = snapshot(c)
     touched = parties(events)
     for addr in before.idle - touched:
-        assert after.cash.get(addr, 0) == before.cash[addr], f"idle account {addr.hex()} changed: {before.cash[addr]} -> {after.cash.get(addr, 0)}"
+        assert after.cash.get(addr, 0) == before.cash[addr], (
+            f"idle account {addr.hex()} changed: {before.cash[addr]} -> {after.cash.get(addr, 0)}"
+        )
 
 
 class WChain(Chain):
     """A Chain on ``genesis(...)`` that checks the waterfall invariants after every block."""
 
-    def __init__(self, policy: str = "hyperliquid", *, fund: int | str = 50_000, btc: int = 10_000, eth: int = 1_000, pin: bool = True, check: bool = True, genesis_: Genesis | None = None) -> None:
-        super().__init__(genesis_ if genesis_ is not None else genesis(policy, fund=fund, btc=btc, eth=eth), pin_marks=pin)
+    def __init__(
+        self,
+        policy: str = "hyperliquid",
+        *,
+        fund: int | str = 50_000,
+        btc: int = 10_000,
+        eth: int = 1_000,
+        pin: bool = True,
+        check: bool = True,
+        genesis_: Genesis | None = None,
+    ) -> None:
+        super().__init__(
+            genesis_ if genesis_ is not None else genesis(policy, fund=fund, btc=btc, eth=eth), pin_marks=pin
+        )
         self.check = check
         self.checked_blocks = 0
 
@@ -154,7 +193,9 @@ class WChain(Chain):
 
     def oracle_txs(self, prices: dict[int, int]) -> list[bytes]:
         """oracle-1..3 publish oracle and external price (which pins the mark to it)."""
-        action = A.OracleUpdate(prices=[A.OraclePrice(market=m, oracle_price=p, external_price=p) for m, p in sorted(prices.items())])
+        action = A.OracleUpdate(
+            prices=[A.OraclePrice(market=m, oracle_price=p, external_price=p) for m, p in sorted(prices.items())]
+        )
         return [self.tx(n, action) for n in ORACLE_NAMES]
 
     def fund_cash(self) -> int:
@@ -162,5 +203,3 @@ class WChain(Chain):
 
     def fund_value(self) -> int:
         return self.value(INSURANCE_FUND)
-
-

@@ -39,8 +39,9 @@ from __future__ import annotations
 import os
 import random
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
@@ -48,23 +49,58 @@ if str(REPO_ROOT) not in sys.path:
 
 import msgspec  # noqa: E402
 
-from clearinghouse.spec import errors as E  # noqa: E402
-from clearinghouse.tools.demo import USDC, demo_genesis  # noqa: E402
 from clearinghouse.chain.engine import Engine, Executed  # noqa: E402
-from clearinghouse.spec.events import OrderStatus, Receipt  # noqa: E402
-from clearinghouse.tools.invariants import check_all  # noqa: E402
-from clearinghouse.spec.state.keys import FEE_POOL, INSURANCE_FUND  # noqa: E402
 from clearinghouse.chain.producer import Producer  # noqa: E402
+from clearinghouse.spec import errors as E  # noqa: E402
+from clearinghouse.spec.events import OrderStatus, Receipt  # noqa: E402
+from clearinghouse.spec.state.keys import FEE_POOL, INSURANCE_FUND  # noqa: E402
 from clearinghouse.spec.state.working_state import KeyIndex, WorkingState  # noqa: E402
+from clearinghouse.tools.demo import USDC, demo_genesis  # noqa: E402
+from clearinghouse.tools.invariants import check_all  # noqa: E402
 from tx import actions as A  # noqa: E402
-from tx.encoding import decode_action, decode_block, decode_canonical, decode_genesis, decode_header, decode_transaction, encode  # noqa: E402
+from tx.encoding import (  # noqa: E402
+    decode_action,
+    decode_block,
+    decode_canonical,
+    decode_genesis,
+    decode_header,
+    decode_transaction,
+    encode,
+)
 from tx.errors import TxError  # noqa: E402
 from tx.messages import LogBlock  # noqa: E402
 
-TYPED_CODES = frozenset({E.InvalidTransaction.code} | {cls.code for cls in E.InvalidTransaction.__subclasses__()} | {"OK"})
+TYPED_CODES = frozenset(
+    {E.InvalidTransaction.code} | {cls.code for cls in E.InvalidTransaction.__subclasses__()} | {"OK"}
+)
 BTC, ETH = 0, 1
-HOSTILE_INTS = (0, 1, 2, 25, 26, 50, 51, 1000, 1001, 5000, 5001, 2**31, 2**32 - 1, 2**32, 2**62, 2**63 - 1, 2**63, 2**64 - 1, -1, -(2**63),
-                10**12, 10**12 + 1, 90_000_000, 90_000_001, 32_000_000)
+HOSTILE_INTS = (
+    0,
+    1,
+    2,
+    25,
+    26,
+    50,
+    51,
+    1000,
+    1001,
+    5000,
+    5001,
+    2**31,
+    2**32 - 1,
+    2**32,
+    2**62,
+    2**63 - 1,
+    2**63,
+    2**64 - 1,
+    -1,
+    -(2**63),
+    10**12,
+    10**12 + 1,
+    90_000_000,
+    90_000_001,
+    32_000_000,
+)
 
 
 # ---------------------------------------------------------------- input reading (atheris or not)
@@ -138,25 +174,109 @@ class Base:
         names = ("bridge", "oracle-1", "oracle-2", "oracle-3", "alice", "bob", "carol", "mm", "alice-agent", "mallory")
         self.w = {n: p.wallet(n) for n in names}
         addr = self.addr
-        self._block([self.tx("bridge", A.Deposit(to=addr(n), amount=a * USDC, ref=i)) for i, (n, a) in enumerate([("alice", 50_000), ("bob", 50_000), ("carol", 20_000), ("mm", 5_000_000)])]
-                    + [self.tx(o, A.OracleUpdate(prices=[A.OraclePrice(market=BTC, oracle_price=90_000_000, external_price=90_000_000), A.OraclePrice(market=ETH, oracle_price=32_000_000, external_price=32_000_000)])) for o in ("oracle-1", "oracle-2", "oracle-3")])
+        self._block(
+            [
+                self.tx("bridge", A.Deposit(to=addr(n), amount=a * USDC, ref=i))
+                for i, (n, a) in enumerate([("alice", 50_000), ("bob", 50_000), ("carol", 20_000), ("mm", 5_000_000)])
+            ]
+            + [
+                self.tx(
+                    o,
+                    A.OracleUpdate(
+                        prices=[
+                            A.OraclePrice(market=BTC, oracle_price=90_000_000, external_price=90_000_000),
+                            A.OraclePrice(market=ETH, oracle_price=32_000_000, external_price=32_000_000),
+                        ]
+                    ),
+                )
+                for o in ("oracle-1", "oracle-2", "oracle-3")
+            ]
+        )
         quotes = []
         for m, mid in ((BTC, 90_000_000), (ETH, 32_000_000)):
             for lvl in range(1, 4):
-                quotes.append(self.tx("mm", A.PlaceOrder(market=m, is_buy=True, price=mid - lvl * mid // 1000, size=200 if m == BTC else 500, tif=A.TIF_GTC, reduce_only=False, cloid=0)))
-                quotes.append(self.tx("mm", A.PlaceOrder(market=m, is_buy=False, price=mid + lvl * mid // 1000, size=200 if m == BTC else 500, tif=A.TIF_GTC, reduce_only=False, cloid=0)))
-        self._block(quotes + [
-            self.tx("alice", A.ApproveAgent(agent=addr("alice-agent"), approve=True)),
-            self.tx("carol", A.UpdateLeverage(market=BTC, leverage=20, is_cross=False)),
-            self.tx("bob", A.UpdateLeverage(market=ETH, leverage=10, is_cross=True)),
-        ])
-        ex = self._block([
-            self.tx("carol", A.PlaceOrder(market=BTC, is_buy=True, price=90_100_000, size=150, tif=A.TIF_IOC, reduce_only=False, cloid=0)),
-            self.tx("bob", A.MarketOrder(market=ETH, is_buy=False, size=400, slippage_bps=200, reduce_only=False, cloid=0)),
-            self.tx("alice", A.PlaceOrder(market=BTC, is_buy=True, price=85_000_000, size=50, tif=A.TIF_GTC, reduce_only=False, cloid=11)),
-            self.tx("alice", A.TriggerOrder(market=ETH, is_buy=True, size=100, trigger_price=35_000_000, is_take_profit=False, limit_price=0, reduce_only=False, cloid=12)),
-            self.tx("carol", A.TriggerOrder(market=BTC, is_buy=False, size=150, trigger_price=95_000_000, is_take_profit=True, limit_price=94_000_000, reduce_only=True, cloid=13)),
-        ])
+                quotes.append(
+                    self.tx(
+                        "mm",
+                        A.PlaceOrder(
+                            market=m,
+                            is_buy=True,
+                            price=mid - lvl * mid // 1000,
+                            size=200 if m == BTC else 500,
+                            tif=A.TIF_GTC,
+                            reduce_only=False,
+                            cloid=0,
+                        ),
+                    )
+                )
+                quotes.append(
+                    self.tx(
+                        "mm",
+                        A.PlaceOrder(
+                            market=m,
+                            is_buy=False,
+                            price=mid + lvl * mid // 1000,
+                            size=200 if m == BTC else 500,
+                            tif=A.TIF_GTC,
+                            reduce_only=False,
+                            cloid=0,
+                        ),
+                    )
+                )
+        self._block(
+            quotes
+            + [
+                self.tx("alice", A.ApproveAgent(agent=addr("alice-agent"), approve=True)),
+                self.tx("carol", A.UpdateLeverage(market=BTC, leverage=20, is_cross=False)),
+                self.tx("bob", A.UpdateLeverage(market=ETH, leverage=10, is_cross=True)),
+            ]
+        )
+        ex = self._block(
+            [
+                self.tx(
+                    "carol",
+                    A.PlaceOrder(
+                        market=BTC, is_buy=True, price=90_100_000, size=150, tif=A.TIF_IOC, reduce_only=False, cloid=0
+                    ),
+                ),
+                self.tx(
+                    "bob",
+                    A.MarketOrder(market=ETH, is_buy=False, size=400, slippage_bps=200, reduce_only=False, cloid=0),
+                ),
+                self.tx(
+                    "alice",
+                    A.PlaceOrder(
+                        market=BTC, is_buy=True, price=85_000_000, size=50, tif=A.TIF_GTC, reduce_only=False, cloid=11
+                    ),
+                ),
+                self.tx(
+                    "alice",
+                    A.TriggerOrder(
+                        market=ETH,
+                        is_buy=True,
+                        size=100,
+                        trigger_price=35_000_000,
+                        is_take_profit=False,
+                        limit_price=0,
+                        reduce_only=False,
+                        cloid=12,
+                    ),
+                ),
+                self.tx(
+                    "carol",
+                    A.TriggerOrder(
+                        market=BTC,
+                        is_buy=False,
+                        size=150,
+                        trigger_price=95_000_000,
+                        is_take_profit=True,
+                        limit_price=94_000_000,
+                        reduce_only=True,
+                        cloid=13,
+                    ),
+                ),
+            ]
+        )
         self.oids = sorted({e.oid for e in ex.events if isinstance(e, OrderStatus)} | {1, 2, 3})
         self.engine: Engine = p.engine
         self.height = self.engine.height + 1
@@ -187,12 +307,47 @@ class Base:
             ("bridge", A.Deposit(to=a("bob"), amount=1_000 * USDC, ref=77)),
             ("alice", A.Withdraw(amount=100 * USDC, destination=a("alice"))),
             ("alice", A.Transfer(to=a("bob"), amount=100 * USDC)),
-            ("alice", A.PlaceOrder(market=BTC, is_buy=True, price=90_090_000, size=20, tif=A.TIF_GTC, reduce_only=False, cloid=21)),
-            ("bob", A.PlaceOrder(market=ETH, is_buy=True, price=32_100_000, size=400, tif=A.TIF_IOC, reduce_only=True, cloid=0)),
-            ("alice", A.PlaceOrder(market=ETH, is_buy=False, price=32_500_000, size=30, tif=A.TIF_ALO, reduce_only=False, cloid=0)),
-            ("alice", A.PlaceOrder(market=BTC, is_buy=False, price=89_900_000, size=30, tif=A.TIF_FOK, reduce_only=False, cloid=0)),
-            ("alice-agent", A.MarketOrder(market=BTC, is_buy=True, size=10, slippage_bps=100, reduce_only=False, cloid=22)),
-            ("carol", A.TriggerOrder(market=BTC, is_buy=False, size=150, trigger_price=85_000_000, is_take_profit=False, limit_price=0, reduce_only=True, cloid=23)),
+            (
+                "alice",
+                A.PlaceOrder(
+                    market=BTC, is_buy=True, price=90_090_000, size=20, tif=A.TIF_GTC, reduce_only=False, cloid=21
+                ),
+            ),
+            (
+                "bob",
+                A.PlaceOrder(
+                    market=ETH, is_buy=True, price=32_100_000, size=400, tif=A.TIF_IOC, reduce_only=True, cloid=0
+                ),
+            ),
+            (
+                "alice",
+                A.PlaceOrder(
+                    market=ETH, is_buy=False, price=32_500_000, size=30, tif=A.TIF_ALO, reduce_only=False, cloid=0
+                ),
+            ),
+            (
+                "alice",
+                A.PlaceOrder(
+                    market=BTC, is_buy=False, price=89_900_000, size=30, tif=A.TIF_FOK, reduce_only=False, cloid=0
+                ),
+            ),
+            (
+                "alice-agent",
+                A.MarketOrder(market=BTC, is_buy=True, size=10, slippage_bps=100, reduce_only=False, cloid=22),
+            ),
+            (
+                "carol",
+                A.TriggerOrder(
+                    market=BTC,
+                    is_buy=False,
+                    size=150,
+                    trigger_price=85_000_000,
+                    is_take_profit=False,
+                    limit_price=0,
+                    reduce_only=True,
+                    cloid=23,
+                ),
+            ),
             ("alice", A.Cancel(market=BTC, oid=self.oids[-1])),
             ("alice", A.CancelByCloid(market=BTC, cloid=11)),
             ("alice", A.Modify(market=BTC, oid=self.oids[0], price=86_000_000, size=40)),
@@ -200,7 +355,10 @@ class Base:
             ("carol", A.UpdateIsolatedMargin(market=BTC, delta=-100 * USDC)),
             ("carol", A.UpdateIsolatedMargin(market=BTC, delta=500 * USDC)),
             ("bob", A.ApproveAgent(agent=a("mallory"), approve=True)),
-            ("oracle-2", A.OracleUpdate(prices=[A.OraclePrice(market=BTC, oracle_price=45_000_000, external_price=45_000_000)])),
+            (
+                "oracle-2",
+                A.OracleUpdate(prices=[A.OraclePrice(market=BTC, oracle_price=45_000_000, external_price=45_000_000)]),
+            ),
             ("oracle-1", A.OracleUpdate(prices=[A.OraclePrice(market=ETH, oracle_price=64_000_000, external_price=0)])),
         ]
 
@@ -257,7 +415,14 @@ def hostile_value(original: Any, inp: Input, addresses: list[bytes]) -> Any:
 
 # ---------------------------------------------------------------- checks
 def check_decoders(data: bytes) -> None:
-    for decode in (decode_transaction, decode_block, decode_header, decode_genesis, decode_action, lambda d: decode_canonical(d, LogBlock)):
+    for decode in (
+        decode_transaction,
+        decode_block,
+        decode_header,
+        decode_genesis,
+        decode_action,
+        lambda d: decode_canonical(d, LogBlock),
+    ):
         try:
             decode(data)
         except TxError:

@@ -37,7 +37,9 @@ def shrunk_example(output: str) -> str:
     """The reproduction hypothesis printed: from ``state = ...()`` to the end of the steps, plus the error lines."""
     lines = output.splitlines()
     start = next((i for i, line in enumerate(lines) if "state = ClearinghouseMachine()" in line), None)
-    errors = [line for line in lines if line.lstrip("| ").startswith("E ") and ("Error" in line or "assert" in line)][:6]
+    errors = [line for line in lines if line.lstrip("| ").startswith("E ") and ("Error" in line or "assert" in line)][
+        :6
+    ]
     steps = []
     if start is not None:
         for line in lines[start:]:
@@ -48,8 +50,20 @@ def shrunk_example(output: str) -> str:
 
 
 def run_round(seed: int, examples: int, scratch: Path, timeout_s: int) -> tuple[int, str, float]:
-    cmd = [sys.executable, "-m", "pytest", "--soak", "-x", "-q", "-p", "no:cacheprovider", "--rootdir", str(REPO),
-           str(REPO / "tests" / "test_state_machine.py"), f"--hypothesis-seed={seed}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "--soak",
+        "-x",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--rootdir",
+        str(REPO),
+        str(REPO / "tests" / "test_state_machine.py"),
+        f"--hypothesis-seed={seed}",
+    ]
     env = dict(os.environ, STATE_MACHINE_EXAMPLES=str(examples))
     started = time.monotonic()
     try:
@@ -87,14 +101,19 @@ def main(argv: list[str] | None = None) -> int:
                 examples += int(m.group(2))
                 blocks += int(m.group(3))
             status = "ok" if code == 0 else f"FAILED (exit {code})"
-            print(f"round {rounds}: seed {seed} {status} in {took:.0f} s"
-                  + (f" ({m.group(2)} examples, {m.group(3)} blocks)" if m else ""), flush=True)
+            print(
+                f"round {rounds}: seed {seed} {status} in {took:.0f} s"
+                + (f" ({m.group(2)} examples, {m.group(3)} blocks)" if m else ""),
+                flush=True,
+            )
             if code != 0:
                 failures.append(seed)
                 path = out_dir / f"seed-{seed}.txt"
                 path.write_text(out)
-                print(f"  reproduce: STATE_MACHINE_EXAMPLES={args.examples_per_seed} python -m pytest --soak -x "
-                      f"tests/test_state_machine.py --hypothesis-seed={seed}")
+                print(
+                    f"  reproduce: STATE_MACHINE_EXAMPLES={args.examples_per_seed} python -m pytest --soak -x "
+                    f"tests/test_state_machine.py --hypothesis-seed={seed}"
+                )
                 print(f"  full output: {path}")
                 print("  " + shrunk_example(out).replace("\n", "\n  "), flush=True)
                 if not args.keep_going:
@@ -102,8 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", flush=True)
     elapsed = time.monotonic() - started
-    print(f"soak: {rounds} rounds, {examples} examples, {blocks} blocks, {len(failures)} failing seeds"
-          f"{' ' + ', '.join(map(str, failures)) if failures else ''}, {elapsed / 60:.1f} min", flush=True)
+    print(
+        f"soak: {rounds} rounds, {examples} examples, {blocks} blocks, {len(failures)} failing seeds"
+        f"{' ' + ', '.join(map(str, failures)) if failures else ''}, {elapsed / 60:.1f} min",
+        flush=True,
+    )
     return 1 if failures else 0
 
 

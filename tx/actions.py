@@ -18,7 +18,7 @@ from typing import Annotated, Union
 import msgspec
 from msgspec import Meta
 
-from .types import U32, U64, I64, Address, PosU64
+from .types import I64, U32, U64, Address, PosU64
 
 MAX_ORACLE_PRICES = 64
 """At most this many prices in one oracle update."""

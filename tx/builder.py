@@ -31,7 +31,7 @@ class Wallet:
         self._last_nonce = 0
 
     @classmethod
-    def from_name(cls, name: str, chain_id: int) -> "Wallet":
+    def from_name(cls, name: str, chain_id: int) -> Wallet:
         """A wallet on the deterministic (insecure) test key of ``name``."""
         return cls(Signer.from_name(name), chain_id, name)
 
@@ -45,4 +45,6 @@ class Wallet:
         return self._last_nonce
 
     def sign(self, action: Any, time_ms: int, nonce: int | None = None) -> bytes:
-        return sign_transaction(self.signer, self.chain_id, action, nonce if nonce is not None else self.next_nonce(time_ms))
+        return sign_transaction(
+            self.signer, self.chain_id, action, nonce if nonce is not None else self.next_nonce(time_ms)
+        )

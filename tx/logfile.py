@@ -289,9 +289,15 @@ def index_frames(path: str | os.PathLike[str]) -> list[int]:
             kind = head[0]
             length = int.from_bytes(head[1:5], "big")
             if kind not in FRAME_KINDS:
-                raise UnknownFrameKind(f"unknown frame kind {kind} in frame {index} at offset {offset}", offset=offset, frame_index=index)
+                raise UnknownFrameKind(
+                    f"unknown frame kind {kind} in frame {index} at offset {offset}", offset=offset, frame_index=index
+                )
             if length > MAX_FRAME:
-                raise FrameTooLarge(f"frame {index} at offset {offset} declares {length} bytes (max {MAX_FRAME})", offset=offset, frame_index=index)
+                raise FrameTooLarge(
+                    f"frame {index} at offset {offset} declares {length} bytes (max {MAX_FRAME})",
+                    offset=offset,
+                    frame_index=index,
+                )
             end = offset + FRAME_OVERHEAD + length
             if end > size:
                 raise _tail_error(size - offset, index, offset)

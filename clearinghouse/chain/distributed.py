@@ -15,11 +15,11 @@ file system, or the same files copied to the same place on each machine; see
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
-
-from tx.errors import TxError
+from collections.abc import Callable
+from typing import Any
 
 from clearinghouse.chain.segments import Segment, SegmentResult, verify_segment
+from tx.errors import TxError
 
 CONNECT_TIMEOUT_S = 30
 """How long to wait for a scheduler before giving up."""
@@ -75,8 +75,11 @@ def run_on_dask(
                 raise DaskError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
         else:
             cluster = distributed.LocalCluster(
-                n_workers=max(1, workers), threads_per_worker=1, processes=True,
-                dashboard_address=None, silence_logs=logging.ERROR,
+                n_workers=max(1, workers),
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
             )
             client = distributed.Client(cluster)
         try:
@@ -85,7 +88,9 @@ def run_on_dask(
                 info["workers"] = len(scheduler_info.get("workers", {}))
                 info["scheduler"] = scheduler_info.get("address", scheduler or "")
             futures = [
-                client.submit(verify_segment, log, s.start, s.end, s.snapshot, offset=s.offset, index=s.index, pure=False)
+                client.submit(
+                    verify_segment, log, s.start, s.end, s.snapshot, offset=s.offset, index=s.index, pure=False
+                )
                 for s in segments
             ]
             results: dict[int, SegmentResult] = {}

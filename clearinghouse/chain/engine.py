@@ -9,24 +9,24 @@ transaction. The producer (``producer.py``) and the CLI (``replay``,
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import blake3
 import msgspec
 
+from clearinghouse.spec.block import apply_block, apply_genesis
+from clearinghouse.spec.errors import ClearinghouseError, InvalidBlock
+from clearinghouse.spec.event_types import AnyEvent
+from clearinghouse.spec.events import NO_TX
+from clearinghouse.spec.state.keys import CHAIN_KEY, describe_key
+from clearinghouse.spec.state.records import Chain
+from clearinghouse.spec.state.working_state import KeyIndex, WorkingState
 from tx.encoding import decode_canonical, decode_genesis, encode, genesis_hash, header_hash
 from tx.logfile import FRAME_BLOCK, FRAME_GENESIS, MAX_FRAME, read_log
 from tx.merkle import EMPTY_ROOT, leaf_hash, ordered_root
 from tx.messages import MAX_BLOCK_TXS, MAX_TX_BYTES, Block, BlockWitness, ChangedKey, Genesis, Header, LogBlock
-
-from clearinghouse.spec.errors import ClearinghouseError, InvalidBlock
-from clearinghouse.spec.events import NO_TX
-from clearinghouse.spec.event_types import AnyEvent
-from clearinghouse.spec.state.keys import CHAIN_KEY, describe_key
-from clearinghouse.spec.state.records import Chain
-from clearinghouse.spec.block import apply_block, apply_genesis
-from clearinghouse.spec.state.working_state import KeyIndex, WorkingState
 
 
 class VerifyFailure(ClearinghouseError):
@@ -34,7 +34,9 @@ class VerifyFailure(ClearinghouseError):
 
     code = "VERIFY_MISMATCH"
 
-    def __init__(self, message: str, *, height: int, what: str, tx_index: int | None = None, keys: list[str] | None = None) -> None:
+    def __init__(
+        self, message: str, *, height: int, what: str, tx_index: int | None = None, keys: list[str] | None = None
+    ) -> None:
         super().__init__(message)
         self.height = height
         self.what = what
@@ -92,7 +94,10 @@ def event_tx_index(event: Any) -> int:
 
 def witness_of(executed: Executed) -> BlockWitness:
     return BlockWitness(
-        changed=[ChangedKey(key=k, value_hash=b"" if v is None else blake3.blake3(v).digest()) for k, v in executed.changes.items()],
+        changed=[
+            ChangedKey(key=k, value_hash=b"" if v is None else blake3.blake3(v).digest())
+            for k, v in executed.changes.items()
+        ],
         event_leaves=executed.event_leaves,
         event_tx_indexes=[event_tx_index(e) for e in executed.events],
     )
@@ -131,7 +136,9 @@ class Engine:
             return self.store.root
         ws = WorkingState(self.store, self.index)
         apply_genesis(ws, genesis)
-        root = self.store.commit_block(0, ws.changes(), {"genesis": encode(genesis), "header_hash": genesis_hash(genesis)})
+        root = self.store.commit_block(
+            0, ws.changes(), {"genesis": encode(genesis), "header_hash": genesis_hash(genesis)}
+        )
         return root
 
     # ------------------------------------------------------------ blocks
@@ -165,8 +172,12 @@ class Engine:
         """Commit an executed block atomically; with ``expected_root``, only if it matches."""
         # Events are not state, but replayers and `explain` want them next to the block:
         # stored in the same write transaction under a per-height meta name.
-        meta = {"header_hash": header_hash(header), "header": encode(header), events_meta_name(executed.height): encode(executed.events),
-                header_meta_name(executed.height): encode(header)}
+        meta = {
+            "header_hash": header_hash(header),
+            "header": encode(header),
+            events_meta_name(executed.height): encode(executed.events),
+            header_meta_name(executed.height): encode(header),
+        }
         try:
             return self.store.commit_block(executed.height, executed.changes, meta, expected_root=expected_root)
         except BaseException:
@@ -188,12 +199,21 @@ class Engine:
         check_block_limits(txs)
         executed = self.execute(height, time_ms, txs)
         state_root = self.preview_root(executed)
-        header = Header(height=height, time_ms=time_ms, parent_hash=parent, tx_root=executed.tx_root, state_root=state_root, events_root=executed.events_root)
+        header = Header(
+            height=height,
+            time_ms=time_ms,
+            parent_hash=parent,
+            tx_root=executed.tx_root,
+            state_root=state_root,
+            events_root=executed.events_root,
+        )
         entry = LogBlock(block=Block(header=header, txs=txs), witness=witness_of(executed))
         size = len(encode(entry))
         if size > MAX_FRAME:
             self.reset_index()
-            raise InvalidBlock(f"block {height}: its log entry would be {size} bytes, above the frame limit of {MAX_FRAME}")
+            raise InvalidBlock(
+                f"block {height}: its log entry would be {size} bytes, above the frame limit of {MAX_FRAME}"
+            )
         self.commit(executed, header, expected_root=state_root)
         return entry, executed
 
@@ -207,23 +227,31 @@ class Engine:
         if h != self.height + 1:
             raise VerifyFailure(f"height {h}: expected block {self.height + 1}", height=h, what="height")
         if header.parent_hash != self.last_header_hash():
-            raise VerifyFailure(f"height {h}: parent hash does not match the previous block", height=h, what="parent_hash")
+            raise VerifyFailure(
+                f"height {h}: parent hash does not match the previous block", height=h, what="parent_hash"
+            )
         executed = self.execute(h, header.time_ms, list(block.txs))
         if executed.tx_root != header.tx_root:
             self.reset_index()
-            raise VerifyFailure(f"height {h}: tx root mismatch (the block's transactions were altered)", height=h, what="tx_root")
+            raise VerifyFailure(
+                f"height {h}: tx root mismatch (the block's transactions were altered)", height=h, what="tx_root"
+            )
         if executed.events_root != header.events_root:
             self.reset_index()
             tx_index = first_event_difference(executed, entry.witness)
             where = f" (first difference at transaction {tx_index})" if tx_index is not None else ""
-            raise VerifyFailure(f"height {h}: events root mismatch{where}", height=h, what="events_root", tx_index=tx_index)
+            raise VerifyFailure(
+                f"height {h}: events root mismatch{where}", height=h, what="events_root", tx_index=tx_index
+            )
         root = self.preview_root(executed)
         if root != header.state_root:
             self.reset_index()
             keys = differing_keys(executed, entry.witness)
             raise VerifyFailure(
                 f"height {h}: state root mismatch: header {header.state_root.hex()}, replay {root.hex()}",
-                height=h, what="state_root", keys=keys,
+                height=h,
+                what="state_root",
+                keys=keys,
             )
         self.commit(executed, header, expected_root=header.state_root)
         return executed
@@ -246,7 +274,11 @@ def first_event_difference(executed: Executed, witness: BlockWitness) -> int | N
         if i >= len(witness.event_leaves) or witness.event_leaves[i] != leaf:
             return event_tx_index(executed.events[i])
     if len(witness.event_leaves) > len(executed.event_leaves):
-        idx = witness.event_tx_indexes[len(executed.event_leaves)] if len(witness.event_tx_indexes) > len(executed.event_leaves) else None
+        idx = (
+            witness.event_tx_indexes[len(executed.event_leaves)]
+            if len(witness.event_tx_indexes) > len(executed.event_leaves)
+            else None
+        )
         return idx
     return None
 
@@ -276,7 +308,9 @@ def iter_log(path: str) -> Iterator[tuple[int, Any]]:
             yield frame.index, decode_canonical(frame.payload, LogBlock, what=f"block frame {frame.index}")
 
 
-def replay_log(engine: Engine, path: str, *, on_block: Callable[[LogBlock, Executed | None], None] | None = None) -> dict[str, int]:
+def replay_log(
+    engine: Engine, path: str, *, on_block: Callable[[LogBlock, Executed | None], None] | None = None
+) -> dict[str, int]:
     """Apply a log to ``engine``'s store, resuming after the stored height.
 
     Blocks already in the store are skipped, after checking that the stored

@@ -10,19 +10,25 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from clearinghouse.chain.engine import Engine, Executed
 from state import MemoryStore
 from tx.builder import Wallet
 from tx.encoding import encode
 from tx.logfile import FRAME_BLOCK, FRAME_GENESIS, LogWriter
 from tx.messages import MAX_BLOCK_TXS, Genesis, LogBlock
 
-from clearinghouse.chain.engine import Engine, Executed
-
 
 class Producer:
     """Builds a chain from a genesis, block by block, optionally writing a log file."""
 
-    def __init__(self, genesis: Genesis, log_path: str | os.PathLike[str] | None = None, *, store: Any = None, overwrite: bool = False) -> None:
+    def __init__(
+        self,
+        genesis: Genesis,
+        log_path: str | os.PathLike[str] | None = None,
+        *,
+        store: Any = None,
+        overwrite: bool = False,
+    ) -> None:
         self.genesis = genesis
         self.engine = Engine(store if store is not None else MemoryStore())
         self.engine.init_genesis(genesis)
@@ -56,7 +62,7 @@ class Producer:
             self._writer.close()
             self._writer = None
 
-    def __enter__(self) -> "Producer":
+    def __enter__(self) -> Producer:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -30,12 +30,14 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import blake3
 
+from clearinghouse.chain.engine import Engine, VerifyFailure
 from state.errors import StateError
 from state.memory_store import MemoryStore
 from state.snapshot import SUFFIX, SnapshotError, load_snapshot, read_snapshot_header
@@ -43,8 +45,6 @@ from tx.encoding import decode_canonical, decode_genesis, encode, genesis_hash, 
 from tx.errors import LogFormatError, TxError
 from tx.logfile import FRAME_BLOCK, FRAME_GENESIS, index_frames, read_log
 from tx.messages import LogBlock
-
-from clearinghouse.chain.engine import Engine, VerifyFailure
 
 SEGMENT_DOMAIN = b"clearinghouse/segment/v1\x00"
 """Domain of a segment's digest: blake3 over the header hashes of its blocks, in order."""
@@ -107,8 +107,17 @@ class SegmentResult:
         return out
 
 
-def _failure(height: int, what: str, code: str, message: str, tx_index: int | None = None, keys: list[str] | None = None) -> dict[str, Any]:
-    return {"height": height, "what": what, "code": code, "message": message, "tx_index": tx_index, "differing_keys": keys or []}
+def _failure(
+    height: int, what: str, code: str, message: str, tx_index: int | None = None, keys: list[str] | None = None
+) -> dict[str, Any]:
+    return {
+        "height": height,
+        "what": what,
+        "code": code,
+        "message": message,
+        "tx_index": tx_index,
+        "differing_keys": keys or [],
+    }
 
 
 def verify_segment(
@@ -135,7 +144,9 @@ def verify_segment(
     mismatching root) are returned in ``failure``; only bugs raise.
     """
     t0, c0 = time.perf_counter(), time.process_time()
-    result = SegmentResult(index=index, start=start, end=end, snapshot=snapshot, worker=f"{socket.gethostname()}:{os.getpid()}")
+    result = SegmentResult(
+        index=index, start=start, end=end, snapshot=snapshot, worker=f"{socket.gethostname()}:{os.getpid()}"
+    )
     digest = blake3.blake3(SEGMENT_DOMAIN)
     engine: Engine | None = None
     done = 0
@@ -157,21 +168,30 @@ def verify_segment(
             if offset is None:
                 offsets = index_frames(log)
                 if start >= len(offsets):
-                    raise VerifyFailure(f"height {start}: the log ends at height {len(offsets) - 1}", height=start, what="height")
+                    raise VerifyFailure(
+                        f"height {start}: the log ends at height {len(offsets) - 1}", height=start, what="height"
+                    )
                 offset = offsets[start]
             frames = read_log(log, start=(start, offset))
             frame = next(frames, None)
             if frame is None or frame.kind != FRAME_BLOCK:
-                raise VerifyFailure(f"height {start}: no block frame at the segment's start", height=start, what="height")
+                raise VerifyFailure(
+                    f"height {start}: no block frame at the segment's start", height=start, what="height"
+                )
             header = decode_canonical(frame.payload, LogBlock, what=f"block frame {start}").block.header
             if header.height != start:
-                raise VerifyFailure(f"height {start}: the frame there holds block {header.height}", height=start, what="height")
+                raise VerifyFailure(
+                    f"height {start}: the frame there holds block {header.height}", height=start, what="height"
+                )
             if snapshot is None:
                 raise SegmentError(f"the segment starting at height {start} has no snapshot")
             result.start_header_hash = header_hash(header)
             t1 = time.perf_counter()
             store, info = load_snapshot(
-                snapshot, expected_root=header.state_root, expected_height=start, expected_genesis_hash=result.genesis_hash,
+                snapshot,
+                expected_root=header.state_root,
+                expected_height=start,
+                expected_genesis_hash=result.genesis_hash,
                 meta={"genesis": encode(genesis), "header_hash": result.start_header_hash, "header": encode(header)},
             )
             result.load_seconds = time.perf_counter() - t1
@@ -182,9 +202,15 @@ def verify_segment(
         while engine.height < end:
             frame = next(frames, None)
             if frame is None:
-                raise VerifyFailure(f"height {engine.height + 1}: the log ends at height {engine.height}, before the segment's end {end}", height=engine.height + 1, what="height")
+                raise VerifyFailure(
+                    f"height {engine.height + 1}: the log ends at height {engine.height}, before the segment's end {end}",
+                    height=engine.height + 1,
+                    what="height",
+                )
             if frame.kind != FRAME_BLOCK:
-                raise VerifyFailure(f"frame {frame.index}: genesis must be the first frame", height=frame.index, what="frame_kind")
+                raise VerifyFailure(
+                    f"frame {frame.index}: genesis must be the first frame", height=frame.index, what="frame_kind"
+                )
             entry = decode_canonical(frame.payload, LogBlock, what=f"block frame {frame.index}")
             executed = engine.apply_logged(entry)
             digest.update(header_hash(entry.block.header))
@@ -212,7 +238,9 @@ def verify_segment(
         height = engine.height + 1 if engine is not None else start
         result.failure = _failure(height, "block", getattr(exc, "code", "ERROR"), f"height {height}: {exc.message}")
     except OSError as exc:
-        result.failure = _failure(start, "io", "IO_ERROR", f"{exc.strerror or exc}: {exc.filename or ''} (on {result.worker})")
+        result.failure = _failure(
+            start, "io", "IO_ERROR", f"{exc.strerror or exc}: {exc.filename or ''} (on {result.worker})"
+        )
     finally:
         if progress is not None and done:
             progress(done)
@@ -267,10 +295,18 @@ def _init_worker(queue: Any) -> None:
 def _pool_task(log: str, segment: Segment) -> SegmentResult:
     queue = _worker_queue
     progress = (lambda n: queue.put(n)) if queue is not None else None
-    return verify_segment(log, segment.start, segment.end, segment.snapshot, offset=segment.offset, index=segment.index, progress=progress)
+    return verify_segment(
+        log, segment.start, segment.end, segment.snapshot, offset=segment.offset, index=segment.index, progress=progress
+    )
 
 
-def run_inline(log: str, segments: list[Segment], *, on_progress: Callable[[int], None] | None = None, on_result: Callable[[SegmentResult], None] | None = None) -> list[SegmentResult]:
+def run_inline(
+    log: str,
+    segments: list[Segment],
+    *,
+    on_progress: Callable[[int], None] | None = None,
+    on_result: Callable[[SegmentResult], None] | None = None,
+) -> list[SegmentResult]:
     """Run the segments one after another in this process."""
     out = []
     for s in segments:
@@ -298,7 +334,14 @@ def _pool_context() -> Any:
     return multiprocessing.get_context("spawn")
 
 
-def run_segments(log: str, segments: list[Segment], workers: int, *, on_progress: Callable[[int], None] | None = None, on_result: Callable[[SegmentResult], None] | None = None) -> list[SegmentResult]:
+def run_segments(
+    log: str,
+    segments: list[Segment],
+    workers: int,
+    *,
+    on_progress: Callable[[int], None] | None = None,
+    on_result: Callable[[SegmentResult], None] | None = None,
+) -> list[SegmentResult]:
     """Run the segments in a local pool of ``workers`` processes; results in segment order."""
     ctx = _pool_context()
     queue = ctx.Queue() if on_progress is not None else None
@@ -362,21 +405,35 @@ class ChainReport:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "ok": self.ok, "log": self.log, "engine": self.engine, "workers": self.workers,
-            "height": self.height, "state_root": self.state_root.hex(), "head_hash": self.head_hash.hex(),
-            "blocks": sum(s.blocks for s in self.segments), "txs": sum(s.txs for s in self.segments),
+            "ok": self.ok,
+            "log": self.log,
+            "engine": self.engine,
+            "workers": self.workers,
+            "height": self.height,
+            "state_root": self.state_root.hex(),
+            "head_hash": self.head_hash.hex(),
+            "blocks": sum(s.blocks for s in self.segments),
+            "txs": sum(s.txs for s in self.segments),
             "rejected": sum(s.rejected for s in self.segments),
-            "wall_seconds": round(self.wall_seconds, 4), "plan_seconds": round(self.plan_seconds, 4),
-            "cpu_seconds": round(self.cpu_seconds, 4), "segment_seconds": round(self.segment_seconds, 4),
+            "wall_seconds": round(self.wall_seconds, 4),
+            "plan_seconds": round(self.plan_seconds, 4),
+            "cpu_seconds": round(self.cpu_seconds, 4),
+            "segment_seconds": round(self.segment_seconds, 4),
             "speedup": round(self.speedup, 3),
             "segments": [s.to_json() for s in self.segments],
         }
         if self.failure is not None:
-            out.update({
-                "height": self.failure["height"], "what": self.failure["what"], "code": self.failure["code"],
-                "tx_index": self.failure["tx_index"], "differing_keys": self.failure["differing_keys"],
-                "error": self.failure["message"], "segment": self.failed_segment,
-            })
+            out.update(
+                {
+                    "height": self.failure["height"],
+                    "what": self.failure["what"],
+                    "code": self.failure["code"],
+                    "tx_index": self.failure["tx_index"],
+                    "differing_keys": self.failure["differing_keys"],
+                    "error": self.failure["message"],
+                    "segment": self.failed_segment,
+                }
+            )
         out.update(self.extra)
         return out
 
@@ -387,15 +444,24 @@ def link_segments(results: list[SegmentResult]) -> tuple[dict[str, Any] | None, 
     Walks the segments in height order, so the failure reported is at the first bad height.
     """
     if results and results[0].start != 0:
-        return _failure(results[0].start, "segment_link", "VERIFY_MISMATCH", "the first segment does not start at genesis"), results[0].index
+        return _failure(
+            results[0].start, "segment_link", "VERIFY_MISMATCH", "the first segment does not start at genesis"
+        ), results[0].index
     for i, r in enumerate(results):
         if not r.ok:
             return r.failure, r.index
         if i > 0:
             prev = results[i - 1]
-            if prev.end != r.start or prev.end_root != r.start_root or prev.end_header_hash != r.start_header_hash or prev.genesis_hash != r.genesis_hash:
-                msg = (f"height {prev.end}: segment {prev.index} ends on root {prev.end_root.hex()} (header {prev.end_header_hash.hex()}) "
-                       f"but segment {r.index} starts from root {r.start_root.hex()} (header {r.start_header_hash.hex()})")
+            if (
+                prev.end != r.start
+                or prev.end_root != r.start_root
+                or prev.end_header_hash != r.start_header_hash
+                or prev.genesis_hash != r.genesis_hash
+            ):
+                msg = (
+                    f"height {prev.end}: segment {prev.index} ends on root {prev.end_root.hex()} (header {prev.end_header_hash.hex()}) "
+                    f"but segment {r.index} starts from root {r.start_root.hex()} (header {r.start_header_hash.hex()})"
+                )
                 return _failure(prev.end, "segment_link", "VERIFY_MISMATCH", msg), r.index
     return None, None
 
@@ -429,8 +495,16 @@ def verify_chain(
     except LogFormatError as exc:
         height = exc.frame_index if exc.frame_index is not None else 0
         failure: dict[str, Any] | None = _failure(height, "log", exc.code, f"height {height}: {exc.message}")
-        return ChainReport(log=log, ok=False, engine=engine, workers=workers, segments=[], failure=failure,
-                           wall_seconds=time.perf_counter() - t0, cpu_seconds=time.process_time() - c0)
+        return ChainReport(
+            log=log,
+            ok=False,
+            engine=engine,
+            workers=workers,
+            segments=[],
+            failure=failure,
+            wall_seconds=time.perf_counter() - t0,
+            cpu_seconds=time.process_time() - c0,
+        )
     segments = plan_segments(log, find_snapshots(snapshots_dir), offsets)
     plan_seconds = time.perf_counter() - t0
     if on_plan:
@@ -439,14 +513,29 @@ def verify_chain(
         if run_dask is None:
             raise ValueError("a Dask run needs run_dask (clearinghouse.chain.distributed.run_on_dask)")
         dask_info: dict[str, Any] = {}
-        results, cpu_elsewhere = run_dask(log, segments, scheduler=scheduler, workers=workers, on_result=on_result, info=dask_info), True
+        results, cpu_elsewhere = (
+            run_dask(log, segments, scheduler=scheduler, workers=workers, on_result=on_result, info=dask_info),
+            True,
+        )
         workers = dask_info.get("workers", workers)
     elif engine == "pool":
-        results, cpu_elsewhere = run_segments(log, segments, workers, on_progress=on_progress, on_result=on_result), True
+        results, cpu_elsewhere = (
+            run_segments(log, segments, workers, on_progress=on_progress, on_result=on_result),
+            True,
+        )
     else:
         results, cpu_elsewhere = run_inline(log, segments, on_progress=on_progress, on_result=on_result), False
     failure, failed = link_segments(results)
-    report = ChainReport(log=log, ok=failure is None, engine=engine, workers=workers, segments=results, failure=failure, failed_segment=failed, plan_seconds=plan_seconds)
+    report = ChainReport(
+        log=log,
+        ok=failure is None,
+        engine=engine,
+        workers=workers,
+        segments=results,
+        failure=failure,
+        failed_segment=failed,
+        plan_seconds=plan_seconds,
+    )
     if engine == "dask":
         report.extra["scheduler"] = dask_info.get("scheduler", scheduler or "local")
     if failure is None:

@@ -16,44 +16,49 @@ state root. Order of work (protocol §6.3):
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import msgspec
 
-from tx import actions as A
-from tx.encoding import decode_transaction, encode, genesis_hash, tx_id
-from tx.errors import HighSSignature, NonCanonicalEncoding, SignatureError, TxError
-from tx.messages import Genesis, Transaction
-from tx.signing import recover_signer, signing_digest
-
 from clearinghouse.spec import end_of_block
-from clearinghouse.spec.state.accounts import put_account, EMPTY_ACCOUNT
 from clearinghouse.spec.actions.agents import apply_approve_agent
 from clearinghouse.spec.actions.collateral import apply_deposit, apply_transfer, apply_withdraw
 from clearinghouse.spec.actions.leverage import apply_update_isolated_margin, apply_update_leverage
-from clearinghouse.spec.prices.oracle import apply_oracle_update
-from clearinghouse.spec.trading.orders import (
-    apply_cancel, apply_cancel_by_cloid, apply_market_order, apply_modify, apply_place_order, apply_trigger_order,
-)
-from clearinghouse.spec.waterfall.policies import POLICIES
-from clearinghouse.spec.state.context import TxContext
+from clearinghouse.spec.actions.nonces import use_nonce
 from clearinghouse.spec.errors import (
     DecodeRejected,
     HighSRejected,
     InvalidBlock,
     InvalidGenesis,
     InvalidTransaction,
-    NoSuchAccount,
     NonCanonicalRejected,
+    NoSuchAccount,
     SignatureRejected,
     Unauthorized,
 )
 from clearinghouse.spec.events import Receipt
-from clearinghouse.spec.state.keys import CHAIN_KEY, account_key, INSURANCE_FUND, FEE_POOL, agent_key
-from clearinghouse.spec.actions.nonces import use_nonce
 from clearinghouse.spec.ordering import execution_order
+from clearinghouse.spec.prices.oracle import apply_oracle_update
+from clearinghouse.spec.state.accounts import EMPTY_ACCOUNT, put_account
+from clearinghouse.spec.state.context import TxContext
+from clearinghouse.spec.state.keys import CHAIN_KEY, FEE_POOL, INSURANCE_FUND, account_key, agent_key
 from clearinghouse.spec.state.records import Account, Chain
 from clearinghouse.spec.state.working_state import WorkingState, atomically
+from clearinghouse.spec.trading.orders import (
+    apply_cancel,
+    apply_cancel_by_cloid,
+    apply_market_order,
+    apply_modify,
+    apply_place_order,
+    apply_trigger_order,
+)
+from clearinghouse.spec.waterfall.policies import POLICIES
+from tx import actions as A
+from tx.encoding import decode_transaction, encode, genesis_hash, tx_id
+from tx.errors import HighSSignature, NonCanonicalEncoding, SignatureError, TxError
+from tx.messages import Genesis, Transaction
+from tx.signing import recover_signer, signing_digest
 
 Handler = Callable[[TxContext, Any], None]
 
@@ -191,10 +196,32 @@ def apply_block(ws: WorkingState, height: int, time_ms: int, raw_txs: list[bytes
         if tx is not None and error is None:
             error = atomically(ws, ctx.events, lambda: apply_transaction(ctx, tx))
         if error is None:
-            events.append(Receipt(tx_index=index, tx_id=tid, signer=ctx.signer, account=ctx.account, action=action_name, ok=True, code="OK", message=""))
+            events.append(
+                Receipt(
+                    tx_index=index,
+                    tx_id=tid,
+                    signer=ctx.signer,
+                    account=ctx.account,
+                    action=action_name,
+                    ok=True,
+                    code="OK",
+                    message="",
+                )
+            )
             events.extend(ctx.events)
         else:
             # The receipt names whoever was identified before the rejection (signer, account).
-            events.append(Receipt(tx_index=index, tx_id=tid, signer=ctx.signer, account=ctx.account, action=action_name, ok=False, code=error.code, message=error.message))
+            events.append(
+                Receipt(
+                    tx_index=index,
+                    tx_id=tid,
+                    signer=ctx.signer,
+                    account=ctx.account,
+                    action=action_name,
+                    ok=False,
+                    code=error.code,
+                    message=error.message,
+                )
+            )
     events.extend(end_of_block.run(ws, time_ms))
     return events

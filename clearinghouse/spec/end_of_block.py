@@ -23,17 +23,18 @@ verify never set it, and no genesis field or policy can turn ADL off.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
-from clearinghouse.spec.waterfall.adl import run_adl
 from clearinghouse.spec.prices.funding import funding_step
-from clearinghouse.spec.waterfall.liquidation import run_liquidations
 from clearinghouse.spec.prices.oracle import prices_step
-from clearinghouse.spec.trading.triggers import run_triggers
 from clearinghouse.spec.state.working_state import WorkingState
+from clearinghouse.spec.trading.triggers import run_triggers
+from clearinghouse.spec.waterfall.adl import run_adl
+from clearinghouse.spec.waterfall.liquidation import run_liquidations
 
 
 @dataclass(frozen=True)

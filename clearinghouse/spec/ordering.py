@@ -30,4 +30,6 @@ def action_class(action: Any) -> int:
 
 def execution_order(actions: list[Any]) -> list[int]:
     """Indices of ``actions`` (None for undecodable) in execution order."""
-    return sorted(range(len(actions)), key=lambda i: (action_class(actions[i]) if actions[i] is not None else CLASS_OTHER, i))
+    return sorted(
+        range(len(actions)), key=lambda i: (action_class(actions[i]) if actions[i] is not None else CLASS_OTHER, i)
+    )

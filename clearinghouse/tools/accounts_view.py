@@ -147,9 +147,22 @@ def account_view(view: Any, addr: bytes, *, with_adl: bool = True) -> AccountVie
         entry = Fraction(pos.cost, pos.size)
         entry_margin = Fraction(abs(pos.cost), pos.leverage) if pos.leverage else None
         roe = Fraction(pnl) / entry_margin if entry_margin else None
-        pv = PositionView(market=ref, size=pos.size, cost=pos.cost, mark=mark, leverage=pos.leverage, is_cross=pos.is_cross,
-                          iso_cash=pos.iso_cash, entry_px=entry, position_value=notional(pos.size, mark), unrealized_pnl=pnl,
-                          margin_used=used, maintenance=mm, liquidation_px=liq, return_on_equity=roe)
+        pv = PositionView(
+            market=ref,
+            size=pos.size,
+            cost=pos.cost,
+            mark=mark,
+            leverage=pos.leverage,
+            is_cross=pos.is_cross,
+            iso_cash=pos.iso_cash,
+            entry_px=entry,
+            position_value=notional(pos.size, mark),
+            unrealized_pnl=pnl,
+            margin_used=used,
+            maintenance=mm,
+            liquidation_px=liq,
+            return_on_equity=roe,
+        )
         if with_adl:
             from clearinghouse.spec.waterfall.adl import adl_indicator
 

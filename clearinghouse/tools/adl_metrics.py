@@ -101,7 +101,9 @@ def frac_json(f: Fraction | None, places: int = 6) -> dict[str, str] | None:
     return {"num": str(f.numerator), "den": str(f.denominator), "decimal": sign + text}
 
 
-def haircuts(after: dict[bytes, int], after_base: dict[bytes, int], before: dict[bytes, int], before_base: dict[bytes, int]) -> dict[bytes, int]:
+def haircuts(
+    after: dict[bytes, int], after_base: dict[bytes, int], before: dict[bytes, int], before_base: dict[bytes, int]
+) -> dict[bytes, int]:
     """Per account: max(0, Δ(after) - Δ(before)) with Δ = equity without ADL - equity with ADL."""
     out = {}
     for a in sorted(set(after) | set(after_base)):
@@ -144,7 +146,9 @@ def span_figures(blocks: list[BlockObs], hits: dict[bytes, int], base_equity: di
     }
 
 
-def policy_figures(blocks: list[BlockObs], baseline: dict[int, dict[bytes, int]], gap_ms: int, final_bad_debt: int) -> dict[str, Any]:
+def policy_figures(
+    blocks: list[BlockObs], baseline: dict[int, dict[bytes, int]], gap_ms: int, final_bad_debt: int
+) -> dict[str, Any]:
     """Per-wave and total figures of one policy's replay against its ADL-disabled baseline.
 
     ``baseline[h]`` are the equities at height ``h`` with step 50 disabled; it must cover the
@@ -176,7 +180,16 @@ def policy_figures(blocks: list[BlockObs], baseline: dict[int, dict[bytes, int]]
 
 
 # ---------------------------------------------------------------- display of the figures
-AMOUNT_KEYS = {"deficit", "budget", "haircut", "overshoot", "notional_closed", "fund_after", "fund_before", "bad_debt_left"}
+AMOUNT_KEYS = {
+    "deficit",
+    "budget",
+    "haircut",
+    "overshoot",
+    "notional_closed",
+    "fund_after",
+    "fund_before",
+    "bad_debt_left",
+}
 
 
 def usdc(v: int | None) -> str:

@@ -56,7 +56,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summary)
     else:
-        render_summary(console(), summary, title="Demo chain", top=20 if args.top is None else args.top, wide=args.wide, quiet=args.quiet)
+        render_summary(
+            console(),
+            summary,
+            title="Demo chain",
+            top=20 if args.top is None else args.top,
+            wide=args.wide,
+            quiet=args.quiet,
+        )
     return EXIT_OK
 
 
@@ -77,8 +84,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
         from clearinghouse.tools.names import known_names, labels
         from clearinghouse.tools.segments_cli import snapshot_writer
 
-        result = replay_into_db(args.log, args.db, progress=not args.json and sys.stderr.isatty(), after_block=snapshot_writer(args),
-                                labels=labels(known_names()))
+        result = replay_into_db(
+            args.log,
+            args.db,
+            progress=not args.json and sys.stderr.isatty(),
+            after_block=snapshot_writer(args),
+            labels=labels(known_names()),
+        )
     except BaseException as exc:
         from state import StoreInUse
 
@@ -89,7 +101,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summary)
     else:
-        render_summary(console(), summary, title="Replay", top=20 if args.top is None else args.top, wide=args.wide, quiet=args.quiet)
+        render_summary(
+            console(),
+            summary,
+            title="Replay",
+            top=20 if args.top is None else args.top,
+            wide=args.wide,
+            quiet=args.quiet,
+        )
     return EXIT_OK
 
 
@@ -105,9 +124,21 @@ def cmd_verify(args: argparse.Namespace) -> int:
     tmp = tempfile.mkdtemp(prefix="clearinghouse-verify-")
     try:
         try:
-            result = replay_into_db(args.log, os.path.join(tmp, "state") if args.backend == "lmdb" else None, progress=not args.json and sys.stderr.isatty())
+            result = replay_into_db(
+                args.log,
+                os.path.join(tmp, "state") if args.backend == "lmdb" else None,
+                progress=not args.json and sys.stderr.isatty(),
+            )
         except VerifyFailure as exc:
-            report = {"ok": False, "log": os.path.abspath(args.log), "height": exc.height, "what": exc.what, "tx_index": exc.tx_index, "differing_keys": exc.keys, "error": str(exc)}
+            report = {
+                "ok": False,
+                "log": os.path.abspath(args.log),
+                "height": exc.height,
+                "what": exc.what,
+                "tx_index": exc.tx_index,
+                "differing_keys": exc.keys,
+                "error": str(exc),
+            }
             if args.json:
                 print_json(report)
             else:
@@ -124,15 +155,21 @@ def cmd_verify(args: argparse.Namespace) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     summary = summary_dict(result)
     if result.height < 0:
-        raise CliError(f"{args.log} holds no genesis (only the file header): there is no chain to verify", error_code="NO_GENESIS")
+        raise CliError(
+            f"{args.log} holds no genesis (only the file header): there is no chain to verify", error_code="NO_GENESIS"
+        )
     problems = []
     if args.expect_height is not None and result.height != args.expect_height:
-        problems.append(f"the log ends at height {result.height}, expected {args.expect_height} (cut short or extended?)")
+        problems.append(
+            f"the log ends at height {result.height}, expected {args.expect_height} (cut short or extended?)"
+        )
     if args.expect_root is not None and summary["state_root"] != args.expect_root.lower().removeprefix("0x"):
         problems.append(f"the final state root is {summary['state_root']}, expected {args.expect_root}")
     if problems:
         if args.json:
-            summary.update(ok=False, expected={"height": args.expect_height, "state_root": args.expect_root}, problems=problems)
+            summary.update(
+                ok=False, expected={"height": args.expect_height, "state_root": args.expect_root}, problems=problems
+            )
             print_json(summary)
         for text in problems:
             print(f"error: EXPECTATION_MISMATCH: {text}", file=sys.stderr)
@@ -141,7 +178,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summary)
     else:
-        console().print(f"[bold green]OK[/]: {summary['blocks']} blocks, height {summary['height']}, every header root reproduced; state root {summary['state_root']}")
+        console().print(
+            f"[bold green]OK[/]: {summary['blocks']} blocks, height {summary['height']}, every header root reproduced; state root {summary['state_root']}"
+        )
     return EXIT_OK
 
 
@@ -181,7 +220,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
     try:
         ha, hb = namespace_hashes(a), namespace_hashes(b)
         namespaces = sorted(set(ha) | set(hb))
-        rows: list[dict[str, Any]] = [{"namespace": n, "a": ha.get(n), "b": hb.get(n), "same": ha.get(n) == hb.get(n)} for n in namespaces]
+        rows: list[dict[str, Any]] = [
+            {"namespace": n, "a": ha.get(n), "b": hb.get(n), "same": ha.get(n) == hb.get(n)} for n in namespaces
+        ]
         same = a.root == b.root and all(r["same"] for r in rows)
         from clearinghouse.tools.diff import market_specs
 
@@ -189,7 +230,13 @@ def cmd_diff(args: argparse.Namespace) -> int:
         decimals = {m: spec.sz_decimals for m, spec in specs.items()}
         names = {m: spec.name for m, spec in specs.items()}
         diffs = [] if same else list(differing_keys(a, b, limit=args.limit, decimals=decimals, market_names=names))
-        report: dict[str, Any] = {"same": same, "a": {"db": args.db_a, "height": a.height, "root": a.root.hex()}, "b": {"db": args.db_b, "height": b.height, "root": b.root.hex()}, "namespaces": rows, "differences": diffs}
+        report: dict[str, Any] = {
+            "same": same,
+            "a": {"db": args.db_a, "height": a.height, "root": a.root.hex()},
+            "b": {"db": args.db_b, "height": b.height, "root": b.root.hex()},
+            "namespaces": rows,
+            "differences": diffs,
+        }
     finally:
         a.close()
         b.close()
@@ -201,8 +248,14 @@ def cmd_diff(args: argparse.Namespace) -> int:
         con = console()
         con.print(f"A {report['a']['db']}  height {report['a']['height']}  root {report['a']['root']}")
         con.print(f"B {report['b']['db']}  height {report['b']['height']}  root {report['b']['root']}")
-        columns = [Column("namespace", justify="left"), Column("A records"), Column("B records"), Column("", justify="left"),
-                   Column("A hash", justify="left", priority=1), Column("B hash", justify="left", priority=1)]
+        columns = [
+            Column("namespace", justify="left"),
+            Column("A records"),
+            Column("B records"),
+            Column("", justify="left"),
+            Column("A hash", justify="left", priority=1),
+            Column("B hash", justify="left", priority=1),
+        ]
         table_rows = []
         for r in rows:
             ca, hha = r["a"] or (0, "-")
@@ -224,7 +277,13 @@ def cmd_audit(args: argparse.Namespace) -> int:
     store = open_existing_store(args.db)
     try:
         violations = check_all(store)
-        report = {"db": args.db, "height": store.height, "state_root": store.root.hex(), "ok": not violations, "violations": violations}
+        report = {
+            "db": args.db,
+            "height": store.height,
+            "state_root": store.root.hex(),
+            "ok": not violations,
+            "violations": violations,
+        }
         if args.deep:
             from clearinghouse.tools.deep_audit import deep_audit
 
@@ -243,10 +302,14 @@ def cmd_audit(args: argparse.Namespace) -> int:
             for v in violations:
                 con.print(f"  - {v}")
         else:
-            con.print(f"[green]OK[/]: conservation, open interest, solvency, bookkeeping and book hold at height {report['height']} (root {report['state_root']})")
+            con.print(
+                f"[green]OK[/]: conservation, open interest, solvency, bookkeeping and book hold at height {report['height']} (root {report['state_root']})"
+            )
         if "deep" in report and not violations:
             d = report["deep"]
-            con.print(f"[green]OK[/]: the root recomputed from all {d['records']:,} stored records equals the stored root and the last header's")
+            con.print(
+                f"[green]OK[/]: the root recomputed from all {d['records']:,} stored records equals the stored root and the last header's"
+            )
     return EXIT_OK if not violations else EXIT_FAIL
 
 
@@ -261,49 +324,81 @@ def _parse_address(text: str) -> bytes:
 
 
 def _add_table_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--top", type=int, default=None, metavar="N",
-                   help="show the N most valuable accounts (text default 20, JSON default all; 0 for all)")
+    p.add_argument(
+        "--top",
+        type=int,
+        default=None,
+        metavar="N",
+        help="show the N most valuable accounts (text default 20, JSON default all; 0 for all)",
+    )
     p.add_argument("--quiet", action="store_true", help="print the summary lines without the accounts table")
-    p.add_argument("--wide", action="store_true", help="never leave out table columns (the output may be wider than the terminal)")
+    p.add_argument(
+        "--wide", action="store_true", help="never leave out table columns (the output may be wider than the terminal)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     from clearinghouse import __version__
 
     parser = argparse.ArgumentParser(prog="clearinghouse", description="A replayable perpetual-futures clearinghouse.")
-    parser.add_argument("--version", action="version", version=f"clearinghouse {__version__}", help="print the version and exit")
+    parser.add_argument(
+        "--version", action="version", version=f"clearinghouse {__version__}", help="print the version and exit"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("demo", help="build the demo log, replay it into DIR/state and summarise it")
     p.add_argument("--out", default="demo-out", metavar="DIR", help="output directory (default: ./demo-out)")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
-    p.add_argument("--force", action="store_true",
-                   help="use a non-empty folder the demo did not create (only demo.log and state/ are replaced; nothing else is touched)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="use a non-empty folder the demo did not create (only demo.log and state/ are replaced; nothing else is touched)",
+    )
     _add_table_args(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("replay", help="apply a log to an LMDB state directory, resuming from its height")
     p.add_argument("log", metavar="LOG", help="the log file to apply")
-    p.add_argument("--db", required=True, metavar="DIR", help="state database folder (created if new; one writer at a time)")
+    p.add_argument(
+        "--db", required=True, metavar="DIR", help="state database folder (created if new; one writer at a time)"
+    )
     p.add_argument("--json", action="store_true", help="print the summary (or the error) as JSON")
     _add_table_args(p)
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("verify", help="replay a log into a temporary store and check every header root")
     p.add_argument("log", metavar="LOG", help="the log file to verify (it must start with a genesis)")
-    p.add_argument("--backend", choices=("memory", "lmdb"), default="memory", help="where the replay keeps state (default: memory)")
-    p.add_argument("--expect-height", type=int, default=None, metavar="H",
-                   help="fail unless the log ends exactly at height H (catches a log cut at a frame boundary)")
-    p.add_argument("--expect-root", default=None, metavar="HEX", help="fail unless the final state root is HEX (from a trusted source)")
+    p.add_argument(
+        "--backend", choices=("memory", "lmdb"), default="memory", help="where the replay keeps state (default: memory)"
+    )
+    p.add_argument(
+        "--expect-height",
+        type=int,
+        default=None,
+        metavar="H",
+        help="fail unless the log ends exactly at height H (catches a log cut at a frame boundary)",
+    )
+    p.add_argument(
+        "--expect-root",
+        default=None,
+        metavar="HEX",
+        help="fail unless the final state root is HEX (from a trusted source)",
+    )
     p.add_argument("--json", action="store_true", help="print the result (or the error) as JSON")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("inspect", help="show an account's state, optionally with a Merkle proof")
     p.add_argument("--db", required=True, metavar="DIR", help="state database folder (opened read-only)")
     p.add_argument("address", metavar="ADDRESS_OR_NAME", help="a 0x address or an account name")
-    p.add_argument("--proof", action="store_true", help="include inclusion proofs (account and positions) checked against the stored root, as JSON")
+    p.add_argument(
+        "--proof",
+        action="store_true",
+        help="include inclusion proofs (account and positions) checked against the stored root, as JSON",
+    )
     p.add_argument("--json", action="store_true", help="print the report (or the error) as JSON")
-    p.add_argument("--wide", action="store_true", help="never leave out table columns (the output may be wider than the terminal)")
+    p.add_argument(
+        "--wide", action="store_true", help="never leave out table columns (the output may be wider than the terminal)"
+    )
     from clearinghouse.tools.names import add_name_args
 
     add_name_args(p)
@@ -314,13 +409,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("db_b", metavar="DB_B", help="second state database folder (opened read-only)")
     p.add_argument("--limit", type=int, default=200, help="most differing keys to list")
     p.add_argument("--json", action="store_true", help="print the comparison (or the error) as JSON")
-    p.add_argument("--wide", action="store_true", help="never leave out table columns (the output may be wider than the terminal)")
+    p.add_argument(
+        "--wide", action="store_true", help="never leave out table columns (the output may be wider than the terminal)"
+    )
     p.set_defaults(func=cmd_diff)
 
     p = sub.add_parser("audit", help="check the invariants (conservation, open interest, solvency) on a state database")
     p.add_argument("--db", required=True, metavar="DIR", help="state database folder (opened read-only)")
-    p.add_argument("--deep", action="store_true",
-                   help="also recompute the state root from every stored record, compare it with the header and name the first bad key")
+    p.add_argument(
+        "--deep",
+        action="store_true",
+        help="also recompute the state root from every stored record, compare it with the header and name the first bad key",
+    )
     p.add_argument("--json", action="store_true", help="print the report (or the error) as JSON")
     p.set_defaults(func=cmd_audit)
 
@@ -369,8 +469,16 @@ def _add_report_command(sub: Any) -> None:
     add_report_command(sub)
 
 
-_EXTRA_COMMANDS.extend([_add_scenario_commands, _add_explain_command, _add_segment_commands, _add_export_command, _add_schema_command,
-                        _add_report_command])
+_EXTRA_COMMANDS.extend(
+    [
+        _add_scenario_commands,
+        _add_explain_command,
+        _add_segment_commands,
+        _add_export_command,
+        _add_schema_command,
+        _add_report_command,
+    ]
+)
 
 
 def _add_lab_commands(sub: Any) -> None:
@@ -393,10 +501,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except CliError as exc:
-        return report_error(f"error: {exc}", code=exc.code, message=str(exc), exit_code=exc.exit_code,
-                            as_json=as_json and not getattr(exc, "json_printed", False))
+        return report_error(
+            f"error: {exc}",
+            code=exc.code,
+            message=str(exc),
+            exit_code=exc.exit_code,
+            as_json=as_json and not getattr(exc, "json_printed", False),
+        )
     except (TxError, StateError) as exc:
-        return report_error(f"error: {exc}", code=error_code(exc, "ERROR"), message=error_message(exc), exit_code=EXIT_FAIL, as_json=as_json)
+        return report_error(
+            f"error: {exc}",
+            code=error_code(exc, "ERROR"),
+            message=error_message(exc),
+            exit_code=EXIT_FAIL,
+            as_json=as_json,
+        )
     except BrokenPipeError:  # the reader stopped early (`| head`): not an error of ours
         try:
             sys.stdout = open(os.devnull, "w")
@@ -410,7 +529,9 @@ def main(argv: list[str] | None = None) -> int:
         text = f"{exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}".rstrip(": ")
         return report_error(f"error: {code}: {text}", code=code, message=text, exit_code=EXIT_FAIL, as_json=as_json)
     except KeyboardInterrupt:
-        return report_error("error: interrupted", code="INTERRUPTED", message="interrupted", exit_code=130, as_json=as_json)
+        return report_error(
+            "error: interrupted", code="INTERRUPTED", message="interrupted", exit_code=130, as_json=as_json
+        )
     except Exception as exc:  # a bug: say so in one line unless debugging
         if os.environ.get("CLEARINGHOUSE_DEBUG"):
             raise
@@ -418,14 +539,25 @@ def main(argv: list[str] | None = None) -> int:
 
         if isinstance(exc, (msgspec.ValidationError, msgspec.DecodeError)) and _reads_a_database(args):
             text = f"stored records cannot be read by this version (written by another version, or damaged): {exc}"
-            return report_error(f"error: STORE_INCOMPATIBLE: {text}", code="STORE_INCOMPATIBLE", message=text, exit_code=EXIT_FAIL, as_json=as_json)
+            return report_error(
+                f"error: STORE_INCOMPATIBLE: {text}",
+                code="STORE_INCOMPATIBLE",
+                message=text,
+                exit_code=EXIT_FAIL,
+                as_json=as_json,
+            )
         lmdb_error = _lmdb_failure(exc)
         if lmdb_error is not None:
             code, text = lmdb_error
             return report_error(f"error: {code}: {text}", code=code, message=text, exit_code=EXIT_FAIL, as_json=as_json)
         text = f"{type(exc).__name__}: {exc}"
-        return report_error(f"internal error: {text} (set CLEARINGHOUSE_DEBUG=1 for a traceback)", code="INTERNAL", message=text,
-                            exit_code=EXIT_INTERNAL, as_json=as_json)
+        return report_error(
+            f"internal error: {text} (set CLEARINGHOUSE_DEBUG=1 for a traceback)",
+            code="INTERNAL",
+            message=text,
+            exit_code=EXIT_INTERNAL,
+            as_json=as_json,
+        )
 
 
 def _reads_a_database(args: argparse.Namespace) -> bool:

@@ -15,7 +15,8 @@ import json
 import os
 import re
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 _CODE_PREFIX = re.compile(r"^\[?([A-Z][A-Z0-9_]+)\]?:?\s+")
 
@@ -79,14 +80,20 @@ def cli_command(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.N
     from the one imported here; handling our own errors keeps the one-line
     message and exit code either way.
     """
+
     @functools.wraps(fn)
     def wrapper(args: argparse.Namespace) -> int:
         try:
             return fn(args)
         except CliError as exc:
             as_json = bool(getattr(args, "json", False)) and not getattr(exc, "json_printed", False)
-            return report_error(f"error: {exc}", code=getattr(exc, "code", "BAD_INPUT"), message=str(exc),
-                                exit_code=exc.exit_code, as_json=as_json)
+            return report_error(
+                f"error: {exc}",
+                code=getattr(exc, "code", "BAD_INPUT"),
+                message=str(exc),
+                exit_code=exc.exit_code,
+                as_json=as_json,
+            )
 
     return wrapper
 
@@ -109,7 +116,9 @@ class Column:
         self.priority = priority
 
 
-def render_table(con: Any, columns: list[Column], rows: list[list[str]], *, title: str | None = None, wide: bool = False) -> list[str]:
+def render_table(
+    con: Any, columns: list[Column], rows: list[list[str]], *, title: str | None = None, wide: bool = False
+) -> list[str]:
     """Print a table whose cells are never cut with an ellipsis; return the headers of dropped columns.
 
     When the table is wider than the console, the lowest-priority columns are dropped

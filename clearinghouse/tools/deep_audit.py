@@ -72,15 +72,25 @@ def deep_audit(store: Any, *, limit: int = 20) -> dict[str, Any]:
                 leaves += 1
                 key = record[65:]
                 if len(bad_keys) < limit and store.get(key) is None:
-                    bad_keys.append({"key": describe_key(key), "key_hex": key.hex(), "problem": "the tree has a leaf for it but the record is missing"})
+                    bad_keys.append(
+                        {
+                            "key": describe_key(key),
+                            "key_hex": key.hex(),
+                            "problem": "the tree has a leaf for it but the record is missing",
+                        }
+                    )
     header_root = None
     raw = store.get_meta("header")
     if raw is not None:
         header_root = msgspec.msgpack.decode(raw, type=Header).state_root
     if root != store.root:
-        problems.append(f"deep: the state root recomputed from {records} stored records is {root.hex()}, the stored root is {store.root.hex()}")
+        problems.append(
+            f"deep: the state root recomputed from {records} stored records is {root.hex()}, the stored root is {store.root.hex()}"
+        )
     if header_root is not None and header_root != store.root:
-        problems.append(f"deep: the stored root {store.root.hex()} differs from the last header's state_root {header_root.hex()}")
+        problems.append(
+            f"deep: the stored root {store.root.hex()} differs from the last header's state_root {header_root.hex()}"
+        )
     if leaves and leaves != records:
         problems.append(f"deep: the tree holds {leaves} leaves but the data table {records} records")
     for bad in bad_keys:
@@ -102,9 +112,11 @@ def _node_getter(store: Any) -> Any:
     env = getattr(store, "_env", None)
     smt = getattr(store, "_smt", None)
     if env is not None and smt is not None:
+
         def get(path: bytes) -> bytes | None:
             with env.begin(db=smt) as txn:
                 return txn.get(path)
+
         return get
     nodes = getattr(store, "_nodes", None)
     return nodes.get if nodes is not None else (lambda _p: None)
@@ -114,7 +126,7 @@ def _check_key(get_node: Any, root: bytes, key: bytes, value: bytes) -> str | No
     leaf = find_leaf(get_node, root, key)
     if leaf is None:
         return "the record is stored but the tree has no leaf for it"
-    if leaf[1 + 32: 65] != value_hash(value):
+    if leaf[1 + 32 : 65] != value_hash(value):
         return "the stored value does not match the hash the tree commits to (the value changed on disk)"
     if leaf[1:33] != key_hash(key):
         return "the tree's leaf is for another key"

@@ -7,7 +7,8 @@ namespace differs, the differing keys are listed with both values decoded.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import blake3
 import msgspec
@@ -48,12 +49,25 @@ def named_fields(rec: Any) -> Any:
     return hexify(rec)
 
 
-USDC_FIELDS = frozenset({"cash", "cost", "iso_cash", "deposits", "withdrawals", "amount", "impact_notional", "min_notional"})
+USDC_FIELDS = frozenset(
+    {"cash", "cost", "iso_cash", "deposits", "withdrawals", "amount", "impact_notional", "min_notional"}
+)
 """Record fields in micro-USDC: JSON gets a ``<field>_usdc`` decimal companion."""
 SIZE_FIELDS = frozenset({"size", "orig_size", "open_interest"})
 """Record fields in lots: JSON gets a ``<field>_base`` companion (needs the market's decimals)."""
-PRICE_FIELDS = frozenset({"price", "oracle_price", "external_price", "mark_price", "last_trade_price", "trigger_price",
-                          "limit_price", "reference_price", "initial_price"})
+PRICE_FIELDS = frozenset(
+    {
+        "price",
+        "oracle_price",
+        "external_price",
+        "mark_price",
+        "last_trade_price",
+        "trigger_price",
+        "limit_price",
+        "reference_price",
+        "initial_price",
+    }
+)
 """Record fields in price units: JSON gets a ``<field>_usdc`` companion (needs the market's decimals)."""
 
 _MARKET_NAMESPACES = frozenset(b"MSPOT")
@@ -83,7 +97,7 @@ def key_with_market_name(key: bytes, description: str, names: dict[int, str]) ->
         m = int.from_bytes(key[1:5], "big")
         head, sep, rest = description.partition("/")
         if sep and m in names and (rest == str(m) or rest.startswith(f"{m}/")):
-            return f"{head}/{names[m]}{rest[len(str(m)):]}"
+            return f"{head}/{names[m]}{rest[len(str(m)) :]}"
     return description
 
 
@@ -116,8 +130,9 @@ def _decode(key: bytes, raw: bytes | None, decimals: dict[int, int] | None = Non
     return with_companions(key, fields, decimals or {}) if isinstance(fields, dict) else fields
 
 
-def differing_keys(a: Any, b: Any, limit: int = 200, decimals: dict[int, int] | None = None,
-                   market_names: dict[int, str] | None = None) -> Iterator[dict[str, Any]]:
+def differing_keys(
+    a: Any, b: Any, limit: int = 200, decimals: dict[int, int] | None = None, market_names: dict[int, str] | None = None
+) -> Iterator[dict[str, Any]]:
     """Keys present in only one store, or with different values, in key order (merge walk)."""
     ia, ib = a.iter_all(), b.iter_all()
     ka = next(ia, None)
@@ -138,5 +153,10 @@ def differing_keys(a: Any, b: Any, limit: int = 200, decimals: dict[int, int] | 
                 continue
         shown += 1
         described = describe_key(key)
-        yield {"key": described, "key_name": key_with_market_name(key, described, market_names or {}), "key_hex": key.hex(),
-               "a": _decode(key, va, decimals), "b": _decode(key, vb, decimals)}
+        yield {
+            "key": described,
+            "key_name": key_with_market_name(key, described, market_names or {}),
+            "key_hex": key.hex(),
+            "a": _decode(key, va, decimals),
+            "b": _decode(key, vb, decimals),
+        }

@@ -22,9 +22,10 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Iterable
+from typing import Any
 
 import msgspec
 
@@ -45,19 +46,31 @@ from clearinghouse.tools.units import (
 from tx.signing import Signer, checksum_address, parse_address
 
 # ---------------------------------------------------------------- field classes (by field name)
-WATERFALL_TYPES = frozenset({
-    "LiquidationTriggered", "MarketLiquidation", "InsuranceCover", "Backstop", "AdlQueue", "AdlStep",
-    "DeficitCover", "AdlShortfall", "Haircut",
-})
+WATERFALL_TYPES = frozenset(
+    {
+        "LiquidationTriggered",
+        "MarketLiquidation",
+        "InsuranceCover",
+        "Backstop",
+        "AdlQueue",
+        "AdlStep",
+        "DeficitCover",
+        "AdlShortfall",
+        "Haircut",
+    }
+)
 WATERFALL_FILL_KINDS = frozenset({"liquidation", "backstop", "adl", "deficit_cover"})
-
 
 
 def iso_time(time_ms: int | None) -> str:
     """Block time as ISO-8601 UTC (display)."""
     if time_ms is None:
         return "time unknown"
-    t = _dt.datetime.fromtimestamp(time_ms / 1000, tz=_dt.timezone.utc) if time_ms % 1000 else _dt.datetime.fromtimestamp(time_ms // 1000, tz=_dt.timezone.utc)
+    t = (
+        _dt.datetime.fromtimestamp(time_ms / 1000, tz=_dt.UTC)
+        if time_ms % 1000
+        else _dt.datetime.fromtimestamp(time_ms // 1000, tz=_dt.UTC)
+    )
     text = t.isoformat(timespec="milliseconds" if time_ms % 1000 else "seconds")
     return text.replace("+00:00", "Z")
 
@@ -97,7 +110,7 @@ class Legend:
             self.names.setdefault(addr, name)
 
     @classmethod
-    def from_view(cls, view: Any, names: dict[bytes, str] | None = None) -> "Legend":
+    def from_view(cls, view: Any, names: dict[bytes, str] | None = None) -> Legend:
         """Markets from committed state (chain record + specs)."""
         from clearinghouse.spec.state.keys import CHAIN_KEY
 
@@ -269,8 +282,10 @@ def _positions_lines(legend: Legend, positions: Iterable[Any]) -> list[str]:
 
 def _queue_entry_text(legend: Legend, market: int, e: Any) -> str:
     side = "long" if e.size > 0 else "short"
-    return (f"{legend.who(e.account)} ({legend.unit_phrase(e.unit) if e.unit == CROSS else 'isolated'}, {side} {legend.size(market, abs(e.size))}) "
-            f"index {e.index_num}/{e.index_den} ≈ {_approx(e.index_num, e.index_den)}")
+    return (
+        f"{legend.who(e.account)} ({legend.unit_phrase(e.unit) if e.unit == CROSS else 'isolated'}, {side} {legend.size(market, abs(e.size))}) "
+        f"index {e.index_num}/{e.index_den} ≈ {_approx(e.index_num, e.index_den)}"
+    )
 
 
 def _approx(num: str, den: str) -> str:
@@ -342,9 +357,11 @@ def _t_order_status(e: Any, L: Legend) -> list[str]:
 def _t_fill(e: Any, L: Legend) -> list[str]:
     buyer, seller = (e.taker, e.maker) if e.taker_is_buy else (e.maker, e.taker)
     kind = "" if e.kind == "trade" else f" [{e.kind}]"
-    line = (f"fill{kind} {L.sized(e.market, e.size)} at {L.price(e.market, e.price)}: {L.who(buyer)} buys from {L.who(seller)} "
-            f"(taker {L.who(e.taker)} #{e.taker_oid}, maker {L.who(e.maker)} #{e.maker_oid}); "
-            f"fees {L.usdc(e.taker_fee)} / {L.usdc(e.maker_fee)} USDC")
+    line = (
+        f"fill{kind} {L.sized(e.market, e.size)} at {L.price(e.market, e.price)}: {L.who(buyer)} buys from {L.who(seller)} "
+        f"(taker {L.who(e.taker)} #{e.taker_oid}, maker {L.who(e.maker)} #{e.maker_oid}); "
+        f"fees {L.usdc(e.taker_fee)} / {L.usdc(e.maker_fee)} USDC"
+    )
     pnl = []
     if e.taker_realized_pnl:
         pnl.append(f"{L.who(e.taker)} {_pnl(L, e.taker_realized_pnl)}")
@@ -360,32 +377,44 @@ def _t_position(e: Any, L: Legend) -> list[str]:
     if e.size == 0:
         return [f"{L.who(e.account)} {L.market_name(e.market)}: no position, {e.leverage}x {mode}"]
     side = "long" if e.size > 0 else "short"
-    return [f"{L.who(e.account)} {L.market_name(e.market)}: {side} {L.size(e.market, abs(e.size))} at entry {L.entry(e.market, e.cost, e.size)}, {e.leverage}x {mode}"]
+    return [
+        f"{L.who(e.account)} {L.market_name(e.market)}: {side} {L.size(e.market, abs(e.size))} at entry {L.entry(e.market, e.cost, e.size)}, {e.leverage}x {mode}"
+    ]
 
 
 def _t_margin_moved(e: Any, L: Legend) -> list[str]:
     direction = "into" if e.delta > 0 else "out of"
-    return [f"{L.who(e.account)} moved {L.usdc(abs(e.delta))} USDC {direction} its isolated {L.market_name(e.market)} margin"]
+    return [
+        f"{L.who(e.account)} moved {L.usdc(abs(e.delta))} USDC {direction} its isolated {L.market_name(e.market)} margin"
+    ]
 
 
 def _t_prices(e: Any, L: Legend) -> list[str]:
     ext = f", external {L.price(e.market, e.external_price)}" if getattr(e, "external_price", 0) else ""
-    return [f"{L.market_name(e.market)} prices: oracle {L.price(e.market, e.oracle_price)}{ext}, mark {L.price(e.market, e.mark_price)} ({e.publishers} publisher(s))"]
+    return [
+        f"{L.market_name(e.market)} prices: oracle {L.price(e.market, e.oracle_price)}{ext}, mark {L.price(e.market, e.mark_price)} ({e.publishers} publisher(s))"
+    ]
 
 
 def _t_funding_paid(e: Any, L: Legend) -> list[str]:
     verb = "paid" if e.amount > 0 else "received"
-    return [f"funding: {L.who(e.account)} {verb} {L.usdc(abs(e.amount))} USDC on {L.market_name(e.market)} (position {L.size(e.market, e.size)})"]
+    return [
+        f"funding: {L.who(e.account)} {verb} {L.usdc(abs(e.amount))} USDC on {L.market_name(e.market)} (position {L.size(e.market, e.size)})"
+    ]
 
 
 def _t_funding_settled(e: Any, L: Legend) -> list[str]:
-    return [f"{L.market_name(e.market)} funding settled: rate {e.rate_ppb} ppb at oracle {L.price(e.market, e.oracle_price)}; "
-            f"paid {L.usdc(e.total_paid)}, received {L.usdc(e.total_received)}, residue {L.usdc(e.residue)} USDC to the fund"]
+    return [
+        f"{L.market_name(e.market)} funding settled: rate {e.rate_ppb} ppb at oracle {L.price(e.market, e.oracle_price)}; "
+        f"paid {L.usdc(e.total_paid)}, received {L.usdc(e.total_received)}, residue {L.usdc(e.residue)} USDC to the fund"
+    ]
 
 
 def _t_liq_triggered(e: Any, L: Legend) -> list[str]:
-    lines = [f"LIQUIDATION of {L.who(e.account)}'s {L.unit_phrase(e.market)}: value {L.usdc(e.value)} USDC < maintenance margin "
-             f"{L.usdc(e.maintenance_margin)} USDC at the mark (method: {e.method})"]
+    lines = [
+        f"LIQUIDATION of {L.who(e.account)}'s {L.unit_phrase(e.market)}: value {L.usdc(e.value)} USDC < maintenance margin "
+        f"{L.usdc(e.maintenance_margin)} USDC at the mark (method: {e.method})"
+    ]
     lines += ["  " + s for s in _positions_lines(L, e.positions)]
     return lines
 
@@ -394,38 +423,48 @@ def _t_market_liq(e: Any, L: Legend) -> list[str]:
     side = "buy" if e.side_is_buy else "sell"
     part = " (partial: 20% slice)" if e.partial else ""
     cool = f", cooldown until {iso_time(e.cooldown_until_ms)}" if e.cooldown_until_ms else ""
-    return [f"liquidation order for {L.who(e.account)} ({L.unit_phrase(e.unit)}): reduce-only {side} {L.sized(e.market, e.ordered)} "
-            f"limit {L.price(e.market, e.limit_price)}, filled {L.size(e.market, e.filled)}{part}{cool}"]
+    return [
+        f"liquidation order for {L.who(e.account)} ({L.unit_phrase(e.unit)}): reduce-only {side} {L.sized(e.market, e.ordered)} "
+        f"limit {L.price(e.market, e.limit_price)}, filled {L.size(e.market, e.filled)}{part}{cool}"
+    ]
 
 
 def _t_insurance(e: Any, L: Legend) -> list[str]:
     short = e.deficit - e.paid
     tail = f"; {L.usdc(short)} USDC not covered" if short > 0 else ""
-    return [f"insurance fund covers {L.who(e.account)}'s {L.unit_phrase(e.unit)}: deficit {L.usdc(e.deficit)} USDC, paid {L.usdc(e.paid)} "
-            f"(fund {L.usdc(e.fund_before)} -> {L.usdc(e.fund_after)} USDC){tail}"]
+    return [
+        f"insurance fund covers {L.who(e.account)}'s {L.unit_phrase(e.unit)}: deficit {L.usdc(e.deficit)} USDC, paid {L.usdc(e.paid)} "
+        f"(fund {L.usdc(e.fund_before)} -> {L.usdc(e.fund_after)} USDC){tail}"
+    ]
 
 
 def _t_backstop(e: Any, L: Legend) -> list[str]:
-    lines = [f"BACKSTOP: the insurance fund takes over {L.who(e.account)}'s {L.unit_phrase(e.unit)} ({e.reason}): value {L.usdc(e.value)} USDC, "
-             f"maintenance margin {L.usdc(e.maintenance_margin)} USDC, margin taken {L.usdc(e.margin_taken)} USDC "
-             f"(fund {L.usdc(e.fund_before)} -> {L.usdc(e.fund_after)} USDC)"]
+    lines = [
+        f"BACKSTOP: the insurance fund takes over {L.who(e.account)}'s {L.unit_phrase(e.unit)} ({e.reason}): value {L.usdc(e.value)} USDC, "
+        f"maintenance margin {L.usdc(e.maintenance_margin)} USDC, margin taken {L.usdc(e.margin_taken)} USDC "
+        f"(fund {L.usdc(e.fund_before)} -> {L.usdc(e.fund_after)} USDC)"
+    ]
     lines += ["  " + s for s in _positions_lines(L, e.positions)]
     return lines
 
 
 def _t_adl_queue(e: Any, L: Legend) -> list[str]:
-    lines = [f"ADL QUEUE in {L.market_name(e.market)} for {L.who(e.underwater)}'s {L.unit_phrase(e.underwater_unit)}: underwater size "
-             f"{L.size(e.market, e.underwater_size)} at bankruptcy price {L.price(e.market, e.bankruptcy_price)}; policy {e.policy}, "
-             f"{e.queue_length} eligible, ranking hash {bytes(e.ranking_hash).hex()}"]
+    lines = [
+        f"ADL QUEUE in {L.market_name(e.market)} for {L.who(e.underwater)}'s {L.unit_phrase(e.underwater_unit)}: underwater size "
+        f"{L.size(e.market, e.underwater_size)} at bankruptcy price {L.price(e.market, e.bankruptcy_price)}; policy {e.policy}, "
+        f"{e.queue_length} eligible, ranking hash {bytes(e.ranking_hash).hex()}"
+    ]
     for i, entry in enumerate(e.top, 1):
         lines.append(f"  #{i} {_queue_entry_text(L, e.market, entry)}")
     return lines
 
 
 def _t_adl_step(e: Any, L: Legend) -> list[str]:
-    lines = [f"ADL STEP in {L.market_name(e.market)}: {L.who(e.counterparty)} (rank {e.rank}, index {e.index_num}/{e.index_den} ≈ "
-             f"{_approx(e.index_num, e.index_den)}) closes {L.sized(e.market, e.size)} at {L.price(e.market, e.price)} against "
-             f"{L.who(e.underwater)}, realizing {_pnl(L, e.realized_pnl)} USDC; underwater size left {L.size(e.market, e.remaining_after)}"]
+    lines = [
+        f"ADL STEP in {L.market_name(e.market)}: {L.who(e.counterparty)} (rank {e.rank}, index {e.index_num}/{e.index_den} ≈ "
+        f"{_approx(e.index_num, e.index_den)}) closes {L.sized(e.market, e.size)} at {L.price(e.market, e.price)} against "
+        f"{L.who(e.underwater)}, realizing {_pnl(L, e.realized_pnl)} USDC; underwater size left {L.size(e.market, e.remaining_after)}"
+    ]
     for entry in e.neighbour_above:
         lines.append(f"  above: {_queue_entry_text(L, e.market, entry)}")
     for entry in e.neighbour_below:
@@ -434,33 +473,56 @@ def _t_adl_step(e: Any, L: Legend) -> list[str]:
 
 
 def _t_deficit_cover(e: Any, L: Legend) -> list[str]:
-    return [f"DEFICIT COVER in {L.market_name(e.market)}: {L.who(e.counterparty)} (rank {e.rank}, index {e.index_num}/{e.index_den} ≈ "
-            f"{_approx(e.index_num, e.index_den)}) closes {L.sized(e.market, e.size)} at reference {L.price(e.market, e.reference_price)}, "
-            f"realizing {_pnl(L, e.realized_pnl)} USDC, covering {L.usdc(e.covered)} USDC of {L.who(e.underwater)}'s deficit; "
-            f"{L.usdc(e.deficit_remaining)} USDC left"]
+    return [
+        f"DEFICIT COVER in {L.market_name(e.market)}: {L.who(e.counterparty)} (rank {e.rank}, index {e.index_num}/{e.index_den} ≈ "
+        f"{_approx(e.index_num, e.index_den)}) closes {L.sized(e.market, e.size)} at reference {L.price(e.market, e.reference_price)}, "
+        f"realizing {_pnl(L, e.realized_pnl)} USDC, covering {L.usdc(e.covered)} USDC of {L.who(e.underwater)}'s deficit; "
+        f"{L.usdc(e.deficit_remaining)} USDC left"
+    ]
 
 
 def _t_shortfall(e: Any, L: Legend) -> list[str]:
     if e.unmatched == 0:
-        return [f"ADL SHORTFALL ({L.market_name(e.market)}): {L.who(e.underwater)}'s deficit exceeded what the haircut pool was worth: "
-                f"it stays as the insurance fund's bad debt (protocol §12.12)"]
-    return [f"ADL SHORTFALL in {L.market_name(e.market)}: {L.size(e.market, abs(e.unmatched))} of {L.who(e.underwater)}'s position "
-            f"could not be matched (the opposite side holds no more eligible lots); it stays open (protocol §12.7)"]
+        return [
+            f"ADL SHORTFALL ({L.market_name(e.market)}): {L.who(e.underwater)}'s deficit exceeded what the haircut pool was worth: "
+            f"it stays as the insurance fund's bad debt (protocol §12.12)"
+        ]
+    return [
+        f"ADL SHORTFALL in {L.market_name(e.market)}: {L.size(e.market, abs(e.unmatched))} of {L.who(e.underwater)}'s position "
+        f"could not be matched (the opposite side holds no more eligible lots); it stays open (protocol §12.7)"
+    ]
 
 
 def _t_haircut(e: Any, L: Legend) -> list[str]:
-    return [f"HAIRCUT: {L.who(e.account)}'s {L.unit_phrase(e.unit)} (value {L.usdc(e.value_before)} USDC) pays {L.usdc(e.amount)} USDC "
-            f"of the insurance fund's {L.usdc(e.deficit)} USDC deficit, pro rata to value over a pool worth {L.usdc(int(e.pool_value))} USDC; "
-            f"{L.usdc(e.deficit_remaining)} USDC left"]
+    return [
+        f"HAIRCUT: {L.who(e.account)}'s {L.unit_phrase(e.unit)} (value {L.usdc(e.value_before)} USDC) pays {L.usdc(e.amount)} USDC "
+        f"of the insurance fund's {L.usdc(e.deficit)} USDC deficit, pro rata to value over a pool worth {L.usdc(int(e.pool_value))} USDC; "
+        f"{L.usdc(e.deficit_remaining)} USDC left"
+    ]
 
 
 _TEXT = {
-    "Receipt": _t_receipt, "Deposited": _t_deposited, "Withdrew": _t_withdrew, "Transferred": _t_transferred,
-    "AgentSet": _t_agent, "OrderStatus": _t_order_status, "Fill": _t_fill, "PositionChanged": _t_position,
-    "MarginMoved": _t_margin_moved, "PricesSet": _t_prices, "FundingPaid": _t_funding_paid,
-    "FundingSettled": _t_funding_settled, "LiquidationTriggered": _t_liq_triggered, "MarketLiquidation": _t_market_liq,
-    "InsuranceCover": _t_insurance, "Backstop": _t_backstop, "AdlQueue": _t_adl_queue, "AdlStep": _t_adl_step,
-    "DeficitCover": _t_deficit_cover, "AdlShortfall": _t_shortfall, "Haircut": _t_haircut,
+    "Receipt": _t_receipt,
+    "Deposited": _t_deposited,
+    "Withdrew": _t_withdrew,
+    "Transferred": _t_transferred,
+    "AgentSet": _t_agent,
+    "OrderStatus": _t_order_status,
+    "Fill": _t_fill,
+    "PositionChanged": _t_position,
+    "MarginMoved": _t_margin_moved,
+    "PricesSet": _t_prices,
+    "FundingPaid": _t_funding_paid,
+    "FundingSettled": _t_funding_settled,
+    "LiquidationTriggered": _t_liq_triggered,
+    "MarketLiquidation": _t_market_liq,
+    "InsuranceCover": _t_insurance,
+    "Backstop": _t_backstop,
+    "AdlQueue": _t_adl_queue,
+    "AdlStep": _t_adl_step,
+    "DeficitCover": _t_deficit_cover,
+    "AdlShortfall": _t_shortfall,
+    "Haircut": _t_haircut,
 }
 
 
@@ -518,8 +580,15 @@ def load_history(path: str, names: dict[bytes, str] | None = None) -> History:
                 blocks.append(BlockEvents(height=h, time_ms=t, events=events))
             view = engine.view()
             chain = view.get(CHAIN_KEY)
-            return History(source=os.path.abspath(path), kind="lmdb", height=store.height, policy=chain.policy,
-                           legend=Legend.from_view(view, names), blocks=blocks, missing=missing)
+            return History(
+                source=os.path.abspath(path),
+                kind="lmdb",
+                height=store.height,
+                policy=chain.policy,
+                legend=Legend.from_view(view, names),
+                blocks=blocks,
+                missing=missing,
+            )
     if not os.path.isfile(path):
         raise ExplainError(f"no such log file or state directory: {path}")
     memory = MemoryStore()
@@ -535,8 +604,14 @@ def load_history(path: str, names: dict[bytes, str] | None = None) -> History:
         raise ExplainError(f"the log {path} holds no genesis")
     view = engine.view()
     chain = view.get(CHAIN_KEY)
-    return History(source=os.path.abspath(path), kind="log", height=memory.height, policy=chain.policy,
-                   legend=Legend.from_view(view, names), blocks=blocks)
+    return History(
+        source=os.path.abspath(path),
+        kind="log",
+        height=memory.height,
+        policy=chain.policy,
+        legend=Legend.from_view(view, names),
+        blocks=blocks,
+    )
 
 
 # ---------------------------------------------------------------- explanation
@@ -563,7 +638,9 @@ def involves(e: Any, addr: bytes) -> bool:
     return False
 
 
-def explain_events(blocks: Iterable[BlockEvents], addr: bytes, legend: Legend, *, height: int | None = None) -> dict[str, Any]:
+def explain_events(
+    blocks: Iterable[BlockEvents], addr: bytes, legend: Legend, *, height: int | None = None
+) -> dict[str, Any]:
     """The structured explanation of what the waterfall did to ``addr`` (optionally at one height).
 
     Returns ``{"account", "name", "height", "incidents": [...], "nothing_happened"}``;
@@ -593,8 +670,12 @@ def _block_incidents(block: BlockEvents, addr: bytes, L: Legend) -> list[dict[st
         return []
     out: list[dict[str, Any]] = []
     # As the liquidated / underwater account (the insurance fund too, when it is itself underwater).
-    own = [e for e in mine if type(e).__name__ in WATERFALL_TYPES
-           and (_eq(getattr(e, "account", None), addr) or _eq(getattr(e, "underwater", None), addr))]
+    own = [
+        e
+        for e in mine
+        if type(e).__name__ in WATERFALL_TYPES
+        and (_eq(getattr(e, "account", None), addr) or _eq(getattr(e, "underwater", None), addr))
+    ]
     if own:
         out.append(_liquidated_incident(block, addr, own, events, L))
     # As an ADL / deficit-cover counterparty.
@@ -616,33 +697,73 @@ def _head(block: BlockEvents) -> str:
     return f"Height {block.height} ({iso_time(block.time_ms)})"
 
 
-def _liquidated_incident(block: BlockEvents, addr: bytes, own: list[Any], all_events: list[Any], L: Legend) -> dict[str, Any]:
+def _liquidated_incident(
+    block: BlockEvents, addr: bytes, own: list[Any], all_events: list[Any], L: Legend
+) -> dict[str, Any]:
     who = L.who(addr)
     text: list[str] = []
-    data: dict[str, Any] = {"height": block.height, "time_ms": block.time_ms, "role": "liquidated", "triggers": [], "orders": [],
-                            "fills": [], "insurance": [], "backstops": [], "adl": [], "deficit_covers": [], "shortfalls": []}
+    data: dict[str, Any] = {
+        "height": block.height,
+        "time_ms": block.time_ms,
+        "role": "liquidated",
+        "triggers": [],
+        "orders": [],
+        "fills": [],
+        "insurance": [],
+        "backstops": [],
+        "adl": [],
+        "deficit_covers": [],
+        "shortfalls": [],
+    }
     triggers = [e for e in own if _is(e, "LiquidationTriggered")]
     for t in triggers:
         shortfall = t.maintenance_margin - t.value
         text.append(f"{_head(block)}: {who}'s {L.unit_phrase(t.market)} was liquidated.")
-        text.append(f"  Why: at the mark price(s) its value was {L.usdc(t.value)} USDC, below its maintenance margin of "
-                    f"{L.usdc(t.maintenance_margin)} USDC (short by {L.usdc(shortfall)} USDC).")
+        text.append(
+            f"  Why: at the mark price(s) its value was {L.usdc(t.value)} USDC, below its maintenance margin of "
+            f"{L.usdc(t.maintenance_margin)} USDC (short by {L.usdc(shortfall)} USDC)."
+        )
         for line in _positions_lines(L, t.positions):
             text.append(f"    {line}")
         text.append(f"  Method: {'reduce-only market orders into the book' if t.method == 'market' else t.method}.")
-        data["triggers"].append({"unit": t.market, "unit_name": L.market_name(t.market), "value": t.value, "value_usdc": micro_to_usdc(t.value),
-                                 "maintenance_margin": t.maintenance_margin, "maintenance_margin_usdc": micro_to_usdc(t.maintenance_margin),
-                                 "shortfall": shortfall, "shortfall_usdc": micro_to_usdc(shortfall), "method": t.method,
-                                 "positions": [event_json(p, L) for p in t.positions]})
+        data["triggers"].append(
+            {
+                "unit": t.market,
+                "unit_name": L.market_name(t.market),
+                "value": t.value,
+                "value_usdc": micro_to_usdc(t.value),
+                "maintenance_margin": t.maintenance_margin,
+                "maintenance_margin_usdc": micro_to_usdc(t.maintenance_margin),
+                "shortfall": shortfall,
+                "shortfall_usdc": micro_to_usdc(shortfall),
+                "method": t.method,
+                "positions": [event_json(p, L) for p in t.positions],
+            }
+        )
     if not triggers:
-        text.append(f"{_head(block)}: {who} was underwater and went through the liquidation waterfall / ADL (no new trigger this block).")
+        text.append(
+            f"{_head(block)}: {who} was underwater and went through the liquidation waterfall / ADL (no new trigger this block)."
+        )
     orders = [e for e in own if _is(e, "MarketLiquidation")]
     for o in orders:
         side = "buy" if o.side_is_buy else "sell"
-        text.append(f"  Into the book: a reduce-only {side} of {L.sized(o.market, o.ordered)} with limit {L.price(o.market, o.limit_price)} USDC; "
-                    f"{L.size(o.market, o.filled)} filled" + (" (a partial 20% slice" + (f", cooldown until {iso_time(o.cooldown_until_ms)})" if o.cooldown_until_ms else ")") if o.partial else "") + ".")
+        text.append(
+            f"  Into the book: a reduce-only {side} of {L.sized(o.market, o.ordered)} with limit {L.price(o.market, o.limit_price)} USDC; "
+            f"{L.size(o.market, o.filled)} filled"
+            + (
+                " (a partial 20% slice"
+                + (f", cooldown until {iso_time(o.cooldown_until_ms)})" if o.cooldown_until_ms else ")")
+                if o.partial
+                else ""
+            )
+            + "."
+        )
         data["orders"].append(event_json(o, L))
-    fills = [e for e in all_events if _is(e, "Fill") and e.kind in ("liquidation", "backstop") and (_eq(e.taker, addr) or _eq(e.maker, addr))]
+    fills = [
+        e
+        for e in all_events
+        if _is(e, "Fill") and e.kind in ("liquidation", "backstop") and (_eq(e.taker, addr) or _eq(e.maker, addr))
+    ]
     book_lines = [_fill_line(f, addr, L) for f in fills if f.kind == "liquidation"]
     backstop_lines = [_fill_line(f, addr, L) for f in fills if f.kind == "backstop"]
     text.extend(book_lines)
@@ -650,14 +771,19 @@ def _liquidated_incident(block: BlockEvents, addr: bytes, own: list[Any], all_ev
     covers = [e for e in own if _is(e, "InsuranceCover")]
     for c in covers:
         uncovered = c.deficit - c.paid
-        text.append(f"  Insurance fund: the fills left a deficit of {L.usdc(c.deficit)} USDC; the fund paid {L.usdc(c.paid)} USDC "
-                    f"(fund {L.usdc(c.fund_before)} -> {L.usdc(c.fund_after)} USDC)" + (f"; {L.usdc(uncovered)} USDC remained uncovered." if uncovered > 0 else "."))
+        text.append(
+            f"  Insurance fund: the fills left a deficit of {L.usdc(c.deficit)} USDC; the fund paid {L.usdc(c.paid)} USDC "
+            f"(fund {L.usdc(c.fund_before)} -> {L.usdc(c.fund_after)} USDC)"
+            + (f"; {L.usdc(uncovered)} USDC remained uncovered." if uncovered > 0 else ".")
+        )
         data["insurance"].append(event_json(c, L))
     backstops = [e for e in own if _is(e, "Backstop")]
     for b in backstops:
-        text.append(f"  Backstop ({b.reason}): the insurance fund took over the {L.unit_phrase(b.unit)} at the mark: value {L.usdc(b.value)} USDC "
-                    f"vs maintenance margin {L.usdc(b.maintenance_margin)} USDC; margin taken {L.usdc(b.margin_taken)} USDC "
-                    f"(fund {L.usdc(b.fund_before)} -> {L.usdc(b.fund_after)} USDC).")
+        text.append(
+            f"  Backstop ({b.reason}): the insurance fund took over the {L.unit_phrase(b.unit)} at the mark: value {L.usdc(b.value)} USDC "
+            f"vs maintenance margin {L.usdc(b.maintenance_margin)} USDC; margin taken {L.usdc(b.margin_taken)} USDC "
+            f"(fund {L.usdc(b.fund_before)} -> {L.usdc(b.fund_after)} USDC)."
+        )
         for line in _positions_lines(L, b.positions):
             text.append(f"    {line}")
         data["backstops"].append(event_json(b, L))
@@ -668,26 +794,40 @@ def _liquidated_incident(block: BlockEvents, addr: bytes, own: list[Any], all_ev
     steps = [e for e in own if _is(e, "AdlStep")]
     for q in queues:
         if q.underwater_size == 0:
-            text.append(f"  Deficit queue in {L.market_name(q.market)}: {q.queue_length} eligible winner(s) ({q.policy} ranking, hash "
-                        f"{bytes(q.ranking_hash).hex()}); slices are closed at the reference (bankruptcy) price {L.price(q.market, q.bankruptcy_price)} USDC.")
+            text.append(
+                f"  Deficit queue in {L.market_name(q.market)}: {q.queue_length} eligible winner(s) ({q.policy} ranking, hash "
+                f"{bytes(q.ranking_hash).hex()}); slices are closed at the reference (bankruptcy) price {L.price(q.market, q.bankruptcy_price)} USDC."
+            )
         else:
-            text.append(f"  ADL: {L.size(q.market, abs(q.underwater_size))} {L.market_name(q.market)} still underwater, closed at its bankruptcy price "
-                        f"{L.price(q.market, q.bankruptcy_price)} USDC against a queue of {q.queue_length} ({q.policy} ranking, hash {bytes(q.ranking_hash).hex()}).")
+            text.append(
+                f"  ADL: {L.size(q.market, abs(q.underwater_size))} {L.market_name(q.market)} still underwater, closed at its bankruptcy price "
+                f"{L.price(q.market, q.bankruptcy_price)} USDC against a queue of {q.queue_length} ({q.policy} ranking, hash {bytes(q.ranking_hash).hex()})."
+            )
         for s in [s for s in steps if s.market == q.market]:
-            text.append(f"    rank {s.rank}: {L.who(s.counterparty)} took {L.sized(s.market, s.size)} at {L.price(s.market, s.price)} USDC "
-                        f"(realized {_pnl(L, s.realized_pnl)} USDC; left to match {L.size(s.market, s.remaining_after)})")
-        data["adl"].append({"queue": event_json(q, L), "steps": [event_json(s, L) for s in steps if s.market == q.market]})
+            text.append(
+                f"    rank {s.rank}: {L.who(s.counterparty)} took {L.sized(s.market, s.size)} at {L.price(s.market, s.price)} USDC "
+                f"(realized {_pnl(L, s.realized_pnl)} USDC; left to match {L.size(s.market, s.remaining_after)})"
+            )
+        data["adl"].append(
+            {"queue": event_json(q, L), "steps": [event_json(s, L) for s in steps if s.market == q.market]}
+        )
     orphan_steps = [s for s in steps if not any(q.market == s.market for q in queues)]
     if orphan_steps:
         data["adl"].append({"queue": None, "steps": [event_json(s, L) for s in orphan_steps]})
         for s in orphan_steps:
-            text.append(f"  ADL rank {s.rank}: {L.who(s.counterparty)} took {L.sized(s.market, s.size)} at {L.price(s.market, s.price)} USDC.")
+            text.append(
+                f"  ADL rank {s.rank}: {L.who(s.counterparty)} took {L.sized(s.market, s.size)} at {L.price(s.market, s.price)} USDC."
+            )
     for d in [e for e in own if _is(e, "DeficitCover")]:
-        text.append(f"  Deficit cover ({L.market_name(d.market)}): {L.who(d.counterparty)} (rank {d.rank}) closed {L.sized(d.market, d.size)} at the "
-                    f"reference price {L.price(d.market, d.reference_price)} USDC, covering {L.usdc(d.covered)} USDC; {L.usdc(d.deficit_remaining)} USDC left.")
+        text.append(
+            f"  Deficit cover ({L.market_name(d.market)}): {L.who(d.counterparty)} (rank {d.rank}) closed {L.sized(d.market, d.size)} at the "
+            f"reference price {L.price(d.market, d.reference_price)} USDC, covering {L.usdc(d.covered)} USDC; {L.usdc(d.deficit_remaining)} USDC left."
+        )
         data["deficit_covers"].append(event_json(d, L))
     for s in [e for e in own if _is(e, "AdlShortfall")]:
-        text.append(f"  ADL shortfall: {L.size(s.market, abs(s.unmatched))} {L.market_name(s.market)} could not be matched this block; it is retried next block.")
+        text.append(
+            f"  ADL shortfall: {L.size(s.market, abs(s.unmatched))} {L.market_name(s.market)} could not be matched this block; it is retried next block."
+        )
         data["shortfalls"].append(event_json(s, L))
     data["text"] = text
     data["events"] = [event_json(e, L) for e in own]
@@ -701,8 +841,10 @@ def _fill_line(f: Any, addr: bytes, L: Legend) -> str:
     i_buy = f.taker_is_buy if mine_is_taker else not f.taker_is_buy
     pnl = f.taker_realized_pnl if mine_is_taker else f.maker_realized_pnl
     fee = f.taker_fee if mine_is_taker else f.maker_fee
-    return (f"    {'bought' if i_buy else 'sold'} {L.sized(f.market, f.size)} at {L.price(f.market, f.price)} USDC "
-            f"{'from' if i_buy else 'to'} {L.who(other)} [{f.kind}]; realized {_pnl(L, pnl)} USDC, fee {L.usdc(fee)} USDC")
+    return (
+        f"    {'bought' if i_buy else 'sold'} {L.sized(f.market, f.size)} at {L.price(f.market, f.price)} USDC "
+        f"{'from' if i_buy else 'to'} {L.who(other)} [{f.kind}]; realized {_pnl(L, pnl)} USDC, fee {L.usdc(fee)} USDC"
+    )
 
 
 def _queue_for(all_events: list[Any], market: int, underwater: bytes) -> Any:
@@ -722,45 +864,71 @@ def _neighbour_json(entries: list[Any], market: int, L: Legend) -> list[dict[str
     return out
 
 
-def _adl_counterparty_incident(block: BlockEvents, addr: bytes, s: Any, all_events: list[Any], L: Legend) -> dict[str, Any]:
+def _adl_counterparty_incident(
+    block: BlockEvents, addr: bytes, s: Any, all_events: list[Any], L: Legend
+) -> dict[str, Any]:
     who = L.who(addr)
     q = _queue_for(all_events, s.market, bytes(s.underwater))
     side = "short" if _side_of_counterparty(s, q) < 0 else "long"
     text = [f"{_head(block)}: {who} was auto-deleveraged in {L.market_name(s.market)} against {L.who(s.underwater)}."]
     qlen = q.queue_length if q is not None else None
-    text.append(f"  Queue position: rank {s.rank}" + (f" of {qlen}" if qlen is not None else " (queue length not in this block's events)")
-                + (f"; {q.policy} ranking, queue hash {bytes(q.ranking_hash).hex()}" if q is not None else "") + ".")
-    text.append(f"  Its index: {s.index_num}/{s.index_den} ≈ {_approx(s.index_num, s.index_den)} (exact fraction compared; the decimal is for reading).")
+    text.append(
+        f"  Queue position: rank {s.rank}"
+        + (f" of {qlen}" if qlen is not None else " (queue length not in this block's events)")
+        + (f"; {q.policy} ranking, queue hash {bytes(q.ranking_hash).hex()}" if q is not None else "")
+        + "."
+    )
+    text.append(
+        f"  Its index: {s.index_num}/{s.index_den} ≈ {_approx(s.index_num, s.index_den)} (exact fraction compared; the decimal is for reading)."
+    )
     if s.neighbour_above:
         for n in s.neighbour_above:
             text.append(f"    above it: {_queue_entry_text(L, s.market, n)}")
     else:
-        text.append("    above it: nobody (it was first in the queue)" if s.rank == 1 else "    above it: (not recorded)")
+        text.append(
+            "    above it: nobody (it was first in the queue)" if s.rank == 1 else "    above it: (not recorded)"
+        )
     if s.neighbour_below:
         for n in s.neighbour_below:
             text.append(f"    below it: {_queue_entry_text(L, s.market, n)}")
     else:
         text.append("    below it: nobody")
-    text.append(f"  Closed: {L.sized(s.market, s.size)} of its {side} position at {L.price(s.market, s.price)} USDC "
-                f"(the underwater account's bankruptcy price); it realized {_pnl(L, s.realized_pnl)} USDC.")
+    text.append(
+        f"  Closed: {L.sized(s.market, s.size)} of its {side} position at {L.price(s.market, s.price)} USDC "
+        f"(the underwater account's bankruptcy price); it realized {_pnl(L, s.realized_pnl)} USDC."
+    )
     text.append(f"  Underwater size still to match after this step: {L.size(s.market, s.remaining_after)}.")
-    fills = [f for f in all_events if _is(f, "Fill") and f.kind == "adl" and f.market == s.market and (_eq(f.taker, addr) or _eq(f.maker, addr))]
+    fills = [
+        f
+        for f in all_events
+        if _is(f, "Fill") and f.kind == "adl" and f.market == s.market and (_eq(f.taker, addr) or _eq(f.maker, addr))
+    ]
     return {
-        "height": block.height, "time_ms": block.time_ms, "role": "adl_counterparty",
-        "market": s.market, "market_name": L.market_name(s.market),
-        "underwater": checksum_address(bytes(s.underwater)), "underwater_name": L.name(bytes(s.underwater)),
-        "rank": s.rank, "queue_length": qlen,
+        "height": block.height,
+        "time_ms": block.time_ms,
+        "role": "adl_counterparty",
+        "market": s.market,
+        "market_name": L.market_name(s.market),
+        "underwater": checksum_address(bytes(s.underwater)),
+        "underwater_name": L.name(bytes(s.underwater)),
+        "rank": s.rank,
+        "queue_length": qlen,
         "queue_hash": bytes(q.ranking_hash).hex() if q is not None else None,
         "policy": q.policy if q is not None else None,
         "index": {"num": s.index_num, "den": s.index_den, "decimal": _approx(s.index_num, s.index_den)},
         "neighbour_above": _neighbour_json(s.neighbour_above, s.market, L),
         "neighbour_below": _neighbour_json(s.neighbour_below, s.market, L),
-        "size": s.size, "size_base": L.size(s.market, s.size, grouping=False),
-        "price": s.price, "price_usdc": L.price(s.market, s.price, grouping=False),
-        "realized_pnl": s.realized_pnl, "realized_pnl_usdc": micro_to_usdc(s.realized_pnl),
+        "size": s.size,
+        "size_base": L.size(s.market, s.size, grouping=False),
+        "price": s.price,
+        "price_usdc": L.price(s.market, s.price, grouping=False),
+        "realized_pnl": s.realized_pnl,
+        "realized_pnl_usdc": micro_to_usdc(s.realized_pnl),
         "remaining_after": s.remaining_after,
         "text": text,
-        "events": [event_json(s, L)] + ([event_json(q, L)] if q is not None else []) + [event_json(f, L) for f in fills],
+        "events": [event_json(s, L)]
+        + ([event_json(q, L)] if q is not None else [])
+        + [event_json(f, L) for f in fills],
     }
 
 
@@ -773,39 +941,63 @@ def _side_of_counterparty(s: Any, q: Any) -> int:
     return 1
 
 
-def _deficit_counterparty_incident(block: BlockEvents, addr: bytes, d: Any, all_events: list[Any], L: Legend) -> dict[str, Any]:
+def _deficit_counterparty_incident(
+    block: BlockEvents, addr: bytes, d: Any, all_events: list[Any], L: Legend
+) -> dict[str, Any]:
     who = L.who(addr)
     q = _queue_for(all_events, d.market, bytes(d.underwater))
     of = f" of {q.queue_length}" if q is not None else ""
-    text = [f"{_head(block)}: {who} covered {L.usdc(d.covered)} USDC of {L.who(d.underwater)}'s deficit in {L.market_name(d.market)} (seed policy).",
-            f"  Queue position: rank {d.rank}{of}; its index {d.index_num}/{d.index_den} ≈ {_approx(d.index_num, d.index_den)} (exact fraction compared).",
-            f"  Closed: {L.sized(d.market, d.size)} at the reference price {L.price(d.market, d.reference_price)} USDC; it realized "
-            f"{_pnl(L, d.realized_pnl)} USDC, covering {L.usdc(d.covered)} USDC; deficit left {L.usdc(d.deficit_remaining)} USDC."]
+    text = [
+        f"{_head(block)}: {who} covered {L.usdc(d.covered)} USDC of {L.who(d.underwater)}'s deficit in {L.market_name(d.market)} (seed policy).",
+        f"  Queue position: rank {d.rank}{of}; its index {d.index_num}/{d.index_den} ≈ {_approx(d.index_num, d.index_den)} (exact fraction compared).",
+        f"  Closed: {L.sized(d.market, d.size)} at the reference price {L.price(d.market, d.reference_price)} USDC; it realized "
+        f"{_pnl(L, d.realized_pnl)} USDC, covering {L.usdc(d.covered)} USDC; deficit left {L.usdc(d.deficit_remaining)} USDC.",
+    ]
     if q is not None:
         text.insert(2, f"  Queue: {q.queue_length} eligible, {q.policy} ranking, hash {bytes(q.ranking_hash).hex()}.")
     return {
-        "height": block.height, "time_ms": block.time_ms, "role": "deficit_cover_counterparty",
-        "market": d.market, "market_name": L.market_name(d.market),
-        "underwater": checksum_address(bytes(d.underwater)), "underwater_name": L.name(bytes(d.underwater)),
-        "rank": d.rank, "queue_length": q.queue_length if q is not None else None,
+        "height": block.height,
+        "time_ms": block.time_ms,
+        "role": "deficit_cover_counterparty",
+        "market": d.market,
+        "market_name": L.market_name(d.market),
+        "underwater": checksum_address(bytes(d.underwater)),
+        "underwater_name": L.name(bytes(d.underwater)),
+        "rank": d.rank,
+        "queue_length": q.queue_length if q is not None else None,
         "queue_hash": bytes(q.ranking_hash).hex() if q is not None else None,
         "index": {"num": d.index_num, "den": d.index_den, "decimal": _approx(d.index_num, d.index_den)},
-        "size": d.size, "size_base": L.size(d.market, d.size, grouping=False),
-        "reference_price": d.reference_price, "reference_price_usdc": L.price(d.market, d.reference_price, grouping=False),
-        "realized_pnl": d.realized_pnl, "realized_pnl_usdc": micro_to_usdc(d.realized_pnl),
-        "covered": d.covered, "covered_usdc": micro_to_usdc(d.covered),
-        "text": text, "events": [event_json(d, L)],
+        "size": d.size,
+        "size_base": L.size(d.market, d.size, grouping=False),
+        "reference_price": d.reference_price,
+        "reference_price_usdc": L.price(d.market, d.reference_price, grouping=False),
+        "realized_pnl": d.realized_pnl,
+        "realized_pnl_usdc": micro_to_usdc(d.realized_pnl),
+        "covered": d.covered,
+        "covered_usdc": micro_to_usdc(d.covered),
+        "text": text,
+        "events": [event_json(d, L)],
     }
 
 
 def _fund_incident(block: BlockEvents, e: Any, L: Legend) -> dict[str, Any]:
     if _is(e, "InsuranceCover"):
-        line = (f"{_head(block)}: the insurance fund paid {L.usdc(e.paid)} USDC of {L.who(e.account)}'s {L.usdc(e.deficit)} USDC deficit "
-                f"(fund {L.usdc(e.fund_before)} -> {L.usdc(e.fund_after)} USDC).")
+        line = (
+            f"{_head(block)}: the insurance fund paid {L.usdc(e.paid)} USDC of {L.who(e.account)}'s {L.usdc(e.deficit)} USDC deficit "
+            f"(fund {L.usdc(e.fund_before)} -> {L.usdc(e.fund_after)} USDC)."
+        )
     else:
-        line = (f"{_head(block)}: the insurance fund took over {L.who(e.account)}'s {L.unit_phrase(e.unit)} ({e.reason}), margin "
-                f"{L.usdc(e.margin_taken)} USDC (fund {L.usdc(e.fund_before)} -> {L.usdc(e.fund_after)} USDC).")
-    return {"height": block.height, "time_ms": block.time_ms, "role": "insurance_fund", "text": [line], "events": [event_json(e, L)]}
+        line = (
+            f"{_head(block)}: the insurance fund took over {L.who(e.account)}'s {L.unit_phrase(e.unit)} ({e.reason}), margin "
+            f"{L.usdc(e.margin_taken)} USDC (fund {L.usdc(e.fund_before)} -> {L.usdc(e.fund_after)} USDC)."
+        )
+    return {
+        "height": block.height,
+        "time_ms": block.time_ms,
+        "role": "insurance_fund",
+        "text": [line],
+        "events": [event_json(e, L)],
+    }
 
 
 # ---------------------------------------------------------------- rendering
@@ -816,7 +1008,9 @@ def render_explanation(con: Any, report: dict[str, Any]) -> None:
     where = f" at height {report['height']}" if report.get("height") is not None else ""
     con.print(f"[bold]Explain {escape(label)}[/]{where} — {escape(report.get('source', ''))}")
     if report["nothing_happened"]:
-        con.print(f"  Nothing happened to {escape(label)}{where}: no liquidation, backstop, ADL or deficit cover involved it.")
+        con.print(
+            f"  Nothing happened to {escape(label)}{where}: no liquidation, backstop, ADL or deficit cover involved it."
+        )
         return
     for inc in report["incidents"]:
         for i, line in enumerate(inc["text"]):
@@ -825,7 +1019,18 @@ def render_explanation(con: Any, report: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------- CLI
-_ADDRESS_FIELDS = ("account", "signer", "taker", "maker", "source", "destination", "owner", "underwater", "counterparty", "agent")
+_ADDRESS_FIELDS = (
+    "account",
+    "signer",
+    "taker",
+    "maker",
+    "source",
+    "destination",
+    "owner",
+    "underwater",
+    "counterparty",
+    "agent",
+)
 
 
 def appears(history: History, addr: bytes) -> bool:
@@ -888,15 +1093,23 @@ def cmd_explain(args: argparse.Namespace) -> int:
         con = console()
         render_explanation(con, report)
         if history.missing:
-            con.print(f"  note: the store has no events for {len(history.missing)} height(s) (e.g. {history.missing[0]}); they could not be explained.")
+            con.print(
+                f"  note: the store has no events for {len(history.missing)} height(s) (e.g. {history.missing[0]}); they could not be explained."
+            )
     return EXIT_OK
 
 
 def add_explain_command(sub: Any) -> None:
-    p = sub.add_parser("explain", help="explain, in plain language, every liquidation/backstop/ADL involving an account")
+    p = sub.add_parser(
+        "explain", help="explain, in plain language, every liquidation/backstop/ADL involving an account"
+    )
     p.add_argument("source", metavar="LOG_OR_DB", help="a log file (replayed in memory) or an LMDB state directory")
-    p.add_argument("--account", required=True, metavar="ADDRESS_OR_NAME",
-                   help="a 0x address, insurance_fund, fee_pool, or a test-key name (Signer.from_name: INSECURE deterministic keys)")
+    p.add_argument(
+        "--account",
+        required=True,
+        metavar="ADDRESS_OR_NAME",
+        help="a 0x address, insurance_fund, fee_pool, or a test-key name (Signer.from_name: INSECURE deterministic keys)",
+    )
     p.add_argument("--height", type=int, default=None, metavar="H", help="only events at this height")
     from clearinghouse.tools.names import add_name_args
 

@@ -38,7 +38,22 @@ NO_TX = 2**32 - 1
 NOBODY = b""
 """A ``user`` filter no account matches (the fill walk then only updates its running figures)."""
 
-FILL_FIELDS = ("coin", "px", "sz", "side", "time", "startPosition", "dir", "closedPnl", "hash", "oid", "crossed", "fee", "tid", "feeToken")
+FILL_FIELDS = (
+    "coin",
+    "px",
+    "sz",
+    "side",
+    "time",
+    "startPosition",
+    "dir",
+    "closedPnl",
+    "hash",
+    "oid",
+    "crossed",
+    "fee",
+    "tid",
+    "feeToken",
+)
 """Hyperliquid ``userFills`` fields (``builderFee`` is absent: there are no builders), in CSV column order."""
 LIQUIDATION_FIELDS = ("liquidatedUser", "markPx", "method")
 WATERFALL_FILL_KINDS = frozenset({"liquidation", "backstop", "adl", "deficit_cover"})
@@ -77,7 +92,7 @@ class Source:
     _log_iter: Any = None
 
     @classmethod
-    def open(cls, path: str) -> "Source":
+    def open(cls, path: str) -> Source:
         from clearinghouse.chain.engine import Engine, iter_log
         from clearinghouse.tools.safety import UnsafePath, open_readonly
 
@@ -146,7 +161,7 @@ class Source:
             self._store.close()
             self._store = None
 
-    def __enter__(self) -> "Source":
+    def __enter__(self) -> Source:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -253,7 +268,9 @@ def _direction(before: int, after: int, kind: str, liquidated_side: bool, isolat
 
 
 # ---------------------------------------------------------------- fills
-def iter_fills(src: Source, *, user: bytes | None = None, until: int | None = None, tracker: Tracker | None = None) -> Iterator[dict[str, Any]]:
+def iter_fills(
+    src: Source, *, user: bytes | None = None, until: int | None = None, tracker: Tracker | None = None
+) -> Iterator[dict[str, Any]]:
     """Hyperliquid ``userFills`` records, one per side of every fill (taker first), in chain order.
 
     Without ``user`` each record also names its ``user`` (the one field Hyperliquid's
@@ -283,8 +300,17 @@ def _block_fills(src: Source, block: BlockEvents, t: Tracker, user: bytes | None
             yield from _fill_sides(src, block, i, ev, t, tx_ids, liquidated, underwater, user)
 
 
-def _fill_sides(src: Source, block: BlockEvents, i: int, ev: Any, t: Tracker, tx_ids: dict[int, bytes],
-                liquidated: dict[bytes, bool], underwater: dict[int, bytes], user: bytes | None) -> Iterator[dict[str, Any]]:
+def _fill_sides(
+    src: Source,
+    block: BlockEvents,
+    i: int,
+    ev: Any,
+    t: Tracker,
+    tx_ids: dict[int, bytes],
+    liquidated: dict[bytes, bool],
+    underwater: dict[int, bytes],
+    user: bytes | None,
+) -> Iterator[dict[str, Any]]:
     m = src.markets[ev.market]
     kind = getattr(ev, "kind", "trade")
     taker, maker = bytes(ev.taker), bytes(ev.maker)
@@ -300,9 +326,22 @@ def _fill_sides(src: Source, block: BlockEvents, i: int, ev: Any, t: Tracker, tx
             victim = taker if taker in liquidated else maker if maker in liquidated else taker
             method = "market" if kind == "liquidation" else "backstop"
         mark = t.mark.get(ev.market)
-        liquidation = {"liquidatedUser": addr(victim), "markPx": px(m, mark) if mark is not None else None, "method": method}
-    sides = ((taker, ev.taker_is_buy, ev.taker_oid, ev.taker_fee, ev.taker_realized_pnl, True),
-             (maker, not ev.taker_is_buy, ev.maker_oid, ev.maker_fee, ev.maker_realized_pnl, kind in WATERFALL_FILL_KINDS and kind != "liquidation"))
+        liquidation = {
+            "liquidatedUser": addr(victim),
+            "markPx": px(m, mark) if mark is not None else None,
+            "method": method,
+        }
+    sides = (
+        (taker, ev.taker_is_buy, ev.taker_oid, ev.taker_fee, ev.taker_realized_pnl, True),
+        (
+            maker,
+            not ev.taker_is_buy,
+            ev.maker_oid,
+            ev.maker_fee,
+            ev.maker_realized_pnl,
+            kind in WATERFALL_FILL_KINDS and kind != "liquidation",
+        ),
+    )
     for who, is_buy, oid, fee, pnl, crossed in sides:
         delta = ev.size if is_buy else -ev.size
         before = t.fill(who, ev.market, delta)
@@ -310,10 +349,20 @@ def _fill_sides(src: Source, block: BlockEvents, i: int, ev: Any, t: Tracker, tx
             continue
         liquidated_side = liquidation is not None and addr(who) == liquidation["liquidatedUser"]
         rec: dict[str, Any] = {
-            "coin": m.name, "px": px(m, ev.price), "sz": sz(m, ev.size), "side": "B" if is_buy else "A",
-            "time": block.time_ms, "startPosition": sz(m, before),
+            "coin": m.name,
+            "px": px(m, ev.price),
+            "sz": sz(m, ev.size),
+            "side": "B" if is_buy else "A",
+            "time": block.time_ms,
+            "startPosition": sz(m, before),
             "dir": _direction(before, before + delta, kind, liquidated_side, liquidated.get(who)),
-            "closedPnl": usd(pnl), "hash": hash_text, "oid": oid, "crossed": crossed, "fee": usd(fee), "tid": tid, "feeToken": "USDC",
+            "closedPnl": usd(pnl),
+            "hash": hash_text,
+            "oid": oid,
+            "crossed": crossed,
+            "fee": usd(fee),
+            "tid": tid,
+            "feeToken": "USDC",
         }
         if liquidation is not None:
             rec["liquidation"] = dict(liquidation)
@@ -341,9 +390,18 @@ def iter_funding(src: Source, *, user: bytes | None = None) -> Iterator[dict[str
                     who = bytes(p.account)
                     if user is not None and who != user:
                         continue
-                    rec = {"time": block.time_ms, "hash": ZERO_HASH, "delta": {
-                        "type": "funding", "coin": m.name, "usdc": usd(-p.amount), "szi": sz(m, p.size),
-                        "fundingRate": rate, "nSamples": ev.samples}}
+                    rec = {
+                        "time": block.time_ms,
+                        "hash": ZERO_HASH,
+                        "delta": {
+                            "type": "funding",
+                            "coin": m.name,
+                            "usdc": usd(-p.amount),
+                            "szi": sz(m, p.size),
+                            "fundingRate": rate,
+                            "nSamples": ev.samples,
+                        },
+                    }
                     if user is None:
                         rec["user"] = addr(who)
                     yield rec
@@ -365,7 +423,11 @@ def iter_ledger(src: Source, *, user: bytes | None = None) -> Iterator[dict[str,
     from clearinghouse.spec.state.keys import FEE_POOL, INSURANCE_FUND
 
     if src.genesis is not None and src.genesis.insurance_fund and (user is None or user == INSURANCE_FUND):
-        rec = {"time": src.genesis.time_ms, "hash": ZERO_HASH, "delta": {"type": "genesisFund", "usdc": usd(src.genesis.insurance_fund)}}
+        rec = {
+            "time": src.genesis.time_ms,
+            "hash": ZERO_HASH,
+            "delta": {"type": "genesisFund", "usdc": usd(src.genesis.insurance_fund)},
+        }
         if user is None:
             rec["user"] = addr(INSURANCE_FUND)
         yield rec
@@ -382,10 +444,26 @@ def iter_ledger(src: Source, *, user: bytes | None = None) -> Iterator[dict[str,
             elif name == "Deposited":
                 rows.append((bytes(ev.account), hash_text, {"type": "deposit", "usdc": usd(ev.amount)}))
             elif name == "Withdrew":
-                rows.append((bytes(ev.account), hash_text, {"type": "withdraw", "usdc": usd(-ev.amount), "nonce": None, "fee": "0.0",
-                                                             "destination": addr(ev.destination)}))
+                rows.append(
+                    (
+                        bytes(ev.account),
+                        hash_text,
+                        {
+                            "type": "withdraw",
+                            "usdc": usd(-ev.amount),
+                            "nonce": None,
+                            "fee": "0.0",
+                            "destination": addr(ev.destination),
+                        },
+                    )
+                )
             elif name == "Transferred":
-                common: dict[str, Any] = {"type": "internalTransfer", "user": addr(ev.source), "destination": addr(ev.destination), "fee": "0.0"}
+                common: dict[str, Any] = {
+                    "type": "internalTransfer",
+                    "user": addr(ev.source),
+                    "destination": addr(ev.destination),
+                    "fee": "0.0",
+                }
                 rows.append((bytes(ev.source), hash_text, dict(common, usdc=usd(-ev.amount))))
                 rows.append((bytes(ev.destination), hash_text, dict(common, usdc=usd(ev.amount))))
             elif name == "Fill":
@@ -394,26 +472,62 @@ def iter_ledger(src: Source, *, user: bytes | None = None) -> Iterator[dict[str,
                 for who, fee in ((bytes(ev.taker), ev.taker_fee), (bytes(ev.maker), ev.maker_fee)):
                     if fee:
                         rows.append((who, hash_text, {"type": "fee", "coin": m.name, "usdc": usd(-fee), "tid": tid}))
-                        rows.append((FEE_POOL, hash_text, {"type": "fee", "coin": m.name, "usdc": usd(fee), "tid": tid, "payer": addr(who)}))
+                        rows.append(
+                            (
+                                FEE_POOL,
+                                hash_text,
+                                {"type": "fee", "coin": m.name, "usdc": usd(fee), "tid": tid, "payer": addr(who)},
+                            )
+                        )
             elif name == "FundingPaid":
                 m = src.markets[ev.market]
-                rows.append((bytes(ev.account), ZERO_HASH, {"type": "funding", "coin": m.name, "usdc": usd(-ev.amount), "szi": sz(m, ev.size),
-                                                           "fundingRate": None, "nSamples": None, "_market": ev.market}))
+                rows.append(
+                    (
+                        bytes(ev.account),
+                        ZERO_HASH,
+                        {
+                            "type": "funding",
+                            "coin": m.name,
+                            "usdc": usd(-ev.amount),
+                            "szi": sz(m, ev.size),
+                            "fundingRate": None,
+                            "nSamples": None,
+                            "_market": ev.market,
+                        },
+                    )
+                )
             elif name == "FundingSettled":
                 funding_rate[ev.market] = (format_scaled(ev.rate_ppb, 9), ev.samples)
                 if ev.residue:
-                    rows.append((INSURANCE_FUND, ZERO_HASH, {"type": "fundingResidue", "coin": src.markets[ev.market].name, "usdc": usd(ev.residue)}))
+                    rows.append(
+                        (
+                            INSURANCE_FUND,
+                            ZERO_HASH,
+                            {"type": "fundingResidue", "coin": src.markets[ev.market].name, "usdc": usd(ev.residue)},
+                        )
+                    )
             elif name == "Backstop":
-                positions = [{"coin": src.markets[p.market].name, "szi": sz(src.markets[p.market], p.size)} for p in ev.positions]
+                positions = [
+                    {"coin": src.markets[p.market].name, "szi": sz(src.markets[p.market], p.size)} for p in ev.positions
+                ]
                 ntl = sum(abs(p.size) * p.mark for p in ev.positions)
-                common = {"type": "liquidation", "liquidatedNtlPos": usd(ntl), "accountValue": usd(ev.value),
-                          "leverageType": "Cross" if ev.unit == CROSS else "Isolated", "liquidatedPositions": positions,
-                          "liquidatedUser": addr(ev.account)}
+                common = {
+                    "type": "liquidation",
+                    "liquidatedNtlPos": usd(ntl),
+                    "accountValue": usd(ev.value),
+                    "leverageType": "Cross" if ev.unit == CROSS else "Isolated",
+                    "liquidatedPositions": positions,
+                    "liquidatedUser": addr(ev.account),
+                }
                 rows.append((bytes(ev.account), ZERO_HASH, dict(common, usdc=usd(-ev.margin_taken))))
                 rows.append((INSURANCE_FUND, ZERO_HASH, dict(common, usdc=usd(ev.margin_taken))))
             elif name == "DeficitCover" and ev.covered:
-                common = {"type": "deficitCover", "liquidatedUser": addr(ev.underwater), "counterparty": addr(ev.counterparty),
-                          "coin": src.markets[ev.market].name}
+                common = {
+                    "type": "deficitCover",
+                    "liquidatedUser": addr(ev.underwater),
+                    "counterparty": addr(ev.counterparty),
+                    "coin": src.markets[ev.market].name,
+                }
                 rows.append((bytes(ev.counterparty), ZERO_HASH, dict(common, usdc=usd(-ev.covered))))
                 rows.append((bytes(ev.underwater), ZERO_HASH, dict(common, usdc=usd(ev.covered))))
             elif name == "InsuranceCover" and ev.paid:
@@ -465,7 +579,9 @@ def clearinghouse_state(src: Source, user: bytes, height: int | None = None) -> 
     if height is not None and height > src.height and src.kind == "lmdb":
         raise ExportError(f"height {height} is beyond the database's height {src.height}")
     if src.kind == "lmdb" and height is not None and height != src.height:
-        raise ExportError(f"the database holds the state at height {src.height} only; export --height {height} from the log")
+        raise ExportError(
+            f"the database holds the state at height {src.height} only; export --height {height} from the log"
+        )
     tracker = Tracker()
     last_time = None
     for block in src.blocks(height):
@@ -484,20 +600,43 @@ def clearinghouse_state(src: Source, user: bytes, height: int | None = None) -> 
             lev["rawUsd"] = usd(p.iso_cash)
         from clearinghouse.tools.accounts_view import frac_str, px_str
 
-        positions.append({"type": "oneWay", "position": {
-            "coin": m.name, "szi": sz(m, p.size), "entryPx": _hl(px_str(p.entry_px, m.sz_decimals, extra=2) or "0"),
-            "positionValue": usd(p.position_value), "unrealizedPnl": usd(p.unrealized_pnl),
-            "returnOnEquity": _hl(frac_str(p.return_on_equity, 6) or "0"),
-            "liquidationPx": _hl(px_str(p.liquidation_px, m.sz_decimals, extra=2) or "0") if p.liquidation_px is not None else None,
-            "leverage": lev, "marginUsed": usd(p.margin_used), "maxLeverage": m.max_leverage,
-            "cumFunding": {"allTime": usd(tracker.cum_all.get(key, 0)), "sinceOpen": usd(tracker.cum_open.get(key, 0)),
-                           "sinceChange": usd(tracker.cum_change.get(key, 0))},
-        }})
+        positions.append(
+            {
+                "type": "oneWay",
+                "position": {
+                    "coin": m.name,
+                    "szi": sz(m, p.size),
+                    "entryPx": _hl(px_str(p.entry_px, m.sz_decimals, extra=2) or "0"),
+                    "positionValue": usd(p.position_value),
+                    "unrealizedPnl": usd(p.unrealized_pnl),
+                    "returnOnEquity": _hl(frac_str(p.return_on_equity, 6) or "0"),
+                    "liquidationPx": _hl(px_str(p.liquidation_px, m.sz_decimals, extra=2) or "0")
+                    if p.liquidation_px is not None
+                    else None,
+                    "leverage": lev,
+                    "marginUsed": usd(p.margin_used),
+                    "maxLeverage": m.max_leverage,
+                    "cumFunding": {
+                        "allTime": usd(tracker.cum_all.get(key, 0)),
+                        "sinceOpen": usd(tracker.cum_open.get(key, 0)),
+                        "sinceChange": usd(tracker.cum_change.get(key, 0)),
+                    },
+                },
+            }
+        )
     return {
-        "marginSummary": {"accountValue": usd(av.account_value), "totalNtlPos": usd(av.total_notional),
-                          "totalRawUsd": usd(av.cash + sum(p.iso_cash for p in av.positions)), "totalMarginUsed": usd(av.margin_used)},
-        "crossMarginSummary": {"accountValue": usd(av.cross_value), "totalNtlPos": usd(av.cross_notional),
-                               "totalRawUsd": usd(av.cash), "totalMarginUsed": usd(av.cross_initial)},
+        "marginSummary": {
+            "accountValue": usd(av.account_value),
+            "totalNtlPos": usd(av.total_notional),
+            "totalRawUsd": usd(av.cash + sum(p.iso_cash for p in av.positions)),
+            "totalMarginUsed": usd(av.margin_used),
+        },
+        "crossMarginSummary": {
+            "accountValue": usd(av.cross_value),
+            "totalNtlPos": usd(av.cross_notional),
+            "totalRawUsd": usd(av.cash),
+            "totalMarginUsed": usd(av.cross_initial),
+        },
         "crossMaintenanceMarginUsed": usd(av.cross_maintenance),
         "withdrawable": usd(av.withdrawable),
         "assetPositions": positions,
@@ -521,15 +660,63 @@ def flatten(rec: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 CSV_COLUMNS: dict[str, tuple[str, ...]] = {
     "fills": ("user",) + FILL_FIELDS + tuple(f"liquidation.{f}" for f in LIQUIDATION_FIELDS),
-    "funding": ("user", "time", "hash", "delta.type", "delta.coin", "delta.usdc", "delta.szi", "delta.fundingRate", "delta.nSamples"),
-    "ledger": ("user", "time", "hash", "delta.type", "delta.usdc", "delta.coin", "delta.tid", "delta.user", "delta.destination",
-               "delta.fee", "delta.nonce", "delta.payer", "delta.szi", "delta.fundingRate", "delta.nSamples", "delta.liquidatedUser",
-               "delta.liquidatedNtlPos", "delta.accountValue", "delta.leverageType", "delta.liquidatedPositions", "delta.deficit",
-               "delta.counterparty"),
+    "funding": (
+        "user",
+        "time",
+        "hash",
+        "delta.type",
+        "delta.coin",
+        "delta.usdc",
+        "delta.szi",
+        "delta.fundingRate",
+        "delta.nSamples",
+    ),
+    "ledger": (
+        "user",
+        "time",
+        "hash",
+        "delta.type",
+        "delta.usdc",
+        "delta.coin",
+        "delta.tid",
+        "delta.user",
+        "delta.destination",
+        "delta.fee",
+        "delta.nonce",
+        "delta.payer",
+        "delta.szi",
+        "delta.fundingRate",
+        "delta.nSamples",
+        "delta.liquidatedUser",
+        "delta.liquidatedNtlPos",
+        "delta.accountValue",
+        "delta.leverageType",
+        "delta.liquidatedPositions",
+        "delta.deficit",
+        "delta.counterparty",
+    ),
     "liquidations": ("height", "time", "event_index", "type", "account", "market_name", "event"),
-    "state": ("coin", "szi", "entryPx", "positionValue", "unrealizedPnl", "returnOnEquity", "liquidationPx", "leverage.type",
-              "leverage.value", "leverage.rawUsd", "marginUsed", "maxLeverage", "cumFunding.allTime", "cumFunding.sinceOpen",
-              "cumFunding.sinceChange", "accountValue", "withdrawable", "crossMaintenanceMarginUsed", "time"),
+    "state": (
+        "coin",
+        "szi",
+        "entryPx",
+        "positionValue",
+        "unrealizedPnl",
+        "returnOnEquity",
+        "liquidationPx",
+        "leverage.type",
+        "leverage.value",
+        "leverage.rawUsd",
+        "marginUsed",
+        "maxLeverage",
+        "cumFunding.allTime",
+        "cumFunding.sinceOpen",
+        "cumFunding.sinceChange",
+        "accountValue",
+        "withdrawable",
+        "crossMaintenanceMarginUsed",
+        "time",
+    ),
 }
 """Fixed CSV columns per kind (streaming: the header is written before the first row)."""
 
@@ -545,7 +732,9 @@ class Writer:
         if fmt == "csv":
             cols = columns or CSV_COLUMNS.get(kind)
             self._columns = cols
-            self._csv = csv.DictWriter(out, fieldnames=list(cols) if cols else [], extrasaction="ignore", lineterminator="\n")
+            self._csv = csv.DictWriter(
+                out, fieldnames=list(cols) if cols else [], extrasaction="ignore", lineterminator="\n"
+            )
             if cols:
                 self._csv.writeheader()
 
@@ -572,16 +761,29 @@ def _csv_value(v: Any) -> Any:
 
 def state_rows(state: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """clearinghouseState as CSV rows: one per asset position, the account's summary on each."""
-    common = {"accountValue": state["marginSummary"]["accountValue"], "withdrawable": state["withdrawable"],
-              "crossMaintenanceMarginUsed": state["crossMaintenanceMarginUsed"], "time": state["time"]}
+    common = {
+        "accountValue": state["marginSummary"]["accountValue"],
+        "withdrawable": state["withdrawable"],
+        "crossMaintenanceMarginUsed": state["crossMaintenanceMarginUsed"],
+        "time": state["time"],
+    }
     if not state["assetPositions"]:
         yield common
     for ap in state["assetPositions"]:
         yield dict(flatten(ap["position"]), **common)
 
 
-def run_export(kind: str, source: str, *, out: TextIO, fmt: str = "jsonl", user: bytes | None = None, height: int | None = None,
-               names: dict[bytes, str] | None = None, resolve: Callable[[Source], bytes | None] | None = None) -> int:
+def run_export(
+    kind: str,
+    source: str,
+    *,
+    out: TextIO,
+    fmt: str = "jsonl",
+    user: bytes | None = None,
+    height: int | None = None,
+    names: dict[bytes, str] | None = None,
+    resolve: Callable[[Source], bytes | None] | None = None,
+) -> int:
     """Export ``kind`` from ``source`` to ``out``; return the number of records written."""
     with Source.open(source) as src:
         if resolve is not None:
@@ -614,5 +816,16 @@ def run_export(kind: str, source: str, *, out: TextIO, fmt: str = "jsonl", user:
         return w.count
 
 
-__all__ = ["ExportError", "Source", "Tracker", "iter_fills", "iter_funding", "iter_ledger", "iter_liquidations", "clearinghouse_state",
-           "run_export", "FILL_FIELDS", "CSV_COLUMNS"]
+__all__ = [
+    "ExportError",
+    "Source",
+    "Tracker",
+    "iter_fills",
+    "iter_funding",
+    "iter_ledger",
+    "iter_liquidations",
+    "clearinghouse_state",
+    "run_export",
+    "FILL_FIELDS",
+    "CSV_COLUMNS",
+]

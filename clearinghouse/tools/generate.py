@@ -57,9 +57,10 @@ import random
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any, Callable
+from functools import cache
+from typing import Any
 
 from clearinghouse.chain.producer import Producer
 from clearinghouse.tools.demo import DEMO_CHAIN_ID, DEMO_GENESIS_TIME_MS, USDC
@@ -139,7 +140,9 @@ class GenerateSpec:
         if self.accounts < 2 or self.blocks < 1 or self.txs_per_block < 1:
             raise GenerateError("need --accounts >= 2, --blocks >= 1 and --txs-per-block >= 1")
         if self.txs_per_block + len(ORACLE_NAMES) > 4_000:
-            raise GenerateError(f"--txs-per-block is at most {4_000 - len(ORACLE_NAMES)} (a block holds 4,000 transactions with the oracle updates)")
+            raise GenerateError(
+                f"--txs-per-block is at most {4_000 - len(ORACLE_NAMES)} (a block holds 4,000 transactions with the oracle updates)"
+            )
         if self.seed < 0:
             raise GenerateError("--seed must be >= 0")
         from clearinghouse.spec.waterfall.policies import POLICIES
@@ -151,15 +154,35 @@ class GenerateSpec:
                 raise GenerateError("the crash profile needs at least 20 accounts")
             need = crash_min_blocks(self)
             if self.blocks < need:
-                raise GenerateError(f"the crash profile needs at least {need} blocks with {self.accounts} accounts and {self.txs_per_block} transactions per block")
+                raise GenerateError(
+                    f"the crash profile needs at least {need} blocks with {self.accounts} accounts and {self.txs_per_block} transactions per block"
+                )
 
 
 def generated_genesis(spec: GenerateSpec) -> Genesis:
     markets = [
-        MarketSpec(name="BTC", sz_decimals=3, max_leverage=50, taker_fee_ppm=450, maker_fee_ppm=150, impact_notional=1_000 * USDC,
-                   min_notional=10 * USDC, initial_price=INITIAL_PRICE_USDC[BTC] * PRICE_UNIT[BTC], mark_band_bps=DEFAULT_MARK_BAND_BPS),
-        MarketSpec(name="ETH", sz_decimals=2, max_leverage=25, taker_fee_ppm=450, maker_fee_ppm=150, impact_notional=1_000 * USDC,
-                   min_notional=10 * USDC, initial_price=INITIAL_PRICE_USDC[ETH] * PRICE_UNIT[ETH], mark_band_bps=DEFAULT_MARK_BAND_BPS),
+        MarketSpec(
+            name="BTC",
+            sz_decimals=3,
+            max_leverage=50,
+            taker_fee_ppm=450,
+            maker_fee_ppm=150,
+            impact_notional=1_000 * USDC,
+            min_notional=10 * USDC,
+            initial_price=INITIAL_PRICE_USDC[BTC] * PRICE_UNIT[BTC],
+            mark_band_bps=DEFAULT_MARK_BAND_BPS,
+        ),
+        MarketSpec(
+            name="ETH",
+            sz_decimals=2,
+            max_leverage=25,
+            taker_fee_ppm=450,
+            maker_fee_ppm=150,
+            impact_notional=1_000 * USDC,
+            min_notional=10 * USDC,
+            initial_price=INITIAL_PRICE_USDC[ETH] * PRICE_UNIT[ETH],
+            mark_band_bps=DEFAULT_MARK_BAND_BPS,
+        ),
     ][: spec.markets]
     return Genesis(
         chain_id=DEMO_CHAIN_ID,
@@ -174,7 +197,7 @@ def generated_genesis(spec: GenerateSpec) -> Genesis:
 
 
 # ---------------------------------------------------------------- signing (pure, on the pool)
-@lru_cache(maxsize=None)
+@cache
 def _signer(name: str) -> Signer:
     return Signer.from_name(name)
 
@@ -204,7 +227,7 @@ class SigningPool:
             self.pool = multiprocessing.get_context(method).Pool(workers)
 
     def sign(self, items: list[tuple[str, Any, int]]) -> list[bytes]:
-        batches = [(self.chain_id, items[i:i + SIGN_BATCH]) for i in range(0, len(items), SIGN_BATCH)]
+        batches = [(self.chain_id, items[i : i + SIGN_BATCH]) for i in range(0, len(items), SIGN_BATCH)]
         if self.pool is None:
             out = [sign_items(b) for b in batches]
         else:
@@ -289,7 +312,10 @@ class Planner:
         return (name, action, nonce)
 
     def oracle(self, t: int) -> list[tuple[str, Any, int]]:
-        prices = [OraclePrice(market=m, oracle_price=usdc_px(m, self.price[m]), external_price=usdc_px(m, self.price[m])) for m in self.markets]
+        prices = [
+            OraclePrice(market=m, oracle_price=usdc_px(m, self.price[m]), external_price=usdc_px(m, self.price[m]))
+            for m in self.markets
+        ]
         return [self.tx(n, OracleUpdate(prices=prices), t) for n in ORACLE_NAMES]
 
     def deposit(self, i: int, amount: int, t: int) -> tuple[str, Any, int]:
@@ -355,15 +381,45 @@ class Planner:
             price = px * (10_000 - away if is_buy else 10_000 + away) // 10_000
             size = lots_for(market, price, rng.randint(20, 2_000))
             tif = TIF_ALO if rng.random() < 0.4 else TIF_GTC
-            return self.tx(name, PlaceOrder(market=market, is_buy=is_buy, price=usdc_px(market, price), size=size, tif=tif, reduce_only=False, cloid=self.next_cloid()), t)
+            return self.tx(
+                name,
+                PlaceOrder(
+                    market=market,
+                    is_buy=is_buy,
+                    price=usdc_px(market, price),
+                    size=size,
+                    tif=tif,
+                    reduce_only=False,
+                    cloid=self.next_cloid(),
+                ),
+                t,
+            )
         if roll < 0.36:  # a crossing IOC
             is_buy = rng.random() < 0.5
             price = px * (101 if is_buy else 99) // 100
             size = lots_for(market, price, rng.randint(20, 1_000))
-            return self.tx(name, PlaceOrder(market=market, is_buy=is_buy, price=usdc_px(market, price), size=size, tif=TIF_IOC, reduce_only=False, cloid=0), t)
+            return self.tx(
+                name,
+                PlaceOrder(
+                    market=market,
+                    is_buy=is_buy,
+                    price=usdc_px(market, price),
+                    size=size,
+                    tif=TIF_IOC,
+                    reduce_only=False,
+                    cloid=0,
+                ),
+                t,
+            )
         if roll < 0.40:  # a market order
             size = lots_for(market, px, rng.randint(20, 800))
-            return self.tx(name, MarketOrder(market=market, is_buy=rng.random() < 0.5, size=size, slippage_bps=300, reduce_only=False, cloid=0), t)
+            return self.tx(
+                name,
+                MarketOrder(
+                    market=market, is_buy=rng.random() < 0.5, size=size, slippage_bps=300, reduce_only=False, cloid=0
+                ),
+                t,
+            )
         if roll < 0.50 and self.resting:  # cancel a resting order (its owner signs)
             oid = self._pick_resting()
             o = self.resting.pop(oid)
@@ -374,7 +430,16 @@ class Planner:
             mpx = self.price[o.market]
             is_buy = rng.random() < 0.5
             price = mpx * (10_000 - rng.randint(20, 300) if is_buy else 10_000 + rng.randint(20, 300)) // 10_000
-            return self.tx(self.names[o.owner], Modify(market=o.market, oid=oid, price=usdc_px(o.market, price), size=lots_for(o.market, price, rng.randint(20, 1_500))), t)
+            return self.tx(
+                self.names[o.owner],
+                Modify(
+                    market=o.market,
+                    oid=oid,
+                    price=usdc_px(o.market, price),
+                    size=lots_for(o.market, price, rng.randint(20, 1_500)),
+                ),
+                t,
+            )
         if roll < 0.69:  # transfer
             j = rng.randrange(self.funded - 1)
             j += j >= i
@@ -390,7 +455,9 @@ class Planner:
             return self.tx(name, Withdraw(amount=amount, destination=self.addresses[i]), t)
         if roll < 0.86:
             top = 50 if market == BTC else 25
-            return self.tx(name, UpdateLeverage(market=market, leverage=rng.randint(1, top), is_cross=rng.random() < 0.8), t)
+            return self.tx(
+                name, UpdateLeverage(market=market, leverage=rng.randint(1, top), is_cross=rng.random() < 0.8), t
+            )
         if roll < 0.90:
             return self.tx(name, UpdateIsolatedMargin(market=market, delta=rng.randint(-200, 500) * USDC), t)
         # a TP/SL trigger, reduce-only
@@ -398,8 +465,20 @@ class Planner:
         tp = rng.random() < 0.5
         away = rng.randint(100, 800)
         trig = px * (10_000 - away if is_buy == tp else 10_000 + away) // 10_000
-        return self.tx(name, TriggerOrder(market=market, is_buy=is_buy, size=lots_for(market, trig, rng.randint(20, 1_000)), trigger_price=usdc_px(market, trig),
-                                          is_take_profit=tp, limit_price=0, reduce_only=True, cloid=self.next_cloid()), t)
+        return self.tx(
+            name,
+            TriggerOrder(
+                market=market,
+                is_buy=is_buy,
+                size=lots_for(market, trig, rng.randint(20, 1_000)),
+                trigger_price=usdc_px(market, trig),
+                is_take_profit=tp,
+                limit_price=0,
+                reduce_only=True,
+                cloid=self.next_cloid(),
+            ),
+            t,
+        )
 
     def _pick_resting(self) -> int:
         k = self.rng.randrange(len(self.resting))
@@ -450,9 +529,22 @@ class Planner:
         self.deep_cloids: dict[int, list[int]] = {i: [] for i in self.makers}
         batches = len(ENTRY_PRICES)
         for k, px in enumerate(ENTRY_PRICES):
-            batch = opens[k * len(opens) // batches:(k + 1) * len(opens) // batches]
-            orders = [(self.names[i], PlaceOrder(market=BTC, is_buy=b, price=usdc_px(BTC, px + 100 if b else px - 100), size=lots_for(BTC, px, v),
-                                                 tif=TIF_IOC, reduce_only=False, cloid=0)) for i, b, v in batch]
+            batch = opens[k * len(opens) // batches : (k + 1) * len(opens) // batches]
+            orders = [
+                (
+                    self.names[i],
+                    PlaceOrder(
+                        market=BTC,
+                        is_buy=b,
+                        price=usdc_px(BTC, px + 100 if b else px - 100),
+                        size=lots_for(BTC, px, v),
+                        tif=TIF_IOC,
+                        reduce_only=False,
+                        cloid=0,
+                    ),
+                )
+                for i, b, v in batch
+            ]
             long_lots = sum(a.size for _n, a in orders if a.is_buy)
             short_lots = sum(a.size for _n, a in orders if not a.is_buy)
             self.setup_phases.append((px, self._deep_book(px, long_lots, short_lots)))
@@ -477,7 +569,20 @@ class Planner:
                     price = px - 10 - 5 * k if side_is_buy else px + 10 + 5 * k
                     cloid = self.next_cloid()
                     self.deep_cloids[i].append(cloid)
-                    out.append((self.names[i], PlaceOrder(market=BTC, is_buy=side_is_buy, price=usdc_px(BTC, price), size=per, tif=TIF_GTC, reduce_only=False, cloid=cloid)))
+                    out.append(
+                        (
+                            self.names[i],
+                            PlaceOrder(
+                                market=BTC,
+                                is_buy=side_is_buy,
+                                price=usdc_px(BTC, price),
+                                size=per,
+                                tif=TIF_GTC,
+                                reduce_only=False,
+                                cloid=cloid,
+                            ),
+                        )
+                    )
         return out
 
     def _crash_block(self) -> tuple[int, list[tuple[str, Any, int]]]:
@@ -551,7 +656,21 @@ class Planner:
                     cloid = self.next_cloid()
                     self.ladder[i].append(cloid)
                     size = lots_for(BTC, price, self.rng.randint(2_000, 8_000))
-                    out.append(self.tx(self.names[i], PlaceOrder(market=BTC, is_buy=is_buy, price=usdc_px(BTC, price), size=size, tif=TIF_GTC, reduce_only=False, cloid=cloid), t))
+                    out.append(
+                        self.tx(
+                            self.names[i],
+                            PlaceOrder(
+                                market=BTC,
+                                is_buy=is_buy,
+                                price=usdc_px(BTC, price),
+                                size=size,
+                                tif=TIF_GTC,
+                                reduce_only=False,
+                                cloid=cloid,
+                            ),
+                            t,
+                        )
+                    )
         return out
 
     def _background(self, t: int, count: int) -> list[tuple[str, Any, int]]:
@@ -602,14 +721,28 @@ class GenerateResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "log": self.path, "blocks": self.blocks, "txs": self.txs, "bytes": self.bytes, "seconds": round(self.seconds, 3),
-            "txs_per_second": round(self.txs / self.seconds, 1) if self.seconds > 0 else None, "state_root": self.state_root,
-            "rejected": self.rejected, "liquidations": self.liquidations, "backstops": self.backstops, "adl_fills": self.adl_fills,
+            "log": self.path,
+            "blocks": self.blocks,
+            "txs": self.txs,
+            "bytes": self.bytes,
+            "seconds": round(self.seconds, 3),
+            "txs_per_second": round(self.txs / self.seconds, 1) if self.seconds > 0 else None,
+            "state_root": self.state_root,
+            "rejected": self.rejected,
+            "liquidations": self.liquidations,
+            "backstops": self.backstops,
+            "adl_fills": self.adl_fills,
         }
 
 
-def generate(path: str | os.PathLike[str], spec: GenerateSpec, *, workers: int = 1, progress: bool = False,
-             on_block: Callable[[Any], None] | None = None) -> GenerateResult:
+def generate(
+    path: str | os.PathLike[str],
+    spec: GenerateSpec,
+    *,
+    workers: int = 1,
+    progress: bool = False,
+    on_block: Callable[[Any], None] | None = None,
+) -> GenerateResult:
     """Write the log of ``spec`` to ``path`` (overwritten) through the real producer."""
     spec.check()
     genesis = generated_genesis(spec)
@@ -631,8 +764,15 @@ def generate(path: str | os.PathLike[str], spec: GenerateSpec, *, workers: int =
                     TimeRemainingColumn,
                 )
 
-                bar = Progress(TextColumn("generate"), BarColumn(), MofNCompleteColumn(), TextColumn("blocks"), TimeRemainingColumn(),
-                               console=Console(stderr=True), transient=True)
+                bar = Progress(
+                    TextColumn("generate"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TextColumn("blocks"),
+                    TimeRemainingColumn(),
+                    console=Console(stderr=True),
+                    transient=True,
+                )
                 bar.start()
                 task = bar.add_task("generate", total=spec.blocks)
             chunk = plan_chunk_blocks(spec.txs_per_block)
@@ -644,7 +784,7 @@ def generate(path: str | os.PathLike[str], spec: GenerateSpec, *, workers: int =
                 signed = signing.sign(flat)
                 pos = 0
                 for t, items in plans:
-                    txs = signed[pos:pos + len(items)]
+                    txs = signed[pos : pos + len(items)]
                     pos += len(items)
                     executed = p.block(txs, time_ms=t)
                     planner.observe(executed.events)
@@ -666,9 +806,18 @@ def generate(path: str | os.PathLike[str], spec: GenerateSpec, *, workers: int =
         if bar is not None:
             bar.stop()
         signing.close()
-    return GenerateResult(path=os.fspath(path), blocks=height, txs=counts["txs"], bytes=os.path.getsize(path), seconds=time.perf_counter() - start,
-                          state_root=root, rejected=counts["rejected"], liquidations=counts["liquidations"], backstops=counts["backstops"],
-                          adl_fills=counts["adl_fills"])
+    return GenerateResult(
+        path=os.fspath(path),
+        blocks=height,
+        txs=counts["txs"],
+        bytes=os.path.getsize(path),
+        seconds=time.perf_counter() - start,
+        state_root=root,
+        rejected=counts["rejected"],
+        liquidations=counts["liquidations"],
+        backstops=counts["backstops"],
+        adl_fills=counts["adl_fills"],
+    )
 
 
 def _count(counts: dict[str, int], executed: Any) -> None:
@@ -687,9 +836,24 @@ def _count(counts: dict[str, int], executed: Any) -> None:
 
 def block_waterfall_counts(events: list[Any]) -> dict[str, int]:
     """Per-block counts of the waterfall's evidence (what the cascade fixture's expected JSON records)."""
-    out = {"liquidations": 0, "market_liquidations": 0, "backstops": 0, "insurance_covers": 0, "adl_fills": 0, "adl_shortfalls": 0, "haircuts": 0}
-    names = {"LiquidationTriggered": "liquidations", "MarketLiquidation": "market_liquidations", "Backstop": "backstops",
-             "InsuranceCover": "insurance_covers", "AdlStep": "adl_fills", "AdlShortfall": "adl_shortfalls", "Haircut": "haircuts"}
+    out = {
+        "liquidations": 0,
+        "market_liquidations": 0,
+        "backstops": 0,
+        "insurance_covers": 0,
+        "adl_fills": 0,
+        "adl_shortfalls": 0,
+        "haircuts": 0,
+    }
+    names = {
+        "LiquidationTriggered": "liquidations",
+        "MarketLiquidation": "market_liquidations",
+        "Backstop": "backstops",
+        "InsuranceCover": "insurance_covers",
+        "AdlStep": "adl_fills",
+        "AdlShortfall": "adl_shortfalls",
+        "Haircut": "haircuts",
+    }
     for e in events:
         key = names.get(type(e).__name__)
         if key is not None:
@@ -699,17 +863,41 @@ def block_waterfall_counts(events: list[Any]) -> dict[str, int]:
 
 # ---------------------------------------------------------------- CLI
 def add_generate_command(sub: Any) -> None:
-    p = sub.add_parser("generate", help="write a seeded, realistic load log (normal trading or a liquidation cascade) through the producer")
+    p = sub.add_parser(
+        "generate",
+        help="write a seeded, realistic load log (normal trading or a liquidation cascade) through the producer",
+    )
     p.add_argument("--out", required=True, metavar="LOG", help="the log file to write (replaced if it exists)")
     p.add_argument("--accounts", type=int, required=True, metavar="N", help="number of accounts")
     p.add_argument("--blocks", type=int, required=True, metavar="B", help="number of blocks")
-    p.add_argument("--txs-per-block", type=int, required=True, metavar="T", help="user transactions per block (plus one oracle update per publisher)")
+    p.add_argument(
+        "--txs-per-block",
+        type=int,
+        required=True,
+        metavar="T",
+        help="user transactions per block (plus one oracle update per publisher)",
+    )
     p.add_argument("--seed", type=int, required=True, metavar="S", help="the seed: same options, same bytes")
-    p.add_argument("--profile", choices=PROFILES, default="normal", help="normal trading (default) or a crash with liquidations, backstops and ADL waves")
+    p.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default="normal",
+        help="normal trading (default) or a crash with liquidations, backstops and ADL waves",
+    )
     p.add_argument("--markets", type=int, default=2, choices=(1, 2), help="markets: BTC, or BTC and ETH (default 2)")
-    p.add_argument("--policy", default="hyperliquid", metavar="NAME", help="the genesis liquidation/ADL policy (default hyperliquid)")
-    p.add_argument("--workers", type=int, default=None, metavar="W",
-                   help="signing processes (default: the CPU count; the output does not depend on it)")
+    p.add_argument(
+        "--policy",
+        default="hyperliquid",
+        metavar="NAME",
+        help="the genesis liquidation/ADL policy (default hyperliquid)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="W",
+        help="signing processes (default: the CPU count; the output does not depend on it)",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_generate)
 
@@ -720,8 +908,15 @@ def cmd_generate(args: Any) -> int:
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
     if workers < 1:
         raise CliError("--workers must be >= 1", error_code="BAD_GENERATE_OPTIONS")
-    spec = GenerateSpec(accounts=args.accounts, blocks=args.blocks, txs_per_block=args.txs_per_block, seed=args.seed, profile=args.profile, markets=args.markets,
-                        policy=args.policy)
+    spec = GenerateSpec(
+        accounts=args.accounts,
+        blocks=args.blocks,
+        txs_per_block=args.txs_per_block,
+        seed=args.seed,
+        profile=args.profile,
+        markets=args.markets,
+        policy=args.policy,
+    )
     try:
         spec.check()
     except GenerateError as exc:
@@ -738,7 +933,9 @@ def cmd_generate(args: Any) -> int:
     if args.json:
         print_json(d)
     else:
-        print(f"wrote {args.out}: {d['blocks']} blocks, {d['txs']} transactions ({d['rejected']} rejected), {d['bytes']:,} bytes in {d['seconds']:.1f} s "
-              f"({d['txs_per_second']} tx/s, {workers} signing workers); liquidations {d['liquidations']}, backstops {d['backstops']}, "
-              f"ADL fills {d['adl_fills']}; state root {d['state_root']}")
+        print(
+            f"wrote {args.out}: {d['blocks']} blocks, {d['txs']} transactions ({d['rejected']} rejected), {d['bytes']:,} bytes in {d['seconds']:.1f} s "
+            f"({d['txs_per_second']} tx/s, {workers} signing workers); liquidations {d['liquidations']}, backstops {d['backstops']}, "
+            f"ADL fills {d['adl_fills']}; state root {d['state_root']}"
+        )
     return EXIT_OK

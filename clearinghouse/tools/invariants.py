@@ -21,8 +21,9 @@ sentences with the numbers); an empty list means the state is sound.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import msgspec
 
@@ -80,8 +81,10 @@ def check_conservation(s: Snapshot) -> list[str]:
     total = sum(a.cash for a in s.accounts.values()) + sum(p.iso_cash for p in s.positions.values())
     expected = s.chain.deposits - s.chain.withdrawals
     if total != expected:
-        return [f"conservation: deposits - withdrawals = {expected} ({_usdc(expected)} USDC), but cash in state = {total} "
-                f"({_usdc(total)} USDC; difference {_usdc(total - expected)} USDC)"]
+        return [
+            f"conservation: deposits - withdrawals = {expected} ({_usdc(expected)} USDC), but cash in state = {total} "
+            f"({_usdc(total)} USDC; difference {_usdc(total - expected)} USDC)"
+        ]
     return []
 
 
@@ -128,8 +131,10 @@ def check_solvency(s: Snapshot, view: Any) -> list[str]:
     # The one bounded exception (protocol §12.12): the fund may end below zero only once its
     # haircut has taken every account holding an open position down to zero value.
     if fund_value < 0 and still_worth:
-        out.append(f"solvency: insurance fund value {fund_value} < 0 while {len(still_worth)} unit(s) with open positions keep value "
-                   f"(first 0x{still_worth[0].account.hex()})")
+        out.append(
+            f"solvency: insurance fund value {fund_value} < 0 while {len(still_worth)} unit(s) with open positions keep value "
+            f"(first 0x{still_worth[0].account.hex()})"
+        )
     return out
 
 
@@ -148,9 +153,13 @@ def check_bookkeeping(s: Snapshot) -> list[str]:
     order_counts: Counter = Counter(rec.owner for _k, rec in s.orders + s.triggers)
     for addr, acct in s.accounts.items():
         if acct.open_markets != open_markets.get(addr, []):
-            out.append(f"bookkeeping: 0x{addr.hex()} open_markets {acct.open_markets} != positions {open_markets.get(addr, [])}")
+            out.append(
+                f"bookkeeping: 0x{addr.hex()} open_markets {acct.open_markets} != positions {open_markets.get(addr, [])}"
+            )
         if acct.open_orders != order_counts.get(addr, 0):
-            out.append(f"bookkeeping: 0x{addr.hex()} open_orders {acct.open_orders} != {order_counts.get(addr, 0)} orders in the book")
+            out.append(
+                f"bookkeeping: 0x{addr.hex()} open_orders {acct.open_orders} != {order_counts.get(addr, 0)} orders in the book"
+            )
     for addr in open_markets:
         if addr not in s.accounts:
             out.append(f"bookkeeping: 0x{addr.hex()} has positions but no account record")
@@ -179,7 +188,9 @@ def check_all(store: Any, view: Any | None = None) -> list[str]:
     if s.chain is None:
         return ["chain: no chain record (empty store)"]
     return (
-        check_conservation(s) + check_open_interest(s, view) + check_solvency(s, view)
-        + check_bookkeeping(s) + check_book_not_crossed(s, view)
+        check_conservation(s)
+        + check_open_interest(s, view)
+        + check_solvency(s, view)
+        + check_bookkeeping(s)
+        + check_book_not_crossed(s, view)
     )
-

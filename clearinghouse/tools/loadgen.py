@@ -47,7 +47,9 @@ class LoadSpec:
     """Include resting orders, cancels and small crossing IOC orders (else only transfers and cash moves)."""
 
 
-def generate_log(path: str | os.PathLike[str], *, blocks: int, txs: int = 4, accounts: int = 50, seed: int = 1, orders: bool = True) -> int:
+def generate_log(
+    path: str | os.PathLike[str], *, blocks: int, txs: int = 4, accounts: int = 50, seed: int = 1, orders: bool = True
+) -> int:
     """Write a deterministic log of ``blocks`` blocks to ``path`` (overwritten); return the tip height."""
     spec = LoadSpec(blocks=blocks, txs=txs, accounts=accounts, seed=seed, orders=orders)
     with Producer(demo_genesis(), path, overwrite=True) as p:
@@ -129,7 +131,12 @@ class _Generator:
             size = rng.randint(1, 8)  # 0.01 ETH lots: 27-295 USDC
         self.cloid += 1
         self.resting.append((i, market, self.cloid))
-        return self.wallets[i].sign(PlaceOrder(market=market, is_buy=is_buy, price=price, size=size, tif=TIF_ALO, reduce_only=False, cloid=self.cloid), t)
+        return self.wallets[i].sign(
+            PlaceOrder(
+                market=market, is_buy=is_buy, price=price, size=size, tif=TIF_ALO, reduce_only=False, cloid=self.cloid
+            ),
+            t,
+        )
 
     def cancel(self, t: int) -> bytes:
         i, market, cloid = self.resting.pop(self.rng.randrange(len(self.resting)))
@@ -140,4 +147,6 @@ class _Generator:
         market = self.rng.choice((BTC, ETH))
         is_buy = self.rng.random() < 0.5
         price = (btc_px(90_000) if market == BTC else eth_px(3_200)) * (120 if is_buy else 80) // 100
-        return self.wallets[i].sign(PlaceOrder(market=market, is_buy=is_buy, price=price, size=1, tif=TIF_IOC, reduce_only=False, cloid=0), t)
+        return self.wallets[i].sign(
+            PlaceOrder(market=market, is_buy=is_buy, price=price, size=1, tif=TIF_IOC, reduce_only=False, cloid=0), t
+        )

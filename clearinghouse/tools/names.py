@@ -12,7 +12,8 @@ from __future__ import annotations
 import difflib
 import json
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from clearinghouse.spec.state.keys import FEE_POOL, INSURANCE_FUND
 from tx.signing import Signer, checksum_address, parse_address
@@ -20,8 +21,11 @@ from tx.signing import Signer, checksum_address, parse_address
 SYSTEM_NAMES = {INSURANCE_FUND: "insurance_fund", FEE_POOL: "fee_pool"}
 """Names of the reserved system accounts (usable wherever a name is accepted)."""
 SYSTEM_ALIASES = {
-    "insurance_fund": INSURANCE_FUND, "insurance-fund": INSURANCE_FUND, "fund": INSURANCE_FUND,
-    "fee_pool": FEE_POOL, "fee-pool": FEE_POOL,
+    "insurance_fund": INSURANCE_FUND,
+    "insurance-fund": INSURANCE_FUND,
+    "fund": INSURANCE_FUND,
+    "fee_pool": FEE_POOL,
+    "fee-pool": FEE_POOL,
 }
 
 
@@ -71,7 +75,9 @@ def read_names_file(path: str) -> dict[str, bytes]:
     return out
 
 
-def known_names(*, names: str | None = None, scenario: dict[str, bytes] | None = None, include_demo: bool = True) -> dict[str, bytes]:
+def known_names(
+    *, names: str | None = None, scenario: dict[str, bytes] | None = None, include_demo: bool = True
+) -> dict[str, bytes]:
     """Every name a command should understand: system accounts, the demo's, a scenario's (``scenario``:
     name -> address, from ``scenario.parse.scenario_names``), a names file's."""
     out = system_names()
@@ -129,6 +135,10 @@ def who(addr: bytes, names: dict[bytes, str]) -> str:
 
 
 def add_name_args(p: Any) -> None:
-    p.add_argument("--names", default=None, metavar="FILE_OR_LIST",
-                   help="a names file (JSON {name: address} or 'name address' lines) or a comma-separated list of test-key names")
+    p.add_argument(
+        "--names",
+        default=None,
+        metavar="FILE_OR_LIST",
+        help="a names file (JSON {name: address} or 'name address' lines) or a comma-separated list of test-key names",
+    )
     p.add_argument("--scenario", default=None, metavar="FILE", help="take account names from this scenario file")

@@ -56,7 +56,7 @@ class Page:
         self._specs = 0
         self._open = False
 
-    def section(self, heading: str) -> "Page":
+    def section(self, heading: str) -> Page:
         self._close()
         self._parts.append(f"<section><h2>{html.escape(heading)}</h2>")
         self._open = True
@@ -67,49 +67,53 @@ class Page:
             self._parts.append("</section>")
             self._open = False
 
-    def heading(self, text: str) -> "Page":
+    def heading(self, text: str) -> Page:
         self._parts.append(f"<h3>{html.escape(text)}</h3>")
         return self
 
-    def text(self, text: str, *, muted: bool = False) -> "Page":
+    def text(self, text: str, *, muted: bool = False) -> Page:
         cls = ' class="muted"' if muted else ""
         self._parts.append(f"<p{cls}>{html.escape(text)}</p>")
         return self
 
-    def pre(self, lines: list[str]) -> "Page":
+    def pre(self, lines: list[str]) -> Page:
         self._parts.append(f'<pre class="explain">{html.escape(chr(10).join(lines))}</pre>')
         return self
 
-    def stats(self, items: list[tuple[str, str]]) -> "Page":
+    def stats(self, items: list[tuple[str, str]]) -> Page:
         cells = "".join(f"<li><b>{html.escape(v)}</b><span>{html.escape(k)}</span></li>" for k, v in items)
         self._parts.append(f'<ul class="stats">{cells}</ul>')
         return self
 
-    def table(self, headers: list[str], rows: list[list[str]]) -> "Page":
+    def table(self, headers: list[str], rows: list[list[str]]) -> Page:
         head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
         body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
         self._parts.append(f'<table class="plain"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')
         return self
 
-    def chart(self, kind: str, spec: dict[str, Any]) -> "Page":
+    def chart(self, kind: str, spec: dict[str, Any]) -> Page:
         """A chart: ``kind`` is ``line`` or ``bars`` (see charts.js for the spec)."""
         self._specs += 1
         sid = f"chart-spec-{self._specs}"
         data = json.dumps(spec, separators=(",", ":")).replace("</", "<\\/")
-        self._parts.append(f'<div class="chart" data-chart="{kind}" data-spec="{sid}"></div>'
-                           f'<script type="application/json" id="{sid}">{data}</script>')
+        self._parts.append(
+            f'<div class="chart" data-chart="{kind}" data-spec="{sid}"></div>'
+            f'<script type="application/json" id="{sid}">{data}</script>'
+        )
         return self
 
     def html(self) -> str:
         self._close()
         return (
-            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{html.escape(self.title)}</title><style>{_asset('report.css')}</style></head><body>"
             f"<header><h1>{html.escape(self.title)}</h1><p>{html.escape(self.subtitle)}</p></header><main>"
             + "".join(self._parts)
-            + "</main><script>" + _asset("charts.js").replace("</", "<\\/") + "</script>"
+            + "</main><script>"
+            + _asset("charts.js").replace("</", "<\\/")
+            + "</script>"
             "<script>window.addEventListener('DOMContentLoaded', function () { CHCharts.renderAll(); });</script>"
             "</body></html>\n"
         )
@@ -178,7 +182,9 @@ def collect(log: str, names: dict[bytes, str]) -> Collected:
             c.fund.append(account_view(view, INSURANCE_FUND, with_adl=False).account_value / 1e6)
         c.height = src.height
     ranked = sorted(involved, key=lambda a: (involved[a], a))
-    c.involved = [a for a in ranked if a != INSURANCE_FUND][:MAX_ACCOUNTS - 1] + ([INSURANCE_FUND] if INSURANCE_FUND in involved else [])
+    c.involved = [a for a in ranked if a != INSURANCE_FUND][: MAX_ACCOUNTS - 1] + (
+        [INSURANCE_FUND] if INSURANCE_FUND in involved else []
+    )
     if c.involved:
         with Source.open(log) as src:
             sampled = set(c.heights)
@@ -187,7 +193,9 @@ def collect(log: str, names: dict[bytes, str]) -> Collected:
                     continue
                 view = src.view()
                 for a in c.involved:
-                    c.equity.setdefault(a, []).append((block.height, account_view(view, a, with_adl=False).account_value / 1e6))
+                    c.equity.setdefault(a, []).append(
+                        (block.height, account_view(view, a, with_adl=False).account_value / 1e6)
+                    )
     return c
 
 
@@ -200,9 +208,13 @@ def _scan_waterfall(c: Collected, block: Any, involved: dict[bytes, int], names:
             m = c.markets[ev.market]
             kind = {"liquidation": "liquidation", "backstop": "backstop"}.get(ev.kind, "adl")
             who = bytes(ev.taker)
-            label = (f"height {block.height}: {kind} fill {_base(m, ev.size):g} {m.name} at {_px(m, ev.price):,.6g}, "
-                     f"{_who(bytes(ev.taker), names)} / {_who(bytes(ev.maker), names)}")
-            c.markers[ev.market].append({"x": t, "h": block.height, "y": _px(m, ev.price), "kind": kind, "label": label})
+            label = (
+                f"height {block.height}: {kind} fill {_base(m, ev.size):g} {m.name} at {_px(m, ev.price):,.6g}, "
+                f"{_who(bytes(ev.taker), names)} / {_who(bytes(ev.maker), names)}"
+            )
+            c.markers[ev.market].append(
+                {"x": t, "h": block.height, "y": _px(m, ev.price), "kind": kind, "label": label}
+            )
             c.counts[kind + "_fills"] = c.counts.get(kind + "_fills", 0) + 1
             involved.setdefault(who, 0 if kind == "liquidation" else 1)
             hot = True
@@ -217,8 +229,15 @@ def _scan_waterfall(c: Collected, block: Any, involved: dict[bytes, int], names:
             elif name == "DeficitCover":
                 involved.setdefault(bytes(ev.counterparty), 1)
             elif name == "InsuranceCover" and ev.paid:
-                c.fund_markers.append({"x": t, "h": block.height, "y": None, "kind": "cover",
-                                       "label": f"height {block.height}: the fund paid {ev.paid / 1e6:,.6g} USDC of {_who(bytes(ev.account), names)}'s deficit"})
+                c.fund_markers.append(
+                    {
+                        "x": t,
+                        "h": block.height,
+                        "y": None,
+                        "kind": "cover",
+                        "label": f"height {block.height}: the fund paid {ev.paid / 1e6:,.6g} USDC of {_who(bytes(ev.account), names)}'s deficit",
+                    }
+                )
                 involved.setdefault(bytes(ev.account), 0)
     return hot
 
@@ -256,19 +275,43 @@ def _markers(c: Collected, markers: list[dict[str, Any]]) -> list[dict[str, Any]
 def price_chart(c: Collected, market: int) -> dict[str, Any]:
     m = c.markets[market]
     xs = _xs(c)
-    return {"title": f"{m.name}: mark and oracle (USDC), with liquidation, backstop and ADL fills", "yLabel": "USDC", **_axis(c),
-            "series": [{"name": "mark", "points": list(zip(xs, c.mark[market])), "color": "#1f77b4", "step": True},
-                       {"name": "oracle", "points": list(zip(xs, c.oracle[market])), "color": "#7f7f7f", "dash": "5,3", "step": True}],
-            "markers": _markers(c, c.markers[market])}
+    return {
+        "title": f"{m.name}: mark and oracle (USDC), with liquidation, backstop and ADL fills",
+        "yLabel": "USDC",
+        **_axis(c),
+        "series": [
+            {"name": "mark", "points": list(zip(xs, c.mark[market])), "color": "#1f77b4", "step": True},
+            {
+                "name": "oracle",
+                "points": list(zip(xs, c.oracle[market])),
+                "color": "#7f7f7f",
+                "dash": "5,3",
+                "step": True,
+            },
+        ],
+        "markers": _markers(c, c.markers[market]),
+    }
 
 
-def series_chart(c: Collected, title: str, y_label: str, series: list[tuple[str, list[float]]], *,
-                 markers: list[dict[str, Any]] | None = None, zero_based: bool = False) -> dict[str, Any]:
+def series_chart(
+    c: Collected,
+    title: str,
+    y_label: str,
+    series: list[tuple[str, list[float]]],
+    *,
+    markers: list[dict[str, Any]] | None = None,
+    zero_based: bool = False,
+) -> dict[str, Any]:
     """A step-line chart of per-sample values (one value per sampled block) on the report's x axis."""
     xs = _xs(c)
-    return {"title": title, "yLabel": y_label, **_axis(c), "zeroBased": zero_based,
-            "series": [{"name": n, "points": [list(p) for p in zip(xs, vals)], "step": True} for n, vals in series],
-            "markers": _markers(c, markers or [])}
+    return {
+        "title": title,
+        "yLabel": y_label,
+        **_axis(c),
+        "zeroBased": zero_based,
+        "series": [{"name": n, "points": [list(p) for p in zip(xs, vals)], "step": True} for n, vals in series],
+        "markers": _markers(c, markers or []),
+    }
 
 
 def queue_chart(ev: Any, steps: list[Any], names: dict[bytes, str], market: Any) -> dict[str, Any]:
@@ -278,10 +321,21 @@ def queue_chart(ev: Any, steps: list[Any], names: dict[bytes, str], market: Any)
         value = int(e.index_num) / int(e.index_den) if int(e.index_den) else 0.0
         who = bytes(e.account)
         step = closed.get(who)
-        note = f"size {_base(market, abs(e.size)):g} {market.name}" + (f"; deleveraged {_base(market, step.size):g}" if step else "")
-        bars.append({"label": f"#{i + 1} {_who(who, names)}", "value": round(value, 6), "note": note, "highlight": step is not None})
-    return {"title": f"ADL queue in {market.name}: ranking index of the top {len(bars)} of {ev.queue_length} (highlighted: deleveraged)",
-            "bars": bars}
+        note = f"size {_base(market, abs(e.size)):g} {market.name}" + (
+            f"; deleveraged {_base(market, step.size):g}" if step else ""
+        )
+        bars.append(
+            {
+                "label": f"#{i + 1} {_who(who, names)}",
+                "value": round(value, 6),
+                "note": note,
+                "highlight": step is not None,
+            }
+        )
+    return {
+        "title": f"ADL queue in {market.name}: ranking index of the top {len(bars)} of {ev.queue_length} (highlighted: deleveraged)",
+        "bars": bars,
+    }
 
 
 # ---------------------------------------------------------------- the report
@@ -294,45 +348,97 @@ def build_report(log: str, *, names: dict[bytes, str] | None = None, title: str 
         names.setdefault(a, n)
     c = collect(log, names)
     legend = Legend(markets=[MarketInfo(m.index, m.name, m.sz_decimals) for m in c.markets], names=dict(names))
-    page = Page(title or f"Cascade report: {os.path.basename(log)}",
-                f"{os.path.abspath(log)} · {c.height} blocks · policy {c.policy} · generated offline by clearinghouse report")
-    page.section("Summary").stats([
-        ("blocks", f"{c.height:,}"), ("liquidations", str(c.counts.get("LiquidationTriggered", 0))),
-        ("liquidation fills", str(c.counts.get("liquidation_fills", 0))), ("backstops", str(c.counts.get("Backstop", 0))),
-        ("insurance covers", str(c.counts.get("InsuranceCover", 0))), ("ADL fills", str(c.counts.get("adl_fills", 0))),
-        ("accounts involved", str(len(c.involved))),
-    ])
+    page = Page(
+        title or f"Cascade report: {os.path.basename(log)}",
+        f"{os.path.abspath(log)} · {c.height} blocks · policy {c.policy} · generated offline by clearinghouse report",
+    )
+    page.section("Summary").stats(
+        [
+            ("blocks", f"{c.height:,}"),
+            ("liquidations", str(c.counts.get("LiquidationTriggered", 0))),
+            ("liquidation fills", str(c.counts.get("liquidation_fills", 0))),
+            ("backstops", str(c.counts.get("Backstop", 0))),
+            ("insurance covers", str(c.counts.get("InsuranceCover", 0))),
+            ("ADL fills", str(c.counts.get("adl_fills", 0))),
+            ("accounts involved", str(len(c.involved))),
+        ]
+    )
     if by_height(c):
-        page.text("Charts are drawn against block height: block times are very uneven here (hover a marker for its block).", muted=True)
+        page.text(
+            "Charts are drawn against block height: block times are very uneven here (hover a marker for its block).",
+            muted=True,
+        )
     if len(c.times) < c.height:
-        page.text(f"{len(c.times):,} of {c.height:,} blocks sampled (every block with a waterfall event is included).", muted=True)
+        page.text(
+            f"{len(c.times):,} of {c.height:,} blocks sampled (every block with a waterfall event is included).",
+            muted=True,
+        )
     page.section("Prices: mark against oracle")
     for m in c.markets:
         page.chart("line", price_chart(c, m.index))
     page.section("Open interest")
-    page.chart("line", series_chart(c, "Open interest (base asset, one side)", "size",
-                                    [(m.name, c.open_interest[m.index]) for m in c.markets], zero_based=True))
+    page.chart(
+        "line",
+        series_chart(
+            c,
+            "Open interest (base asset, one side)",
+            "size",
+            [(m.name, c.open_interest[m.index]) for m in c.markets],
+            zero_based=True,
+        ),
+    )
     page.section("Insurance fund")
-    page.chart("line", series_chart(c, "Insurance fund value (USDC: cash plus any taken-over positions at mark)", "USDC",
-                                    [("insurance fund", c.fund)], markers=c.fund_markers))
+    page.chart(
+        "line",
+        series_chart(
+            c,
+            "Insurance fund value (USDC: cash plus any taken-over positions at mark)",
+            "USDC",
+            [("insurance fund", c.fund)],
+            markers=c.fund_markers,
+        ),
+    )
     page.section("ADL queues")
     queues = [(b, e) for b in c.waterfall_blocks for e in b.events if type(e).__name__ == "AdlQueue"]
     if not queues:
         page.text("No auto-deleveraging happened on this chain.", muted=True)
     for b, q in queues:
         m = c.markets[q.market]
-        steps = [e for e in b.events if type(e).__name__ == "AdlStep" and e.market == q.market and bytes(e.underwater) == bytes(q.underwater)]
-        page.heading(f"Height {b.height}: {_who(bytes(q.underwater), names)}'s {legend.unit_phrase(q.underwater_unit)} underwater "
-                     f"({_base(m, abs(q.underwater_size)):g} {m.name}), bankruptcy price {_px(m, q.bankruptcy_price):,.6g}, policy {q.policy}")
+        steps = [
+            e
+            for e in b.events
+            if type(e).__name__ == "AdlStep" and e.market == q.market and bytes(e.underwater) == bytes(q.underwater)
+        ]
+        page.heading(
+            f"Height {b.height}: {_who(bytes(q.underwater), names)}'s {legend.unit_phrase(q.underwater_unit)} underwater "
+            f"({_base(m, abs(q.underwater_size)):g} {m.name}), bankruptcy price {_px(m, q.bankruptcy_price):,.6g}, policy {q.policy}"
+        )
         page.chart("bars", queue_chart(q, steps, names, m))
         if steps:
-            page.table(["rank", "counterparty", "size", "price", "realized PnL (USDC)"],
-                       [[str(s.rank), _who(bytes(s.counterparty), names), f"{_base(m, s.size):g}", f"{_px(m, s.price):,.6g}", f"{s.realized_pnl / 1e6:,.2f}"]
-                        for s in steps])
+            page.table(
+                ["rank", "counterparty", "size", "price", "realized PnL (USDC)"],
+                [
+                    [
+                        str(s.rank),
+                        _who(bytes(s.counterparty), names),
+                        f"{_base(m, s.size):g}",
+                        f"{_px(m, s.price):,.6g}",
+                        f"{s.realized_pnl / 1e6:,.2f}",
+                    ]
+                    for s in steps
+                ],
+            )
     page.section("Equity of the accounts involved")
     if c.involved:
-        page.chart("line", series_chart(c, "Account value (USDC) of every account the waterfall touched", "USDC",
-                                        [(_who(a, names), [v for _h, v in c.equity.get(a, [])]) for a in c.involved]))
+        page.chart(
+            "line",
+            series_chart(
+                c,
+                "Account value (USDC) of every account the waterfall touched",
+                "USDC",
+                [(_who(a, names), [v for _h, v in c.equity.get(a, [])]) for a in c.involved],
+            ),
+        )
     else:
         page.text("No account was liquidated or deleveraged.", muted=True)
     page.section("Incidents, explained")
@@ -354,7 +460,10 @@ def cmd_report(args: Any) -> int:
     from clearinghouse.tools.console import EXIT_OK, CliError
 
     if os.path.isdir(args.log):
-        raise CliError(f"{args.log} is a folder: report needs the log (a state database keeps only its last state)", error_code="NOT_A_LOG")
+        raise CliError(
+            f"{args.log} is a folder: report needs the log (a state database keeps only its last state)",
+            error_code="NOT_A_LOG",
+        )
     if not os.path.isfile(args.log):
         raise CliError(f"no such log file: {args.log}", error_code="NO_SUCH_FILE")
     try:
@@ -375,7 +484,9 @@ def cmd_report(args: Any) -> int:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-    print(f"wrote {out} ({len(text.encode('utf-8')):,} bytes; open it in a browser, it needs no network)", file=sys.stderr)
+    print(
+        f"wrote {out} ({len(text.encode('utf-8')):,} bytes; open it in a browser, it needs no network)", file=sys.stderr
+    )
     return EXIT_OK
 
 
@@ -385,7 +496,9 @@ def add_report_command(sub: Any) -> None:
 
     p = sub.add_parser("report", help="a self-contained offline HTML cascade report of a log (charts and explanations)")
     p.add_argument("log", metavar="LOG", help="the log file to report on")
-    p.add_argument("-o", "--output", default="report.html", metavar="FILE", help="where to write the page (default: report.html)")
+    p.add_argument(
+        "-o", "--output", default="report.html", metavar="FILE", help="where to write the page (default: report.html)"
+    )
     p.add_argument("--title", default=None, help="the page title (default: 'Cascade report: LOG')")
     add_name_args(p)
     p.set_defaults(func=cli_command(cmd_report), json=False)

@@ -39,7 +39,14 @@ def usdc(micro: int) -> str:
     return micro_to_usdc(micro, grouping=True)
 
 
-def replay_into_db(log_path: str, db_path: str | None, *, progress: bool = False, labels: dict[bytes, str] | None = None, after_block: Any = None) -> ReplayResult:
+def replay_into_db(
+    log_path: str,
+    db_path: str | None,
+    *,
+    progress: bool = False,
+    labels: dict[bytes, str] | None = None,
+    after_block: Any = None,
+) -> ReplayResult:
     """Replay ``log_path`` into an LMDB store at ``db_path`` (or memory when None).
 
     ``after_block(store, entry, executed)`` is called after each block (``executed``
@@ -77,7 +84,9 @@ def replay_into_db(log_path: str, db_path: str | None, *, progress: bool = False
             )
 
             total = max(scan_log(log_path).frames - 1, 0)
-            with Progress(TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True) as bar:
+            with Progress(
+                TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
+            ) as bar:
                 task = bar.add_task("blocks", total=total)
 
                 def tick(entry: Any, executed: Any) -> None:
@@ -88,8 +97,13 @@ def replay_into_db(log_path: str, db_path: str | None, *, progress: bool = False
         else:
             stats = replay_log(engine, log_path, on_block=count)
         result = ReplayResult(
-            log=os.path.abspath(log_path), db=os.path.abspath(db_path) if db_path else None,
-            height=store.height, state_root=store.root, stats=stats, event_counts=counts, rejected_codes=codes,
+            log=os.path.abspath(log_path),
+            db=os.path.abspath(db_path) if db_path else None,
+            height=store.height,
+            state_root=store.root,
+            stats=stats,
+            event_counts=counts,
+            rejected_codes=codes,
         )
         result.accounts = account_rows(engine, labels or {})
         if after_block is not None and hasattr(after_block, "summary"):
@@ -127,11 +141,18 @@ def account_rows(engine: Engine, labels: dict[bytes, str]) -> list[dict[str, Any
         addr = key[1:]
         acct = view.get(key)
         health = cross_health(view, addr)
-        rows.append({
-            "address": checksum_address(addr), "name": labels.get(addr, "") or SYSTEM_NAMES.get(addr, ""), "cash": acct.cash, "value": health.value,
-            "cash_usdc": micro_to_usdc(acct.cash), "value_usdc": micro_to_usdc(health.value),
-            "positions": len(acct.open_markets), "open_orders": acct.open_orders,
-        })
+        rows.append(
+            {
+                "address": checksum_address(addr),
+                "name": labels.get(addr, "") or SYSTEM_NAMES.get(addr, ""),
+                "cash": acct.cash,
+                "value": health.value,
+                "cash_usdc": micro_to_usdc(acct.cash),
+                "value_usdc": micro_to_usdc(health.value),
+                "positions": len(acct.open_markets),
+                "open_orders": acct.open_orders,
+            }
+        )
     return rows
 
 
@@ -167,7 +188,9 @@ def summary_dict(result: ReplayResult, *, top: int | None = None) -> dict[str, A
     return out
 
 
-def render_summary(con: Any, s: dict[str, Any], *, title: str, top: int | None = 20, wide: bool = False, quiet: bool = False) -> None:
+def render_summary(
+    con: Any, s: dict[str, Any], *, title: str, top: int | None = 20, wide: bool = False, quiet: bool = False
+) -> None:
     """The summary in words and one accounts table (the ``top`` most valuable; None or 0 for all)."""
     from rich.markup import escape
 
@@ -178,18 +201,43 @@ def render_summary(con: Any, s: dict[str, Any], *, title: str, top: int | None =
         con.print(f"  state db     {escape(s['db'])}")
     con.print(f"  height       {s['height']}  ({s['blocks_applied']} applied, {s['blocks_skipped']} already stored)")
     con.print(f"  state root   {s['state_root']}")
-    con.print(f"  transactions {s['txs']:,}  ({s['rejected']:,} rejected: {', '.join(f'{k} x{v}' for k, v in s['rejected_by_code'].items()) or 'none'})")
+    con.print(
+        f"  transactions {s['txs']:,}  ({s['rejected']:,} rejected: {', '.join(f'{k} x{v}' for k, v in s['rejected_by_code'].items()) or 'none'})"
+    )
     con.print(f"  fills {s['fills']:,}, funding payments {s['funding_payments']:,}")
-    con.print(f"  liquidations {s['liquidations']} ({s['liquidation_fills']} fills into the book), insurance-fund covers {s['insurance_covers']}, backstops {s['backstops']}, ADL fills {s['adl_fills']}")
+    con.print(
+        f"  liquidations {s['liquidations']} ({s['liquidation_fills']} fills into the book), insurance-fund covers {s['insurance_covers']}, backstops {s['backstops']}, ADL fills {s['adl_fills']}"
+    )
     if quiet:
         return
     accounts = sorted(s["accounts"], key=lambda r: (-r["value"], r["address"]))
     shown = accounts[:top] if top else accounts
-    columns = [Column("account", justify="left"), Column("address", justify="left", priority=3), Column("cash (USDC)"),
-               Column("value (USDC)"), Column("positions", priority=2), Column("orders", priority=1)]
-    rows = [[row.get("name") or row["address"], row["address"] if row.get("name") else "", usdc(row["cash"]), usdc(row["value"]),
-             str(row["positions"]), str(row["open_orders"])] for row in shown]
-    render_table(con, columns, rows, title=f"Accounts by value ({len(shown)} of {s.get('account_count', len(accounts))})", wide=wide)
+    columns = [
+        Column("account", justify="left"),
+        Column("address", justify="left", priority=3),
+        Column("cash (USDC)"),
+        Column("value (USDC)"),
+        Column("positions", priority=2),
+        Column("orders", priority=1),
+    ]
+    rows = [
+        [
+            row.get("name") or row["address"],
+            row["address"] if row.get("name") else "",
+            usdc(row["cash"]),
+            usdc(row["value"]),
+            str(row["positions"]),
+            str(row["open_orders"]),
+        ]
+        for row in shown
+    ]
+    render_table(
+        con,
+        columns,
+        rows,
+        title=f"Accounts by value ({len(shown)} of {s.get('account_count', len(accounts))})",
+        wide=wide,
+    )
     rest = s.get("account_count", len(accounts)) - len(shown)
     if rest > 0:
         con.print(f"  ... and {rest:,} more accounts (--top N to show more, --top 0 for all, --json for everything)")
@@ -225,27 +273,50 @@ def account_report(store: Any, addr: bytes, *, with_proof: bool, name: str | Non
         "positions": [],
     }
     if av.exists:
-        for key, value in (("value", av.cross_value), ("maintenance_margin", av.cross_maintenance), ("initial_margin", av.cross_initial),
-                           ("account_value", av.account_value), ("margin_used", av.margin_used), ("withdrawable", av.withdrawable),
-                           ("total_notional", av.total_notional)):
+        for key, value in (
+            ("value", av.cross_value),
+            ("maintenance_margin", av.cross_maintenance),
+            ("initial_margin", av.cross_initial),
+            ("account_value", av.account_value),
+            ("margin_used", av.margin_used),
+            ("withdrawable", av.withdrawable),
+            ("total_notional", av.total_notional),
+        ):
             report[key] = value
             report[key + "_usdc"] = usdc_str(value)
         for p in av.positions:
             d = p.market.sz_decimals
-            report["positions"].append({
-                "market": p.market.index, "coin": p.market.name, "size": p.size, "size_base": base_str(p.size, d),
-                "cost": p.cost, "cost_usdc": usdc_str(p.cost), "leverage": p.leverage, "is_cross": p.is_cross,
-                "margin_mode": "cross" if p.is_cross else "isolated", "iso_cash": p.iso_cash, "iso_cash_usdc": usdc_str(p.iso_cash),
-                "mark_price": p.mark, "mark_price_usdc": px_str(p.mark, d), "entry_price_usdc": px_str(p.entry_px, d, extra=2),
-                "position_value": p.position_value, "position_value_usdc": usdc_str(p.position_value),
-                "unrealized_pnl": p.unrealized_pnl, "unrealized_pnl_usdc": usdc_str(p.unrealized_pnl),
-                "return_on_equity": frac_str(p.return_on_equity, 6),
-                "liquidation_price_usdc": px_str(p.liquidation_px, d, extra=2),
-                "margin_used": p.margin_used, "margin_used_usdc": usdc_str(p.margin_used),
-                "maintenance_margin": p.maintenance, "maintenance_margin_usdc": usdc_str(p.maintenance),
-                "adl": p.adl,
-            })
+            report["positions"].append(
+                {
+                    "market": p.market.index,
+                    "coin": p.market.name,
+                    "size": p.size,
+                    "size_base": base_str(p.size, d),
+                    "cost": p.cost,
+                    "cost_usdc": usdc_str(p.cost),
+                    "leverage": p.leverage,
+                    "is_cross": p.is_cross,
+                    "margin_mode": "cross" if p.is_cross else "isolated",
+                    "iso_cash": p.iso_cash,
+                    "iso_cash_usdc": usdc_str(p.iso_cash),
+                    "mark_price": p.mark,
+                    "mark_price_usdc": px_str(p.mark, d),
+                    "entry_price_usdc": px_str(p.entry_px, d, extra=2),
+                    "position_value": p.position_value,
+                    "position_value_usdc": usdc_str(p.position_value),
+                    "unrealized_pnl": p.unrealized_pnl,
+                    "unrealized_pnl_usdc": usdc_str(p.unrealized_pnl),
+                    "return_on_equity": frac_str(p.return_on_equity, 6),
+                    "liquidation_price_usdc": px_str(p.liquidation_px, d, extra=2),
+                    "margin_used": p.margin_used,
+                    "margin_used_usdc": usdc_str(p.margin_used),
+                    "maintenance_margin": p.maintenance,
+                    "maintenance_margin_usdc": usdc_str(p.maintenance),
+                    "adl": p.adl,
+                }
+            )
     if with_proof:
+
         def proof_of(key: bytes) -> dict[str, Any]:
             value = store.get(key)
             proof = store.prove(key)
@@ -258,7 +329,10 @@ def account_report(store: Any, addr: bytes, *, with_proof: bool, name: str | Non
             }
 
         report["proof"] = proof_of(account_key(addr))
-        report["position_proofs"] = [dict(proof_of(position_key(p["market"], addr)), market=p["market"], coin=p["coin"]) for p in report["positions"]]
+        report["position_proofs"] = [
+            dict(proof_of(position_key(p["market"], addr)), market=p["market"], coin=p["coin"])
+            for p in report["positions"]
+        ]
     return report
 
 
@@ -274,20 +348,51 @@ def render_account(con: Any, r: dict[str, Any], *, wide: bool = False) -> None:
     if not r["exists"]:
         con.print("  (no such account in state)")
     else:
-        con.print(f"  account value {usdc(r['account_value'])} USDC (cross {usdc(r['value'])}), cash {usdc(r['cash'])} USDC")
-        con.print(f"  margin used {usdc(r['margin_used'])} USDC, cross maintenance {usdc(r['maintenance_margin'])} USDC, "
-                  f"withdrawable {usdc(r['withdrawable'])} USDC, open orders {r['open_orders']}")
+        con.print(
+            f"  account value {usdc(r['account_value'])} USDC (cross {usdc(r['value'])}), cash {usdc(r['cash'])} USDC"
+        )
+        con.print(
+            f"  margin used {usdc(r['margin_used'])} USDC, cross maintenance {usdc(r['maintenance_margin'])} USDC, "
+            f"withdrawable {usdc(r['withdrawable'])} USDC, open orders {r['open_orders']}"
+        )
         if r["positions"]:
-            columns = [Column("coin", justify="left"), Column("size"), Column("entry"), Column("mark", priority=2), Column("uPnL (USDC)"),
-                       Column("liq. price"), Column("margin (USDC)", priority=1), Column("mode", justify="left", priority=3),
-                       Column("ADL rank", priority=2)]
+            columns = [
+                Column("coin", justify="left"),
+                Column("size"),
+                Column("entry"),
+                Column("mark", priority=2),
+                Column("uPnL (USDC)"),
+                Column("liq. price"),
+                Column("margin (USDC)", priority=1),
+                Column("mode", justify="left", priority=3),
+                Column("ADL rank", priority=2),
+            ]
             rows = []
             for p in r["positions"]:
                 adl = p.get("adl")
-                rank = "-" if not adl else (f"{adl['rank']}/{adl['queue_length']} (q{adl['quintile']})" if adl["rank"] is not None else f"not eligible/{adl['queue_length']}")
+                rank = (
+                    "-"
+                    if not adl
+                    else (
+                        f"{adl['rank']}/{adl['queue_length']} (q{adl['quintile']})"
+                        if adl["rank"] is not None
+                        else f"not eligible/{adl['queue_length']}"
+                    )
+                )
                 mode = f"{p['margin_mode']} {p['leverage']}x"
-                rows.append([p["coin"], p["size_base"], p["entry_price_usdc"] or "-", p["mark_price_usdc"], usdc(p["unrealized_pnl"]),
-                             p["liquidation_price_usdc"] or "none", usdc(p["margin_used"]), mode, rank])
+                rows.append(
+                    [
+                        p["coin"],
+                        p["size_base"],
+                        p["entry_price_usdc"] or "-",
+                        p["mark_price_usdc"],
+                        usdc(p["unrealized_pnl"]),
+                        p["liquidation_price_usdc"] or "none",
+                        usdc(p["margin_used"]),
+                        mode,
+                        rank,
+                    ]
+                )
             render_table(con, columns, rows, title="Positions", wide=wide)
     if "proof" in r:
         for pr in [r["proof"], *r.get("position_proofs", [])]:

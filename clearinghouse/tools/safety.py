@@ -47,7 +47,9 @@ def prepare_demo_dir(out: str, *, force: bool) -> tuple[str, str]:
             f"{out} is not empty and was not made by `clearinghouse demo`; use a new or empty folder, "
             "or --force to replace only its demo.log and state/ (other files are never touched)"
         )
-    if os.path.lexists(log_path) and (os.path.isdir(log_path) or os.path.islink(log_path) or not _is_log_file(log_path)):
+    if os.path.lexists(log_path) and (
+        os.path.isdir(log_path) or os.path.islink(log_path) or not _is_log_file(log_path)
+    ):
         raise UnsafePath(f"{log_path} exists and is not a clearinghouse log; the demo will not overwrite it")
     if os.path.lexists(db_path):
         if os.path.islink(db_path) or not os.path.isdir(db_path):
@@ -104,7 +106,6 @@ class NewDatabase:
                 os.remove(p)
         if not self.dir_existed and os.path.isdir(self.path) and not os.listdir(self.path):
             os.rmdir(self.path)
-
 
     def _committed(self) -> bool:
         from state import LmdbStore, StateError

@@ -40,22 +40,49 @@ def add_segment_commands(sub: Any) -> None:
     """Add the ``snapshot`` command and the snapshot / segment flags of ``replay`` and ``verify``."""
     verify = sub.choices["verify"]
     group = verify.add_argument_group("segments (verify in pieces that start at snapshots, in parallel)")
-    group.add_argument("--snapshots", metavar="SDIR", default=None,
-                       help="verify in segments starting at the snapshots (*.chsnap) in SDIR; each snapshot is checked against its header root")
-    group.add_argument("--workers", type=int, default=None, metavar="N",
-                       help="processes to run the segments on (default: the number of CPUs; 1 runs them here, one after another)")
+    group.add_argument(
+        "--snapshots",
+        metavar="SDIR",
+        default=None,
+        help="verify in segments starting at the snapshots (*.chsnap) in SDIR; each snapshot is checked against its header root",
+    )
+    group.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="processes to run the segments on (default: the number of CPUs; 1 runs them here, one after another)",
+    )
     where = group.add_mutually_exclusive_group()
-    where.add_argument("--scheduler", metavar="tcp://HOST:PORT", default=None,
-                       help="run the segments on this Dask scheduler (needs the [distributed] extra; workers must see the same paths)")
-    where.add_argument("--cluster", choices=("local",), default=None,
-                       help="run the segments on a Dask LocalCluster of --workers processes")
+    where.add_argument(
+        "--scheduler",
+        metavar="tcp://HOST:PORT",
+        default=None,
+        help="run the segments on this Dask scheduler (needs the [distributed] extra; workers must see the same paths)",
+    )
+    where.add_argument(
+        "--cluster",
+        choices=("local",),
+        default=None,
+        help="run the segments on a Dask LocalCluster of --workers processes",
+    )
 
     replay = sub.choices["replay"]
     group = replay.add_argument_group("snapshots")
-    group.add_argument("--snapshot-every", type=int, default=None, metavar="C", help="write a snapshot after every block whose height is a multiple of C")
-    group.add_argument("--snapshots", metavar="SDIR", default=None, help="folder for the snapshots (created if missing)")
+    group.add_argument(
+        "--snapshot-every",
+        type=int,
+        default=None,
+        metavar="C",
+        help="write a snapshot after every block whose height is a multiple of C",
+    )
+    group.add_argument(
+        "--snapshots", metavar="SDIR", default=None, help="folder for the snapshots (created if missing)"
+    )
 
-    p = sub.add_parser("snapshot", help="write a snapshot of a state database (the starting point of a verification segment)")
+    p = sub.add_parser(
+        "snapshot", help="write a snapshot of a state database (the starting point of a verification segment)"
+    )
     p.add_argument("--db", required=True, metavar="DIR", help="state database folder (read only)")
     p.add_argument("--out", required=True, metavar="FILE", help="snapshot file to write (replaced atomically)")
     p.add_argument("--json", action="store_true", help="print what was written as JSON")
@@ -78,12 +105,20 @@ def _store_genesis_hash(store: Any) -> bytes:
 
 def snapshot_info_json(path: str, info: SnapshotInfo) -> dict[str, Any]:
     h = info.header
-    return {"snapshot": os.path.abspath(path), "height": h.height, "state_root": h.state_root.hex(), "genesis_hash": h.genesis_hash.hex(),
-            "records": info.records, "bytes": info.size, "checksum": info.checksum.hex()}
+    return {
+        "snapshot": os.path.abspath(path),
+        "height": h.height,
+        "state_root": h.state_root.hex(),
+        "genesis_hash": h.genesis_hash.hex(),
+        "records": info.records,
+        "bytes": info.size,
+        "checksum": info.checksum.hex(),
+    }
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
     from state.snapshot import load_snapshot, snapshot_store
+
     out = os.path.abspath(args.out)
     if os.path.isdir(out):
         raise CliError(f"{args.out} is a folder; give the snapshot file to write")
@@ -100,8 +135,10 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report)
     else:
-        console().print(f"[green]wrote[/] {report['snapshot']}: height {report['height']}, {report['records']:,} records, "
-                             f"{report['bytes']:,} bytes, state root {report['state_root']}")
+        console().print(
+            f"[green]wrote[/] {report['snapshot']}: height {report['height']}, {report['records']:,} records, "
+            f"{report['bytes']:,} bytes, state root {report['state_root']}"
+        )
     return EXIT_OK
 
 
@@ -164,17 +201,29 @@ def check_verify_flags(args: argparse.Namespace) -> bool:
 def cmd_verify_segments(args: argparse.Namespace) -> int:
     from clearinghouse.chain.distributed import run_on_dask
     from clearinghouse.chain.segments import verify_chain
+
     require_file(args.log)
     workers = args.workers or os.cpu_count() or 1
     progress = not args.json and sys.stderr.isatty()
     if progress:
         report = _with_progress(args, workers)
     else:
-        report = verify_chain(args.log, args.snapshots, workers=workers, scheduler=args.scheduler, local_cluster=args.cluster == "local", run_dask=run_on_dask)
+        report = verify_chain(
+            args.log,
+            args.snapshots,
+            workers=workers,
+            scheduler=args.scheduler,
+            local_cluster=args.cluster == "local",
+            run_dask=run_on_dask,
+        )
     out = report.to_json()
     problems = _expectation_problems(args, report) if report.ok else []
     if problems:
-        out.update(ok=False, expected={"height": getattr(args, "expect_height", None), "state_root": getattr(args, "expect_root", None)}, problems=problems)
+        out.update(
+            ok=False,
+            expected={"height": getattr(args, "expect_height", None), "state_root": getattr(args, "expect_root", None)},
+            problems=problems,
+        )
     if args.json:
         print_json(out)
     elif report.ok and not problems:
@@ -210,7 +259,13 @@ def _with_progress(args: argparse.Namespace, workers: int) -> ChainReport:
     from clearinghouse.chain.distributed import run_on_dask
     from clearinghouse.chain.segments import verify_chain
 
-    columns = (TextColumn("verifying {task.fields[segments]}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    columns = (
+        TextColumn("verifying {task.fields[segments]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, transient=True) as bar:
         task = bar.add_task("blocks", total=None, segments="")
         done = {"segments": 0, "total": 0}
@@ -230,16 +285,29 @@ def _with_progress(args: argparse.Namespace, workers: int) -> ChainReport:
                 bar.advance(task, r.end - r.start)
 
         dask = bool(args.scheduler or args.cluster)
-        return verify_chain(args.log, args.snapshots, workers=workers, scheduler=args.scheduler, local_cluster=args.cluster == "local",
-                            on_plan=on_plan, on_progress=None if dask else on_progress, on_result=on_result, run_dask=run_on_dask)
+        return verify_chain(
+            args.log,
+            args.snapshots,
+            workers=workers,
+            scheduler=args.scheduler,
+            local_cluster=args.cluster == "local",
+            on_plan=on_plan,
+            on_progress=None if dask else on_progress,
+            on_result=on_result,
+            run_dask=run_on_dask,
+        )
 
 
 def _render_ok(con: Any, report: ChainReport) -> None:
     j = report.to_json()
-    con.print(f"[bold green]OK[/]: {j['blocks']:,} blocks in {len(report.segments)} segment(s) ({report.engine}, {report.workers} worker(s)), "
-              f"height {report.height}, every header root reproduced and every segment linked to the next; state root {j['state_root']}")
-    con.print(f"  wall {report.wall_seconds:.2f} s, segment time {report.segment_seconds:.2f} s (speedup {report.speedup:.2f}x), "
-              f"CPU {report.cpu_seconds:.2f} s")
+    con.print(
+        f"[bold green]OK[/]: {j['blocks']:,} blocks in {len(report.segments)} segment(s) ({report.engine}, {report.workers} worker(s)), "
+        f"height {report.height}, every header root reproduced and every segment linked to the next; state root {j['state_root']}"
+    )
+    con.print(
+        f"  wall {report.wall_seconds:.2f} s, segment time {report.segment_seconds:.2f} s (speedup {report.speedup:.2f}x), "
+        f"CPU {report.cpu_seconds:.2f} s"
+    )
 
 
 def _render_failure(con: Any, report: ChainReport) -> None:

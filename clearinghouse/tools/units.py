@@ -63,7 +63,7 @@ def to_decimal(value: Any, what: str = "value") -> Decimal:
     if isinstance(value, str):
         text = value.strip()
         if text != value or not _DECIMAL_RE.match(text):
-            raise UnitError(f"{what} must be a decimal number like \"90000.5\", got {value!r}")
+            raise UnitError(f'{what} must be a decimal number like "90000.5", got {value!r}')
         try:
             return Decimal(text.replace("_", ""))
         except InvalidOperation:  # pragma: no cover - the regex already guarantees a valid literal
@@ -87,7 +87,9 @@ def to_scaled(value: Any, decimals: int, what: str = "value", *, unit: str = "")
         if rest:
             step = format_scaled(1, decimals)
             unit_text = f" {unit}" if unit else ""
-            raise UnitError(f"{what} {_describe(value)} is not a whole multiple of {step}{unit_text} (at most {decimals} decimals)")
+            raise UnitError(
+                f"{what} {_describe(value)} is not a whole multiple of {step}{unit_text} (at most {decimals} decimals)"
+            )
     return -scaled if sign else scaled
 
 
@@ -105,7 +107,7 @@ def format_scaled(n: int, decimals: int, *, grouping: bool = False) -> str:
 
 # ---------------------------------------------------------------- USDC amounts
 def usdc_to_micro(value: Any, what: str = "amount") -> int:
-    """"1234.5" USDC -> 1_234_500_000 micro-USDC (exact; at most 6 decimals)."""
+    """ "1234.5" USDC -> 1_234_500_000 micro-USDC (exact; at most 6 decimals)."""
     return to_scaled(value, USDC_DECIMALS, what, unit="USDC")
 
 
@@ -121,7 +123,7 @@ def price_decimals(sz_decimals: int) -> int:
 
 
 def price_to_units(value: Any, sz_decimals: int, what: str = "price") -> int:
-    """"90000.5" USDC -> price units of a market with ``sz_decimals`` (exact)."""
+    """ "90000.5" USDC -> price units of a market with ``sz_decimals`` (exact)."""
     return to_scaled(value, price_decimals(sz_decimals), what, unit="USDC")
 
 
@@ -131,7 +133,7 @@ def units_to_price(units: int, sz_decimals: int, *, grouping: bool = False) -> s
 
 
 def size_to_lots(value: Any, sz_decimals: int, what: str = "size", *, asset: str = "") -> int:
-    """"0.30" BTC -> lots of 10^-sz_decimals (exact)."""
+    """ "0.30" BTC -> lots of 10^-sz_decimals (exact)."""
     return to_scaled(value, sz_decimals, what, unit=asset)
 
 
@@ -142,7 +144,7 @@ def lots_to_size(lots: int, sz_decimals: int, *, grouping: bool = False) -> str:
 
 # ---------------------------------------------------------------- fees
 def bps_to_ppm(value: Any, what: str = "fee") -> int:
-    """"4.5" basis points -> 450 parts per million (exact; at most 2 decimals)."""
+    """ "4.5" basis points -> 450 parts per million (exact; at most 2 decimals)."""
     return to_scaled(value, 2, what, unit="bps")
 
 
@@ -175,19 +177,63 @@ def fraction_to_decimal(num: int, den: int, digits: int = 8) -> str:
 
 
 # ---------------------------------------------------------------- event fields by unit (display)
-PRICE_FIELDS = frozenset({
-    "price", "oracle_price", "mark_price", "external_price", "source_a", "source_b", "ema30_b", "limit_price",
-    "bankruptcy_price", "reference_price", "mark", "trigger_price", "last_trade_price", "entry_price",
-})
-SIZE_FIELDS = frozenset({
-    "size", "ordered", "filled", "remaining", "underwater_size", "remaining_after", "unmatched", "open_interest",
-    "orig_size",
-})
-USDC_FIELDS = frozenset({
-    "amount", "taker_fee", "maker_fee", "taker_realized_pnl", "maker_realized_pnl", "realized_pnl", "value",
-    "maintenance_margin", "deficit", "paid", "fund_before", "fund_after", "margin_taken", "covered",
-    "deficit_remaining", "cost", "iso_cash", "delta", "total_paid", "total_received", "residue", "cash",
-})
+PRICE_FIELDS = frozenset(
+    {
+        "price",
+        "oracle_price",
+        "mark_price",
+        "external_price",
+        "source_a",
+        "source_b",
+        "ema30_b",
+        "limit_price",
+        "bankruptcy_price",
+        "reference_price",
+        "mark",
+        "trigger_price",
+        "last_trade_price",
+        "entry_price",
+    }
+)
+SIZE_FIELDS = frozenset(
+    {
+        "size",
+        "ordered",
+        "filled",
+        "remaining",
+        "underwater_size",
+        "remaining_after",
+        "unmatched",
+        "open_interest",
+        "orig_size",
+    }
+)
+USDC_FIELDS = frozenset(
+    {
+        "amount",
+        "taker_fee",
+        "maker_fee",
+        "taker_realized_pnl",
+        "maker_realized_pnl",
+        "realized_pnl",
+        "value",
+        "maintenance_margin",
+        "deficit",
+        "paid",
+        "fund_before",
+        "fund_after",
+        "margin_taken",
+        "covered",
+        "deficit_remaining",
+        "cost",
+        "iso_cash",
+        "delta",
+        "total_paid",
+        "total_received",
+        "residue",
+        "cash",
+    }
+)
 MARKET_FIELDS = frozenset({"market", "unit", "counterparty_unit", "underwater_unit"})
 """Market indexes; ``unit`` fields may be ``CROSS`` (the whole cross account)."""
 

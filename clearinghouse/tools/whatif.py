@@ -32,7 +32,8 @@ import dataclasses
 import os
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import msgspec
 
@@ -91,7 +92,7 @@ def account_equities(store: Any, ws: Any) -> dict[bytes, int]:
     system = set(SYSTEM_ACCOUNTS)
     out = {}
     for key, _raw in store.scan_prefix(NS_ACCOUNT):
-        a = key[len(NS_ACCOUNT):]
+        a = key[len(NS_ACCOUNT) :]
         if a in system:
             continue
         eq = unit_health(ws, Unit(a, CROSS)).value
@@ -167,10 +168,19 @@ class Observer:
     def _capture(self) -> Fork:
         # The store still holds the previous block's state (this block is not committed yet).
         store = self.capture_store
-        return Fork(store.height, list(store.iter_all()), store.get_meta("header_hash") or b"", [list(p) for p in self.fund_path])
+        return Fork(
+            store.height,
+            list(store.iter_all()),
+            store.get_meta("header_hash") or b"",
+            [list(p) for p in self.fund_path],
+        )
 
     def after_block(self, engine: Engine, executed: Executed) -> None:
-        obs = self._pending if self._pending is not None and self._pending.height == executed.height else BlockObs(executed.height, executed.time_ms)
+        obs = (
+            self._pending
+            if self._pending is not None and self._pending.height == executed.height
+            else BlockObs(executed.height, executed.time_ms)
+        )
         self._pending = None
         view = engine.view()
         marks: dict[int, int] = {}
@@ -224,13 +234,26 @@ def execute_unchecked(engine: Engine, block: Block) -> Executed:
     h = block.header
     executed = engine.execute(h.height, h.time_ms, list(block.txs))
     root = engine.preview_root(executed)
-    header = Header(height=h.height, time_ms=h.time_ms, parent_hash=engine.last_header_hash(), tx_root=executed.tx_root, state_root=root,
-                    events_root=executed.events_root)
+    header = Header(
+        height=h.height,
+        time_ms=h.time_ms,
+        parent_hash=engine.last_header_hash(),
+        tx_root=executed.tx_root,
+        state_root=root,
+        events_root=executed.events_root,
+    )
     engine.commit(executed, header, expected_root=root)
     return executed
 
 
-def replay(path: str, genesis: Genesis, policy: str, mode: str, snapshot_heights: set[int] | None = None, fork: Fork | None = None) -> Run:
+def replay(
+    path: str,
+    genesis: Genesis,
+    policy: str,
+    mode: str,
+    snapshot_heights: set[int] | None = None,
+    fork: Fork | None = None,
+) -> Run:
     """One replay of the log under ``policy`` (``mode`` as in ``Run``), from genesis or, for a
     counterfactual or baseline, from ``fork`` (the verified run's state before any policy switch mattered)."""
     start = time.process_time()
@@ -244,15 +267,24 @@ def replay(path: str, genesis: Genesis, policy: str, mode: str, snapshot_heights
     if fork is not None and mode != "verified":
         obs.fund_path = [list(p) for p in fork.fund_path]
     # The baseline needs only equities at given heights: no pass over the units before step 50.
-    with tool_hook(ToolHook(before_adl=None if mode == "adl_disabled" else obs.before_adl, adl_disabled=mode == "adl_disabled")):
+    with tool_hook(
+        ToolHook(before_adl=None if mode == "adl_disabled" else obs.before_adl, adl_disabled=mode == "adl_disabled")
+    ):
         for _index, item in iter_log(path):
             if isinstance(item, Genesis) or item.block.header.height <= engine.height:
                 continue
             executed = engine.apply_logged(item) if mode == "verified" else execute_unchecked(engine, item.block)
             obs.after_block(engine, executed)
     final_bad_debt = below_zero(engine.view()) if engine.height > 0 else 0
-    return Run(policy=policy, mode=mode, observer=obs, final_root=engine.store.root.hex(), height=engine.height,
-               seconds=time.process_time() - start, final_bad_debt=final_bad_debt)
+    return Run(
+        policy=policy,
+        mode=mode,
+        observer=obs,
+        final_root=engine.store.root.hex(),
+        height=engine.height,
+        seconds=time.process_time() - start,
+        final_bad_debt=final_bad_debt,
+    )
 
 
 def read_genesis(path: str) -> Genesis:
@@ -271,7 +303,10 @@ def parse_policies(text: str | None) -> list[str]:
         raise WhatifError("--policies names no policy", "UNKNOWN_POLICY")
     unknown = [n for n in names if n not in POLICIES]
     if unknown:
-        raise WhatifError(f"unknown polic{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}; known: {', '.join(sorted(POLICIES))}", "UNKNOWN_POLICY")
+        raise WhatifError(
+            f"unknown polic{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}; known: {', '.join(sorted(POLICIES))}",
+            "UNKNOWN_POLICY",
+        )
     out: list[str] = []
     for n in names:
         if n not in out:
@@ -279,8 +314,14 @@ def parse_policies(text: str | None) -> list[str]:
     return out
 
 
-def whatif(path: str, policies: list[str], gap_ms: int = 5_000, *, full: bool = False,
-           on_replay: Callable[[str], None] | None = None) -> dict[str, Any]:
+def whatif(
+    path: str,
+    policies: list[str],
+    gap_ms: int = 5_000,
+    *,
+    full: bool = False,
+    on_replay: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Replay ``path`` under each policy and its ADL-disabled baseline; the figures per wave and in total.
 
     The log's own policy is replayed first and verified. Policies differ only in the
@@ -323,14 +364,27 @@ def whatif(path: str, policies: list[str], gap_ms: int = 5_000, *, full: bool = 
     for p in policies:
         run, base = runs[p], baselines[p]
         fig = policy_figures(run.observer.blocks, base.observer.equities, gap_ms, run.final_bad_debt)
-        fig.update(mode=run.mode, final_state_root=run.final_root, height=run.height, fund_path=run.observer.fund_path,
-                   baseline={"final_state_root": base.final_root, "bad_debt_left": base.final_bad_debt,
-                             "shared_with": [q for q in policies if baselines[q] is base]})
+        fig.update(
+            mode=run.mode,
+            final_state_root=run.final_root,
+            height=run.height,
+            fund_path=run.observer.fund_path,
+            baseline={
+                "final_state_root": base.final_root,
+                "bad_debt_left": base.final_bad_debt,
+                "shared_with": [q for q in policies if baselines[q] is base],
+            },
+        )
         results[p] = fig
-    timing: dict[str, Any] = {"runs": {p: round(runs[p].seconds, 3) for p in policies}, "adl_disabled": base_seconds,
-                              "fork_height": fork.height if fork is not None else None,
-                              "adl_fork_height": adl_fork.height if adl_fork is not None else None}
-    timing["total"] = round(verified.seconds + sum(r.seconds for p, r in runs.items() if r is not verified) + sum(base_seconds.values()), 3)
+    timing: dict[str, Any] = {
+        "runs": {p: round(runs[p].seconds, 3) for p in policies},
+        "adl_disabled": base_seconds,
+        "fork_height": fork.height if fork is not None else None,
+        "adl_fork_height": adl_fork.height if adl_fork is not None else None,
+    }
+    timing["total"] = round(
+        verified.seconds + sum(r.seconds for p, r in runs.items() if r is not verified) + sum(base_seconds.values()), 3
+    )
     return {
         "log": os.path.abspath(path),
         "genesis_policy": genesis.policy,
@@ -344,25 +398,50 @@ def whatif(path: str, policies: list[str], gap_ms: int = 5_000, *, full: bool = 
 
 # ---------------------------------------------------------------- output
 COLUMNS = (
-    ("deficit", "D"), ("budget", "B"), ("haircut", "H"), ("overshoot", "H-B"), ("accounts_hit", "hit"), ("adl_fills", "fills"),
-    ("notional_closed", "notional"), ("largest_haircut_share", "max share"), ("gini", "Gini"), ("fund_after", "fund after"),
+    ("deficit", "D"),
+    ("budget", "B"),
+    ("haircut", "H"),
+    ("overshoot", "H-B"),
+    ("accounts_hit", "hit"),
+    ("adl_fills", "fills"),
+    ("notional_closed", "notional"),
+    ("largest_haircut_share", "max share"),
+    ("gini", "Gini"),
+    ("fund_after", "fund after"),
     ("bad_debt_left", "bad debt"),
 )
+
+
 def render_text(report: dict[str, Any], out: Any, timing: bool, wide: bool = False) -> None:
     from rich.console import Console
 
     from clearinghouse.tools.console import Column, render_table
 
     con = Console(file=out, highlight=False, soft_wrap=True)
-    con.print(f"whatif {report['log']}: genesis policy {report['genesis_policy']}; ADL waves split at gaps > {report['gap_ms']} ms; amounts in USDC")
-    columns = [Column("policy", justify="left"), Column("wave", justify="left"), Column("heights", justify="left", priority=3)]
-    priorities = {"notional_closed": 4, "fund_after": 5, "gini": 2, "largest_haircut_share": 2, "adl_fills": 3, "bad_debt_left": 1}
+    con.print(
+        f"whatif {report['log']}: genesis policy {report['genesis_policy']}; ADL waves split at gaps > {report['gap_ms']} ms; amounts in USDC"
+    )
+    columns = [
+        Column("policy", justify="left"),
+        Column("wave", justify="left"),
+        Column("heights", justify="left", priority=3),
+    ]
+    priorities = {
+        "notional_closed": 4,
+        "fund_after": 5,
+        "gini": 2,
+        "largest_haircut_share": 2,
+        "adl_fills": 3,
+        "bad_debt_left": 1,
+    }
     columns += [Column(title, priority=priorities.get(k, 0)) for k, title in COLUMNS]
     rows = []
     for p in report["policies"]:
         r = report["results"][p]
         for w in r["waves"]:
-            rows.append([p, str(w["wave"]), f"{w['first_height']}-{w['last_height']}", *[cell(k, w[k]) for k, _t in COLUMNS]])
+            rows.append(
+                [p, str(w["wave"]), f"{w['first_height']}-{w['last_height']}", *[cell(k, w[k]) for k, _t in COLUMNS]]
+            )
         t = r["total"]
         rows.append([p, f"all {t['waves']}", "", *[cell(k, t[k]) for k, _t in COLUMNS]])
     render_table(con, columns, rows, wide=wide)
@@ -371,22 +450,49 @@ def render_text(report: dict[str, Any], out: Any, timing: bool, wide: bool = Fal
         con.print(f"{p}: {r['mode']}, final state root {r['final_state_root']}")
     if timing:
         t = report["_timing"]
-        con.print(f"processor time (s): replays {t['runs']}; ADL-disabled {t['adl_disabled']}; total {t['total']}; "
-                  f"counterfactuals and baselines start after height {t['fork_height']} "
-                  f"(policies with the log's liquidation switches after {t['adl_fork_height']})")
+        con.print(
+            f"processor time (s): replays {t['runs']}; ADL-disabled {t['adl_disabled']}; total {t['total']}; "
+            f"counterfactuals and baselines start after height {t['fork_height']} "
+            f"(policies with the log's liquidation switches after {t['adl_fork_height']})"
+        )
 
 
 def add_whatif_command(sub: Any) -> None:
-    p = sub.add_parser("whatif", help="replay a log's transactions under other ADL policies and compare deficit, budget, haircut, overshoot per wave")
+    p = sub.add_parser(
+        "whatif",
+        help="replay a log's transactions under other ADL policies and compare deficit, budget, haircut, overshoot per wave",
+    )
     p.add_argument("log", metavar="LOG", help="the log to replay (its own policy is verified against the headers)")
-    p.add_argument("--policies", default=None, metavar="P1,P2,...", help=f"policies to compare (default all: {','.join(sorted(POLICIES))})")
-    p.add_argument("--gap-ms", type=int, default=5_000, metavar="MS", help="a new ADL wave starts after a gap longer than MS between ADL blocks (default 5000)")
+    p.add_argument(
+        "--policies",
+        default=None,
+        metavar="P1,P2,...",
+        help=f"policies to compare (default all: {','.join(sorted(POLICIES))})",
+    )
+    p.add_argument(
+        "--gap-ms",
+        type=int,
+        default=5_000,
+        metavar="MS",
+        help="a new ADL wave starts after a gap longer than MS between ADL blocks (default 5000)",
+    )
     p.add_argument("--json", action="store_true", help="print the figures as JSON (stable: no timings unless --timing)")
-    p.add_argument("--html", default=None, metavar="OUT", help="also write a self-contained HTML page with one chart per figure")
-    p.add_argument("--timing", action="store_true", help="include the processor time of each replay (not stable: left out of --json otherwise)")
-    p.add_argument("--wide", action="store_true", help="never leave out table columns (the output may be wider than the terminal)")
-    p.add_argument("--full", action="store_true",
-                   help="replay every policy from genesis instead of from the verified run's state before the first liquidation (same figures, slower)")
+    p.add_argument(
+        "--html", default=None, metavar="OUT", help="also write a self-contained HTML page with one chart per figure"
+    )
+    p.add_argument(
+        "--timing",
+        action="store_true",
+        help="include the processor time of each replay (not stable: left out of --json otherwise)",
+    )
+    p.add_argument(
+        "--wide", action="store_true", help="never leave out table columns (the output may be wider than the terminal)"
+    )
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="replay every policy from genesis instead of from the verified run's state before the first liquidation (same figures, slower)",
+    )
     p.set_defaults(func=cmd_whatif)
 
 

@@ -40,9 +40,11 @@ def build_html(report: dict[str, Any]) -> str:
     from clearinghouse.tools.adl_metrics import cell
 
     policies = report["policies"]
-    page = Page(f"ADL policy lab: {os.path.basename(report['log'])}",
-                f"{report['log']} · genesis policy {report['genesis_policy']} · waves split at gaps > {report['gap_ms']} ms · "
-                "generated offline by clearinghouse whatif")
+    page = Page(
+        f"ADL policy lab: {os.path.basename(report['log'])}",
+        f"{report['log']} · genesis policy {report['genesis_policy']} · waves split at gaps > {report['gap_ms']} ms · "
+        "generated offline by clearinghouse whatif",
+    )
     page.section("Totals")
     headers = ["policy", "mode", "waves"] + [title.split(":")[0] for _k, title, _a in FIGURES]
     rows = []
@@ -51,16 +53,32 @@ def build_html(report: dict[str, Any]) -> str:
         t = r["total"]
         rows.append([p, r["mode"], str(t["waves"])] + [cell(k, t[k]) for k, _t, _a in FIGURES])
     page.table(headers, rows)
-    page.text("Amounts in USDC. Definitions: docs/adl-lab.md. The log's own policy is verified against the headers; "
-              "the others are counterfactual replays of the same transactions.", muted=True)
+    page.text(
+        "Amounts in USDC. Definitions: docs/adl-lab.md. The log's own policy is verified against the headers; "
+        "the others are counterfactual replays of the same transactions.",
+        muted=True,
+    )
     page.section("Each figure across policies")
     for key, title, amount in FIGURES:
-        bars = [{"label": p, "value": round(_value(report["results"][p]["total"][key], amount), 6), "note": "all waves", "highlight": p == report["genesis_policy"]}
-                for p in policies]
+        bars = [
+            {
+                "label": p,
+                "value": round(_value(report["results"][p]["total"][key], amount), 6),
+                "note": "all waves",
+                "highlight": p == report["genesis_policy"],
+            }
+            for p in policies
+        ]
         for p in policies:
             for w in report["results"][p]["waves"]:
-                bars.append({"label": f"{p} w{w['wave']}", "value": round(_value(w[key], amount), 6),
-                             "note": f"heights {w['first_height']}-{w['last_height']}", "highlight": False})
+                bars.append(
+                    {
+                        "label": f"{p} w{w['wave']}",
+                        "value": round(_value(w[key], amount), 6),
+                        "note": f"heights {w['first_height']}-{w['last_height']}",
+                        "highlight": False,
+                    }
+                )
         page.chart("bars", {"title": title, "valueLabel": "USDC" if amount else "", "bars": bars})
     page.section("Insurance fund")
     series = []
@@ -70,7 +88,16 @@ def build_html(report: dict[str, Any]) -> str:
         if points and points[-1][0] != r["height"]:
             points.append([r["height"], points[-1][1]])  # the step line runs to the last block
         series.append({"name": p, "points": points, "step": True})
-    page.chart("line", {"title": "insurance fund value after each block (USDC), per policy", "yLabel": "USDC", "xType": "number", "series": series, "markers": []})
+    page.chart(
+        "line",
+        {
+            "title": "insurance fund value after each block (USDC), per policy",
+            "yLabel": "USDC",
+            "xType": "number",
+            "series": series,
+            "markers": [],
+        },
+    )
     return page.html()
 
 

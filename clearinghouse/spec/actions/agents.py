@@ -14,13 +14,12 @@ that user's orders would trade for the approver.
 
 from __future__ import annotations
 
-from tx.actions import ApproveAgent
-
-from clearinghouse.spec.state.context import TxContext
 from clearinghouse.spec.errors import Unauthorized
 from clearinghouse.spec.events import AgentSet
+from clearinghouse.spec.state.context import TxContext
 from clearinghouse.spec.state.keys import SYSTEM_ACCOUNTS, account_key, agent_key, nonces_key
 from clearinghouse.spec.state.records import Agent
+from tx.actions import ApproveAgent
 
 
 def apply_approve_agent(ctx: TxContext, action: ApproveAgent) -> None:

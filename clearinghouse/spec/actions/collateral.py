@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import msgspec
 
-from tx.actions import Deposit, Transfer, Withdraw
-from tx.types import U64_MAX
-
-from clearinghouse.spec.state.accounts import add_cash
-from clearinghouse.spec.state.context import TxContext
 from clearinghouse.spec.errors import InsufficientBalance, InvalidAmount, ReservedAccount, Unauthorized
 from clearinghouse.spec.events import Deposited, Transferred, Withdrew
+from clearinghouse.spec.state.accounts import add_cash
+from clearinghouse.spec.state.context import TxContext
 from clearinghouse.spec.state.keys import CHAIN_KEY, SYSTEM_ACCOUNTS, agent_key
 from clearinghouse.spec.trading.margin import withdrawable
+from tx.actions import Deposit, Transfer, Withdraw
+from tx.types import U64_MAX
 
 
 def apply_deposit(ctx: TxContext, action: Deposit) -> None:

@@ -11,15 +11,20 @@ from __future__ import annotations
 
 import msgspec
 
-from tx.actions import UpdateIsolatedMargin, UpdateLeverage
-
+from clearinghouse.spec.errors import (
+    InsufficientBalance,
+    InsufficientMargin,
+    InvalidAmount,
+    InvalidLeverage,
+    InvalidMarginMode,
+)
+from clearinghouse.spec.events import MarginMoved, PositionChanged
 from clearinghouse.spec.state.accounts import add_cash, checked_i64
 from clearinghouse.spec.state.context import TxContext
-from clearinghouse.spec.errors import InsufficientBalance, InsufficientMargin, InvalidAmount, InvalidLeverage, InvalidMarginMode
-from clearinghouse.spec.events import MarginMoved, PositionChanged
 from clearinghouse.spec.trading.margin import isolated_health, meets_cross_initial, withdrawable
 from clearinghouse.spec.trading.orders import market_spec
 from clearinghouse.spec.trading.positions import get_or_default, put_position
+from tx.actions import UpdateIsolatedMargin, UpdateLeverage
 
 
 def apply_update_leverage(ctx: TxContext, action: UpdateLeverage) -> None:
@@ -42,7 +47,18 @@ def apply_update_leverage(ctx: TxContext, action: UpdateLeverage) -> None:
             ok = value >= im
         if not ok:
             raise InvalidLeverage(f"the open position does not meet initial margin at {action.leverage}x")
-    ctx.emit(PositionChanged(tx_index=ctx.tx_index, market=action.market, account=ctx.account, size=new.size, cost=new.cost, leverage=new.leverage, is_cross=new.is_cross, iso_cash=new.iso_cash))
+    ctx.emit(
+        PositionChanged(
+            tx_index=ctx.tx_index,
+            market=action.market,
+            account=ctx.account,
+            size=new.size,
+            cost=new.cost,
+            leverage=new.leverage,
+            is_cross=new.is_cross,
+            iso_cash=new.iso_cash,
+        )
+    )
 
 
 def apply_update_isolated_margin(ctx: TxContext, action: UpdateIsolatedMargin) -> None:

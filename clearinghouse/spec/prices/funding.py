@@ -23,14 +23,21 @@ from typing import Any
 
 import msgspec
 
-from clearinghouse.spec.state.accounts import add_cash, checked_i64
 from clearinghouse.spec.events import FundingPaid, FundingSettled
-from clearinghouse.spec.waterfall.events import WaterfallSkipped
-from clearinghouse.spec.state.keys import CHAIN_KEY, INSURANCE_FUND, book_side_prefix, market_spec_key, market_state_key, position_prefix
 from clearinghouse.spec.math.margin import ceil_div
 from clearinghouse.spec.prices.oracle_quorum import oracle_is_live
+from clearinghouse.spec.state.accounts import add_cash, checked_i64
+from clearinghouse.spec.state.keys import (
+    CHAIN_KEY,
+    INSURANCE_FUND,
+    book_side_prefix,
+    market_spec_key,
+    market_state_key,
+    position_prefix,
+)
 from clearinghouse.spec.state.records import Chain, MarketState, Position
 from clearinghouse.spec.state.working_state import WorkingState, atomically
+from clearinghouse.spec.waterfall.events import WaterfallSkipped
 
 RATE_SCALE = 10**9
 """Rates and premiums are in parts per billion: 1 = 10^-9 = 0.0000001%."""
@@ -112,8 +119,10 @@ def sample_premium(ws: WorkingState, market: int, state: MarketState, time_ms: i
     ask = impact_price(ws, market, False, spec.impact_notional)
     p = premium_ppb(state.oracle_price, bid, ask)
     return msgspec.structs.replace(
-        state, premium_sum_ppb=state.premium_sum_ppb + p,
-        premium_samples=state.premium_samples + 1, last_sample_ms=time_ms,
+        state,
+        premium_sum_ppb=state.premium_sum_ppb + p,
+        premium_samples=state.premium_samples + 1,
+        last_sample_ms=time_ms,
     )
 
 
@@ -171,7 +180,7 @@ def settle_market(ws: WorkingState, market: int, state: MarketState, hours: int)
         pos: Position = ws.get(key)
         if pos.size == 0:
             continue
-        owner = key[len(prefix):]
+        owner = key[len(prefix) :]
         amount = funding_amount(pos.size, oracle, rate)
         pay_position(ws, key, owner, pos, amount)
         if amount > 0:
@@ -182,12 +191,24 @@ def settle_market(ws: WorkingState, market: int, state: MarketState, hours: int)
     residue = paid - received
     if residue != 0:
         add_cash(ws, INSURANCE_FUND, residue)
-    events.append(FundingSettled(
-        market=market, hours=hours, samples=state.premium_samples, avg_premium_ppb=avg, rate_ppb=rate,
-        oracle_price=oracle, total_paid=paid, total_received=received, residue=residue,
-    ))
+    events.append(
+        FundingSettled(
+            market=market,
+            hours=hours,
+            samples=state.premium_samples,
+            avg_premium_ppb=avg,
+            rate_ppb=rate,
+            oracle_price=oracle,
+            total_paid=paid,
+            total_received=received,
+            residue=residue,
+        )
+    )
     new_state = msgspec.structs.replace(
-        state, premium_sum_ppb=0, premium_samples=0, funding_rate_ppb=rate,
+        state,
+        premium_sum_ppb=0,
+        premium_samples=0,
+        funding_rate_ppb=rate,
         last_funding_ms=state.last_funding_ms + hours * FUNDING_INTERVAL_MS,
     )
     return new_state, events
@@ -229,7 +250,7 @@ def funding_step(ws: WorkingState, time_ms: int) -> list[Any]:
         if error is not None:
             # A payment past a 64-bit bound: this market's funding waits (accumulators kept),
             # the block and every other market go on.
-            events.append(WaterfallSkipped(account=bytes(20), unit=market, step="funding", code=error.code, message=error.message))
+            events.append(
+                WaterfallSkipped(account=bytes(20), unit=market, step="funding", code=error.code, message=error.message)
+            )
     return events
-
-

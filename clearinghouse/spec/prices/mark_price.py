@@ -206,7 +206,9 @@ class MarkInputs(NamedTuple):
     ema30_b: int | None
 
 
-def advance_mark(state: MarketState, time_ms: int, bid: int | None, ask: int | None, band_bps: int) -> tuple[MarketState, MarkInputs]:
+def advance_mark(
+    state: MarketState, time_ms: int, bid: int | None, ask: int | None, band_bps: int
+) -> tuple[MarketState, MarkInputs]:
     """Update both EMAs to ``time_ms`` and recompute the mark (oracle/external already current).
 
     Order (protocol §11.3): dt = time - ema_time; band = ``mark_band(oracle,
@@ -234,7 +236,12 @@ def advance_mark(state: MarketState, time_ms: int, bid: int | None, ask: int | N
     inputs = MarkInputs(a=a, b=b, c=c, ema30_b=None if ema30_b is None else clamp_band(ema30_b, band))
     mark = clamp_band(mark_from_sources(inputs.a, inputs.b, inputs.c, inputs.ema30_b), band)
     new_state = msgspec.structs.replace(
-        state, ema150_e6=v150, ema150_weight=w150, ema30_e6=v30, ema30_weight=w30,
-        ema_time_ms=time_ms, mark_price=mark,
+        state,
+        ema150_e6=v150,
+        ema150_weight=w150,
+        ema30_e6=v30,
+        ema30_weight=w30,
+        ema_time_ms=time_ms,
+        mark_price=mark,
     )
     return new_state, inputs

@@ -18,16 +18,15 @@ from __future__ import annotations
 
 import msgspec
 
-from tx.actions import OracleUpdate
-
-from clearinghouse.spec.state.context import TxContext
 from clearinghouse.spec.errors import InvalidOracle, Unauthorized
 from clearinghouse.spec.events import PricesSet
-from clearinghouse.spec.state.keys import CHAIN_KEY, market_spec_key, market_state_key, oracle_sub_key
 from clearinghouse.spec.prices.mark_price import PRICE_CAP, MarkInputs, advance_mark, best_bid_ask
 from clearinghouse.spec.prices.oracle_quorum import aggregate, fresh_submissions
+from clearinghouse.spec.state.context import TxContext
+from clearinghouse.spec.state.keys import CHAIN_KEY, market_spec_key, market_state_key, oracle_sub_key
 from clearinghouse.spec.state.records import Chain, MarketState, OracleSubmission
 from clearinghouse.spec.state.working_state import WorkingState
+from tx.actions import OracleUpdate
 
 
 # ---------------------------------------------------------------- the action
@@ -53,8 +52,10 @@ def apply_oracle_update(ctx: TxContext, action: OracleUpdate) -> None:
             raise InvalidOracle(f"market {item.market}: price above the cap {PRICE_CAP}")
     for item in action.prices:
         # A later submission (this block or any later one) replaces the earlier: the latest word counts.
-        ctx.ws.put(oracle_sub_key(item.market, ctx.signer), OracleSubmission(
-            oracle_price=item.oracle_price, external_price=item.external_price, time_ms=ctx.time_ms))
+        ctx.ws.put(
+            oracle_sub_key(item.market, ctx.signer),
+            OracleSubmission(oracle_price=item.oracle_price, external_price=item.external_price, time_ms=ctx.time_ms),
+        )
 
 
 # ---------------------------------------------------------------- end of block
@@ -67,8 +68,12 @@ def update_market_prices(ws: WorkingState, chain: Chain, market: int, time_ms: i
     key = market_state_key(market)
     state: MarketState = ws.get(key)
     before = state
-    agg = aggregate(fresh_submissions(ws, chain, market, time_ms), len(chain.oracle_publishers),
-                    state.oracle_price, state.external_price)
+    agg = aggregate(
+        fresh_submissions(ws, chain, market, time_ms),
+        len(chain.oracle_publishers),
+        state.oracle_price,
+        state.external_price,
+    )
     state = msgspec.structs.replace(state, oracle_price=agg.oracle, external_price=agg.external)
     bid, ask = best_bid_ask(ws, market)
     state, inputs = advance_mark(state, time_ms, bid, ask, ws.get(market_spec_key(market)).mark_band_bps)
@@ -81,9 +86,14 @@ def update_market_prices(ws: WorkingState, chain: Chain, market: int, time_ms: i
 def prices_event(market: int, state: MarketState, publishers: int, inputs: MarkInputs) -> PricesSet:
     """The PricesSet evidence: new prices, the number of fresh publishers and the mark's inputs (0 = absent)."""
     return PricesSet(
-        market=market, oracle_price=state.oracle_price, external_price=state.external_price,
-        mark_price=state.mark_price, publishers=publishers, source_a=inputs.a,
-        source_b=inputs.b or 0, ema30_b=inputs.ema30_b or 0,
+        market=market,
+        oracle_price=state.oracle_price,
+        external_price=state.external_price,
+        mark_price=state.mark_price,
+        publishers=publishers,
+        source_a=inputs.a,
+        source_b=inputs.b or 0,
+        ema30_b=inputs.ema30_b or 0,
     )
 
 
@@ -96,5 +106,3 @@ def prices_step(ws: WorkingState, time_ms: int) -> list[PricesSet]:
         if event is not None:
             events.append(event)
     return events
-
-

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from clearinghouse.spec.state.keys import oracle_sub_key
 from clearinghouse.spec.prices.mark_price import lower_median
+from clearinghouse.spec.state.keys import oracle_sub_key
 from clearinghouse.spec.state.records import Chain, OracleSubmission
 from clearinghouse.spec.state.working_state import WorkingState
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tx.messages import MarketSpec
-
 from clearinghouse.spec.state import records as r
+from tx.messages import MarketSpec
 
 NS_CHAIN = b"G"
 NS_MARKET_SPEC = b"M"

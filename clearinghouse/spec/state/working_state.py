@@ -18,15 +18,15 @@ The block transition reads state only through this class (``get``, ``put``,
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Protocol
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
 import msgspec
 from sortedcontainers import SortedList
 
-from tx.encoding import encode
-
 from clearinghouse.spec.errors import InvalidTransaction
 from clearinghouse.spec.state.keys import NS_LIQ_REF, NS_ORDER, NS_POSITION, NS_TRIGGER, record_type
+from tx.encoding import encode
 
 INDEXED_NAMESPACES = (NS_ORDER, NS_TRIGGER, NS_POSITION, NS_LIQ_REF)
 
@@ -50,7 +50,7 @@ class KeyIndex:
         self._by_owner = SortedList()
 
     @classmethod
-    def load(cls, reader: StateReader) -> "KeyIndex":
+    def load(cls, reader: StateReader) -> KeyIndex:
         index = cls()
         for ns in INDEXED_NAMESPACES:
             index._keys[ns] = SortedList(k for k, _ in reader.scan_prefix(ns))

@@ -12,8 +12,8 @@ from typing import Any
 
 import msgspec
 
-from clearinghouse.spec.state.accounts import get_account, put_account
 from clearinghouse.spec.errors import DuplicateCloid, LimitExceeded, OrderNotFound
+from clearinghouse.spec.state.accounts import get_account, put_account
 from clearinghouse.spec.state.keys import CHAIN_KEY, U64_MAX, cloid_key, order_loc_key
 from clearinghouse.spec.state.records import CloidLocator, OrderLocator
 from clearinghouse.spec.state.working_state import WorkingState

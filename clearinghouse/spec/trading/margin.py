@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from clearinghouse.spec.math.margin import initial_margin, maintenance_margin, notional, withdrawal_floor
 from clearinghouse.spec.state.accounts import get_account
 from clearinghouse.spec.state.keys import market_spec_key, market_state_key, position_key
-from clearinghouse.spec.math.margin import initial_margin, maintenance_margin, notional, withdrawal_floor
 from clearinghouse.spec.state.records import Position
 from clearinghouse.spec.state.working_state import WorkingState
 

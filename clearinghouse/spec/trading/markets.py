@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from clearinghouse.spec.errors import InvalidGenesis
+from clearinghouse.spec.prices.mark_price import PRICE_CAP
+from clearinghouse.spec.state.keys import market_spec_key, market_state_key
+from clearinghouse.spec.state.records import MarketState
+from clearinghouse.spec.state.working_state import WorkingState
 from tx.messages import (
     MAX_MARK_BAND_BPS,
     MAX_ORACLE_FRESH_MS,
@@ -9,12 +14,6 @@ from tx.messages import (
     MIN_ORACLE_FRESH_MS,
     Genesis,
 )
-
-from clearinghouse.spec.errors import InvalidGenesis
-from clearinghouse.spec.state.keys import market_spec_key, market_state_key
-from clearinghouse.spec.prices.mark_price import PRICE_CAP
-from clearinghouse.spec.state.records import MarketState
-from clearinghouse.spec.state.working_state import WorkingState
 
 
 def initial_market_state(initial_price: int, genesis_time_ms: int) -> MarketState:
@@ -25,10 +24,21 @@ def initial_market_state(initial_price: int, genesis_time_ms: int) -> MarketStat
     genesis time, so funding hours fall on genesis time + k hours.
     """
     return MarketState(
-        oracle_price=initial_price, external_price=0, mark_price=initial_price, last_trade_price=0,
-        ema150_e6=0, ema150_weight=0, ema30_e6=0, ema30_weight=0, ema_time_ms=genesis_time_ms,
-        premium_sum_ppb=0, premium_samples=0, last_sample_ms=genesis_time_ms,
-        last_funding_ms=genesis_time_ms, funding_rate_ppb=0, open_interest=0,
+        oracle_price=initial_price,
+        external_price=0,
+        mark_price=initial_price,
+        last_trade_price=0,
+        ema150_e6=0,
+        ema150_weight=0,
+        ema30_e6=0,
+        ema30_weight=0,
+        ema_time_ms=genesis_time_ms,
+        premium_sum_ppb=0,
+        premium_samples=0,
+        last_sample_ms=genesis_time_ms,
+        last_funding_ms=genesis_time_ms,
+        funding_rate_ppb=0,
+        open_interest=0,
     )
 
 
@@ -43,7 +53,9 @@ def validate_genesis_markets(genesis: Genesis) -> None:
     them; a genesis built in code is checked here. Raises ``InvalidGenesis``.
     """
     if not MIN_ORACLE_FRESH_MS <= genesis.oracle_fresh_ms <= MAX_ORACLE_FRESH_MS:
-        raise InvalidGenesis(f"oracle_fresh_ms {genesis.oracle_fresh_ms} outside [{MIN_ORACLE_FRESH_MS}, {MAX_ORACLE_FRESH_MS}]")
+        raise InvalidGenesis(
+            f"oracle_fresh_ms {genesis.oracle_fresh_ms} outside [{MIN_ORACLE_FRESH_MS}, {MAX_ORACLE_FRESH_MS}]"
+        )
     names = [m.name for m in genesis.markets]
     if len(set(names)) != len(names):
         raise InvalidGenesis("duplicate market names in genesis")
@@ -51,7 +63,9 @@ def validate_genesis_markets(genesis: Genesis) -> None:
         if spec.initial_price > PRICE_CAP:
             raise InvalidGenesis(f"market {spec.name}: initial price above the price cap {PRICE_CAP}")
         if not MIN_MARK_BAND_BPS <= spec.mark_band_bps <= MAX_MARK_BAND_BPS:
-            raise InvalidGenesis(f"market {spec.name}: mark_band_bps {spec.mark_band_bps} outside [{MIN_MARK_BAND_BPS}, {MAX_MARK_BAND_BPS}]")
+            raise InvalidGenesis(
+                f"market {spec.name}: mark_band_bps {spec.mark_band_bps} outside [{MIN_MARK_BAND_BPS}, {MAX_MARK_BAND_BPS}]"
+            )
 
 
 def init_markets(ws: WorkingState, genesis: Genesis) -> None:

@@ -25,20 +25,19 @@ from dataclasses import dataclass
 
 import msgspec
 
-from tx.messages import MarketSpec
-
+from clearinghouse.spec.errors import InsufficientMargin, InvalidAmount, InvalidMarginMode
+from clearinghouse.spec.events import Fill, OrderStatus
+from clearinghouse.spec.math.margin import ceil_div
 from clearinghouse.spec.state.accounts import add_cash, get_account
 from clearinghouse.spec.state.context import TxContext
-from clearinghouse.spec.events import Fill, OrderStatus
 from clearinghouse.spec.state.keys import FEE_POOL, book_side_prefix, market_state_key, position_key
-from clearinghouse.spec.errors import InsufficientMargin, InvalidAmount, InvalidMarginMode
-from clearinghouse.spec.trading.margin import meets_initial_after_increase
-from clearinghouse.spec.waterfall.units import unit_value_for
-from clearinghouse.spec.math.margin import ceil_div
-from clearinghouse.spec.trading.positions import check_open_interest, settle_fill
-from clearinghouse.spec.trading.book import remove_order
 from clearinghouse.spec.state.records import Order
 from clearinghouse.spec.state.working_state import WorkingState
+from clearinghouse.spec.trading.book import remove_order
+from clearinghouse.spec.trading.margin import meets_initial_after_increase
+from clearinghouse.spec.trading.positions import check_open_interest, settle_fill
+from clearinghouse.spec.waterfall.units import unit_value_for
+from tx.messages import MarketSpec
 
 PPM = 1_000_000
 BOOK_TRADE_KINDS = ("trade", "liquidation")
@@ -90,10 +89,32 @@ def reducible(ws: WorkingState, market: int, owner: bytes, is_buy: bool) -> int:
 
 def cancel_resting(ctx: TxContext, market: int, key: bytes, order: Order, reason: str) -> None:
     remove_order(ctx.ws, key, order)
-    ctx.emit(OrderStatus(tx_index=ctx.tx_index, market=market, oid=order.oid, owner=order.owner, status="canceled", reason=reason, remaining=order.size))
+    ctx.emit(
+        OrderStatus(
+            tx_index=ctx.tx_index,
+            market=market,
+            oid=order.oid,
+            owner=order.owner,
+            status="canceled",
+            reason=reason,
+            remaining=order.size,
+        )
+    )
 
 
-def execute_fill(ctx: TxContext, market: int, spec: MarketSpec, taker: Taker, maker_owner: bytes, maker_oid: int, price: int, qty: int, *, maker_fee_ppm: int | None = None, taker_fee_ppm: int | None = None) -> Fill:
+def execute_fill(
+    ctx: TxContext,
+    market: int,
+    spec: MarketSpec,
+    taker: Taker,
+    maker_owner: bytes,
+    maker_oid: int,
+    price: int,
+    qty: int,
+    *,
+    maker_fee_ppm: int | None = None,
+    taker_fee_ppm: int | None = None,
+) -> Fill:
     """Move positions, cash and fees for one match; emit and return the Fill event."""
     ws = ctx.ws
     notional = price * qty
@@ -115,9 +136,20 @@ def execute_fill(ctx: TxContext, market: int, spec: MarketSpec, taker: Taker, ma
         key = market_state_key(market)
         ws.put(key, msgspec.structs.replace(ws.get(key), last_trade_price=price))
     ev = Fill(
-        tx_index=ctx.tx_index, market=market, price=price, size=qty, taker=taker.owner, maker=maker_owner,
-        taker_oid=taker.oid, maker_oid=maker_oid, taker_is_buy=taker.is_buy, taker_fee=t_fee, maker_fee=m_fee,
-        taker_realized_pnl=t_pnl, maker_realized_pnl=m_pnl, kind=taker.kind,
+        tx_index=ctx.tx_index,
+        market=market,
+        price=price,
+        size=qty,
+        taker=taker.owner,
+        maker=maker_owner,
+        taker_oid=taker.oid,
+        maker_oid=maker_oid,
+        taker_is_buy=taker.is_buy,
+        taker_fee=t_fee,
+        maker_fee=m_fee,
+        taker_realized_pnl=t_pnl,
+        maker_realized_pnl=m_pnl,
+        kind=taker.kind,
     )
     ctx.emit(ev)
     return ev
@@ -171,7 +203,9 @@ def match(ctx: TxContext, market: int, spec: MarketSpec, taker: Taker) -> None:
     ws = ctx.ws
     side_prefix = book_side_prefix(market, not taker.is_buy)
     if taker.kind == "trade" and has_unsettled_deficit(ws, taker.owner, market):
-        raise InvalidMarginMode("this market's isolated position has an unsettled deficit; it cannot trade until the waterfall covers it")
+        raise InvalidMarginMode(
+            "this market's isolated position has an unsettled deficit; it cannot trade until the waterfall covers it"
+        )
     while taker.remaining > 0:
         key = ws.index.first(side_prefix)
         if key is None:
@@ -203,7 +237,9 @@ def match(ctx: TxContext, market: int, spec: MarketSpec, taker: Taker) -> None:
         mark = ws.savepoint()
         events_mark = len(ctx.events)
         try:
-            execute_fill(ctx, market, spec, taker, maker.owner, maker.oid, maker.price, qty, taker_fee_ppm=taker.taker_fee_ppm)
+            execute_fill(
+                ctx, market, spec, taker, maker.owner, maker.oid, maker.price, qty, taker_fee_ppm=taker.taker_fee_ppm
+            )
         except MakerBoundExceeded:
             # The maker cannot take this fill (a 64-bit bound of its own): its order goes, the
             # taker goes on. Rejecting the taker instead would freeze the book at that order.
@@ -213,7 +249,9 @@ def match(ctx: TxContext, market: int, spec: MarketSpec, taker: Taker) -> None:
             continue
         maker_after = _position_size(ws, market, maker.owner)
         maker_broke = _pushed_below_zero(ws, maker.owner, market, maker_value_before)
-        if maker_broke or (opens_exposure(maker_before, maker_after) and not meets_initial_after_increase(ws, maker.owner, market)):
+        if maker_broke or (
+            opens_exposure(maker_before, maker_after) and not meets_initial_after_increase(ws, maker.owner, market)
+        ):
             ws.rollback_to(mark)
             del ctx.events[events_mark:]
             cancel_resting(ctx, market, key, maker, "bankruptcy" if maker_broke else "margin")
@@ -228,7 +266,17 @@ def match(ctx: TxContext, market: int, spec: MarketSpec, taker: Taker) -> None:
         rest = maker.size - qty
         if rest == 0:
             remove_order(ws, key, maker)
-            ctx.emit(OrderStatus(tx_index=ctx.tx_index, market=market, oid=maker.oid, owner=maker.owner, status="filled", reason="", remaining=0))
+            ctx.emit(
+                OrderStatus(
+                    tx_index=ctx.tx_index,
+                    market=market,
+                    oid=maker.oid,
+                    owner=maker.owner,
+                    status="filled",
+                    reason="",
+                    remaining=0,
+                )
+            )
         else:
             ws.put(key, msgspec.structs.replace(maker, size=rest))
         taker.remaining -= qty

@@ -8,9 +8,8 @@ figure rule, the minimum notional and the bounds that keep every product in
 
 from __future__ import annotations
 
-from tx.messages import MarketSpec
-
 from clearinghouse.spec.errors import BelowMinNotional, InvalidPrice, InvalidSize
+from tx.messages import MarketSpec
 
 MAX_SIG_FIGS = 5
 MAX_NOTIONAL = 2**62

@@ -8,25 +8,63 @@ transaction, which the journal undoes.
 
 from __future__ import annotations
 
-from tx.actions import (
-    TIF_ALO, TIF_FOK, TIF_IOC, Cancel, CancelByCloid, MarketOrder, Modify, PlaceOrder, TriggerOrder,
+from clearinghouse.spec.errors import (
+    FOKNotFilled,
+    InsufficientMargin,
+    InvalidMarginMode,
+    ReduceOnlyViolation,
+    UnknownMarket,
+    WouldTakeALO,
 )
-
-from clearinghouse.spec.trading.book import check_cloid_free, find_by_cloid, find_order, next_oid, remove_order, store_order
-from clearinghouse.spec.state.context import TxContext
-from clearinghouse.spec.errors import FOKNotFilled, InsufficientMargin, InvalidMarginMode, ReduceOnlyViolation, UnknownMarket, WouldTakeALO
 from clearinghouse.spec.events import OrderStatus
-from clearinghouse.spec.state.keys import (
-    CHAIN_KEY, TRIGGER_ABOVE, TRIGGER_BELOW, book_side_prefix, market_spec_key, order_key, trigger_key,
-)
-from clearinghouse.spec.trading.margin import get_position, mark_price, meets_cross_initial, meets_initial_after_increase
 from clearinghouse.spec.math.margin import ceil_div
-from clearinghouse.spec.trading.matching import Taker, has_unsettled_deficit, match, reducible
-from clearinghouse.spec.trading.positions import DEFAULT_LEVERAGE
-from clearinghouse.spec.trading.order_rules import check_notional, check_price, check_price_band, check_size, slippage_limit
+from clearinghouse.spec.state.context import TxContext
+from clearinghouse.spec.state.keys import (
+    CHAIN_KEY,
+    TRIGGER_ABOVE,
+    TRIGGER_BELOW,
+    book_side_prefix,
+    market_spec_key,
+    order_key,
+    trigger_key,
+)
 from clearinghouse.spec.state.records import Order, Trigger
-from tx.messages import MarketSpec
 from clearinghouse.spec.state.working_state import WorkingState
+from clearinghouse.spec.trading.book import (
+    check_cloid_free,
+    find_by_cloid,
+    find_order,
+    next_oid,
+    remove_order,
+    store_order,
+)
+from clearinghouse.spec.trading.margin import (
+    get_position,
+    mark_price,
+    meets_cross_initial,
+    meets_initial_after_increase,
+)
+from clearinghouse.spec.trading.matching import Taker, has_unsettled_deficit, match, reducible
+from clearinghouse.spec.trading.order_rules import (
+    check_notional,
+    check_price,
+    check_price_band,
+    check_size,
+    slippage_limit,
+)
+from clearinghouse.spec.trading.positions import DEFAULT_LEVERAGE
+from tx.actions import (
+    TIF_ALO,
+    TIF_FOK,
+    TIF_IOC,
+    Cancel,
+    CancelByCloid,
+    MarketOrder,
+    Modify,
+    PlaceOrder,
+    TriggerOrder,
+)
+from tx.messages import MarketSpec
 
 MARKET_TRIGGER_SLIPPAGE_BPS = 1000
 """A trigger order with no limit price fires as a market order with a 10% slippage bound."""
@@ -40,13 +78,19 @@ def market_spec(ws: WorkingState, market: int) -> MarketSpec:
 
 
 def status(ctx: TxContext, market: int, oid: int, owner: bytes, st: str, reason: str, remaining: int) -> None:
-    ctx.emit(OrderStatus(tx_index=ctx.tx_index, market=market, oid=oid, owner=owner, status=st, reason=reason, remaining=remaining))
+    ctx.emit(
+        OrderStatus(
+            tx_index=ctx.tx_index, market=market, oid=oid, owner=owner, status=st, reason=reason, remaining=remaining
+        )
+    )
 
 
 def check_no_unsettled_deficit(ws: WorkingState, owner: bytes, market: int) -> None:
     """No new order (resting, ALO or trigger) while the unit still owes an unsettled deficit."""
     if has_unsettled_deficit(ws, owner, market):
-        raise InvalidMarginMode("this account has an unsettled deficit in that market; it cannot place orders until it is covered")
+        raise InvalidMarginMode(
+            "this account has an unsettled deficit in that market; it cannot place orders until it is covered"
+        )
 
 
 def resting_margin_ok(ws: WorkingState, owner: bytes, market: int, is_buy: bool, size: int, price: int) -> bool:
@@ -65,7 +109,18 @@ def resting_margin_ok(ws: WorkingState, owner: bytes, market: int, is_buy: bool,
     return meets_cross_initial(ws, owner, ceil_div(growing * price, leverage))
 
 
-def submit(ctx: TxContext, market: int, *, is_buy: bool, price: int, size: int, tif: int, reduce_only: bool, cloid: int, kind: str = "trade") -> int:
+def submit(
+    ctx: TxContext,
+    market: int,
+    *,
+    is_buy: bool,
+    price: int,
+    size: int,
+    tif: int,
+    reduce_only: bool,
+    cloid: int,
+    kind: str = "trade",
+) -> int:
     """Validate, match and (for GTC/ALO) rest an order of ``ctx.account``; returns its oid."""
     ws = ctx.ws
     spec = market_spec(ws, market)
@@ -85,7 +140,9 @@ def submit(ctx: TxContext, market: int, *, is_buy: bool, price: int, size: int, 
             if (is_buy and best_price <= price) or (not is_buy and best_price >= price):
                 raise WouldTakeALO(f"post-only order at {price} would take the resting order at {best_price}")
     oid = next_oid(ws)
-    taker = Taker(owner=owner, oid=oid, is_buy=is_buy, limit_price=price, remaining=size, reduce_only=reduce_only, kind=kind)
+    taker = Taker(
+        owner=owner, oid=oid, is_buy=is_buy, limit_price=price, remaining=size, reduce_only=reduce_only, kind=kind
+    )
     if tif != TIF_ALO:
         match(ctx, market, spec, taker)
     if tif == TIF_FOK and taker.remaining > 0:
@@ -96,7 +153,15 @@ def submit(ctx: TxContext, market: int, *, is_buy: bool, price: int, size: int, 
         status(ctx, market, oid, owner, "filled", "", 0)
         return oid
     if tif in (TIF_IOC, TIF_FOK):
-        status(ctx, market, oid, owner, "canceled", "ioc_unfilled" if taker.filled == 0 else "ioc_remainder", taker.remaining)
+        status(
+            ctx,
+            market,
+            oid,
+            owner,
+            "canceled",
+            "ioc_unfilled" if taker.filled == 0 else "ioc_remainder",
+            taker.remaining,
+        )
         return oid
     remaining = taker.remaining
     if reduce_only:
@@ -106,14 +171,34 @@ def submit(ctx: TxContext, market: int, *, is_buy: bool, price: int, size: int, 
             return oid
     if not resting_margin_ok(ws, owner, market, is_buy, remaining, price):
         raise InsufficientMargin("not enough margin for the order to rest")
-    order = Order(oid=oid, owner=owner, is_buy=is_buy, price=price, size=remaining, orig_size=size, tif=tif, reduce_only=reduce_only, cloid=cloid, time_ms=ctx.time_ms)
+    order = Order(
+        oid=oid,
+        owner=owner,
+        is_buy=is_buy,
+        price=price,
+        size=remaining,
+        orig_size=size,
+        tif=tif,
+        reduce_only=reduce_only,
+        cloid=cloid,
+        time_ms=ctx.time_ms,
+    )
     store_order(ws, order_key(market, is_buy, price, oid), order)
     status(ctx, market, oid, owner, "resting", "", remaining)
     return oid
 
 
 def apply_place_order(ctx: TxContext, action: PlaceOrder) -> None:
-    submit(ctx, action.market, is_buy=action.is_buy, price=action.price, size=action.size, tif=action.tif, reduce_only=action.reduce_only, cloid=action.cloid)
+    submit(
+        ctx,
+        action.market,
+        is_buy=action.is_buy,
+        price=action.price,
+        size=action.size,
+        tif=action.tif,
+        reduce_only=action.reduce_only,
+        cloid=action.cloid,
+    )
 
 
 def apply_market_order(ctx: TxContext, action: MarketOrder) -> None:
@@ -127,14 +212,29 @@ def apply_market_order(ctx: TxContext, action: MarketOrder) -> None:
     if action.reduce_only and reducible(ws, action.market, ctx.account, action.is_buy) == 0:
         raise ReduceOnlyViolation("reduce-only order but no opposite position to reduce")
     oid = next_oid(ws)
-    taker = Taker(owner=ctx.account, oid=oid, is_buy=action.is_buy, limit_price=limit, remaining=action.size, reduce_only=action.reduce_only)
+    taker = Taker(
+        owner=ctx.account,
+        oid=oid,
+        is_buy=action.is_buy,
+        limit_price=limit,
+        remaining=action.size,
+        reduce_only=action.reduce_only,
+    )
     match(ctx, action.market, spec, taker)
     if taker.increased and not meets_initial_after_increase(ws, ctx.account, action.market):
         raise InsufficientMargin("the fills would leave the account below initial margin")
     if taker.remaining == 0:
         status(ctx, action.market, oid, ctx.account, "filled", "", 0)
     else:
-        status(ctx, action.market, oid, ctx.account, "canceled", "ioc_unfilled" if taker.filled == 0 else "ioc_remainder", taker.remaining)
+        status(
+            ctx,
+            action.market,
+            oid,
+            ctx.account,
+            "canceled",
+            "ioc_unfilled" if taker.filled == 0 else "ioc_remainder",
+            taker.remaining,
+        )
 
 
 def trigger_direction(is_buy: bool, is_take_profit: bool) -> int:
@@ -156,9 +256,16 @@ def apply_trigger_order(ctx: TxContext, action: TriggerOrder) -> None:
     oid = next_oid(ws)
     direction = trigger_direction(action.is_buy, action.is_take_profit)
     trig = Trigger(
-        oid=oid, owner=ctx.account, is_buy=action.is_buy, size=action.size, trigger_price=action.trigger_price,
-        is_take_profit=action.is_take_profit, limit_price=action.limit_price, reduce_only=action.reduce_only,
-        cloid=action.cloid, time_ms=ctx.time_ms,
+        oid=oid,
+        owner=ctx.account,
+        is_buy=action.is_buy,
+        size=action.size,
+        trigger_price=action.trigger_price,
+        is_take_profit=action.is_take_profit,
+        limit_price=action.limit_price,
+        reduce_only=action.reduce_only,
+        cloid=action.cloid,
+        time_ms=ctx.time_ms,
     )
     store_order(ws, trigger_key(action.market, direction, action.trigger_price, oid), trig)
     status(ctx, action.market, oid, ctx.account, "trigger_pending", "", action.size)
@@ -188,4 +295,13 @@ def apply_modify(ctx: TxContext, action: Modify) -> None:
         raise OrderNotFound("only resting limit orders can be modified")
     remove_order(ctx.ws, key, order)
     status(ctx, action.market, order.oid, order.owner, "canceled", "modified", order.size)
-    submit(ctx, action.market, is_buy=order.is_buy, price=action.price, size=action.size, tif=order.tif, reduce_only=order.reduce_only, cloid=order.cloid)
+    submit(
+        ctx,
+        action.market,
+        is_buy=order.is_buy,
+        price=action.price,
+        size=action.size,
+        tif=order.tif,
+        reduce_only=order.reduce_only,
+        cloid=order.cloid,
+    )

@@ -24,21 +24,27 @@ import bisect
 
 import msgspec
 
-from tx.messages import MarketSpec
-
-from clearinghouse.spec.state.accounts import checked_i64, get_account, put_account
 from clearinghouse.spec.errors import LimitExceeded
-from clearinghouse.spec.state.keys import market_state_key, position_key
 from clearinghouse.spec.math.margin import ceil_div
+from clearinghouse.spec.state.accounts import checked_i64, get_account, put_account
+from clearinghouse.spec.state.keys import market_state_key, position_key
 from clearinghouse.spec.state.records import Position
 from clearinghouse.spec.state.working_state import WorkingState
+from tx.messages import MarketSpec
 
 DEFAULT_LEVERAGE = 20
 """Leverage of a position whose owner never set one (capped at the market maximum)."""
 
 
 def default_position(spec: MarketSpec) -> Position:
-    return Position(size=0, cost=0, leverage=min(DEFAULT_LEVERAGE, spec.max_leverage), is_cross=True, iso_cash=0, liq_cooldown_until_ms=0)
+    return Position(
+        size=0,
+        cost=0,
+        leverage=min(DEFAULT_LEVERAGE, spec.max_leverage),
+        is_cross=True,
+        iso_cash=0,
+        liq_cooldown_until_ms=0,
+    )
 
 
 def get_or_default(ws: WorkingState, market: int, addr: bytes, spec: MarketSpec) -> Position:
@@ -64,7 +70,13 @@ def put_position(ws: WorkingState, market: int, addr: bytes, pos: Position, spec
     A flat position with default settings is deleted (nothing to remember).
     """
     key = position_key(market, addr)
-    if pos.size == 0 and pos.iso_cash == 0 and pos.is_cross and pos.leverage == min(DEFAULT_LEVERAGE, spec.max_leverage) and pos.liq_cooldown_until_ms == 0:
+    if (
+        pos.size == 0
+        and pos.iso_cash == 0
+        and pos.is_cross
+        and pos.leverage == min(DEFAULT_LEVERAGE, spec.max_leverage)
+        and pos.liq_cooldown_until_ms == 0
+    ):
         ws.delete(key)
     else:
         ws.put(key, pos)
@@ -106,7 +118,9 @@ def check_open_interest(ws: WorkingState, market: int) -> None:
         raise LimitExceeded(f"open interest of market {market} would exceed {MAX_OPEN_INTEREST} lots")
 
 
-def settle_fill(ws: WorkingState, market: int, spec: MarketSpec, addr: bytes, signed_qty: int, price: int, fee: int) -> int:
+def settle_fill(
+    ws: WorkingState, market: int, spec: MarketSpec, addr: bytes, signed_qty: int, price: int, fee: int
+) -> int:
     """Apply one side of a fill (``signed_qty`` > 0 buys) and its fee; returns realized PnL."""
     pos = get_or_default(ws, market, addr, spec)
     s = pos.size
@@ -151,7 +165,10 @@ def settle_fill(ws: WorkingState, market: int, spec: MarketSpec, addr: bytes, si
             acct = get_account(ws, addr)
             put_account(ws, addr, msgspec.structs.replace(acct, cash=checked_i64(acct.cash + to_cross, "cash")))
     new_pos = msgspec.structs.replace(
-        pos, size=checked_i64(new_size, "size"), cost=checked_i64(new_cost, "cost"), iso_cash=checked_i64(iso_cash, "isolated cash"),
+        pos,
+        size=checked_i64(new_size, "size"),
+        cost=checked_i64(new_cost, "cost"),
+        iso_cash=checked_i64(iso_cash, "isolated cash"),
         # A closed position has no liquidation cooldown left to remember.
         liq_cooldown_until_ms=0 if new_size == 0 else pos.liq_cooldown_until_ms,
     )

@@ -14,16 +14,15 @@ from __future__ import annotations
 
 from typing import Any
 
-
-from clearinghouse.spec.trading.book import remove_order
-from clearinghouse.spec.state.context import TxContext
 from clearinghouse.spec.events import NO_TX, OrderStatus
+from clearinghouse.spec.state.context import TxContext
 from clearinghouse.spec.state.keys import CHAIN_KEY, TRIGGER_ABOVE, TRIGGER_BELOW, market_state_key, trigger_prefix
+from clearinghouse.spec.state.working_state import WorkingState, atomically
+from clearinghouse.spec.trading.book import remove_order
+from clearinghouse.spec.trading.margin import meets_initial_after_increase
 from clearinghouse.spec.trading.matching import Taker, match, reducible
 from clearinghouse.spec.trading.order_rules import slippage_limit
-from clearinghouse.spec.trading.margin import meets_initial_after_increase
 from clearinghouse.spec.trading.orders import MARKET_TRIGGER_SLIPPAGE_BPS, market_spec
-from clearinghouse.spec.state.working_state import WorkingState, atomically
 
 
 def due_triggers(ws: WorkingState, market: int, mark: int) -> list[bytes]:
@@ -43,23 +42,74 @@ def due_triggers(ws: WorkingState, market: int, mark: int) -> list[bytes]:
 def fire(ctx: TxContext, market: int, key: bytes, trig: Any, mark: int) -> None:
     ws = ctx.ws
     remove_order(ws, key, trig)
-    ctx.emit(OrderStatus(tx_index=NO_TX, market=market, oid=trig.oid, owner=trig.owner, status="triggered", reason="", remaining=trig.size))
+    ctx.emit(
+        OrderStatus(
+            tx_index=NO_TX,
+            market=market,
+            oid=trig.oid,
+            owner=trig.owner,
+            status="triggered",
+            reason="",
+            remaining=trig.size,
+        )
+    )
     spec = market_spec(ws, market)
     limit = trig.limit_price or slippage_limit(mark, trig.is_buy, MARKET_TRIGGER_SLIPPAGE_BPS)
     if trig.reduce_only and reducible(ws, market, trig.owner, trig.is_buy) == 0:
-        ctx.emit(OrderStatus(tx_index=NO_TX, market=market, oid=trig.oid, owner=trig.owner, status="canceled", reason="reduce_only", remaining=trig.size))
+        ctx.emit(
+            OrderStatus(
+                tx_index=NO_TX,
+                market=market,
+                oid=trig.oid,
+                owner=trig.owner,
+                status="canceled",
+                reason="reduce_only",
+                remaining=trig.size,
+            )
+        )
         return
-    taker = Taker(owner=trig.owner, oid=trig.oid, is_buy=trig.is_buy, limit_price=limit, remaining=trig.size, reduce_only=trig.reduce_only)
+    taker = Taker(
+        owner=trig.owner,
+        oid=trig.oid,
+        is_buy=trig.is_buy,
+        limit_price=limit,
+        remaining=trig.size,
+        reduce_only=trig.reduce_only,
+    )
     mark_sp = ws.savepoint()
     ev_mark = len(ctx.events)
     match(ctx, market, spec, taker)
     if taker.increased and not meets_initial_after_increase(ws, trig.owner, market):
         ws.rollback_to(mark_sp)
         del ctx.events[ev_mark:]
-        ctx.emit(OrderStatus(tx_index=NO_TX, market=market, oid=trig.oid, owner=trig.owner, status="canceled", reason="margin", remaining=trig.size))
+        ctx.emit(
+            OrderStatus(
+                tx_index=NO_TX,
+                market=market,
+                oid=trig.oid,
+                owner=trig.owner,
+                status="canceled",
+                reason="margin",
+                remaining=trig.size,
+            )
+        )
         return
-    st, reason = ("filled", "") if taker.remaining == 0 else ("canceled", "ioc_unfilled" if taker.filled == 0 else "ioc_remainder")
-    ctx.emit(OrderStatus(tx_index=NO_TX, market=market, oid=trig.oid, owner=trig.owner, status=st, reason=reason, remaining=taker.remaining))
+    st, reason = (
+        ("filled", "")
+        if taker.remaining == 0
+        else ("canceled", "ioc_unfilled" if taker.filled == 0 else "ioc_remainder")
+    )
+    ctx.emit(
+        OrderStatus(
+            tx_index=NO_TX,
+            market=market,
+            oid=trig.oid,
+            owner=trig.owner,
+            status=st,
+            reason=reason,
+            remaining=taker.remaining,
+        )
+    )
 
 
 def run_triggers(ws: WorkingState, time_ms: int) -> list[Any]:
@@ -71,12 +121,28 @@ def run_triggers(ws: WorkingState, time_ms: int) -> list[Any]:
             trig = ws.get(key)
             if trig is None:
                 continue
-            ctx = TxContext(ws=ws, chain=chain, tx_index=NO_TX, signer=trig.owner, account=trig.owner, time_ms=time_ms, events=events)
+            ctx = TxContext(
+                ws=ws,
+                chain=chain,
+                tx_index=NO_TX,
+                signer=trig.owner,
+                account=trig.owner,
+                time_ms=time_ms,
+                events=events,
+            )
             error = atomically(ws, events, lambda: fire(ctx, market, key, trig, mark))
             if error is not None:
                 # The undone fills are not reported, but the trigger stays cancelled.
                 remove_order(ws, key, trig)
-                events.append(OrderStatus(tx_index=NO_TX, market=market, oid=trig.oid, owner=trig.owner, status="canceled", reason=error.code.lower(), remaining=trig.size))
+                events.append(
+                    OrderStatus(
+                        tx_index=NO_TX,
+                        market=market,
+                        oid=trig.oid,
+                        owner=trig.owner,
+                        status="canceled",
+                        reason=error.code.lower(),
+                        remaining=trig.size,
+                    )
+                )
     return events
-
-

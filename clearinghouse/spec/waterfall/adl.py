@@ -46,22 +46,37 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
-from clearinghouse.spec.state.accounts import add_cash
-from clearinghouse.spec.waterfall.ranking import Candidate, Ranked, rank_candidates, ranking_hash
-from clearinghouse.spec.trading.book import next_oid
-from clearinghouse.spec.state.context import TxContext
 from clearinghouse.spec.events import NO_TX
-from clearinghouse.spec.waterfall.insurance_fund import credit_unit, fund_value, sweep_to_fund
-from clearinghouse.spec.state.keys import CHAIN_KEY, INSURANCE_FUND, NS_LIQ_REF, market_spec_key, position_key, position_prefix
 from clearinghouse.spec.math.liquidation import bankruptcy_prices, round_bankruptcy_price, smallest_cover_qty
 from clearinghouse.spec.math.margin import ceil_div
-from clearinghouse.spec.waterfall.units import Unit, unit_health, unit_of_position, units_in_state
-from clearinghouse.spec.trading.matching import Taker, execute_fill
-from clearinghouse.spec.waterfall.policies import policy_of
-from clearinghouse.spec.waterfall.events import (
-    CROSS, AdlQueue, AdlShortfall, AdlStep, DeficitCover, Haircut, InsuranceCover, QueueEntry, WaterfallSkipped,
+from clearinghouse.spec.state.accounts import add_cash
+from clearinghouse.spec.state.context import TxContext
+from clearinghouse.spec.state.keys import (
+    CHAIN_KEY,
+    INSURANCE_FUND,
+    NS_LIQ_REF,
+    market_spec_key,
+    position_key,
+    position_prefix,
 )
 from clearinghouse.spec.state.working_state import WorkingState, atomically
+from clearinghouse.spec.trading.book import next_oid
+from clearinghouse.spec.trading.matching import Taker, execute_fill
+from clearinghouse.spec.waterfall.events import (
+    CROSS,
+    AdlQueue,
+    AdlShortfall,
+    AdlStep,
+    DeficitCover,
+    Haircut,
+    InsuranceCover,
+    QueueEntry,
+    WaterfallSkipped,
+)
+from clearinghouse.spec.waterfall.insurance_fund import credit_unit, fund_value, sweep_to_fund
+from clearinghouse.spec.waterfall.policies import policy_of
+from clearinghouse.spec.waterfall.ranking import Candidate, Ranked, rank_candidates, ranking_hash
+from clearinghouse.spec.waterfall.units import Unit, unit_health, unit_of_position, units_in_state
 
 QUEUE_EVIDENCE_TOP = 10
 """How many leading queue entries an AdlQueue event lists (the hash covers all)."""
@@ -82,7 +97,18 @@ def build_queue(ws: WorkingState, market: int, winners_long: bool, exclude: byte
             health = health_cache[unit] = unit_health(ws, unit)
         mm = next(mm for m, _p, _mk, mm in health.positions if m == market)
         mark = next(mk for m, _p, mk, _mm in health.positions if m == market)
-        candidates.append(Candidate(account=account, unit=unit.market, size=pos.size, cost=pos.cost, mark=mark, value=health.value, maintenance=mm, unit_maintenance=health.maintenance))
+        candidates.append(
+            Candidate(
+                account=account,
+                unit=unit.market,
+                size=pos.size,
+                cost=pos.cost,
+                mark=mark,
+                value=health.value,
+                maintenance=mm,
+                unit_maintenance=health.maintenance,
+            )
+        )
     return rank_candidates(candidates, ranking)
 
 
@@ -165,7 +191,13 @@ def walk(ws: WorkingState, q: BlockQueue, exclude: bytes) -> Any:
 
 def queue_entry(r: Ranked) -> QueueEntry:
     c = r.candidate
-    return QueueEntry(account=c.account, unit=c.unit, size=c.size, index_num=str(r.index.numerator), index_den=str(r.index.denominator))
+    return QueueEntry(
+        account=c.account,
+        unit=c.unit,
+        size=c.size,
+        index_num=str(r.index.numerator),
+        index_den=str(r.index.denominator),
+    )
 
 
 def neighbours(queue: list[Ranked], i: int) -> tuple[list[QueueEntry], list[QueueEntry]]:
@@ -176,8 +208,15 @@ def neighbours(queue: list[Ranked], i: int) -> tuple[list[QueueEntry], list[Queu
 
 def queue_event(market: int, unit: Unit, size: int, price: int, policy: str, q: BlockQueue) -> AdlQueue:
     return AdlQueue(
-        market=market, underwater=unit.account, underwater_unit=unit.market, underwater_size=size, bankruptcy_price=price,
-        policy=policy, queue_length=len(q.entries), ranking_hash=q.hash, top=[queue_entry(r) for r in q.entries[:QUEUE_EVIDENCE_TOP]],
+        market=market,
+        underwater=unit.account,
+        underwater_unit=unit.market,
+        underwater_size=size,
+        bankruptcy_price=price,
+        policy=policy,
+        queue_length=len(q.entries),
+        ranking_hash=q.hash,
+        top=[queue_entry(r) for r in q.entries[:QUEUE_EVIDENCE_TOP]],
     )
 
 
@@ -203,16 +242,35 @@ def close_against_queue(ctx: TxContext, unit: Unit, q: BlockQueue, size: int, pr
         qty = min(remaining, affordable(c, price))
         if qty == 0:
             continue
-        taker = Taker(owner=unit.account, oid=next_oid(ws), is_buy=size < 0, limit_price=price, remaining=qty, reduce_only=True, kind="adl")
+        taker = Taker(
+            owner=unit.account,
+            oid=next_oid(ws),
+            is_buy=size < 0,
+            limit_price=price,
+            remaining=qty,
+            reduce_only=True,
+            kind="adl",
+        )
         fill = execute_fill(ctx, q.market, spec, taker, c.account, 0, price, qty, maker_fee_ppm=0, taker_fee_ppm=0)
         remaining -= qty
         above, below = neighbours(q.entries, i)
-        ctx.emit(AdlStep(
-            market=q.market, underwater=unit.account, counterparty=c.account, counterparty_unit=c.unit, rank=r.rank,
-            index_num=str(r.index.numerator), index_den=str(r.index.denominator), size=qty, price=price,
-            realized_pnl=fill.maker_realized_pnl, remaining_after=remaining if size > 0 else -remaining,
-            neighbour_above=above, neighbour_below=below,
-        ))
+        ctx.emit(
+            AdlStep(
+                market=q.market,
+                underwater=unit.account,
+                counterparty=c.account,
+                counterparty_unit=c.unit,
+                rank=r.rank,
+                index_num=str(r.index.numerator),
+                index_den=str(r.index.denominator),
+                size=qty,
+                price=price,
+                realized_pnl=fill.maker_realized_pnl,
+                remaining_after=remaining if size > 0 else -remaining,
+                neighbour_above=above,
+                neighbour_below=below,
+            )
+        )
     return remaining
 
 
@@ -238,7 +296,11 @@ def deleverage_positions(ctx: TxContext, unit: Unit, policy: str, queues: Queues
         if remaining:
             remaining = close_against_queue(ctx, unit, q, pos.size, mark, remaining)
         if remaining:
-            ctx.emit(AdlShortfall(market=market, underwater=unit.account, unmatched=remaining if pos.size > 0 else -remaining))
+            ctx.emit(
+                AdlShortfall(
+                    market=market, underwater=unit.account, unmatched=remaining if pos.size > 0 else -remaining
+                )
+            )
     after = unit_health(ws, unit)
     residue = health.value + moved
     if not after.positions and residue > 0 and unit.account != INSURANCE_FUND:
@@ -285,17 +347,37 @@ def cover_with_winners(ctx: TxContext, unit: Unit, policy: str, queues: Queues) 
         room = c.value + qty * per_lot
         if qty == 0 or room <= 0:
             continue
-        taker = Taker(owner=c.account, oid=next_oid(ws), is_buy=c.size < 0, limit_price=ref.reference_price, remaining=qty, reduce_only=True, kind="deficit_cover")
-        fill = execute_fill(ctx, ref.market, spec, taker, INSURANCE_FUND, 0, ref.reference_price, qty, maker_fee_ppm=0, taker_fee_ppm=0)
+        taker = Taker(
+            owner=c.account,
+            oid=next_oid(ws),
+            is_buy=c.size < 0,
+            limit_price=ref.reference_price,
+            remaining=qty,
+            reduce_only=True,
+            kind="deficit_cover",
+        )
+        fill = execute_fill(
+            ctx, ref.market, spec, taker, INSURANCE_FUND, 0, ref.reference_price, qty, maker_fee_ppm=0, taker_fee_ppm=0
+        )
         covered = max(0, min(fill.taker_realized_pnl, deficit, room))
         take_from_unit(ws, c.account, c.unit, covered)
         credit_unit(ws, unit, covered)
         deficit -= covered
-        ctx.emit(DeficitCover(
-            market=ref.market, underwater=unit.account, counterparty=c.account, rank=r.rank, index_num=str(r.index.numerator),
-            index_den=str(r.index.denominator), size=qty, reference_price=ref.reference_price, realized_pnl=fill.taker_realized_pnl,
-            covered=covered, deficit_remaining=deficit,
-        ))
+        ctx.emit(
+            DeficitCover(
+                market=ref.market,
+                underwater=unit.account,
+                counterparty=c.account,
+                rank=r.rank,
+                index_num=str(r.index.numerator),
+                index_den=str(r.index.denominator),
+                size=qty,
+                reference_price=ref.reference_price,
+                realized_pnl=fill.taker_realized_pnl,
+                covered=covered,
+                deficit_remaining=deficit,
+            )
+        )
 
 
 def fund_absorbs(ctx: TxContext, unit: Unit) -> None:
@@ -309,7 +391,16 @@ def fund_absorbs(ctx: TxContext, unit: Unit) -> None:
     before = fund_value(ws)
     add_cash(ws, INSURANCE_FUND, -deficit)
     credit_unit(ws, unit, deficit)
-    ctx.emit(InsuranceCover(account=unit.account, unit=unit.market, deficit=deficit, paid=deficit, fund_before=before, fund_after=before - deficit))
+    ctx.emit(
+        InsuranceCover(
+            account=unit.account,
+            unit=unit.market,
+            deficit=deficit,
+            paid=deficit,
+            fund_before=before,
+            fund_after=before - deficit,
+        )
+    )
 
 
 def haircut_pool(ws: WorkingState) -> list[Unit]:
@@ -344,7 +435,17 @@ def haircut(ctx: TxContext, pool: list[Unit]) -> None:
         take_from_unit(ws, u.account, u.market, amount)
         add_cash(ws, INSURANCE_FUND, amount)
         remaining -= amount
-        ctx.emit(Haircut(account=u.account, unit=u.market, amount=amount, value_before=v, deficit=deficit, pool_value=str(total), deficit_remaining=remaining))
+        ctx.emit(
+            Haircut(
+                account=u.account,
+                unit=u.market,
+                amount=amount,
+                value_before=v,
+                deficit=deficit,
+                pool_value=str(total),
+                deficit_remaining=remaining,
+            )
+        )
     if remaining:
         ctx.emit(AdlShortfall(market=CROSS, underwater=INSURANCE_FUND, unmatched=0))
 
@@ -394,13 +495,25 @@ def run_adl(ws: WorkingState, time_ms: int) -> list[Any]:
         if pool is None:
             # Taken before the first underwater unit is served: nothing has changed since the step began.
             pool = haircut_pool(ws)
-        ctx = TxContext(ws=ws, chain=chain, tx_index=NO_TX, signer=unit.account, account=unit.account, time_ms=time_ms, events=events)
+        ctx = TxContext(
+            ws=ws,
+            chain=chain,
+            tx_index=NO_TX,
+            signer=unit.account,
+            account=unit.account,
+            time_ms=time_ms,
+            events=events,
+        )
         cursors = queues.cursors()
         error = atomically(ws, events, partial(deleverage_unit, ctx, unit, health, chain.policy, queues, pool))
         if error is not None:
             queues.rollback(cursors)
             # A hard bound (a 64-bit balance) stops this unit's ADL for the block, never the chain.
-            events.append(WaterfallSkipped(account=unit.account, unit=unit.market, step="adl", code=error.code, message=error.message))
+            events.append(
+                WaterfallSkipped(
+                    account=unit.account, unit=unit.market, step="adl", code=error.code, message=error.message
+                )
+            )
     # A reference is kept while its unit is still below zero (only after a WaterfallSkipped).
     for key in ws.index.iter_prefix(NS_LIQ_REF):
         if unit_health(ws, Unit(key[1:21], int.from_bytes(key[21:25], "big"))).value >= 0:
@@ -435,10 +548,20 @@ def adl_indicator(ws: WorkingState, market: int, account: bytes) -> dict[str, An
     if found is None:
         return None
     queue, unit = found
-    out: dict[str, Any] = {"market": market, "queue_length": len(queue), "rank": None, "percentile": None, "quintile": None, "index_num": None, "index_den": None}
+    out: dict[str, Any] = {
+        "market": market,
+        "queue_length": len(queue),
+        "rank": None,
+        "percentile": None,
+        "quintile": None,
+        "index_num": None,
+        "index_den": None,
+    }
     ind = indicator(queue, account, unit)
     if ind is not None:
         out.update(ind)
         r = queue[ind["rank"] - 1]
-        out.update(index_num=str(r.index.numerator), index_den=str(r.index.denominator), ranking_hash=ranking_hash(queue).hex())
+        out.update(
+            index_num=str(r.index.numerator), index_den=str(r.index.denominator), ranking_hash=ranking_hash(queue).hex()
+        )
     return out

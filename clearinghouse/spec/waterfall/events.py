@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import msgspec
 
-from tx.types import I64, U32, U64, Address
-
 from clearinghouse.spec.events import _Event
+from tx.types import I64, U32, U64, Address
 
 CROSS = 2**32 - 1
 """``market`` value meaning "the account's cross positions", not an isolated position."""

@@ -16,10 +16,10 @@ import msgspec
 
 from clearinghouse.spec.state.accounts import add_cash, checked_i64
 from clearinghouse.spec.state.keys import INSURANCE_FUND, position_key
-from clearinghouse.spec.trading.margin import cross_health
-from clearinghouse.spec.waterfall.units import Unit
-from clearinghouse.spec.waterfall.events import InsuranceCover
 from clearinghouse.spec.state.working_state import WorkingState
+from clearinghouse.spec.trading.margin import cross_health
+from clearinghouse.spec.waterfall.events import InsuranceCover
+from clearinghouse.spec.waterfall.units import Unit
 
 
 def fund_value(ws: WorkingState) -> int:
@@ -53,7 +53,9 @@ def cover_deficit(ws: WorkingState, unit: Unit, deficit: int, *, all_or_nothing:
     if paid:
         add_cash(ws, INSURANCE_FUND, -paid)
         credit_unit(ws, unit, paid)
-    return InsuranceCover(account=unit.account, unit=unit.market, deficit=deficit, paid=paid, fund_before=before, fund_after=before - paid)
+    return InsuranceCover(
+        account=unit.account, unit=unit.market, deficit=deficit, paid=paid, fund_before=before, fund_after=before - paid
+    )
 
 
 def sweep_to_fund(ws: WorkingState, unit: Unit, amount: int) -> None:

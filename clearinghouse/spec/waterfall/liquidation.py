@@ -18,22 +18,29 @@ from typing import Any
 
 import msgspec
 
-from clearinghouse.spec.waterfall.backstop import backstop_unit
-from clearinghouse.spec.trading.book import next_oid
-from clearinghouse.spec.state.context import TxContext
 from clearinghouse.spec.events import NO_TX
-from clearinghouse.spec.waterfall.insurance_fund import cover_deficit, fund_available
-from clearinghouse.spec.state.keys import INSURANCE_FUND, liq_ref_key, market_spec_key, position_key
 from clearinghouse.spec.math.liquidation import (
-    LIQUIDATION_COOLDOWN_MS, LIQUIDATION_SLIPPAGE_BPS, below_backstop, bankruptcy_prices, fund_bounded_limit,
-    is_liquidatable, liquidation_slice, round_bankruptcy_price, slippage_bound,
+    LIQUIDATION_COOLDOWN_MS,
+    LIQUIDATION_SLIPPAGE_BPS,
+    bankruptcy_prices,
+    below_backstop,
+    fund_bounded_limit,
+    is_liquidatable,
+    liquidation_slice,
+    round_bankruptcy_price,
+    slippage_bound,
 )
-from clearinghouse.spec.waterfall.units import Unit, unit_health, units_in_state
-from clearinghouse.spec.trading.matching import Taker, cancel_resting, match
-from clearinghouse.spec.waterfall.policies import Policy, policy_of
+from clearinghouse.spec.state.context import TxContext
+from clearinghouse.spec.state.keys import INSURANCE_FUND, liq_ref_key, market_spec_key, position_key
 from clearinghouse.spec.state.records import LiquidationRef
-from clearinghouse.spec.waterfall.events import LiquidationTriggered, MarketLiquidation, WaterfallSkipped
 from clearinghouse.spec.state.working_state import WorkingState, atomically
+from clearinghouse.spec.trading.book import next_oid
+from clearinghouse.spec.trading.matching import Taker, cancel_resting, match
+from clearinghouse.spec.waterfall.backstop import backstop_unit
+from clearinghouse.spec.waterfall.events import LiquidationTriggered, MarketLiquidation, WaterfallSkipped
+from clearinghouse.spec.waterfall.insurance_fund import cover_deficit, fund_available
+from clearinghouse.spec.waterfall.policies import Policy, policy_of
+from clearinghouse.spec.waterfall.units import Unit, unit_health, units_in_state
 
 
 def cancel_orders_of(ctx: TxContext, market: int, owner: bytes) -> None:
@@ -62,13 +69,27 @@ def record_reference_prices(ws: WorkingState, unit: Unit, value: int, positions:
     end of the block unless the unit is still below zero (its deficit is retried)."""
     exact = bankruptcy_prices(value, [(p.size, mark, mm) for _m, p, mark, mm in positions])
     for (m, p, _mark, _mm), bp in zip(positions, exact):
-        ws.put(liq_ref_key(unit.account, unit.market, m), LiquidationRef(market=m, was_long=p.size > 0, reference_price=round_bankruptcy_price(bp, p.size), size=abs(p.size)))
+        ws.put(
+            liq_ref_key(unit.account, unit.market, m),
+            LiquidationRef(
+                market=m, was_long=p.size > 0, reference_price=round_bankruptcy_price(bp, p.size), size=abs(p.size)
+            ),
+        )
 
 
 def liquidate_unit(ctx: TxContext, unit: Unit, policy: Policy) -> None:
     ws = ctx.ws
     health = unit_health(ws, unit)
-    ctx.emit(LiquidationTriggered(account=unit.account, market=unit.market, value=health.value, maintenance_margin=health.maintenance, positions=health.snapshots(), method="market"))
+    ctx.emit(
+        LiquidationTriggered(
+            account=unit.account,
+            market=unit.market,
+            value=health.value,
+            maintenance_margin=health.maintenance,
+            positions=health.snapshots(),
+            method="market",
+        )
+    )
     record_reference_prices(ws, unit, health.value, health.positions)
     absorbed = True
     for market, _pos, _mark, _mm in health.positions:
@@ -85,23 +106,53 @@ def liquidate_unit(ctx: TxContext, unit: Unit, policy: Policy) -> None:
         is_long = pos.size > 0
         limit = liquidation_limit(policy, is_long, now.value, qty, mark, fund_available(ws))
         spec = ws.get(market_spec_key(market))
-        taker = Taker(owner=unit.account, oid=next_oid(ws), is_buy=not is_long, limit_price=limit, remaining=qty, reduce_only=True, kind="liquidation", taker_fee_ppm=0)
+        taker = Taker(
+            owner=unit.account,
+            oid=next_oid(ws),
+            is_buy=not is_long,
+            limit_price=limit,
+            remaining=qty,
+            reduce_only=True,
+            kind="liquidation",
+            taker_fee_ppm=0,
+        )
         match(ctx, market, spec, taker)
         cooldown = 0
         if partial and taker.filled:
             after = ws.get(position_key(market, unit.account))
             if after is not None and after.size != 0:
                 cooldown = ctx.time_ms + LIQUIDATION_COOLDOWN_MS
-                ws.put(position_key(market, unit.account), msgspec.structs.replace(after, liq_cooldown_until_ms=cooldown))
+                ws.put(
+                    position_key(market, unit.account), msgspec.structs.replace(after, liq_cooldown_until_ms=cooldown)
+                )
         if taker.remaining:
             absorbed = False
-        ctx.emit(MarketLiquidation(account=unit.account, market=market, unit=unit.market, side_is_buy=not is_long, ordered=qty, filled=taker.filled, limit_price=limit, partial=partial, cooldown_until_ms=cooldown))
+        ctx.emit(
+            MarketLiquidation(
+                account=unit.account,
+                market=market,
+                unit=unit.market,
+                side_is_buy=not is_long,
+                ordered=qty,
+                filled=taker.filled,
+                limit_price=limit,
+                partial=partial,
+                cooldown_until_ms=cooldown,
+            )
+        )
     after = unit_health(ws, unit)
     if after.value < 0:
         ctx.emit(cover_deficit(ws, unit, -after.value, all_or_nothing=policy.fund_all_or_nothing))
         after = unit_health(ws, unit)
-    if policy.backstop and after.positions and is_liquidatable(after.value, after.maintenance) and (below_backstop(after.value, after.maintenance) or not absorbed):
-        backstop_unit(ctx, unit, "below_two_thirds" if below_backstop(after.value, after.maintenance) else "book_could_not_absorb")
+    if (
+        policy.backstop
+        and after.positions
+        and is_liquidatable(after.value, after.maintenance)
+        and (below_backstop(after.value, after.maintenance) or not absorbed)
+    ):
+        backstop_unit(
+            ctx, unit, "below_two_thirds" if below_backstop(after.value, after.maintenance) else "book_could_not_absorb"
+        )
 
 
 def run_liquidations(ws: WorkingState, time_ms: int) -> list[Any]:
@@ -116,9 +167,21 @@ def run_liquidations(ws: WorkingState, time_ms: int) -> list[Any]:
         health = unit_health(ws, unit)
         if not health.positions or not is_liquidatable(health.value, health.maintenance):
             continue
-        ctx = TxContext(ws=ws, chain=chain, tx_index=NO_TX, signer=unit.account, account=unit.account, time_ms=time_ms, events=events)
+        ctx = TxContext(
+            ws=ws,
+            chain=chain,
+            tx_index=NO_TX,
+            signer=unit.account,
+            account=unit.account,
+            time_ms=time_ms,
+            events=events,
+        )
         error = atomically(ws, events, lambda: liquidate_unit(ctx, unit, policy_of(chain.policy)))
         if error is not None:
             # A bound was hit (e.g. a 64-bit balance): the unit is undone; say so and go on.
-            events.append(WaterfallSkipped(account=unit.account, unit=unit.market, step="liquidation", code=error.code, message=error.message))
+            events.append(
+                WaterfallSkipped(
+                    account=unit.account, unit=unit.market, step="liquidation", code=error.code, message=error.message
+                )
+            )
     return events

@@ -36,9 +36,33 @@ class Policy:
 
 
 POLICIES: dict[str, Policy] = {
-    "hyperliquid": Policy("hyperliquid", "hyperliquid", partial_liquidation=True, fund_bounded_liquidation=True, fund_all_or_nothing=False, deficit_cover=False, backstop=True),
-    "bitmex": Policy("bitmex", "bitmex", partial_liquidation=True, fund_bounded_liquidation=True, fund_all_or_nothing=False, deficit_cover=False, backstop=True),
-    "seed": Policy("seed", "hyperliquid", partial_liquidation=False, fund_bounded_liquidation=False, fund_all_or_nothing=True, deficit_cover=True, backstop=False),
+    "hyperliquid": Policy(
+        "hyperliquid",
+        "hyperliquid",
+        partial_liquidation=True,
+        fund_bounded_liquidation=True,
+        fund_all_or_nothing=False,
+        deficit_cover=False,
+        backstop=True,
+    ),
+    "bitmex": Policy(
+        "bitmex",
+        "bitmex",
+        partial_liquidation=True,
+        fund_bounded_liquidation=True,
+        fund_all_or_nothing=False,
+        deficit_cover=False,
+        backstop=True,
+    ),
+    "seed": Policy(
+        "seed",
+        "hyperliquid",
+        partial_liquidation=False,
+        fund_bounded_liquidation=False,
+        fund_all_or_nothing=True,
+        deficit_cover=True,
+        backstop=False,
+    ),
 }
 
 

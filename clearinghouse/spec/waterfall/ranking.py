@@ -16,9 +16,9 @@ then by address ascending, then by unit (the one tie rule). Units with value
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Callable
 
 import blake3
 import msgspec
@@ -50,7 +50,11 @@ def bitmex_index(c: Candidate) -> Fraction:
     notional = abs(c.size) * c.mark
     upnl = c.size * c.mark - c.cost
     pnl_pct = Fraction(upnl, abs(c.cost))
-    leverage = Fraction(notional * c.unit_maintenance, c.value * c.maintenance) if c.maintenance else Fraction(notional, c.value)
+    leverage = (
+        Fraction(notional * c.unit_maintenance, c.value * c.maintenance)
+        if c.maintenance
+        else Fraction(notional, c.value)
+    )
     return pnl_pct * leverage if upnl >= 0 else pnl_pct / leverage
 
 
@@ -85,7 +89,12 @@ class _HashRow(msgspec.Struct, array_like=True, frozen=True):
 
 def ranking_hash(queue: list[Ranked]) -> bytes:
     """blake3 of the canonical encoding of the whole ranking, in order (docs/protocol.md)."""
-    rows = [_HashRow(r.candidate.account, r.candidate.unit, r.candidate.size, str(r.index.numerator), str(r.index.denominator)) for r in queue]
+    rows = [
+        _HashRow(
+            r.candidate.account, r.candidate.unit, r.candidate.size, str(r.index.numerator), str(r.index.denominator)
+        )
+        for r in queue
+    ]
     return blake3.blake3(b"clearinghouse/adl-ranking/v1\x00" + encode(rows)).digest()
 
 

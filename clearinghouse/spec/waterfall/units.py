@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from clearinghouse.spec.math.margin import maintenance_margin
 from clearinghouse.spec.state.accounts import get_account
 from clearinghouse.spec.state.keys import CHAIN_KEY, market_spec_key, market_state_key, position_key, position_prefix
-from clearinghouse.spec.math.margin import maintenance_margin
 from clearinghouse.spec.state.records import Position
-from clearinghouse.spec.waterfall.events import CROSS, PositionSnapshot
 from clearinghouse.spec.state.working_state import WorkingState
+from clearinghouse.spec.waterfall.events import CROSS, PositionSnapshot
 
 
 @dataclass(frozen=True, order=True)

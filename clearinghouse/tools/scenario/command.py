@@ -20,7 +20,9 @@ def _expect_failure_error(run: ScenarioRun) -> CliError:
     first = run.failed_expects[0]
     more = len(run.failed_expects) - 1
     tail = f" (and {more} more failed expectation{'s' if more > 1 else ''})" if more else ""
-    return CliError(f"expectation failed at step {first.step} (height {first.height}): {first.message}{tail}", EXIT_FAIL)
+    return CliError(
+        f"expectation failed at step {first.step} (height {first.height}): {first.message}{tail}", EXIT_FAIL
+    )
 
 
 def _run_to(args: argparse.Namespace, log_path: str | None) -> tuple[ScenarioRun, str | None, str | None]:
@@ -69,13 +71,21 @@ def cmd_scenario_compile(args: argparse.Namespace) -> int:
     from clearinghouse.tools.console import EXIT_OK, console, print_json
 
     run, log, _tmp = _run_to(args, args.log)
-    info = {"scenario": run.scenario.name, "log": log, "height": run.producer.engine.height,
-            "state_root": run.producer.engine.store.root.hex(), "blocks": len(run.blocks),
-            "expects_passed": sum(1 for e in run.expects if e.ok), "expects_failed": len(run.failed_expects)}
+    info = {
+        "scenario": run.scenario.name,
+        "log": log,
+        "height": run.producer.engine.height,
+        "state_root": run.producer.engine.store.root.hex(),
+        "blocks": len(run.blocks),
+        "expects_passed": sum(1 for e in run.expects if e.ok),
+        "expects_failed": len(run.failed_expects),
+    }
     if args.json:
         print_json(info)
     else:
-        console().print(f"wrote {log}: {info['blocks']} blocks, height {info['height']}, state root {info['state_root']}")
+        console().print(
+            f"wrote {log}: {info['blocks']} blocks, height {info['height']}, state root {info['state_root']}"
+        )
     if run.failed_expects:
         err = _expect_failure_error(run)
         err.json_printed = bool(args.json)  # the JSON report above already says what failed
@@ -96,4 +106,3 @@ def add_scenario_command(sub: Any) -> None:
     c.add_argument("--log", required=True, metavar="OUT", help="where to write the log (overwritten)")
     c.add_argument("--json", action="store_true", help="print the result (or the error) as JSON")
     c.set_defaults(func=cli_command(cmd_scenario_compile))
-

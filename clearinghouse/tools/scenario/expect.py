@@ -36,7 +36,7 @@ class AccountCheck(Check):
             return f"{self.name} has {self.expected} open orders"
         return f"{self.name} {self.what} = {micro_to_usdc(self.expected)} USDC"
 
-    def evaluate(self, run: "ScenarioRun") -> str | None:
+    def evaluate(self, run: ScenarioRun) -> str | None:
         st = account_state(run.view(), self.addr, run.scenario)
         actual = st[self.what]
         if actual == self.expected:
@@ -56,7 +56,7 @@ class PositionCheck(Check):
     def describe(self) -> str:
         return f"{self.name} {self.market.name} position = {_lots(self.market, self.expected)}"
 
-    def evaluate(self, run: "ScenarioRun") -> str | None:
+    def evaluate(self, run: ScenarioRun) -> str | None:
         from clearinghouse.spec.state.keys import position_key
 
         pos = run.view().get(position_key(self.market.index, self.addr))
@@ -76,7 +76,7 @@ class EntryCheck(Check):
     def describe(self) -> str:
         return f"{self.name} {self.market.name} entry price = {_frac_text(self.expected)}"
 
-    def evaluate(self, run: "ScenarioRun") -> str | None:
+    def evaluate(self, run: ScenarioRun) -> str | None:
         from clearinghouse.spec.state.keys import position_key
 
         pos = run.view().get(position_key(self.market.index, self.addr))
@@ -85,7 +85,9 @@ class EntryCheck(Check):
         actual = Fraction(abs(pos.cost), abs(pos.size)) / 10 ** (6 - self.market.sz_decimals)
         if actual == self.expected:
             return None
-        return f"{self.name} {self.market.name} entry price is {_frac_text(actual)}, expected {_frac_text(self.expected)}"
+        return (
+            f"{self.name} {self.market.name} entry price is {_frac_text(actual)}, expected {_frac_text(self.expected)}"
+        )
 
 
 @dataclass
@@ -97,7 +99,7 @@ class PriceCheck(Check):
     def describe(self) -> str:
         return f"{self.market.name} {self.what} price = {_price(self.market, self.expected)}"
 
-    def evaluate(self, run: "ScenarioRun") -> str | None:
+    def evaluate(self, run: ScenarioRun) -> str | None:
         from clearinghouse.spec.state.keys import market_state_key
 
         ms = run.view().get(market_state_key(self.market.index))
@@ -131,7 +133,7 @@ class EventCheck(Check):
                 return False
         return True
 
-    def evaluate(self, run: "ScenarioRun") -> str | None:
+    def evaluate(self, run: ScenarioRun) -> str | None:
         if self.within == "block":
             events = run.blocks[-1].events if run.blocks else []
         else:
@@ -219,27 +221,38 @@ def account_state(view: Any, addr: bytes, sc: Scenario | None = None, legend: An
         iso_value = pos.iso_cash + pos.size * mark
         if not pos.is_cross:
             value += iso_value
-        from clearinghouse.tools.units import exact_or_approx
-        from clearinghouse.tools.units import lots_to_size, units_to_price
+        from clearinghouse.tools.units import exact_or_approx, lots_to_size, units_to_price
 
         entry = Fraction(abs(pos.cost), abs(pos.size)) / 10 ** (6 - spec.sz_decimals)
-        positions.append({
-            "market": market, "market_name": spec.name,
-            "size": pos.size, "size_base": lots_to_size(pos.size, spec.sz_decimals),
-            "cost": pos.cost, "entry_price_usdc": exact_or_approx(entry).replace(",", ""),
-            "mark": mark, "mark_usdc": units_to_price(mark, spec.sz_decimals),
-            "unrealized_pnl": upnl, "unrealized_pnl_usdc": micro_to_usdc(upnl),
-            "leverage": pos.leverage, "mode": "cross" if pos.is_cross else "isolated",
-            "isolated_cash": pos.iso_cash, "isolated_cash_usdc": micro_to_usdc(pos.iso_cash),
-            "isolated_value": None if pos.is_cross else iso_value,
-            "isolated_value_usdc": None if pos.is_cross else micro_to_usdc(iso_value),
-        })
+        positions.append(
+            {
+                "market": market,
+                "market_name": spec.name,
+                "size": pos.size,
+                "size_base": lots_to_size(pos.size, spec.sz_decimals),
+                "cost": pos.cost,
+                "entry_price_usdc": exact_or_approx(entry).replace(",", ""),
+                "mark": mark,
+                "mark_usdc": units_to_price(mark, spec.sz_decimals),
+                "unrealized_pnl": upnl,
+                "unrealized_pnl_usdc": micro_to_usdc(upnl),
+                "leverage": pos.leverage,
+                "mode": "cross" if pos.is_cross else "isolated",
+                "isolated_cash": pos.iso_cash,
+                "isolated_cash_usdc": micro_to_usdc(pos.iso_cash),
+                "isolated_value": None if pos.is_cross else iso_value,
+                "isolated_value_usdc": None if pos.is_cross else micro_to_usdc(iso_value),
+            }
+        )
     return {
         "address": checksum_address(addr),
         "name": (sc.names().get(addr) if sc is not None else None),
-        "cash": acct.cash, "cash_usdc": micro_to_usdc(acct.cash),
-        "value": value, "value_usdc": micro_to_usdc(value),
-        "cross_value": health.value, "cross_maintenance_margin": health.maintenance,
+        "cash": acct.cash,
+        "cash_usdc": micro_to_usdc(acct.cash),
+        "value": value,
+        "value_usdc": micro_to_usdc(value),
+        "cross_value": health.value,
+        "cross_maintenance_margin": health.maintenance,
         "open_orders": acct.open_orders,
         "positions": positions,
     }

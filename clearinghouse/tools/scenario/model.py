@@ -50,13 +50,46 @@ STEP_KEYS: dict[str, tuple[str, ...]] = {
     "oracle": ("prices", "external", "publishers"),
     "advance": ("seconds",),
     "block": (),
-    "expect": ("account", "market", "cash", "value", "position", "entry_price", "open_orders", "insurance_fund",
-               "fee_pool", "mark", "oracle", "event", "where", "count", "within"),
+    "expect": (
+        "account",
+        "market",
+        "cash",
+        "value",
+        "position",
+        "entry_price",
+        "open_orders",
+        "insurance_fund",
+        "fee_pool",
+        "mark",
+        "oracle",
+        "event",
+        "where",
+        "count",
+        "within",
+    ),
 }
 TOP_KEYS = ("name", "description", "accounts", "chain", "market", "step")
-CHAIN_KEYS = ("chain_id", "start", "policy", "insurance_fund", "bridge", "oracles", "block_seconds", "oracle_fresh_seconds")
-MARKET_KEYS = ("name", "sz_decimals", "max_leverage", "initial_price", "taker_fee", "maker_fee", "impact_notional", "min_notional",
-               "mark_band_bps")
+CHAIN_KEYS = (
+    "chain_id",
+    "start",
+    "policy",
+    "insurance_fund",
+    "bridge",
+    "oracles",
+    "block_seconds",
+    "oracle_fresh_seconds",
+)
+MARKET_KEYS = (
+    "name",
+    "sz_decimals",
+    "max_leverage",
+    "initial_price",
+    "taker_fee",
+    "maker_fee",
+    "impact_notional",
+    "min_notional",
+    "mark_band_bps",
+)
 MARKET_REQUIRED = ("name", "sz_decimals", "max_leverage", "initial_price")
 
 
@@ -92,7 +125,7 @@ class Step:
     txs: list[tuple[str, Any]] = field(default_factory=list)
     """(signer name, action) for transaction steps."""
     advance_ms: int = 0
-    checks: list["Check"] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
 
 
 @dataclass
@@ -142,7 +175,7 @@ class Scenario:
 
 
 class Check:
-    def evaluate(self, run: "ScenarioRun") -> str | None:  # pragma: no cover - interface
+    def evaluate(self, run: ScenarioRun) -> str | None:  # pragma: no cover - interface
         """None if it holds, else what was found instead."""
         raise NotImplementedError
 

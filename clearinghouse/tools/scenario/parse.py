@@ -6,9 +6,10 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import tomllib
+from collections.abc import Callable
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any, Callable
+from typing import Any
 
 from clearinghouse.tools.scenario.expect import (
     AccountCheck,
@@ -140,7 +141,17 @@ class _Reader:
             raise self.fail(where, f"{key} must be one of {', '.join(repr(o) for o in options)}, got {value!r}")
         return options[value]
 
-    def unit(self, fn: Callable[..., int], value: Any, where: str, key: str, *args: Any, positive: bool = False, nonneg: bool = False, **kw: Any) -> int:
+    def unit(
+        self,
+        fn: Callable[..., int],
+        value: Any,
+        where: str,
+        key: str,
+        *args: Any,
+        positive: bool = False,
+        nonneg: bool = False,
+        **kw: Any,
+    ) -> int:
         try:
             n = fn(value, *args, what=key, **kw)
         except UnitError as exc:
@@ -163,7 +174,9 @@ class _Reader:
         start_ms = self.start_time(chain.get("start", DEFAULT_START_MS))
         from clearinghouse.spec.block import SUPPORTED_POLICIES
 
-        policy = self.choice(chain.get("policy", DEFAULT_POLICY), {p: p for p in SUPPORTED_POLICIES}, "[chain]", "policy")
+        policy = self.choice(
+            chain.get("policy", DEFAULT_POLICY), {p: p for p in SUPPORTED_POLICIES}, "[chain]", "policy"
+        )
         fund = self.unit(usdc_to_micro, chain.get("insurance_fund", 0), "[chain]", "insurance_fund", nonneg=True)
         bridge = self.name(chain.get("bridge", DEFAULT_BRIDGE), "[chain]", "bridge")
         oracles_raw = chain.get("oracles", list(DEFAULT_ORACLES))
@@ -177,9 +190,18 @@ class _Reader:
         if bridge in oracles:
             raise self.fail("[chain]", f"{bridge!r} cannot be both the bridge and an oracle")
         block_ms = self.unit(to_scaled, chain.get("block_seconds", 1), "[chain]", "block_seconds", 3, positive=True)
-        fresh_ms = self.unit(to_scaled, chain.get("oracle_fresh_seconds", DEFAULT_ORACLE_FRESH_MS // 1000), "[chain]", "oracle_fresh_seconds", 3, positive=True)
+        fresh_ms = self.unit(
+            to_scaled,
+            chain.get("oracle_fresh_seconds", DEFAULT_ORACLE_FRESH_MS // 1000),
+            "[chain]",
+            "oracle_fresh_seconds",
+            3,
+            positive=True,
+        )
         if not MIN_ORACLE_FRESH_MS <= fresh_ms <= MAX_ORACLE_FRESH_MS:
-            raise self.fail("[chain]", f"oracle_fresh_seconds must be {MIN_ORACLE_FRESH_MS // 1000}..{MAX_ORACLE_FRESH_MS // 1000}")
+            raise self.fail(
+                "[chain]", f"oracle_fresh_seconds must be {MIN_ORACLE_FRESH_MS // 1000}..{MAX_ORACLE_FRESH_MS // 1000}"
+            )
 
         markets_raw = data.get("market", [])
         if not isinstance(markets_raw, list) or not markets_raw:
@@ -191,9 +213,23 @@ class _Reader:
                 raise self.fail(f"[[market]] {n!r}", "duplicate market name")
 
         accounts, deposits = self.accounts(data.get("accounts", []), bridge, oracles)
-        sc = Scenario(path=self.path, name=name, description=description, chain_id=chain_id, start_ms=start_ms, policy=policy,
-                      insurance_fund=fund, bridge=bridge, oracles=oracles, block_ms=block_ms, markets=markets,
-                      accounts=accounts, initial_deposits=deposits, steps=[], oracle_fresh_ms=fresh_ms)
+        sc = Scenario(
+            path=self.path,
+            name=name,
+            description=description,
+            chain_id=chain_id,
+            start_ms=start_ms,
+            policy=policy,
+            insurance_fund=fund,
+            bridge=bridge,
+            oracles=oracles,
+            block_ms=block_ms,
+            markets=markets,
+            accounts=accounts,
+            initial_deposits=deposits,
+            steps=[],
+            oracle_fresh_ms=fresh_ms,
+        )
         steps_raw = data.get("step", [])
         if not isinstance(steps_raw, list):
             raise self.fail("", "step must be an array of tables ([[step]])")
@@ -220,14 +256,14 @@ class _Reader:
             try:
                 value = _dt.datetime.fromisoformat(value)
             except ValueError:
-                raise self.fail(where, f"start {value!r} is not an ISO-8601 time like \"2026-01-01T00:00:00Z\"") from None
+                raise self.fail(where, f'start {value!r} is not an ISO-8601 time like "2026-01-01T00:00:00Z"') from None
         if isinstance(value, _dt.date) and not isinstance(value, _dt.datetime):
             value = _dt.datetime(value.year, value.month, value.day)
         if not isinstance(value, _dt.datetime):
             raise self.fail(where, f"start must be an ISO-8601 UTC time or milliseconds, got {_type_name(value)}")
         if value.tzinfo is None:
-            value = value.replace(tzinfo=_dt.timezone.utc)
-        delta = value - _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+            value = value.replace(tzinfo=_dt.UTC)
+        delta = value - _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
         micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
         if micros % 1000 or micros < 0:
             raise self.fail(where, "start must be a whole number of milliseconds after 1970")
@@ -247,13 +283,23 @@ class _Reader:
         szd = self.integer(m["sz_decimals"], where, "sz_decimals", 0, 6)
         maxlev = self.integer(m["max_leverage"], where, "max_leverage", 1, 100)
         spec = MarketSpec(
-            name=name, sz_decimals=szd, max_leverage=maxlev,
+            name=name,
+            sz_decimals=szd,
+            max_leverage=maxlev,
             taker_fee_ppm=self.fee(m.get("taker_fee", "4.5"), where, "taker_fee"),
             maker_fee_ppm=self.fee(m.get("maker_fee", "1.5"), where, "maker_fee"),
-            impact_notional=self.unit(usdc_to_micro, m.get("impact_notional", "1000"), where, "impact_notional", positive=True),
+            impact_notional=self.unit(
+                usdc_to_micro, m.get("impact_notional", "1000"), where, "impact_notional", positive=True
+            ),
             min_notional=self.unit(usdc_to_micro, m.get("min_notional", "10"), where, "min_notional", nonneg=True),
             initial_price=self.unit(price_to_units, m["initial_price"], where, "initial_price", szd, positive=True),
-            mark_band_bps=self.integer(m.get("mark_band_bps", DEFAULT_MARK_BAND_BPS), where, "mark_band_bps", MIN_MARK_BAND_BPS, MAX_MARK_BAND_BPS),
+            mark_band_bps=self.integer(
+                m.get("mark_band_bps", DEFAULT_MARK_BAND_BPS),
+                where,
+                "mark_band_bps",
+                MIN_MARK_BAND_BPS,
+                MAX_MARK_BAND_BPS,
+            ),
         )
         return MarketDef(index=index, spec=spec)
 
@@ -347,11 +393,20 @@ class _StepReader:
         return self.r.unit(usdc_to_micro, self.req(key) if value is None else value, self.where, key, positive=positive)
 
     def price(self, m: MarketDef, key: str, value: Any = None) -> int:
-        return self.r.unit(price_to_units, self.req(key) if value is None else value, self.where, key, m.sz_decimals, positive=True)
+        return self.r.unit(
+            price_to_units, self.req(key) if value is None else value, self.where, key, m.sz_decimals, positive=True
+        )
 
     def size(self, m: MarketDef, key: str = "size", *, positive: bool = True, value: Any = None) -> int:
-        return self.r.unit(size_to_lots, self.req(key) if value is None else value, self.where, key, m.sz_decimals,
-                           positive=positive, asset=m.name)
+        return self.r.unit(
+            size_to_lots,
+            self.req(key) if value is None else value,
+            self.where,
+            key,
+            m.sz_decimals,
+            positive=positive,
+            asset=m.name,
+        )
 
     def opt_bool(self, key: str, default: bool) -> bool:
         return self.r.boolean(self.t[key], self.where, key) if key in self.t else default
@@ -380,28 +435,56 @@ class _StepReader:
     def s_order(self, st: Step) -> None:
         name, m = self.account(), self.market()
         tif = self.r.choice(self.t.get("tif", "GTC"), TIFS, self.where, "tif")
-        st.txs.append((name, A.PlaceOrder(
-            market=m.index, is_buy=self.side(), price=self.price(m, "price"), size=self.size(m), tif=tif,
-            reduce_only=self.opt_bool("reduce_only", False), cloid=self.opt_int("cloid", 0, 0, 2**64 - 1),
-        )))
+        st.txs.append(
+            (
+                name,
+                A.PlaceOrder(
+                    market=m.index,
+                    is_buy=self.side(),
+                    price=self.price(m, "price"),
+                    size=self.size(m),
+                    tif=tif,
+                    reduce_only=self.opt_bool("reduce_only", False),
+                    cloid=self.opt_int("cloid", 0, 0, 2**64 - 1),
+                ),
+            )
+        )
 
     def s_market_order(self, st: Step) -> None:
         name, m = self.account(), self.market()
-        st.txs.append((name, A.MarketOrder(
-            market=m.index, is_buy=self.side(), size=self.size(m),
-            slippage_bps=self.opt_int("slippage_bps", DEFAULT_MARKET_SLIPPAGE_BPS, 0, 5000),
-            reduce_only=self.opt_bool("reduce_only", False), cloid=self.opt_int("cloid", 0, 0, 2**64 - 1),
-        )))
+        st.txs.append(
+            (
+                name,
+                A.MarketOrder(
+                    market=m.index,
+                    is_buy=self.side(),
+                    size=self.size(m),
+                    slippage_bps=self.opt_int("slippage_bps", DEFAULT_MARKET_SLIPPAGE_BPS, 0, 5000),
+                    reduce_only=self.opt_bool("reduce_only", False),
+                    cloid=self.opt_int("cloid", 0, 0, 2**64 - 1),
+                ),
+            )
+        )
 
     def s_trigger(self, st: Step) -> None:
         name, m = self.account(), self.market()
         is_tp = self.r.choice(self.req("kind"), TRIGGER_KINDS, self.where, "kind")
         limit = self.price(m, "limit_price") if "limit_price" in self.t else 0
-        st.txs.append((name, A.TriggerOrder(
-            market=m.index, is_buy=self.side(), size=self.size(m), trigger_price=self.price(m, "trigger_price"),
-            is_take_profit=is_tp, limit_price=limit, reduce_only=self.opt_bool("reduce_only", True),
-            cloid=self.opt_int("cloid", 0, 0, 2**64 - 1),
-        )))
+        st.txs.append(
+            (
+                name,
+                A.TriggerOrder(
+                    market=m.index,
+                    is_buy=self.side(),
+                    size=self.size(m),
+                    trigger_price=self.price(m, "trigger_price"),
+                    is_take_profit=is_tp,
+                    limit_price=limit,
+                    reduce_only=self.opt_bool("reduce_only", True),
+                    cloid=self.opt_int("cloid", 0, 0, 2**64 - 1),
+                ),
+            )
+        )
 
     def s_cancel(self, st: Step) -> None:
         name, m = self.account(), self.market()
@@ -458,19 +541,29 @@ class _StepReader:
             try:
                 m = self.sc.market(mname)
             except KeyError:
-                raise self.fail(f"unknown market {mname!r} in prices (markets: {', '.join(x.name for x in self.sc.markets)})") from None
+                raise self.fail(
+                    f"unknown market {mname!r} in prices (markets: {', '.join(x.name for x in self.sc.markets)})"
+                ) from None
             oracle = self.per_publisher(m, value, f"prices.{mname}", publishers)
-            ext = self.per_publisher(m, external[mname], f"external.{mname}", publishers) if mname in external else [0] * len(publishers)
+            ext = (
+                self.per_publisher(m, external[mname], f"external.{mname}", publishers)
+                if mname in external
+                else [0] * len(publishers)
+            )
             for p, o, x in zip(publishers, oracle, ext):
                 per_pub[p][m.index] = [o, x]
         for p in publishers:
-            items = [A.OraclePrice(market=i, oracle_price=o, external_price=x) for i, (o, x) in sorted(per_pub[p].items())]
+            items = [
+                A.OraclePrice(market=i, oracle_price=o, external_price=x) for i, (o, x) in sorted(per_pub[p].items())
+            ]
             st.txs.append((p, A.OracleUpdate(prices=items)))
 
     def per_publisher(self, m: MarketDef, value: Any, key: str, publishers: list[str]) -> list[int]:
         if isinstance(value, list):
             if len(value) != len(publishers):
-                raise self.fail(f"{key} lists {len(value)} prices for {len(publishers)} publishers ({', '.join(publishers)})")
+                raise self.fail(
+                    f"{key} lists {len(value)} prices for {len(publishers)} publishers ({', '.join(publishers)})"
+                )
             return [self.price(m, key, v) for v in value]
         return [self.price(m, key, value)] * len(publishers)
 
@@ -493,7 +586,11 @@ class _StepReader:
             if "value" in t:
                 checks.append(AccountCheck(name, addr, "value", self.usdc("value", positive=False)))
             if "open_orders" in t:
-                checks.append(AccountCheck(name, addr, "open_orders", self.r.integer(t["open_orders"], self.where, "open_orders", 0)))
+                checks.append(
+                    AccountCheck(
+                        name, addr, "open_orders", self.r.integer(t["open_orders"], self.where, "open_orders", 0)
+                    )
+                )
             if "position" in t:
                 pos = t["position"]
                 if isinstance(pos, dict):
@@ -504,14 +601,16 @@ class _StepReader:
                             m = self.sc.market(mname)
                         except KeyError:
                             raise self.fail(f"unknown market {mname!r} in position") from None
-                        checks.append(PositionCheck(name, addr, m, self.size(m, f"position.{mname}", positive=False, value=v)))
+                        checks.append(
+                            PositionCheck(name, addr, m, self.size(m, f"position.{mname}", positive=False, value=v))
+                        )
                 else:
                     if market is None:
-                        raise self.fail("position needs market = \"...\" (or a table: position = { BTC = \"0.3\" })")
+                        raise self.fail('position needs market = "..." (or a table: position = { BTC = "0.3" })')
                     checks.append(PositionCheck(name, addr, market, self.size(market, "position", positive=False)))
             if "entry_price" in t:
                 if market is None:
-                    raise self.fail("entry_price needs market = \"...\"")
+                    raise self.fail('entry_price needs market = "..."')
                 try:
                     expected = Fraction(to_decimal(t["entry_price"], "entry_price"))
                 except UnitError as exc:
@@ -520,7 +619,7 @@ class _StepReader:
         else:
             for key in ("cash", "value", "open_orders", "position", "entry_price"):
                 if key in t:
-                    raise self.fail(f"{key} needs account = \"...\"")
+                    raise self.fail(f'{key} needs account = "..."')
         for key in ("insurance_fund", "fee_pool"):
             if key in t:
                 checks.append(AccountCheck(key, _address_of(key), "cash", self.usdc(key, positive=False)))
@@ -540,14 +639,16 @@ class _StepReader:
         else:
             for key in ("where", "count", "within"):
                 if key in t:
-                    raise self.fail(f"{key} needs event = \"...\"")
+                    raise self.fail(f'{key} needs event = "..."')
         if market is not None and not any(isinstance(c, (PositionCheck, EntryCheck)) for c in checks):
             raise self.fail("market is only used with position or entry_price")
         if not checks:
-            raise self.fail("nothing to check: give account with cash/value/position/..., insurance_fund, fee_pool, mark, oracle or event")
+            raise self.fail(
+                "nothing to check: give account with cash/value/position/..., insurance_fund, fee_pool, mark, oracle or event"
+            )
         st.checks = checks
 
-    def event_check(self) -> "EventCheck":
+    def event_check(self) -> EventCheck:
         from clearinghouse.spec.event_types import EVENT_CLASSES
 
         by_name = {c.__name__: c for c in EVENT_CLASSES}
@@ -565,7 +666,9 @@ class _StepReader:
                 raise self.fail(f"event {ev} has no field {key!r} (fields: {', '.join(fields)})")
             conds[key] = self.condition(key, value)
         count = self.r.integer(self.t["count"], self.where, "count", 0) if "count" in self.t else None
-        within = self.r.choice(self.t.get("within", "block"), {"block": "block", "scenario": "scenario"}, self.where, "within")
+        within = self.r.choice(
+            self.t.get("within", "block"), {"block": "block", "scenario": "scenario"}, self.where, "within"
+        )
         return EventCheck(ev, conds, count, within, self.sc)
 
     def condition(self, key: str, value: Any) -> Any:
@@ -586,7 +689,9 @@ class _StepReader:
                 except KeyError:
                     raise self.fail(f"where.{key}: unknown market {value!r}") from None
             return self.r.integer(value, self.where, f"where.{key}", 0)
-        if isinstance(value, str) and (value in self.sc.accounts or value in RESERVED_NAMES or value == self.sc.bridge or value in self.sc.oracles):
+        if isinstance(value, str) and (
+            value in self.sc.accounts or value in RESERVED_NAMES or value == self.sc.bridge or value in self.sc.oracles
+        ):
             return _Addr(_address_of(value), value)
         if isinstance(value, str) and value.startswith("0x") and len(value) == 42:
             try:

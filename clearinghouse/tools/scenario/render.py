@@ -15,12 +15,32 @@ from clearinghouse.tools.units import (
 
 # ---------------------------------------------------------------- reports
 def _summary(run: ScenarioRun) -> dict[str, int]:
-    counts = {"blocks": len(run.blocks), "txs": 0, "rejected": 0, "fills": 0, "liquidations": 0, "market_liquidations": 0,
-              "insurance_covers": 0, "backstops": 0, "adl_queues": 0, "adl_steps": 0, "adl_fills": 0, "deficit_covers": 0,
-              "adl_shortfalls": 0, "funding_payments": 0}
-    names = {"LiquidationTriggered": "liquidations", "MarketLiquidation": "market_liquidations", "InsuranceCover": "insurance_covers",
-             "Backstop": "backstops", "AdlQueue": "adl_queues", "AdlStep": "adl_steps", "DeficitCover": "deficit_covers",
-             "AdlShortfall": "adl_shortfalls"}
+    counts = {
+        "blocks": len(run.blocks),
+        "txs": 0,
+        "rejected": 0,
+        "fills": 0,
+        "liquidations": 0,
+        "market_liquidations": 0,
+        "insurance_covers": 0,
+        "backstops": 0,
+        "adl_queues": 0,
+        "adl_steps": 0,
+        "adl_fills": 0,
+        "deficit_covers": 0,
+        "adl_shortfalls": 0,
+        "funding_payments": 0,
+    }
+    names = {
+        "LiquidationTriggered": "liquidations",
+        "MarketLiquidation": "market_liquidations",
+        "InsuranceCover": "insurance_covers",
+        "Backstop": "backstops",
+        "AdlQueue": "adl_queues",
+        "AdlStep": "adl_steps",
+        "DeficitCover": "deficit_covers",
+        "AdlShortfall": "adl_shortfalls",
+    }
     for b in run.blocks:
         for e in b.events:
             n = type(e).__name__
@@ -54,9 +74,14 @@ def scenario_report(run: ScenarioRun, *, log: str | None) -> dict[str, Any]:
 
     for m in sc.markets:
         ms = view.get(market_state_key(m.index))
-        prices[m.name] = {"oracle": ms.oracle_price, "oracle_usdc": units_to_price(ms.oracle_price, m.sz_decimals),
-                          "mark": ms.mark_price, "mark_usdc": units_to_price(ms.mark_price, m.sz_decimals),
-                          "open_interest": ms.open_interest, "open_interest_base": lots_to_size(ms.open_interest, m.sz_decimals)}
+        prices[m.name] = {
+            "oracle": ms.oracle_price,
+            "oracle_usdc": units_to_price(ms.oracle_price, m.sz_decimals),
+            "mark": ms.mark_price,
+            "mark_usdc": units_to_price(ms.mark_price, m.sz_decimals),
+            "open_interest": ms.open_interest,
+            "open_interest_base": lots_to_size(ms.open_interest, m.sz_decimals),
+        }
     return {
         "scenario": sc.name,
         "file": os.path.abspath(sc.path) if os.path.exists(sc.path) else sc.path,
@@ -66,8 +91,16 @@ def scenario_report(run: ScenarioRun, *, log: str | None) -> dict[str, Any]:
         "height": run.producer.engine.height,
         "state_root": run.producer.engine.store.root.hex(),
         "markets": [{"index": m.index, "name": m.name, "sz_decimals": m.sz_decimals} for m in sc.markets],
-        "blocks": [{"height": b.height, "time_ms": b.time_ms, "steps": b.steps, "notes": b.notes,
-                    "events": [event_json(e, legend) for e in b.events]} for b in run.blocks],
+        "blocks": [
+            {
+                "height": b.height,
+                "time_ms": b.time_ms,
+                "steps": b.steps,
+                "notes": b.notes,
+                "events": [event_json(e, legend) for e in b.events],
+            }
+            for b in run.blocks
+        ],
         "accounts": accounts,
         "prices": prices,
         "summary": _summary(run),
@@ -89,8 +122,12 @@ def render_run(con: Any, run: ScenarioRun, *, log: str | None) -> None:
     con.print(f"[bold]Scenario {escape(sc.name)}[/] ({escape(sc.path)})")
     if sc.description:
         con.print(f"  {escape(sc.description)}")
-    mk = ", ".join(f"{m.name} (lot {_lots(m, 1)}, price unit {_price(m, 1)} USDC, max {m.spec.max_leverage}x)" for m in sc.markets)
-    con.print(f"  policy {sc.policy}, chain {sc.chain_id}, insurance fund {micro_to_usdc(sc.insurance_fund, grouping=True)} USDC; markets {escape(mk)}")
+    mk = ", ".join(
+        f"{m.name} (lot {_lots(m, 1)}, price unit {_price(m, 1)} USDC, max {m.spec.max_leverage}x)" for m in sc.markets
+    )
+    con.print(
+        f"  policy {sc.policy}, chain {sc.chain_id}, insurance fund {micro_to_usdc(sc.insurance_fund, grouping=True)} USDC; markets {escape(mk)}"
+    )
     if log:
         con.print(f"  log {escape(log)}")
     for b in run.blocks:
@@ -113,24 +150,36 @@ def render_run(con: Any, run: ScenarioRun, *, log: str | None) -> None:
             for i, line in enumerate(lines):
                 text = escape(line)
                 con.print(f"{indent}[{style}]{text}[/]" if style and i == 0 else f"{indent}{text}")
-    con.print(f"\n[bold]Final state[/] at height {run.producer.engine.height}, state root {run.producer.engine.store.root.hex()}")
+    con.print(
+        f"\n[bold]Final state[/] at height {run.producer.engine.height}, state root {run.producer.engine.store.root.hex()}"
+    )
     for name in [*sc.accounts, "insurance_fund", "fee_pool"]:
         addr = _address_of(name)
         st = account_state(view, addr, sc)
         con.print(f"  [bold]{escape(legend.who_full(addr))}[/]")
-        con.print(f"    cash {micro_to_usdc(st['cash'], grouping=True)} USDC, value {micro_to_usdc(st['value'], grouping=True)} USDC, "
-                  f"open orders {st['open_orders']}")
+        con.print(
+            f"    cash {micro_to_usdc(st['cash'], grouping=True)} USDC, value {micro_to_usdc(st['value'], grouping=True)} USDC, "
+            f"open orders {st['open_orders']}"
+        )
         for p in st["positions"]:
             side = "long" if p["size"] > 0 else "short"
-            iso = f", isolated value {micro_to_usdc(p['isolated_value'], grouping=True)} USDC" if p["mode"] == "isolated" else ""
+            iso = (
+                f", isolated value {micro_to_usdc(p['isolated_value'], grouping=True)} USDC"
+                if p["mode"] == "isolated"
+                else ""
+            )
             m = sc.markets[p["market"]]
-            con.print(f"    {p['market_name']} {side} {_lots(m, abs(p['size']))} at entry {legend.entry(p['market'], p['cost'], p['size'])}, "
-                      f"mark {legend.price(p['market'], p['mark'])}, unrealized PnL {legend.usdc(p['unrealized_pnl'], signed=True)} USDC, "
-                      f"{p['leverage']}x {p['mode']}{iso}")
+            con.print(
+                f"    {p['market_name']} {side} {_lots(m, abs(p['size']))} at entry {legend.entry(p['market'], p['cost'], p['size'])}, "
+                f"mark {legend.price(p['market'], p['mark'])}, unrealized PnL {legend.usdc(p['unrealized_pnl'], signed=True)} USDC, "
+                f"{p['leverage']}x {p['mode']}{iso}"
+            )
     s = _summary(run)
-    con.print(f"Summary: {s['blocks']} blocks, {s['txs']} transactions ({s['rejected']} rejected), {s['fills']} fills, "
-              f"{s['liquidations']} liquidations, {s['backstops']} backstops, {s['adl_steps']} ADL steps ({s['adl_fills']} ADL fills), "
-              f"{s['deficit_covers']} deficit covers, {s['funding_payments']} funding payments")
+    con.print(
+        f"Summary: {s['blocks']} blocks, {s['txs']} transactions ({s['rejected']} rejected), {s['fills']} fills, "
+        f"{s['liquidations']} liquidations, {s['backstops']} backstops, {s['adl_steps']} ADL steps ({s['adl_fills']} ADL fills), "
+        f"{s['deficit_covers']} deficit covers, {s['funding_payments']} funding payments"
+    )
     if run.expects:
         passed = sum(1 for e in run.expects if e.ok)
         con.print(f"Expectations: {passed} passed, {len(run.expects) - passed} failed")
@@ -152,5 +201,3 @@ def _style(e: Any) -> str:
     if name == "Fill":
         return "green" if getattr(e, "kind", "trade") == "trade" else "magenta"
     return ""
-
-

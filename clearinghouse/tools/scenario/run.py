@@ -86,7 +86,13 @@ class ScenarioRun:
     def produce(self) -> BlockRecord:
         t = self.open_time()
         executed = self.producer.block(self.pending, time_ms=t)
-        rec = BlockRecord(height=executed.height, time_ms=t, events=list(executed.events), steps=self.pending_steps, notes=self.pending_notes)
+        rec = BlockRecord(
+            height=executed.height,
+            time_ms=t,
+            events=list(executed.events),
+            steps=self.pending_steps,
+            notes=self.pending_notes,
+        )
         self.blocks.append(rec)
         self.pending, self.pending_steps, self.pending_notes = [], [], []
         self.last_ms = t
@@ -94,7 +100,7 @@ class ScenarioRun:
         self.advanced = False
         return rec
 
-    def run(self) -> "ScenarioRun":
+    def run(self) -> ScenarioRun:
         sc = self.scenario
         try:
             if sc.initial_deposits:
@@ -130,8 +136,16 @@ class ScenarioRun:
             height = self.producer.engine.height
             for check in step.checks:
                 failure = check.evaluate(self)
-                self.expects.append(ExpectResult(step=step.number, note=step.note, height=height, check=check.describe(),
-                                                 ok=failure is None, message=failure or ""))
+                self.expects.append(
+                    ExpectResult(
+                        step=step.number,
+                        note=step.note,
+                        height=height,
+                        check=check.describe(),
+                        ok=failure is None,
+                        message=failure or "",
+                    )
+                )
         else:
             for signer, action in step.txs:
                 self.add(signer, action)
@@ -147,5 +161,3 @@ class ScenarioRun:
 def run_scenario(scenario: Scenario, log_path: str) -> ScenarioRun:
     """Compile and run ``scenario``, writing its log to ``log_path`` (overwritten)."""
     return ScenarioRun(scenario, log_path).run()
-
-
