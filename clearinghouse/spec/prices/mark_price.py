@@ -25,7 +25,6 @@ the band's edge, however far from the oracle it prints.
 
 from __future__ import annotations
 
-import math
 from fractions import Fraction
 from functools import lru_cache
 from typing import NamedTuple
@@ -85,8 +84,9 @@ def decay_factor(dt_ms: int, tau_ms: int) -> int:
         nxt = partial + term  # S_k
         # exp(-x) lies strictly between S_{k-1} and S_k once the terms shrink (k > x).
         if k > x:
-            lo = math.floor(min(partial, nxt) * DECAY_SCALE)
-            hi = math.floor(max(partial, nxt) * DECAY_SCALE)
+            low, high = min(partial, nxt) * DECAY_SCALE, max(partial, nxt) * DECAY_SCALE
+            lo = low.numerator // low.denominator  # exact floor of a Fraction
+            hi = high.numerator // high.denominator
             if lo == hi:
                 return lo
         partial = nxt

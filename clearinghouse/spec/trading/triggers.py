@@ -39,34 +39,29 @@ def due_triggers(ws: WorkingState, market: int, mark: int) -> list[bytes]:
     return due
 
 
-def fire(ctx: TxContext, market: int, key: bytes, trig: Any, mark: int) -> None:
-    ws = ctx.ws
-    remove_order(ws, key, trig)
+def _emit_status(ctx: TxContext, market: int, trig: Any, status: str, reason: str, remaining: int) -> None:
+    """The trigger's ``OrderStatus`` event (end-of-block work, so no transaction index), protocol §10.8."""
     ctx.emit(
         OrderStatus(
             tx_index=NO_TX,
             market=market,
             oid=trig.oid,
             owner=trig.owner,
-            status="triggered",
-            reason="",
-            remaining=trig.size,
+            status=status,
+            reason=reason,
+            remaining=remaining,
         )
     )
+
+
+def fire(ctx: TxContext, market: int, key: bytes, trig: Any, mark: int) -> None:
+    ws = ctx.ws
+    remove_order(ws, key, trig)
+    _emit_status(ctx, market, trig, "triggered", "", trig.size)
     spec = market_spec(ws, market)
     limit = trig.limit_price or slippage_limit(mark, trig.is_buy, MARKET_TRIGGER_SLIPPAGE_BPS)
     if trig.reduce_only and reducible(ws, market, trig.owner, trig.is_buy) == 0:
-        ctx.emit(
-            OrderStatus(
-                tx_index=NO_TX,
-                market=market,
-                oid=trig.oid,
-                owner=trig.owner,
-                status="canceled",
-                reason="reduce_only",
-                remaining=trig.size,
-            )
-        )
+        _emit_status(ctx, market, trig, "canceled", "reduce_only", trig.size)
         return
     taker = Taker(
         owner=trig.owner,
@@ -82,34 +77,14 @@ def fire(ctx: TxContext, market: int, key: bytes, trig: Any, mark: int) -> None:
     if taker.increased and not meets_initial_after_increase(ws, trig.owner, market):
         ws.rollback_to(mark_sp)
         del ctx.events[ev_mark:]
-        ctx.emit(
-            OrderStatus(
-                tx_index=NO_TX,
-                market=market,
-                oid=trig.oid,
-                owner=trig.owner,
-                status="canceled",
-                reason="margin",
-                remaining=trig.size,
-            )
-        )
+        _emit_status(ctx, market, trig, "canceled", "margin", trig.size)
         return
     st, reason = (
         ("filled", "")
         if taker.remaining == 0
         else ("canceled", "ioc_unfilled" if taker.filled == 0 else "ioc_remainder")
     )
-    ctx.emit(
-        OrderStatus(
-            tx_index=NO_TX,
-            market=market,
-            oid=trig.oid,
-            owner=trig.owner,
-            status=st,
-            reason=reason,
-            remaining=taker.remaining,
-        )
-    )
+    _emit_status(ctx, market, trig, st, reason, taker.remaining)
 
 
 def run_triggers(ws: WorkingState, time_ms: int) -> list[Any]:
