@@ -97,6 +97,26 @@ class Fill(_Event, tag=11):
     kind: str
 
 
+class PositionTransfer(_Event, tag=14):
+    """An administered move of ``size`` lots between two accounts at a set ``price`` (protocol §10.6).
+
+    Not a trade: no order, no order id, no fee, no last-trade price. ``closing`` is the account
+    whose position the waterfall step acts on (the liquidated or underwater unit's owner for
+    ``backstop`` and ``adl``, the winner for ``deficit_cover``); ``counterparty`` takes the other
+    side. ``closing_is_buy`` is the closing account's direction. Realized PnL per side as in a fill.
+    """
+
+    market: U32
+    reason: str
+    closing: Address
+    counterparty: Address
+    closing_is_buy: bool
+    size: U64
+    price: U64
+    closing_realized_pnl: I64
+    counterparty_realized_pnl: I64
+
+
 class PositionChanged(_Event, tag=12):
     tx_index: U32
     market: U32
