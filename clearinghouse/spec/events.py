@@ -98,7 +98,7 @@ class Fill(_Event, tag=11):
 
 
 class PositionTransfer(_Event, tag=14):
-    """An administered move of ``size`` lots between two accounts at a set ``price`` (protocol §10.6).
+    """An administered move of ``size`` lots between two accounts at a set ``price`` (protocol §10.9).
 
     Not a trade: no order, no order id, no fee, no last-trade price. ``closing`` is the account
     whose position the waterfall step acts on (the liquidated or underwater unit's owner for

@@ -1,4 +1,4 @@
-"""Position transfer: the administered move the waterfall uses (protocol §10.6).
+"""Position transfer: the administered move the waterfall uses (protocol §10.9).
 
 The backstop hands a unit's positions to the insurance fund, ADL closes an
 underwater position against a ranked winner, and the seed policy's deficit
@@ -34,7 +34,7 @@ def transfer_position(
     reason: str,
 ) -> PositionTransfer:
     """Move ``size`` lots at ``price``: ``closing`` buys (``closing_is_buy``) or sells them and
-    ``counterparty`` takes the opposite side; emit and return the ``PositionTransfer`` (protocol §10.6).
+    ``counterparty`` takes the opposite side; emit and return the ``PositionTransfer`` (protocol §10.9).
 
     Raises:
         InvalidAmount: a side's cash, size, cost, isolated cash or realized PnL would leave its
