@@ -79,7 +79,10 @@ class OrderStatus(_Event, tag=10):
 
 
 class Fill(_Event, tag=11):
-    """One match. Prices in price units, size in lots, fees and PnL in micro-USDC."""
+    """One match of an order against the book (protocol §10.3). Prices in price units, size in
+    lots, fees and PnL in micro-USDC. ``liquidation``: the taker is a market liquidation order
+    sent by the waterfall (protocol §12.3), not a trader's own order. The waterfall's backstop,
+    ADL and deficit-cover moves are not fills: see ``PositionTransfer``."""
 
     tx_index: U32
     market: U32
@@ -94,27 +97,7 @@ class Fill(_Event, tag=11):
     maker_fee: U64
     taker_realized_pnl: I64
     maker_realized_pnl: I64
-    kind: str
-
-
-class PositionTransfer(_Event, tag=14):
-    """An administered move of ``size`` lots between two accounts at a set ``price`` (protocol §10.9).
-
-    Not a trade: no order, no order id, no fee, no last-trade price. ``closing`` is the account
-    whose position the waterfall step acts on (the liquidated or underwater unit's owner for
-    ``backstop`` and ``adl``, the winner for ``deficit_cover``); ``counterparty`` takes the other
-    side. ``closing_is_buy`` is the closing account's direction. Realized PnL per side as in a fill.
-    """
-
-    market: U32
-    reason: str
-    closing: Address
-    counterparty: Address
-    closing_is_buy: bool
-    size: U64
-    price: U64
-    closing_realized_pnl: I64
-    counterparty_realized_pnl: I64
+    liquidation: bool
 
 
 class PositionChanged(_Event, tag=12):
@@ -133,6 +116,28 @@ class MarginMoved(_Event, tag=13):
     market: U32
     account: Address
     delta: I64
+
+
+class PositionTransfer(_Event, tag=14):
+    """An administered move of ``size`` lots between two accounts at a set ``price`` (protocol §10.9).
+
+    Not a trade: no order, no order id, no fee, no last-trade price. ``closing`` is the account
+    whose position the waterfall step acts on (the liquidated or underwater unit's owner for
+    ``backstop`` and ``adl``, the winner for ``deficit_cover``); ``counterparty`` takes the other
+    side. ``closing_is_buy`` is the closing account's direction: its position only shrinks (never
+    opens or flips); the counterparty's may grow or flip (the fund taking a position over).
+    Realized PnL per side as in a fill. Always end-of-block work, so it carries no ``tx_index``.
+    """
+
+    market: U32
+    reason: str
+    closing: Address
+    counterparty: Address
+    closing_is_buy: bool
+    size: U64
+    price: U64
+    closing_realized_pnl: I64
+    counterparty_realized_pnl: I64
 
 
 class PricesSet(_Event, tag=20):
@@ -199,6 +204,7 @@ Event = Union[
     Fill,
     PositionChanged,
     MarginMoved,
+    PositionTransfer,
     PricesSet,
     FundingPaid,
     FundingSettled,

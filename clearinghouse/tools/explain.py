@@ -59,7 +59,8 @@ WATERFALL_TYPES = frozenset(
         "Haircut",
     }
 )
-WATERFALL_FILL_KINDS = frozenset({"liquidation", "backstop", "adl", "deficit_cover"})
+TRANSFER_WORDS = {"backstop": "backstop", "adl": "ADL", "deficit_cover": "deficit cover"}
+"""How a ``PositionTransfer``'s reason reads in text (protocol §10.9)."""
 
 
 def iso_time(time_ms: int | None) -> str:
@@ -356,7 +357,7 @@ def _t_order_status(e: Any, L: Legend) -> list[str]:
 
 def _t_fill(e: Any, L: Legend) -> list[str]:
     buyer, seller = (e.taker, e.maker) if e.taker_is_buy else (e.maker, e.taker)
-    kind = "" if e.kind == "trade" else f" [{e.kind}]"
+    kind = " [liquidation]" if e.liquidation else ""
     line = (
         f"fill{kind} {L.sized(e.market, e.size)} at {L.price(e.market, e.price)}: {L.who(buyer)} buys from {L.who(seller)} "
         f"(taker {L.who(e.taker)} #{e.taker_oid}, maker {L.who(e.maker)} #{e.maker_oid}); "
@@ -367,6 +368,22 @@ def _t_fill(e: Any, L: Legend) -> list[str]:
         pnl.append(f"{L.who(e.taker)} {_pnl(L, e.taker_realized_pnl)}")
     if e.maker_realized_pnl:
         pnl.append(f"{L.who(e.maker)} {_pnl(L, e.maker_realized_pnl)}")
+    if pnl:
+        line += f"; realized {', '.join(pnl)} USDC"
+    return [line]
+
+
+def _t_transfer(e: Any, L: Legend) -> list[str]:
+    buyer, seller = (e.closing, e.counterparty) if e.closing_is_buy else (e.counterparty, e.closing)
+    line = (
+        f"position transfer [{e.reason}] {L.sized(e.market, e.size)} at {L.price(e.market, e.price)}: "
+        f"{L.who(buyer)} buys from {L.who(seller)} (closing {L.who(e.closing)}; no order, no fee)"
+    )
+    pnl = []
+    if e.closing_realized_pnl:
+        pnl.append(f"{L.who(e.closing)} {_pnl(L, e.closing_realized_pnl)}")
+    if e.counterparty_realized_pnl:
+        pnl.append(f"{L.who(e.counterparty)} {_pnl(L, e.counterparty_realized_pnl)}")
     if pnl:
         line += f"; realized {', '.join(pnl)} USDC"
     return [line]
@@ -509,6 +526,7 @@ _TEXT = {
     "AgentSet": _t_agent,
     "OrderStatus": _t_order_status,
     "Fill": _t_fill,
+    "PositionTransfer": _t_transfer,
     "PositionChanged": _t_position,
     "MarginMoved": _t_margin_moved,
     "PricesSet": _t_prices,
@@ -624,10 +642,12 @@ def _eq(a: Any, b: bytes) -> bool:
 
 
 def involves(e: Any, addr: bytes) -> bool:
-    """Whether a waterfall event (or waterfall fill) concerns ``addr`` in any role."""
+    """Whether a waterfall event (a liquidation order's fill, a position transfer) concerns ``addr``."""
     name = type(e).__name__
     if name == "Fill":
-        return getattr(e, "kind", "") in WATERFALL_FILL_KINDS and (_eq(e.taker, addr) or _eq(e.maker, addr))
+        return bool(e.liquidation) and (_eq(e.taker, addr) or _eq(e.maker, addr))
+    if name == "PositionTransfer":
+        return _eq(e.closing, addr) or _eq(e.counterparty, addr)
     if name not in WATERFALL_TYPES:
         return False
     for f in ("account", "underwater", "counterparty"):
@@ -759,15 +779,18 @@ def _liquidated_incident(
             + "."
         )
         data["orders"].append(event_json(o, L))
-    fills = [
+    fills = [e for e in all_events if _is(e, "Fill") and e.liquidation and (_eq(e.taker, addr) or _eq(e.maker, addr))]
+    backstop_moves = [
         e
         for e in all_events
-        if _is(e, "Fill") and e.kind in ("liquidation", "backstop") and (_eq(e.taker, addr) or _eq(e.maker, addr))
+        if _is(e, "PositionTransfer")
+        and e.reason == "backstop"
+        and (_eq(e.closing, addr) or _eq(e.counterparty, addr))
     ]
-    book_lines = [_fill_line(f, addr, L) for f in fills if f.kind == "liquidation"]
-    backstop_lines = [_fill_line(f, addr, L) for f in fills if f.kind == "backstop"]
-    text.extend(book_lines)
+    text.extend(_fill_line(f, addr, L) for f in fills)
+    backstop_lines = [_transfer_line(t, addr, L) for t in backstop_moves]
     data["fills"] = [event_json(f, L) for f in fills]
+    data["transfers"] = [event_json(t, L) for t in backstop_moves]
     covers = [e for e in own if _is(e, "InsuranceCover")]
     for c in covers:
         uncovered = c.deficit - c.paid
@@ -835,15 +858,30 @@ def _liquidated_incident(
 
 
 def _fill_line(f: Any, addr: bytes, L: Legend) -> str:
-    """'sold 1 BTC at 87,600 USDC to dave [liquidation]; realized ..., fee ...' from ``addr``'s side."""
+    """'sold 1 BTC at 87,600 USDC to dave [liquidation order]; realized ..., fee ...' from ``addr``'s side."""
     mine_is_taker = _eq(f.taker, addr)
     other = f.maker if mine_is_taker else f.taker
     i_buy = f.taker_is_buy if mine_is_taker else not f.taker_is_buy
     pnl = f.taker_realized_pnl if mine_is_taker else f.maker_realized_pnl
     fee = f.taker_fee if mine_is_taker else f.maker_fee
+    tag = "liquidation order" if f.liquidation else "order"
     return (
         f"    {'bought' if i_buy else 'sold'} {L.sized(f.market, f.size)} at {L.price(f.market, f.price)} USDC "
-        f"{'from' if i_buy else 'to'} {L.who(other)} [{f.kind}]; realized {_pnl(L, pnl)} USDC, fee {L.usdc(fee)} USDC"
+        f"{'from' if i_buy else 'to'} {L.who(other)} in the book [{tag}]; realized {_pnl(L, pnl)} USDC, fee {L.usdc(fee)} USDC"
+    )
+
+
+def _transfer_line(t: Any, addr: bytes, L: Legend) -> str:
+    """'handed 2.4 BTC long to insurance_fund at 88,700 USDC [backstop transfer: no order, no fee]; realized ...'
+    from ``addr``'s side of a ``PositionTransfer`` (protocol §10.9)."""
+    mine_is_closing = _eq(t.closing, addr)
+    other = t.counterparty if mine_is_closing else t.closing
+    i_buy = t.closing_is_buy if mine_is_closing else not t.closing_is_buy
+    pnl = t.closing_realized_pnl if mine_is_closing else t.counterparty_realized_pnl
+    word = TRANSFER_WORDS.get(t.reason, t.reason)
+    return (
+        f"    {'bought' if i_buy else 'sold'} {L.sized(t.market, t.size)} at {L.price(t.market, t.price)} USDC "
+        f"{'from' if i_buy else 'to'} {L.who(other)} [{word} transfer: no order, no fee]; realized {_pnl(L, pnl)} USDC"
     )
 
 
@@ -895,13 +933,18 @@ def _adl_counterparty_incident(
         text.append("    below it: nobody")
     text.append(
         f"  Closed: {L.sized(s.market, s.size)} of its {side} position at {L.price(s.market, s.price)} USDC "
-        f"(the underwater account's bankruptcy price); it realized {_pnl(L, s.realized_pnl)} USDC."
+        f"(the underwater account's bankruptcy price) against {L.who(s.underwater)}, a position transfer "
+        f"(no order, no fee); it realized {_pnl(L, s.realized_pnl)} USDC."
     )
     text.append(f"  Underwater size still to match after this step: {L.size(s.market, s.remaining_after)}.")
-    fills = [
-        f
-        for f in all_events
-        if _is(f, "Fill") and f.kind == "adl" and f.market == s.market and (_eq(f.taker, addr) or _eq(f.maker, addr))
+    transfers = [
+        t
+        for t in all_events
+        if _is(t, "PositionTransfer")
+        and t.reason == "adl"
+        and t.market == s.market
+        and _eq(t.counterparty, addr)
+        and _eq(t.closing, bytes(s.underwater))
     ]
     return {
         "height": block.height,
@@ -928,7 +971,7 @@ def _adl_counterparty_incident(
         "text": text,
         "events": [event_json(s, L)]
         + ([event_json(q, L)] if q is not None else [])
-        + [event_json(f, L) for f in fills],
+        + [event_json(t, L) for t in transfers],
     }
 
 
@@ -950,8 +993,9 @@ def _deficit_counterparty_incident(
     text = [
         f"{_head(block)}: {who} covered {L.usdc(d.covered)} USDC of {L.who(d.underwater)}'s deficit in {L.market_name(d.market)} (seed policy).",
         f"  Queue position: rank {d.rank}{of}; its index {d.index_num}/{d.index_den} ≈ {_approx(d.index_num, d.index_den)} (exact fraction compared).",
-        f"  Closed: {L.sized(d.market, d.size)} at the reference price {L.price(d.market, d.reference_price)} USDC; it realized "
-        f"{_pnl(L, d.realized_pnl)} USDC, covering {L.usdc(d.covered)} USDC; deficit left {L.usdc(d.deficit_remaining)} USDC.",
+        f"  Closed: {L.sized(d.market, d.size)} at the reference price {L.price(d.market, d.reference_price)} USDC against the "
+        f"insurance fund, a position transfer (no order, no fee); it realized {_pnl(L, d.realized_pnl)} USDC, covering "
+        f"{L.usdc(d.covered)} USDC; deficit left {L.usdc(d.deficit_remaining)} USDC.",
     ]
     if q is not None:
         text.insert(2, f"  Queue: {q.queue_length} eligible, {q.policy} ranking, hash {bytes(q.ranking_hash).hex()}.")
@@ -976,7 +1020,15 @@ def _deficit_counterparty_incident(
         "covered": d.covered,
         "covered_usdc": micro_to_usdc(d.covered),
         "text": text,
-        "events": [event_json(d, L)],
+        "events": [event_json(d, L)]
+        + [
+            event_json(t, L)
+            for t in all_events
+            if _is(t, "PositionTransfer")
+            and t.reason == "deficit_cover"
+            and t.market == d.market
+            and _eq(t.closing, addr)
+        ],
     }
 
 
@@ -1029,6 +1081,7 @@ _ADDRESS_FIELDS = (
     "owner",
     "underwater",
     "counterparty",
+    "closing",
     "agent",
 )
 

@@ -26,7 +26,7 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 from clearinghouse.spec.waterfall.events import CROSS
 from clearinghouse.tools.units import format_scaled, micro_to_usdc
@@ -56,7 +56,6 @@ FILL_FIELDS = (
 )
 """Hyperliquid ``userFills`` fields (``builderFee`` is absent: there are no builders), in CSV column order."""
 LIQUIDATION_FIELDS = ("liquidatedUser", "markPx", "method")
-WATERFALL_FILL_KINDS = frozenset({"liquidation", "backstop", "adl", "deficit_cover"})
 
 
 class ExportError(Exception):
@@ -246,10 +245,11 @@ class Tracker:
             self.funding(bytes(ev.account), ev.market, ev.amount)
 
 
-def _direction(before: int, after: int, kind: str, liquidated_side: bool, isolated: bool | None) -> str:
-    if kind in ("adl", "deficit_cover"):
+def _direction(before: int, after: int, reason: str | None, liquidated_side: bool, isolated: bool | None) -> str:
+    """Hyperliquid's ``dir``; ``reason`` is a position transfer's (None for a fill through the book)."""
+    if reason in ("adl", "deficit_cover"):
         return "Auto-Deleveraging"
-    if kind == "backstop" and liquidated_side:
+    if reason == "backstop" and liquidated_side:
         mode = "Isolated" if isolated else "Cross"
         return f"Liquidated {mode} {'Long' if before > 0 else 'Short'}"
     if before == 0:
@@ -271,7 +271,8 @@ def _direction(before: int, after: int, kind: str, liquidated_side: bool, isolat
 def iter_fills(
     src: Source, *, user: bytes | None = None, until: int | None = None, tracker: Tracker | None = None
 ) -> Iterator[dict[str, Any]]:
-    """Hyperliquid ``userFills`` records, one per side of every fill (taker first), in chain order.
+    """Hyperliquid ``userFills`` records, one per side of every fill (taker first) and of every
+    position transfer (backstop, ADL, deficit cover; the closing side first), in chain order.
 
     Without ``user`` each record also names its ``user`` (the one field Hyperliquid's
     per-user answer leaves implicit).
@@ -297,7 +298,20 @@ def _block_fills(src: Source, block: BlockEvents, t: Tracker, user: bytes | None
         elif name in ("AdlQueue", "AdlShortfall"):
             underwater[ev.market] = bytes(ev.underwater)
         elif name == "Fill":
-            yield from _fill_sides(src, block, i, ev, t, tx_ids, liquidated, underwater, user)
+            yield from _fill_sides(src, block, i, ev, t, tx_ids, liquidated, user)
+        elif name == "PositionTransfer":
+            yield from _transfer_sides(src, block, i, ev, t, liquidated, underwater, user)
+
+
+class _Side(NamedTuple):
+    """One side of a fill or position transfer, as a ``userFills`` record sees it."""
+
+    who: bytes
+    is_buy: bool
+    oid: int
+    fee: int
+    pnl: int
+    crossed: bool
 
 
 def _fill_sides(
@@ -308,66 +322,96 @@ def _fill_sides(
     t: Tracker,
     tx_ids: dict[int, bytes],
     liquidated: dict[bytes, bool],
-    underwater: dict[int, bytes],
     user: bytes | None,
 ) -> Iterator[dict[str, Any]]:
+    """Both sides of a fill through the book (a trader's order or a liquidation order)."""
     m = src.markets[ev.market]
-    kind = getattr(ev, "kind", "trade")
     taker, maker = bytes(ev.taker), bytes(ev.maker)
-    tid = (block.height << 20) | i
     tx_hash = tx_ids.get(ev.tx_index)
     hash_text = "0x" + tx_hash.hex() if tx_hash is not None and ev.tx_index != NO_TX else ZERO_HASH
     liquidation = None
-    if kind in WATERFALL_FILL_KINDS:
-        if kind in ("adl", "deficit_cover"):
-            victim = underwater.get(ev.market, taker)
-            method = "backstop"
-        else:
-            victim = taker if taker in liquidated else maker if maker in liquidated else taker
-            method = "market" if kind == "liquidation" else "backstop"
-        mark = t.mark.get(ev.market)
-        liquidation = {
-            "liquidatedUser": addr(victim),
-            "markPx": px(m, mark) if mark is not None else None,
-            "method": method,
-        }
+    if ev.liquidation:
+        victim = taker if taker in liquidated else maker if maker in liquidated else taker
+        liquidation = _liquidation_info(m, t, ev.market, victim, "market")
     sides = (
-        (taker, ev.taker_is_buy, ev.taker_oid, ev.taker_fee, ev.taker_realized_pnl, True),
-        (
-            maker,
-            not ev.taker_is_buy,
-            ev.maker_oid,
-            ev.maker_fee,
-            ev.maker_realized_pnl,
-            kind in WATERFALL_FILL_KINDS and kind != "liquidation",
-        ),
+        _Side(taker, ev.taker_is_buy, ev.taker_oid, ev.taker_fee, ev.taker_realized_pnl, True),
+        _Side(maker, not ev.taker_is_buy, ev.maker_oid, ev.maker_fee, ev.maker_realized_pnl, False),
     )
-    for who, is_buy, oid, fee, pnl, crossed in sides:
-        delta = ev.size if is_buy else -ev.size
-        before = t.fill(who, ev.market, delta)
-        if user is not None and who != user:
+    yield from _side_records(m, block, i, ev, t, sides, hash_text, liquidation, None, liquidated, user)
+
+
+def _transfer_sides(
+    src: Source,
+    block: BlockEvents,
+    i: int,
+    ev: Any,
+    t: Tracker,
+    liquidated: dict[bytes, bool],
+    underwater: dict[int, bytes],
+    user: bytes | None,
+) -> Iterator[dict[str, Any]]:
+    """Both sides of a position transfer (protocol §10.9), shaped as Hyperliquid's ADL/backstop fills:
+    no order (``oid`` 0), no fee, ``crossed`` on both sides (no resting order was hit)."""
+    m = src.markets[ev.market]
+    closing, counterparty = bytes(ev.closing), bytes(ev.counterparty)
+    # Backstop and ADL close the liquidated/underwater account itself; a deficit cover closes a
+    # winner against the fund on behalf of the underwater account its AdlQueue named.
+    victim = underwater.get(ev.market, closing) if ev.reason == "deficit_cover" else closing
+    liquidation = _liquidation_info(m, t, ev.market, victim, "backstop")
+    sides = (
+        _Side(closing, ev.closing_is_buy, 0, 0, ev.closing_realized_pnl, True),
+        _Side(counterparty, not ev.closing_is_buy, 0, 0, ev.counterparty_realized_pnl, True),
+    )
+    yield from _side_records(m, block, i, ev, t, sides, ZERO_HASH, liquidation, ev.reason, liquidated, user)
+
+
+def _liquidation_info(m: Market, t: Tracker, market: int, victim: bytes, method: str) -> dict[str, Any]:
+    """A fill record's ``liquidation`` object; ``method`` is ``market`` for a liquidation order into
+    the book, ``backstop`` for a takeover and for ADL (Hyperliquid's published ADL fills carry it)."""
+    mark = t.mark.get(market)
+    return {"liquidatedUser": addr(victim), "markPx": px(m, mark) if mark is not None else None, "method": method}
+
+
+def _side_records(
+    m: Market,
+    block: BlockEvents,
+    i: int,
+    ev: Any,
+    t: Tracker,
+    sides: tuple[_Side, _Side],
+    hash_text: str,
+    liquidation: dict[str, Any] | None,
+    reason: str | None,
+    liquidated: dict[bytes, bool],
+    user: bytes | None,
+) -> Iterator[dict[str, Any]]:
+    tid = (block.height << 20) | i
+    for side in sides:
+        delta = ev.size if side.is_buy else -ev.size
+        before = t.fill(side.who, ev.market, delta)
+        if user is not None and side.who != user:
             continue
-        liquidated_side = liquidation is not None and addr(who) == liquidation["liquidatedUser"]
+        liquidated_side = liquidation is not None and addr(side.who) == liquidation["liquidatedUser"]
         rec: dict[str, Any] = {
             "coin": m.name,
             "px": px(m, ev.price),
             "sz": sz(m, ev.size),
-            "side": "B" if is_buy else "A",
+            "side": "B" if side.is_buy else "A",
             "time": block.time_ms,
             "startPosition": sz(m, before),
-            "dir": _direction(before, before + delta, kind, liquidated_side, liquidated.get(who)),
-            "closedPnl": usd(pnl),
+            "dir": _direction(before, before + delta, reason, liquidated_side, liquidated.get(side.who)),
+            "closedPnl": usd(side.pnl),
             "hash": hash_text,
-            "oid": oid,
-            "crossed": crossed,
-            "fee": usd(fee),
+            "oid": side.oid,
+            "crossed": side.crossed,
+            "fee": usd(side.fee),
             "tid": tid,
             "feeToken": "USDC",
         }
         if liquidation is not None:
             rec["liquidation"] = dict(liquidation)
         if user is None:
-            rec["user"] = addr(who)
+            rec["user"] = addr(side.who)
         yield rec
 
 
@@ -553,7 +597,6 @@ def iter_ledger(src: Source, *, user: bytes | None = None) -> Iterator[dict[str,
 # ---------------------------------------------------------------- liquidations
 def iter_liquidations(src: Source, *, names: dict[bytes, str] | None = None) -> Iterator[dict[str, Any]]:
     """Every waterfall event with its evidence (explain's event JSON: raw fields and human companions)."""
-    from clearinghouse.tools.explain import WATERFALL_FILL_KINDS as KINDS
     from clearinghouse.tools.explain import (
         WATERFALL_TYPES,
         Legend,
@@ -565,7 +608,7 @@ def iter_liquidations(src: Source, *, names: dict[bytes, str] | None = None) -> 
     for block in src.blocks():
         for i, ev in enumerate(block.events):
             name = type(ev).__name__
-            if name in WATERFALL_TYPES or (name == "Fill" and getattr(ev, "kind", "") in KINDS):
+            if name in WATERFALL_TYPES or name == "PositionTransfer" or (name == "Fill" and ev.liquidation):
                 rec = {"height": block.height, "time": block.time_ms, "event_index": i}
                 rec.update(event_json(ev, legend))
                 yield rec

@@ -24,7 +24,6 @@ from typing import Any
 
 from clearinghouse.spec.state.keys import INSURANCE_FUND, market_state_key
 from clearinghouse.tools.explain import (
-    WATERFALL_FILL_KINDS,
     WATERFALL_TYPES,
     Legend,
     MarketInfo,
@@ -204,18 +203,25 @@ def _scan_waterfall(c: Collected, block: Any, involved: dict[bytes, int], names:
     t = block.time_ms or 0
     for ev in block.events:
         name = type(ev).__name__
-        if name == "Fill" and getattr(ev, "kind", "") in WATERFALL_FILL_KINDS:
+        is_liq_fill = name == "Fill" and ev.liquidation
+        if is_liq_fill or name == "PositionTransfer":
+            # A liquidation order's fill through the book, or a backstop / ADL / deficit-cover transfer.
             m = c.markets[ev.market]
-            kind = {"liquidation": "liquidation", "backstop": "backstop"}.get(ev.kind, "adl")
-            who = bytes(ev.taker)
+            if is_liq_fill:
+                kind, what, pair = "liquidation", "fill", (bytes(ev.taker), bytes(ev.maker))
+            else:
+                kind = "backstop" if ev.reason == "backstop" else "adl"
+                what, pair = "transfer", (bytes(ev.closing), bytes(ev.counterparty))
+            who = pair[0]
             label = (
-                f"height {block.height}: {kind} fill {_base(m, ev.size):g} {m.name} at {_px(m, ev.price):,.6g}, "
-                f"{_who(bytes(ev.taker), names)} / {_who(bytes(ev.maker), names)}"
+                f"height {block.height}: {kind} {what} {_base(m, ev.size):g} {m.name} at {_px(m, ev.price):,.6g}, "
+                f"{_who(pair[0], names)} / {_who(pair[1], names)}"
             )
             c.markers[ev.market].append(
                 {"x": t, "h": block.height, "y": _px(m, ev.price), "kind": kind, "label": label}
             )
-            c.counts[kind + "_fills"] = c.counts.get(kind + "_fills", 0) + 1
+            counter = f"{kind}_{what}s"  # liquidation_fills, backstop_transfers, adl_transfers
+            c.counts[counter] = c.counts.get(counter, 0) + 1
             involved.setdefault(who, 0 if kind == "liquidation" else 1)
             hot = True
         elif name in WATERFALL_TYPES:
@@ -276,7 +282,7 @@ def price_chart(c: Collected, market: int) -> dict[str, Any]:
     m = c.markets[market]
     xs = _xs(c)
     return {
-        "title": f"{m.name}: mark and oracle (USDC), with liquidation, backstop and ADL fills",
+        "title": f"{m.name}: mark and oracle (USDC), with liquidation fills and backstop / ADL transfers",
         "yLabel": "USDC",
         **_axis(c),
         "series": [
@@ -359,7 +365,7 @@ def build_report(log: str, *, names: dict[bytes, str] | None = None, title: str 
             ("liquidation fills", str(c.counts.get("liquidation_fills", 0))),
             ("backstops", str(c.counts.get("Backstop", 0))),
             ("insurance covers", str(c.counts.get("InsuranceCover", 0))),
-            ("ADL fills", str(c.counts.get("adl_fills", 0))),
+            ("ADL transfers", str(c.counts.get("adl_transfers", 0))),
             ("accounts involved", str(len(c.involved))),
         ]
     )

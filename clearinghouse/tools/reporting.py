@@ -119,10 +119,13 @@ def _derived_counts(ev: Any) -> list[tuple[str, int]]:
     out = []
     if name == "Fill":
         out.append(("fills", 1))
-        if ev.kind in ("adl", "deficit_cover"):
-            out.append(("adl_fills", 1))
-        elif ev.kind == "liquidation":
+        if ev.liquidation:
             out.append(("liquidation_fills", 1))
+    elif name == "PositionTransfer":
+        out.append(("transfers", 1))
+        if ev.reason in ("adl", "deficit_cover"):
+            # Key kept from when these were fills: ADL and deficit-cover closes (protocol §10.9).
+            out.append(("adl_fills", 1))
     elif name == "FundingPaid" and ev.amount != 0:
         out.append(("funding_payments", 1))
     elif name == "InsuranceCover" and ev.paid > 0:
@@ -175,6 +178,7 @@ def summary_dict(result: ReplayResult, *, top: int | None = None) -> dict[str, A
         "rejected_by_code": dict(sorted(result.rejected_codes.items())),
         "events": dict(sorted((k, v) for k, v in c.items() if k[:1].isupper())),
         "fills": c.get("fills", 0),
+        "transfers": c.get("transfers", 0),
         "funding_payments": c.get("funding_payments", 0),
         "liquidations": c.get("LiquidationTriggered", 0),
         "liquidation_fills": c.get("liquidation_fills", 0),
@@ -204,9 +208,12 @@ def render_summary(
     con.print(
         f"  transactions {s['txs']:,}  ({s['rejected']:,} rejected: {', '.join(f'{k} x{v}' for k, v in s['rejected_by_code'].items()) or 'none'})"
     )
-    con.print(f"  fills {s['fills']:,}, funding payments {s['funding_payments']:,}")
     con.print(
-        f"  liquidations {s['liquidations']} ({s['liquidation_fills']} fills into the book), insurance-fund covers {s['insurance_covers']}, backstops {s['backstops']}, ADL fills {s['adl_fills']}"
+        f"  fills {s['fills']:,} (through the book), position transfers {s.get('transfers', 0):,} (backstop/ADL), "
+        f"funding payments {s['funding_payments']:,}"
+    )
+    con.print(
+        f"  liquidations {s['liquidations']} ({s['liquidation_fills']} fills into the book), insurance-fund covers {s['insurance_covers']}, backstops {s['backstops']}, ADL closes {s['adl_fills']}"
     )
     if quiet:
         return

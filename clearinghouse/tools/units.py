@@ -215,6 +215,8 @@ USDC_FIELDS = frozenset(
         "maker_fee",
         "taker_realized_pnl",
         "maker_realized_pnl",
+        "closing_realized_pnl",
+        "counterparty_realized_pnl",
         "realized_pnl",
         "value",
         "maintenance_margin",

@@ -16,7 +16,13 @@ resting order met:
   cancels the maker's order (reason ``invalid_amount``); one that would take the
   taker's fields, the market's open interest or the fee pool out of range
   rejects the taker (protocol §2.3);
-* fills trade at the resting price; fees (rounded up) go to the fee pool.
+* fills trade at the resting price; fees (rounded up) go to the fee pool;
+  every fill is a last trade (mark price source b).
+
+Matching handles orders only: a trader's order (``PlaceOrder``, ``MarketOrder``,
+a fired trigger) or a market liquidation order (``Taker.is_liquidation``). The
+waterfall's administered moves (backstop, ADL, deficit cover) never come here:
+they are position transfers (``spec.trading.transfer``, protocol §10.9).
 """
 
 from __future__ import annotations
@@ -40,19 +46,19 @@ from clearinghouse.spec.waterfall.units import unit_value_for
 from tx.messages import MarketSpec
 
 PPM = 1_000_000
-BOOK_TRADE_KINDS = ("trade", "liquidation")
-"""Fill kinds that cross the book (the others are administered transfers at a set price)."""
 
 
 class MakerBoundExceeded(InvalidAmount):
     """The resting side of a fill would leave a 64-bit bound (its cash, size, cost, isolated
     cash or realized PnL): matching cancels that maker's order instead of rejecting the taker
-    (protocol §10.3 step 7). Elsewhere (backstop, ADL) it is an ordinary ``INVALID_AMOUNT``."""
+    (protocol §10.3 step 7). Only matching raises it; a position transfer's bound is an ordinary
+    ``INVALID_AMOUNT`` (protocol §10.9)."""
 
 
 @dataclass
 class Taker:
-    """The incoming order's side of matching."""
+    """The incoming order's side of matching: a trader's order, or a market liquidation order
+    (``is_liquidation``: no check of the taker's own deficit or value, protocol §10.3, §12.3)."""
 
     owner: bytes
     oid: int
@@ -60,7 +66,8 @@ class Taker:
     limit_price: int
     remaining: int
     reduce_only: bool
-    kind: str = "trade"
+    is_liquidation: bool = False
+    """A liquidation order sent by the waterfall (protocol §12.3), not a trader's own order."""
     taker_fee_ppm: int | None = None
     """Overrides the market's taker fee (liquidation orders pay none: no clearance fee)."""
     filled: int = 0
@@ -115,7 +122,15 @@ def execute_fill(
     maker_fee_ppm: int | None = None,
     taker_fee_ppm: int | None = None,
 ) -> Fill:
-    """Move positions, cash and fees for one match; emit and return the Fill event."""
+    """Move positions, cash and fees for one match, record the last trade price (mark source b);
+    emit and return the Fill event (protocol §10.3).
+
+    Raises:
+        InvalidAmount: the taker's cash, size, cost, isolated cash or realized PnL, or the fee
+            pool, would leave its 64-bit range (protocol §2.3).
+        MakerBoundExceeded: the same for the maker's side (matching cancels that maker's order).
+        LimitExceeded: the market's open interest would exceed its bound.
+    """
     ws = ctx.ws
     notional = price * qty
     t_fee = fee(notional, spec.taker_fee_ppm if taker_fee_ppm is None else taker_fee_ppm)
@@ -130,11 +145,10 @@ def execute_fill(
     check_open_interest(ws, market)
     if t_fee + m_fee:
         add_cash(ws, FEE_POOL, t_fee + m_fee)
-    if taker.kind in BOOK_TRADE_KINDS:
-        # Only trades through the book are "last trades" (mark price source b): backstop,
-        # ADL and deficit-cover transfers happen at administered prices, not market ones.
-        key = market_state_key(market)
-        ws.put(key, msgspec.structs.replace(ws.get(key), last_trade_price=price))
+    # Every fill is a trade through the book, so a "last trade" (mark price source b); the
+    # waterfall's transfers at administered prices are not fills (protocol §10.9).
+    key = market_state_key(market)
+    ws.put(key, msgspec.structs.replace(ws.get(key), last_trade_price=price))
     ev = Fill(
         tx_index=ctx.tx_index,
         market=market,
@@ -149,7 +163,7 @@ def execute_fill(
         maker_fee=m_fee,
         taker_realized_pnl=t_pnl,
         maker_realized_pnl=m_pnl,
-        kind=taker.kind,
+        liquidation=taker.is_liquidation,
     )
     ctx.emit(ev)
     return ev
@@ -202,7 +216,7 @@ def match(ctx: TxContext, market: int, spec: MarketSpec, taker: Taker) -> None:
     """Fill ``taker`` against the opposite side until it is done or no longer crosses."""
     ws = ctx.ws
     side_prefix = book_side_prefix(market, not taker.is_buy)
-    if taker.kind == "trade" and has_unsettled_deficit(ws, taker.owner, market):
+    if not taker.is_liquidation and has_unsettled_deficit(ws, taker.owner, market):
         raise InvalidMarginMode(
             "this market's isolated position has an unsettled deficit; it cannot trade until the waterfall covers it"
         )
@@ -233,7 +247,7 @@ def match(ctx: TxContext, market: int, spec: MarketSpec, taker: Taker) -> None:
         maker_before = _position_size(ws, market, maker.owner)
         taker_before = _position_size(ws, market, taker.owner)
         maker_value_before = unit_value_for(ws, maker.owner, market)
-        taker_value_before = unit_value_for(ws, taker.owner, market) if taker.kind == "trade" else 0
+        taker_value_before = 0 if taker.is_liquidation else unit_value_for(ws, taker.owner, market)
         mark = ws.savepoint()
         events_mark = len(ctx.events)
         try:
@@ -256,7 +270,7 @@ def match(ctx: TxContext, market: int, spec: MarketSpec, taker: Taker) -> None:
             del ctx.events[events_mark:]
             cancel_resting(ctx, market, key, maker, "bankruptcy" if maker_broke else "margin")
             continue
-        if taker.kind == "trade" and _pushed_below_zero(ws, taker.owner, market, taker_value_before):
+        if not taker.is_liquidation and _pushed_below_zero(ws, taker.owner, market, taker_value_before):
             # A trader may not trade its own account (or isolated position) below zero: the
             # deficit would have no position left for the waterfall to act on. Liquidation
             # orders are exempt: their losses are what the waterfall then covers.

@@ -119,7 +119,6 @@ def submit(
     tif: int,
     reduce_only: bool,
     cloid: int,
-    kind: str = "trade",
 ) -> int:
     """Validate, match and (for GTC/ALO) rest an order of ``ctx.account``; returns its oid."""
     ws = ctx.ws
@@ -141,7 +140,7 @@ def submit(
                 raise WouldTakeALO(f"post-only order at {price} would take the resting order at {best_price}")
     oid = next_oid(ws)
     taker = Taker(
-        owner=owner, oid=oid, is_buy=is_buy, limit_price=price, remaining=size, reduce_only=reduce_only, kind=kind
+        owner=owner, oid=oid, is_buy=is_buy, limit_price=price, remaining=size, reduce_only=reduce_only
     )
     if tif != TIF_ALO:
         match(ctx, market, spec, taker)

@@ -9,16 +9,18 @@ last (backstops and deficit-cover slices can leave it below zero):
   walking it: round 1 at the unit's bankruptcy price for that position (value
   spread over positions by maintenance margin, rounded in the unit's favour),
   each counterparty capped at what it can afford; round 2 closes what round 1
-  left at the mark (a fill at the mark costs nobody anything), so the
-  underwater size is matched whenever the opposite side holds the lots. No
-  fees. The rounding residue goes to the insurance fund so the unit ends at
+  left at the mark (a close at the mark costs nobody anything), so the
+  underwater size is matched whenever the opposite side holds the lots.
+  Each close is a position transfer of reason ``adl`` (protocol §10.9): no
+  order, no fee, no last trade. The rounding residue goes to the insurance fund so the unit ends at
   exactly zero;
 * with no positions (a deficit left by fills beyond bankruptcy that the fund
   could not pay), policy ``seed``: the article's deficit-cover rule walks the
   queue of the liquidated position's market and opposite side; from each
   winner it closes the fewest whole lots whose realized profit at the
   reference (bankruptcy) price covers what remains, against the insurance
-  fund, which takes the slice over at that price.
+  fund, which takes the slice over at that price (a position transfer of
+  reason ``deficit_cover``).
 
 Then nothing is left below zero (protocol §12.7, "no bad debt"): a user unit
 still below zero is paid up to zero by the insurance fund, which may go
@@ -60,8 +62,7 @@ from clearinghouse.spec.state.keys import (
     position_prefix,
 )
 from clearinghouse.spec.state.working_state import WorkingState, atomically
-from clearinghouse.spec.trading.book import next_oid
-from clearinghouse.spec.trading.matching import Taker, execute_fill
+from clearinghouse.spec.trading.transfer import transfer_position
 from clearinghouse.spec.waterfall.events import (
     CROSS,
     AdlQueue,
@@ -153,8 +154,8 @@ class Queues:
         return {key: q.start for key, q in self.built.items()}
 
     def rollback(self, cursors: dict[tuple[int, bool], int]) -> None:
-        """After a unit is undone (``WaterfallSkipped``): its fills are gone, so entries it closed are
-        open again; queues ranked during it saw its undone fills and are dropped (ranked again on use)."""
+        """After a unit is undone (``WaterfallSkipped``): its transfers are gone, so entries it closed are
+        open again; queues ranked during it saw its undone transfers and are dropped (ranked again on use)."""
         self.built = {key: q for key, q in self.built.items() if key in cursors}
         for key, start in cursors.items():
             self.built[key].start = start
@@ -242,16 +243,7 @@ def close_against_queue(ctx: TxContext, unit: Unit, q: BlockQueue, size: int, pr
         qty = min(remaining, affordable(c, price))
         if qty == 0:
             continue
-        taker = Taker(
-            owner=unit.account,
-            oid=next_oid(ws),
-            is_buy=size < 0,
-            limit_price=price,
-            remaining=qty,
-            reduce_only=True,
-            kind="adl",
-        )
-        fill = execute_fill(ctx, q.market, spec, taker, c.account, 0, price, qty, maker_fee_ppm=0, taker_fee_ppm=0)
+        transfer = transfer_position(ctx, q.market, spec, unit.account, c.account, size < 0, qty, price, "adl")
         remaining -= qty
         above, below = neighbours(q.entries, i)
         ctx.emit(
@@ -265,7 +257,7 @@ def close_against_queue(ctx: TxContext, unit: Unit, q: BlockQueue, size: int, pr
                 index_den=str(r.index.denominator),
                 size=qty,
                 price=price,
-                realized_pnl=fill.maker_realized_pnl,
+                realized_pnl=transfer.counterparty_realized_pnl,
                 remaining_after=remaining if size > 0 else -remaining,
                 neighbour_above=above,
                 neighbour_below=below,
@@ -285,7 +277,7 @@ def deleverage_positions(ctx: TxContext, unit: Unit, policy: str, queues: Queues
     ws = ctx.ws
     health = unit_health(ws, unit)
     exact = bankruptcy_prices(health.value, [(p.size, mark, mm) for _m, p, mark, mm in health.positions])
-    moved = 0  # the unit's value change from its ADL fills: sum of qty x (price - mark) per closed side
+    moved = 0  # the unit's value change from its ADL transfers: sum of qty x (price - mark) per closed side
     for (market, pos, mark, _mm), bp in zip(health.positions, exact):
         price = round_bankruptcy_price(bp, pos.size)
         q = queues.get(market, winners_long=pos.size < 0)
@@ -347,19 +339,10 @@ def cover_with_winners(ctx: TxContext, unit: Unit, policy: str, queues: Queues) 
         room = c.value + qty * per_lot
         if qty == 0 or room <= 0:
             continue
-        taker = Taker(
-            owner=c.account,
-            oid=next_oid(ws),
-            is_buy=c.size < 0,
-            limit_price=ref.reference_price,
-            remaining=qty,
-            reduce_only=True,
-            kind="deficit_cover",
+        transfer = transfer_position(
+            ctx, ref.market, spec, c.account, INSURANCE_FUND, c.size < 0, qty, ref.reference_price, "deficit_cover"
         )
-        fill = execute_fill(
-            ctx, ref.market, spec, taker, INSURANCE_FUND, 0, ref.reference_price, qty, maker_fee_ppm=0, taker_fee_ppm=0
-        )
-        covered = max(0, min(fill.taker_realized_pnl, deficit, room))
+        covered = max(0, min(transfer.closing_realized_pnl, deficit, room))
         take_from_unit(ws, c.account, c.unit, covered)
         credit_unit(ws, unit, covered)
         deficit -= covered
@@ -373,7 +356,7 @@ def cover_with_winners(ctx: TxContext, unit: Unit, policy: str, queues: Queues) 
                 index_den=str(r.index.denominator),
                 size=qty,
                 reference_price=ref.reference_price,
-                realized_pnl=fill.taker_realized_pnl,
+                realized_pnl=transfer.closing_realized_pnl,
                 covered=covered,
                 deficit_remaining=deficit,
             )

@@ -113,7 +113,7 @@ def liquidate_unit(ctx: TxContext, unit: Unit, policy: Policy) -> None:
             limit_price=limit,
             remaining=qty,
             reduce_only=True,
-            kind="liquidation",
+            is_liquidation=True,
             taker_fee_ppm=0,
         )
         match(ctx, market, spec, taker)

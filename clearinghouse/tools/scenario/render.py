@@ -20,6 +20,7 @@ def _summary(run: ScenarioRun) -> dict[str, int]:
         "txs": 0,
         "rejected": 0,
         "fills": 0,
+        "transfers": 0,
         "liquidations": 0,
         "market_liquidations": 0,
         "insurance_covers": 0,
@@ -49,8 +50,10 @@ def _summary(run: ScenarioRun) -> dict[str, int]:
                 counts["rejected"] += 0 if e.ok else 1
             elif n == "Fill":
                 counts["fills"] += 1
-                if getattr(e, "kind", "") == "adl":
-                    counts["adl_fills"] += 1
+            elif n == "PositionTransfer":
+                counts["transfers"] += 1
+                if e.reason == "adl":
+                    counts["adl_fills"] += 1  # key kept from when ADL closes were fills
             elif n == "FundingPaid" and getattr(e, "amount", 0) != 0:
                 counts["funding_payments"] += 1
             elif n in names:
@@ -177,7 +180,8 @@ def render_run(con: Any, run: ScenarioRun, *, log: str | None) -> None:
     s = _summary(run)
     con.print(
         f"Summary: {s['blocks']} blocks, {s['txs']} transactions ({s['rejected']} rejected), {s['fills']} fills, "
-        f"{s['liquidations']} liquidations, {s['backstops']} backstops, {s['adl_steps']} ADL steps ({s['adl_fills']} ADL fills), "
+        f"{s['transfers']} position transfers, "
+        f"{s['liquidations']} liquidations, {s['backstops']} backstops, {s['adl_steps']} ADL steps ({s['adl_fills']} ADL transfers), "
         f"{s['deficit_covers']} deficit covers, {s['funding_payments']} funding payments"
     )
     if run.expects:
@@ -199,5 +203,7 @@ def _style(e: Any) -> str:
     if name in ("MarketLiquidation", "InsuranceCover"):
         return "magenta"
     if name == "Fill":
-        return "green" if getattr(e, "kind", "trade") == "trade" else "magenta"
+        return "magenta" if e.liquidation else "green"
+    if name == "PositionTransfer":
+        return "magenta"
     return ""
