@@ -21,7 +21,7 @@ from fractions import Fraction
 import msgspec
 import pytest
 
-from clearinghouse.spec.events import Fill
+from clearinghouse.spec.events import Fill, PositionTransfer
 from clearinghouse.spec.math.liquidation import (
     bankruptcy_prices,
     realized_if_closed,
@@ -270,10 +270,14 @@ def test_greedy_walk_whole_positions_then_one_partial():
         (c.addr("C"), 3, sz("0.5"), px(8_900), usdc(550), 0),
     ]
     assert steps[0].neighbour_above == [] and steps[0].neighbour_below[0].account == c.addr("B")
-    adl_fills = [f for f in of_type(ev, Fill) if f.kind == "adl"]
-    assert [(f.taker, f.maker, f.taker_fee, f.maker_fee) for f in adl_fills] == [
-        (INSURANCE_FUND, c.addr(n), 0, 0) for n in "ABC"
+    # Each step is one position transfer (no order, no fee), never a fill (the first transfer is
+    # the backstop that handed the fund the position).
+    moves = [t for t in of_type(ev, PositionTransfer) if t.reason == "adl"]
+    assert [(t.reason, t.closing, t.counterparty, t.closing_is_buy, t.size, t.price) for t in moves] == [
+        ("adl", INSURANCE_FUND, c.addr(n), False, s.size, px(8_900)) for n, s in zip("ABC", steps)
     ]
+    assert [t.counterparty_realized_pnl for t in moves] == [s.realized_pnl for s in steps]
+    assert not [f for f in of_type(ev, Fill) if f.taker == INSURANCE_FUND or f.maker == INSURANCE_FUND]
     assert (c.size("A", BTC), c.size("B", BTC), c.size("C", BTC), c.size("X", BTC)) == (0, 0, -sz("1.5"), sz("1.5"))
     # The fund ends flat at exactly 0: cash -26,700 + 3 x 8,900.
     assert c.size(INSURANCE_FUND, BTC) == 0 and c.fund_cash() == 0

@@ -181,7 +181,7 @@ def test_tracker_catches_a_fill_of_a_cancelled_order() -> None:
         maker_fee=0,
         taker_realized_pnl=0,
         maker_realized_pnl=0,
-        kind="trade",
+        liquidation=False,
     )
 
     class _Block:

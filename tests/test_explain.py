@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from clearinghouse.spec.events import Fill, Receipt
+from clearinghouse.spec.events import Fill, PositionTransfer, Receipt
 from clearinghouse.spec.state.keys import INSURANCE_FUND
 from clearinghouse.spec.waterfall.events import (
     CROSS,
@@ -138,7 +138,7 @@ def example1_events() -> list:
             maker_fee=0,
             taker_realized_pnl=-2_400 * USDC,
             maker_realized_pnl=0,
-            kind="liquidation",
+            liquidation=True,
         ),
         InsuranceCover(account=ALICE, unit=CROSS, deficit=600 * USDC, paid=0, fund_before=0, fund_after=0),
         AdlQueue(
@@ -214,21 +214,16 @@ def adl_events() -> list:
             neighbour_above=above,
             neighbour_below=below,
         ),
-        Fill(
-            tx_index=2**32 - 1,
+        PositionTransfer(
             market=0,
-            price=P(88_200),
+            reason="adl",
+            closing=ALICE,
+            counterparty=CAROL,
+            closing_is_buy=False,
             size=500,
-            taker=ALICE,
-            maker=CAROL,
-            taker_oid=0,
-            maker_oid=0,
-            taker_is_buy=False,
-            taker_fee=0,
-            maker_fee=0,
-            taker_realized_pnl=0,
-            maker_realized_pnl=150 * USDC,
-            kind="adl",
+            price=P(88_200),
+            closing_realized_pnl=0,
+            counterparty_realized_pnl=150 * USDC,
         ),
     ]
 
@@ -248,7 +243,7 @@ def test_liquidated_account_explained_in_plain_language(legend: X.Legend) -> Non
     assert "unrealized PnL -1,500 USDC" in text
     # What went into the book and at what price.
     assert "reduce-only sell of 1 BTC with limit 79,650 USDC; 1 filled" in text
-    assert "sold 1 BTC at 87,600 USDC to dave [liquidation]" in text
+    assert "sold 1 BTC at 87,600 USDC to dave in the book [liquidation order]" in text
     # What the fund paid, before and after; not backstopped.
     assert "deficit of 600 USDC; the fund paid 0 USDC (fund 0 -> 0 USDC); 600 USDC remained uncovered" in text
     assert "It was not backstopped." in text

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from clearinghouse.spec.events import Fill
+from clearinghouse.spec.events import Fill, PositionTransfer
 from clearinghouse.spec.math import liquidation as lm
 from clearinghouse.spec.state.keys import INSURANCE_FUND
 from clearinghouse.spec.waterfall.events import (
@@ -124,7 +124,7 @@ def test_partial_twenty_percent_and_cooldown():
     assert (ml.ordered, ml.filled, ml.partial, ml.cooldown_until_ms) == (16_000, 16_000, False, 0)
     # Whatever collateral remains stays with the trader: no fee, no clearance charge.
     assert c.size("alice", BTC) == 0 and c.cash("alice") == usdc(1_120)
-    fills = [f for f in of_type(r.end_events, Fill) if f.kind == "liquidation"]
+    fills = [f for f in of_type(r.end_events, Fill) if f.liquidation]
     assert all(f.taker_fee == 0 for f in fills)
 
 
@@ -244,9 +244,9 @@ def test_backstop_below_two_thirds_after_market_slice():
     assert (b.fund_before, b.fund_after) == (usdc(50_000), usdc(51_040))
     assert c.fund_cash() == usdc(50_000 - 158_240 + 1_040) and c.fund_value() == usdc(51_040)
     assert c.size("alice", BTC) == 0 and c.cash("alice") == 0
-    fills = [f for f in of_type(r.end_events, Fill) if f.kind == "backstop"]
-    assert [(f.maker, f.price, f.size, f.taker_fee, f.maker_fee) for f in fills] == [
-        (INSURANCE_FUND, px(9_890), sz(16), 0, 0)
+    moves = of_type(r.end_events, PositionTransfer)
+    assert [(t.reason, t.closing, t.counterparty, t.closing_is_buy, t.price, t.size) for t in moves] == [
+        ("backstop", c.addr("alice"), INSURANCE_FUND, False, px(9_890), sz(16))
     ]
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from clearinghouse.spec.events import Fill
+from clearinghouse.spec.events import Fill, PositionTransfer
 from clearinghouse.spec.state.keys import INSURANCE_FUND
 from clearinghouse.spec.waterfall.events import (
     AdlQueue,
@@ -92,7 +92,7 @@ def test_example_1_btc_deficit_covered_by_three_lots_of_the_top_short():
     # Market liquidation: the whole position (seed) fills at the wick, 87,600.
     ml = one(ev, MarketLiquidation)
     assert (ml.ordered, ml.filled, ml.partial) == (10, 10, False)
-    liq = [f for f in of_type(ev, Fill) if f.kind == "liquidation"]
+    liq = [f for f in of_type(ev, Fill) if f.liquidation]
     assert [(f.price, f.size) for f in liq] == [(px(87_600), 10)]
     # Deficit: -88,200 + 87,600 = -600; the fund (500) cannot pay all of it, so (seed) pays nothing.
     cover = one(ev, InsuranceCover)
@@ -116,10 +116,11 @@ def test_example_1_btc_deficit_covered_by_three_lots_of_the_top_short():
     assert dc.counterparty == c.addr("winner") and dc.rank == 1
     assert (dc.size, dc.reference_price) == (3, px(88_200))
     assert (dc.realized_pnl, dc.covered, dc.deficit_remaining) == (690 * USDC, 600 * USDC, 0)
-    cover_fill = [f for f in of_type(ev, Fill) if f.kind == "deficit_cover"]
-    assert len(cover_fill) == 1
-    f = cover_fill[0]
-    assert (f.taker, f.maker, f.taker_is_buy, f.size, f.price, f.taker_realized_pnl) == (
+    # The slice is a position transfer, not a fill: only the liquidation order's fill is a Fill.
+    assert [f.liquidation for f in of_type(ev, Fill)] == [True]
+    f = one(of_type(ev, PositionTransfer), PositionTransfer)
+    assert f.reason == "deficit_cover"
+    assert (f.closing, f.counterparty, f.closing_is_buy, f.size, f.price, f.closing_realized_pnl) == (
         c.addr("winner"),
         INSURANCE_FUND,
         True,
@@ -169,7 +170,7 @@ def test_example_2_eth_deficit_covered_by_55_eth_of_the_second_ranked_short():
     trig = one(ev, LiquidationTriggered)
     # value = (16,000 - 320,000) + 100 x 3,060 = 2,000 < MM = 306,000 / 40 = 7,650.
     assert (trig.value, trig.maintenance_margin) == (2_000 * USDC, 7_650 * USDC)
-    liq = [f for f in of_type(ev, Fill) if f.kind == "liquidation"]
+    liq = [f for f in of_type(ev, Fill) if f.liquidation]
     assert [(f.price, f.size) for f in liq] == [(px(2_980), 100)]
     # Deficit: 2,000 + 100 x (2,980 - 3,060) = -6,000; the fund (5,000) pays nothing (seed: all or nothing).
     cover = one(ev, InsuranceCover)
@@ -195,8 +196,8 @@ def test_example_2_eth_deficit_covered_by_55_eth_of_the_second_ranked_short():
     dc = one(ev, DeficitCover)
     assert (dc.counterparty, dc.rank, dc.size, dc.reference_price) == (c.addr("winner"), 2, 55, px(3_040))
     assert (dc.realized_pnl, dc.covered, dc.deficit_remaining) == (6_050 * USDC, 6_000 * USDC, 0)
-    f = one([f for f in of_type(ev, Fill) if f.kind == "deficit_cover"], Fill)
-    assert (f.taker, f.maker, f.size, f.price, f.taker_realized_pnl) == (
+    f = one([f for f in of_type(ev, PositionTransfer) if f.reason == "deficit_cover"], PositionTransfer)
+    assert (f.closing, f.counterparty, f.size, f.price, f.closing_realized_pnl) == (
         c.addr("winner"),
         INSURANCE_FUND,
         55,

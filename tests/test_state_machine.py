@@ -61,7 +61,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invar
 from clearinghouse.chain.engine import Engine, replay_log
 from clearinghouse.chain.producer import Producer
 from clearinghouse.spec import errors as E
-from clearinghouse.spec.events import NO_TX, Fill, FundingPaid, OrderStatus, Receipt
+from clearinghouse.spec.events import NO_TX, Fill, FundingPaid, OrderStatus, PositionTransfer, Receipt
 from clearinghouse.spec.state.accounts import get_account
 from clearinghouse.spec.state.keys import (
     CHAIN_KEY,
@@ -97,8 +97,8 @@ is what reaches the rare paths: CI's 100 examples never found issue 14's bad deb
 STEPS = 20
 
 KNOWN_CODES = {"OK", E.InvalidTransaction.code} | {cls.code for cls in E.InvalidTransaction.__subclasses__()}
-TRADE_KINDS = ("trade", "liquidation")
 ADL_KINDS = ("adl", "deficit_cover")
+"""PositionTransfer reasons that close a winner (protocol §10.9)."""
 
 STATS: dict[str, int] = {
     "examples": 0,
@@ -324,17 +324,21 @@ class ClearinghouseMachine(RuleBasedStateMachine):
         for ev in executed.events:
             if isinstance(ev, Fill):
                 STATS["fills"] += 1
-                if ev.kind in ADL_KINDS:
+                traded.add((ev.market, ev.taker))
+                traded.add((ev.market, ev.maker))
+                if ev.liquidation:
+                    STATS["liquidations"] += 1
+            elif isinstance(ev, PositionTransfer):
+                if ev.reason in ADL_KINDS:
                     STATS["adl_fills"] += 1
-                    counterparty = ev.maker if ev.kind == "adl" else ev.taker
-                    assert (ev.market, counterparty) in positions_before or (ev.market, counterparty) in traded, (
+                    # The winner: ADL's counterparty, or the deficit cover's closing side.
+                    winner = ev.counterparty if ev.reason == "adl" else ev.closing
+                    assert (ev.market, winner) in positions_before or (ev.market, winner) in traded, (
                         "ADL hit an account without a position"
                     )
                 else:
-                    traded.add((ev.market, ev.taker))
-                    traded.add((ev.market, ev.maker))
-                    if ev.kind == "liquidation":
-                        STATS["liquidations"] += 1
+                    traded.add((ev.market, ev.closing))
+                    traded.add((ev.market, ev.counterparty))
             elif isinstance(ev, FundingPaid):
                 assert ev.size != 0, "funding charged on a flat position"
             elif isinstance(ev, OrderStatus):

@@ -174,5 +174,5 @@ def settle_fill(
     )
     put_position(ws, market, addr, new_pos, spec)
     _adjust_open_interest(ws, market, s, new_size)
-    # Realized PnL is carried by the Fill event as an i64 (protocol §2.3).
+    # Realized PnL is carried by the Fill or PositionTransfer event as an i64 (protocol §2.3).
     return checked_i64(realized, "realized PnL")
