@@ -444,7 +444,7 @@ size = "0.01"
 [[step]]
 do = "expect"
 event = "Fill"
-where = { market = "BTC", taker = "bob", maker = "alice", price = 90000, size = "0.01", taker_fee = "0.405", kind = "trade" }
+where = { market = "BTC", taker = "bob", maker = "alice", price = 90000, size = "0.01", taker_fee = "0.405", liquidation = false }
 [[step]]
 do = "expect"
 event = "Fill"
