@@ -144,7 +144,15 @@ def test_transfer_moves_positions_and_realizes_pnl_on_both_sides(case: Case, rea
     ctx = ctx_of(ws)
 
     ev = transfer_position(
-        ctx, BTC, ws.get(market_spec_key(BTC)), closing, counterparty, case.closing_is_buy, case.size, case.price, reason
+        ctx,
+        BTC,
+        ws.get(market_spec_key(BTC)),
+        closing,
+        counterparty,
+        case.closing_is_buy,
+        case.size,
+        case.price,
+        reason,
     )
 
     assert ctx.events == [ev]  # one event, no Fill, no OrderStatus

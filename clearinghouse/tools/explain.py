@@ -783,9 +783,7 @@ def _liquidated_incident(
     backstop_moves = [
         e
         for e in all_events
-        if _is(e, "PositionTransfer")
-        and e.reason == "backstop"
-        and (_eq(e.closing, addr) or _eq(e.counterparty, addr))
+        if _is(e, "PositionTransfer") and e.reason == "backstop" and (_eq(e.closing, addr) or _eq(e.counterparty, addr))
     ]
     text.extend(_fill_line(f, addr, L) for f in fills)
     backstop_lines = [_transfer_line(t, addr, L) for t in backstop_moves]

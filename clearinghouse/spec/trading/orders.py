@@ -139,9 +139,7 @@ def submit(
             if (is_buy and best_price <= price) or (not is_buy and best_price >= price):
                 raise WouldTakeALO(f"post-only order at {price} would take the resting order at {best_price}")
     oid = next_oid(ws)
-    taker = Taker(
-        owner=owner, oid=oid, is_buy=is_buy, limit_price=price, remaining=size, reduce_only=reduce_only
-    )
+    taker = Taker(owner=owner, oid=oid, is_buy=is_buy, limit_price=price, remaining=size, reduce_only=reduce_only)
     if tif != TIF_ALO:
         match(ctx, market, spec, taker)
     if tif == TIF_FOK and taker.remaining > 0:

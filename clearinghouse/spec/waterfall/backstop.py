@@ -25,7 +25,9 @@ def backstop_unit(ctx: TxContext, unit: Unit, reason: str) -> None:
     before = fund_value(ws)
     for market, pos, mark, _mm in health.positions:
         spec = ws.get(market_spec_key(market))
-        transfer_position(ctx, market, spec, unit.account, INSURANCE_FUND, pos.size < 0, abs(pos.size), mark, "backstop")
+        transfer_position(
+            ctx, market, spec, unit.account, INSURANCE_FUND, pos.size < 0, abs(pos.size), mark, "backstop"
+        )
     # Closing at mark leaves exactly the unit's value in its bucket: cross cash, or for an
     # isolated unit its bucket, which settle_fill already moved to cross cash unless negative.
     source = unit if (not unit.is_cross and health.value < 0) else Unit(unit.account, CROSS)
