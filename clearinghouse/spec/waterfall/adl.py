@@ -12,8 +12,8 @@ last (backstops and deficit-cover slices can leave it below zero):
   left at the mark (a close at the mark costs nobody anything), so the
   underwater size is matched whenever the opposite side holds the lots.
   Each close is a position transfer of reason ``adl`` (protocol §10.9): no
-  order, no fee, no last trade. The rounding residue goes to the insurance fund so the unit ends at
-  exactly zero;
+  order, no fee, no last trade. The rounding residue goes to the insurance
+  fund so the unit ends at exactly zero;
 * with no positions (a deficit left by fills beyond bankruptcy that the fund
   could not pay), policy ``seed``: the article's deficit-cover rule walks the
   queue of the liquidated position's market and opposite side; from each
@@ -154,8 +154,9 @@ class Queues:
         return {key: q.start for key, q in self.built.items()}
 
     def rollback(self, cursors: dict[tuple[int, bool], int]) -> None:
-        """After a unit is undone (``WaterfallSkipped``): its transfers are gone, so entries it closed are
-        open again; queues ranked during it saw its undone transfers and are dropped (ranked again on use)."""
+        """After a unit is undone (``WaterfallSkipped``): its transfers are gone, so entries it closed
+        are open again; queues ranked during it saw its undone transfers and are dropped (ranked
+        again on use)."""
         self.built = {key: q for key, q in self.built.items() if key in cursors}
         for key, start in cursors.items():
             self.built[key].start = start

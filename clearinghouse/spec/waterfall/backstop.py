@@ -3,10 +3,11 @@
 When, after the market liquidation, a unit is still below maintenance and
 either below 2/3 of it or the book could not absorb the liquidation order,
 the fund takes every position of the unit at the mark price (position
-transfers of reason ``backstop``, protocol §10.9: no order, no fee) and the unit's remaining margin (its value at mark,
-which may be negative: the fund then absorbs the loss). Cross: all cross
-positions and cross cash; isolated: that position and its bucket. The trader
-ends with zero in that unit; maintenance margin is not returned.
+transfers of reason ``backstop``, protocol §10.9: no order, no order id, no
+fee) and the unit's remaining margin (its value at mark, which may be
+negative: the fund then absorbs the loss). Cross: all cross positions and
+cross cash; isolated: that position and its bucket. The trader ends with zero
+in that unit; maintenance margin is not returned.
 """
 
 from __future__ import annotations
@@ -20,6 +21,16 @@ from clearinghouse.spec.waterfall.units import Unit, unit_health
 
 
 def backstop_unit(ctx: TxContext, unit: Unit, reason: str) -> None:
+    """The insurance fund takes ``unit`` over at the mark, for ``reason`` (``below_two_thirds`` or
+    ``book_could_not_absorb``); emits one ``PositionTransfer`` per position, then ``Backstop``
+    (protocol §12.6).
+
+    Raises:
+        InvalidAmount: a side of a transfer, or the fund's cash, would leave its 64-bit range
+            (protocol §2.3; the liquidation step undoes the unit, ``WaterfallSkipped``).
+        LimitExceeded: never in practice (a transfer cannot raise open interest), from the
+            open-interest check of ``transfer_position``.
+    """
     ws = ctx.ws
     health = unit_health(ws, unit)
     before = fund_value(ws)
