@@ -17,9 +17,9 @@ import blake3
 import msgspec
 
 from clearinghouse.spec.block import apply_block, apply_genesis
+from clearinghouse.spec.constants import NO_TX
 from clearinghouse.spec.errors import ClearinghouseError, InvalidBlock
 from clearinghouse.spec.event_types import AnyEvent
-from clearinghouse.spec.events import NO_TX
 from clearinghouse.spec.state.keys import CHAIN_KEY, describe_key
 from clearinghouse.spec.state.records import Chain
 from clearinghouse.spec.state.working_state import KeyIndex, WorkingState

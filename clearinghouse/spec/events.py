@@ -13,12 +13,10 @@ from typing import Union
 
 import msgspec
 
+from clearinghouse.spec.constants import NO_TX as NO_TX  # re-exported: modules not yet moved to spec.constants
 from tx.types import I64, U32, U64, Address
 
 _EV = dict(array_like=True, frozen=True, forbid_unknown_fields=True, tag_field="t")
-
-NO_TX = 2**32 - 1
-"""``tx_index`` of an event caused by end-of-block work, not by a transaction."""
 
 
 class _Event(msgspec.Struct, **_EV):

@@ -29,8 +29,8 @@ from typing import Any
 
 import msgspec
 
+from clearinghouse.spec.constants import CROSS
 from clearinghouse.spec.state.keys import INSURANCE_FUND, market_spec_key
-from clearinghouse.spec.waterfall.events import CROSS
 from clearinghouse.tools.names import SYSTEM_ALIASES, SYSTEM_NAMES
 from clearinghouse.tools.units import (
     MARKET_FIELDS,

@@ -28,13 +28,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from clearinghouse.spec.waterfall.events import CROSS
+from clearinghouse.spec.constants import CROSS, NO_TX
 from clearinghouse.tools.units import format_scaled, micro_to_usdc
 
 ZERO_HASH = "0x" + "00" * 32
 """Hyperliquid's hash of fills and events not caused by a transaction (liquidations, ADL, funding)."""
 
-NO_TX = 2**32 - 1
 NOBODY = b""
 """A ``user`` filter no account matches (the fill walk then only updates its running figures)."""
 

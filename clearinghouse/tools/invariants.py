@@ -27,6 +27,7 @@ from typing import Any
 
 import msgspec
 
+from clearinghouse.spec.constants import CROSS
 from clearinghouse.spec.state.keys import (
     CHAIN_KEY,
     INSURANCE_FUND,
@@ -38,7 +39,6 @@ from clearinghouse.spec.state.keys import (
     market_state_key,
     record_type,
 )
-from clearinghouse.spec.waterfall.events import CROSS
 from clearinghouse.spec.waterfall.units import Unit, unit_health
 
 

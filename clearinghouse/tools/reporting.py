@@ -18,8 +18,6 @@ from clearinghouse.tools.units import micro_to_usdc
 from tx.logfile import scan_log
 from tx.signing import checksum_address
 
-USDC = 1_000_000
-
 
 @dataclass
 class ReplayResult:

@@ -38,6 +38,7 @@ from typing import Any
 import msgspec
 
 from clearinghouse.chain.engine import Engine, Executed, iter_log
+from clearinghouse.spec.constants import CROSS
 from clearinghouse.spec.end_of_block import ToolHook, tool_hook
 from clearinghouse.spec.state.keys import (
     CHAIN_KEY,
@@ -49,7 +50,6 @@ from clearinghouse.spec.state.keys import (
 )
 from clearinghouse.spec.state.records import Chain
 from clearinghouse.spec.waterfall.adl import units_to_deleverage
-from clearinghouse.spec.waterfall.events import CROSS
 from clearinghouse.spec.waterfall.insurance_fund import fund_value
 from clearinghouse.spec.waterfall.policies import POLICIES, Policy
 from clearinghouse.spec.waterfall.units import Unit, unit_health

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import bisect
 
+from clearinghouse.spec.constants import MAX_NONCES, NONCE_FUTURE_WINDOW_MS, NONCE_PAST_WINDOW_MS
 from clearinghouse.spec.errors import BadNonce
 from clearinghouse.spec.state.keys import nonces_key
-from clearinghouse.spec.state.records import MAX_NONCES, NonceSet
+from clearinghouse.spec.state.records import NonceSet
 from clearinghouse.spec.state.working_state import WorkingState
-
-NONCE_PAST_WINDOW_MS = 2 * 24 * 3600 * 1000
-NONCE_FUTURE_WINDOW_MS = 1 * 24 * 3600 * 1000
 
 
 def check_nonce(kept: list[int], nonce: int, block_time_ms: int) -> None:

@@ -7,18 +7,18 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from clearinghouse.spec.math.margin import ceil_div
+from clearinghouse.spec.constants import (
+    BACKSTOP_DEN,
+    BACKSTOP_NUM,
+    PARTIAL_LIQUIDATION_NOTIONAL,
+    PARTIAL_LIQUIDATION_PERCENT,
+)
 
-USDC = 1_000_000
-PARTIAL_LIQUIDATION_NOTIONAL = 100_000 * USDC
-"""Positions above this notional (at mark) are market-liquidated 20% at a time."""
-PARTIAL_LIQUIDATION_PERCENT = 20
-LIQUIDATION_COOLDOWN_MS = 30_000
-"""After a partial liquidation, the next 30 s of liquidation orders are for the whole position."""
-BACKSTOP_NUM, BACKSTOP_DEN = 2, 3
-"""Backstop below 2/3 of maintenance margin."""
-LIQUIDATION_SLIPPAGE_BPS = 1000
-"""Where no insurance-fund bound applies (policy ``seed``), liquidation orders accept up to 10% from mark."""
+# Re-exported for the waterfall modules that import them from here; defined in spec.constants.
+from clearinghouse.spec.constants import LIQUIDATION_COOLDOWN_MS as LIQUIDATION_COOLDOWN_MS
+from clearinghouse.spec.constants import LIQUIDATION_SLIPPAGE_BPS as LIQUIDATION_SLIPPAGE_BPS
+from clearinghouse.spec.math.integers import ceil_div
+from clearinghouse.spec.math.pnl import realized_pnl
 
 
 def is_liquidatable(value: int, maintenance: int) -> bool:
@@ -95,13 +95,6 @@ def slippage_bound(is_long: bool, mark: int, bps: int) -> int:
     return mark * (10_000 + bps) // 10_000
 
 
-def realized_if_closed(size: int, cost: int, qty: int, price: int) -> int:
-    """Realized PnL of closing ``qty`` lots of a position at ``price`` (positions.settle_fill's rule)."""
-    closed_cost = abs(cost) * qty // abs(size)
-    closed_cost = closed_cost if cost >= 0 else -closed_cost
-    return (qty if size > 0 else -qty) * price - closed_cost
-
-
 def smallest_cover_qty(size: int, cost: int, price: int, deficit: int) -> int | None:
     """``seed`` rule: the fewest whole lots whose realized profit at ``price`` covers ``deficit``.
 
@@ -109,14 +102,14 @@ def smallest_cover_qty(size: int, cost: int, price: int, deficit: int) -> int | 
     returns |size| when the whole position does not cover the deficit.
     """
     whole = abs(size)
-    if realized_if_closed(size, cost, whole, price) <= 0:
+    if realized_pnl(size, cost, whole, price) <= 0:
         return None
-    if realized_if_closed(size, cost, whole, price) < deficit:
+    if realized_pnl(size, cost, whole, price) < deficit:
         return whole
     lo, hi = 1, whole  # realized is non-decreasing in qty when the per-lot profit is positive
     while lo < hi:
         mid = (lo + hi) // 2
-        if realized_if_closed(size, cost, mid, price) >= deficit:
+        if realized_pnl(size, cost, mid, price) >= deficit:
             hi = mid
         else:
             lo = mid + 1

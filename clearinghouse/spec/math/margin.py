@@ -6,10 +6,8 @@ round up (``ceil_div``); payouts round down (floor division).
 
 from __future__ import annotations
 
-
-def ceil_div(a: int, b: int) -> int:
-    """Exact ceiling of a / b for b > 0 (a may be negative)."""
-    return -((-a) // b)
+# Re-exported for modules that still import it from here; defined in spec.math.integers.
+from clearinghouse.spec.math.integers import ceil_div as ceil_div
 
 
 def notional(size: int, price: int) -> int:

@@ -23,9 +23,6 @@ from tx.types import I64, U32, U64, Address, Hash32
 
 _REC = dict(array_like=True, frozen=True, forbid_unknown_fields=True)
 
-MAX_NONCES = 100
-"""Hyperliquid keeps each signer's 100 highest nonces."""
-
 
 class Account(msgspec.Struct, **_REC):
     """A trader's cross-margin cash and the markets where it has a position.

@@ -12,14 +12,12 @@ from typing import Any
 
 import msgspec
 
+from clearinghouse.spec.constants import MAX_OPEN_ORDERS
 from clearinghouse.spec.errors import DuplicateCloid, LimitExceeded, OrderNotFound
 from clearinghouse.spec.state.accounts import get_account, put_account
 from clearinghouse.spec.state.keys import CHAIN_KEY, U64_MAX, cloid_key, order_loc_key
 from clearinghouse.spec.state.records import CloidLocator, OrderLocator
 from clearinghouse.spec.state.working_state import WorkingState
-
-MAX_OPEN_ORDERS = 1000
-"""Per account, resting plus trigger orders."""
 
 
 def next_oid(ws: WorkingState) -> int:

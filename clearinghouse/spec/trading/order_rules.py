@@ -8,14 +8,9 @@ figure rule, the minimum notional and the bounds that keep every product in
 
 from __future__ import annotations
 
+from clearinghouse.spec.constants import MAX_NOTIONAL, MAX_SIG_FIGS, PRICE_BAND_PCT
 from clearinghouse.spec.errors import BelowMinNotional, InvalidPrice, InvalidSize
 from tx.messages import MarketSpec
-
-MAX_SIG_FIGS = 5
-MAX_NOTIONAL = 2**62
-"""Largest order notional (micro-USDC): keeps cash arithmetic far inside i64."""
-PRICE_BAND_PCT = 95
-"""A limit price may be at most 95% away from the mark (Hyperliquid's reference-price rule)."""
 
 
 def price_unit_per_usdc(spec: MarketSpec) -> int:

@@ -8,6 +8,7 @@ transaction, which the journal undoes.
 
 from __future__ import annotations
 
+from clearinghouse.spec.constants import DEFAULT_LEVERAGE
 from clearinghouse.spec.errors import (
     FOKNotFilled,
     InsufficientMargin,
@@ -17,7 +18,7 @@ from clearinghouse.spec.errors import (
     WouldTakeALO,
 )
 from clearinghouse.spec.events import OrderStatus
-from clearinghouse.spec.math.margin import ceil_div
+from clearinghouse.spec.math.integers import ceil_div
 from clearinghouse.spec.state.context import TxContext
 from clearinghouse.spec.state.keys import (
     CHAIN_KEY,
@@ -52,7 +53,6 @@ from clearinghouse.spec.trading.order_rules import (
     check_size,
     slippage_limit,
 )
-from clearinghouse.spec.trading.positions import DEFAULT_LEVERAGE
 from tx.actions import (
     TIF_ALO,
     TIF_FOK,
@@ -65,9 +65,6 @@ from tx.actions import (
     TriggerOrder,
 )
 from tx.messages import MarketSpec
-
-MARKET_TRIGGER_SLIPPAGE_BPS = 1000
-"""A trigger order with no limit price fires as a market order with a 10% slippage bound."""
 
 
 def market_spec(ws: WorkingState, market: int) -> MarketSpec:

@@ -24,16 +24,15 @@ import bisect
 
 import msgspec
 
+from clearinghouse.spec.constants import DEFAULT_LEVERAGE, MAX_OPEN_INTEREST
 from clearinghouse.spec.errors import LimitExceeded
-from clearinghouse.spec.math.margin import ceil_div
+from clearinghouse.spec.math.integers import ceil_div, div_toward_zero
+from clearinghouse.spec.math.pnl import closed_cost, realized_pnl
 from clearinghouse.spec.state.accounts import checked_i64, get_account, put_account
 from clearinghouse.spec.state.keys import market_state_key, position_key
 from clearinghouse.spec.state.records import Position
 from clearinghouse.spec.state.working_state import WorkingState
 from tx.messages import MarketSpec
-
-DEFAULT_LEVERAGE = 20
-"""Leverage of a position whose owner never set one (capped at the market maximum)."""
 
 
 def default_position(spec: MarketSpec) -> Position:
@@ -52,16 +51,10 @@ def get_or_default(ws: WorkingState, market: int, addr: bytes, spec: MarketSpec)
     return pos if pos is not None else default_position(spec)
 
 
-def trunc_div(a: int, b: int) -> int:
-    """a / b rounded toward zero (b > 0)."""
-    q = abs(a) // b
-    return q if a >= 0 else -q
-
-
 def entry_price(pos: Position) -> int:
     """Entry price |cost| / |size| (positive for longs and shorts alike), rounded toward zero
     (display and ADL ranking use exact fractions instead)."""
-    return trunc_div(abs(pos.cost), abs(pos.size)) if pos.size else 0
+    return div_toward_zero(abs(pos.cost), abs(pos.size)) if pos.size else 0
 
 
 def put_position(ws: WorkingState, market: int, addr: bytes, pos: Position, spec: MarketSpec) -> None:
@@ -91,10 +84,6 @@ def put_position(ws: WorkingState, market: int, addr: bytes, pos: Position, spec
     else:
         return
     put_account(ws, addr, msgspec.structs.replace(acct, open_markets=markets))
-
-
-MAX_OPEN_INTEREST = 2**64 - 1
-"""``MarketState.open_interest`` is a u64 (protocol §2.3): total long size may not exceed it."""
 
 
 def _adjust_open_interest(ws: WorkingState, market: int, old_size: int, new_size: int) -> None:
@@ -136,10 +125,9 @@ def settle_fill(
         increase = True
     else:
         q = abs(signed_qty)
-        closed_cost = trunc_div(pos.cost * q, abs(s))
-        realized = (q if s > 0 else -q) * price - closed_cost
+        realized = realized_pnl(s, pos.cost, q, price)
         new_size = s + signed_qty
-        new_cost = pos.cost - closed_cost
+        new_cost = pos.cost - closed_cost(s, pos.cost, q)
         increase = False
 
     cash_delta = -signed_qty * price - fee

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from clearinghouse.spec.events import NO_TX, OrderStatus
+from clearinghouse.spec.constants import MARKET_TRIGGER_SLIPPAGE_BPS, NO_TX
+from clearinghouse.spec.events import OrderStatus
 from clearinghouse.spec.state.context import TxContext
 from clearinghouse.spec.state.keys import CHAIN_KEY, TRIGGER_ABOVE, TRIGGER_BELOW, market_state_key, trigger_prefix
 from clearinghouse.spec.state.working_state import WorkingState, atomically
@@ -22,7 +23,7 @@ from clearinghouse.spec.trading.book import remove_order
 from clearinghouse.spec.trading.margin import meets_initial_after_increase
 from clearinghouse.spec.trading.matching import Taker, match, reducible
 from clearinghouse.spec.trading.order_rules import slippage_limit
-from clearinghouse.spec.trading.orders import MARKET_TRIGGER_SLIPPAGE_BPS, market_spec
+from clearinghouse.spec.trading.orders import market_spec
 
 
 def due_triggers(ws: WorkingState, market: int, mark: int) -> list[bytes]:

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import msgspec
 
+from clearinghouse.spec.constants import CROSS as CROSS  # re-exported: modules not yet moved to spec.constants
 from clearinghouse.spec.events import _Event
 from tx.types import I64, U32, U64, Address
-
-CROSS = 2**32 - 1
-"""``market`` value meaning "the account's cross positions", not an isolated position."""
 
 
 class PositionSnapshot(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):

@@ -673,7 +673,7 @@ class _StepReader:
 
     def condition(self, key: str, value: Any) -> Any:
         """Normalize a where-value: names become addresses, market names indexes; numbers stay human (Decimal)."""
-        from clearinghouse.spec.waterfall.events import CROSS
+        from clearinghouse.spec.constants import CROSS
         from clearinghouse.tools.units import MARKET_FIELDS
 
         if isinstance(value, (list, dict)):

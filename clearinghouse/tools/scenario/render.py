@@ -113,7 +113,7 @@ def render_run(con: Any, run: ScenarioRun, *, log: str | None) -> None:
     """The readable report: events block by block, final accounts, summary, expectations."""
     from rich.markup import escape
 
-    from clearinghouse.spec.events import NO_TX
+    from clearinghouse.spec.constants import NO_TX
     from clearinghouse.tools.explain import Legend, event_text, iso_time
 
     sc = run.scenario
