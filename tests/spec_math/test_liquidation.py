@@ -8,8 +8,8 @@ import pytest
 
 from clearinghouse.spec.constants import USDC
 from clearinghouse.spec.math.liquidation import (
-    below_backstop,
     bankruptcy_prices,
+    below_backstop,
     fund_bounded_limit,
     is_liquidatable,
     liquidation_slice,
