@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clearinghouse.chain.engine import Engine, replay_log
-from clearinghouse.spec.state.keys import account_key, position_key
+from clearinghouse.spec.state.keys import account_key, key_account, position_key
 from clearinghouse.spec.trading.margin import cross_health
 from clearinghouse.tools.units import micro_to_usdc
 from tx.logfile import scan_log
@@ -136,7 +136,7 @@ def account_rows(engine: Engine, labels: dict[bytes, str]) -> list[dict[str, Any
     view = engine.view()
     rows = []
     for key, _raw in engine.store.scan_prefix(NS_ACCOUNT):
-        addr = key[1:]
+        addr = key_account(key)
         acct = view.get(key)
         health = cross_health(view, addr)
         rows.append(

@@ -45,7 +45,9 @@ from clearinghouse.spec.state.keys import (
     NS_ACCOUNT,
     NS_LIQ_REF,
     SYSTEM_ACCOUNTS,
+    key_account,
     market_state_key,
+    position_owner,
     position_prefix,
 )
 from clearinghouse.spec.state.records import Chain
@@ -88,11 +90,11 @@ def account_equities(store: Any, ws: Any) -> dict[bytes, int]:
         for key in ws.index.iter_prefix(position_prefix(m)):
             pos = ws.get(key)
             if not pos.is_cross:
-                isolated.setdefault(key[5:], []).append(m)
+                isolated.setdefault(position_owner(key), []).append(m)
     system = set(SYSTEM_ACCOUNTS)
     out = {}
     for key, _raw in store.scan_prefix(NS_ACCOUNT):
-        a = key[len(NS_ACCOUNT) :]
+        a = key_account(key)
         if a in system:
             continue
         eq = unit_health(ws, Unit(a, CROSS)).value

@@ -7,7 +7,7 @@ positions by market, then address. See docs/protocol.md "State keys".
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from clearinghouse.spec.state import records as r
 from tx.messages import MarketSpec
@@ -74,6 +74,9 @@ RECORD_TYPES: dict[bytes, Any] = {
 }
 
 CHAIN_KEY = NS_CHAIN + b"chain"
+
+MARKET_NAMESPACES = (NS_MARKET_SPEC, NS_MARKET_STATE, NS_POSITION, NS_ORDER, NS_TRIGGER, NS_ORACLE_SUB)
+"""Namespaces whose keys begin, after the namespace byte, with the u32 market index."""
 
 
 def u32(n: int) -> bytes:
@@ -146,6 +149,59 @@ def oracle_sub_key(market: int, publisher: bytes) -> bytes:
 
 def liq_ref_key(account: bytes, unit: int, market: int) -> bytes:
     return NS_LIQ_REF + account + u32(unit) + u32(market)
+
+
+# ---------------------------------------------------------------- parsing keys (the only place that slices them)
+class LiqRefKey(NamedTuple):
+    """The parts of a liquidation-reference key ``R + account + u32(unit) + u32(market)`` (protocol §7.1)."""
+
+    account: bytes
+    unit: int
+    market: int
+
+
+def key_market(key: bytes) -> int:
+    """The market index of a market-scoped key (``M``, ``S``, ``P``, ``O``, ``T``, ``Q``), bytes 1..4 (protocol §7.1).
+
+    Raises:
+        ValueError: ``key`` is not in a market-scoped namespace.
+    """
+    if key[:1] not in MARKET_NAMESPACES or len(key) < 5:
+        raise ValueError(f"not a market-scoped key: {key.hex()}")
+    return int.from_bytes(key[1:5], "big")
+
+
+def key_account(key: bytes) -> bytes:
+    """The 20-byte address an account-scoped key (``A``, ``N``, ``a``) is about (protocol §7.1).
+
+    Raises:
+        ValueError: ``key`` is not in an account-scoped namespace.
+    """
+    if key[:1] not in (NS_ACCOUNT, NS_NONCES, NS_AGENT) or len(key) != 21:
+        raise ValueError(f"not an account key: {key.hex()}")
+    return key[1:]
+
+
+def position_owner(key: bytes) -> bytes:
+    """The owner of the position stored under ``position_key(market, owner)`` (protocol §7.1).
+
+    Raises:
+        ValueError: ``key`` is not a position key.
+    """
+    if key[:1] != NS_POSITION or len(key) != 25:
+        raise ValueError(f"not a position key: {key.hex()}")
+    return key[5:]
+
+
+def parse_liq_ref_key(key: bytes) -> LiqRefKey:
+    """Split ``liq_ref_key(account, unit, market)`` back into its parts (protocol §7.1).
+
+    Raises:
+        ValueError: ``key`` is not a liquidation-reference key.
+    """
+    if key[:1] != NS_LIQ_REF or len(key) != 29:
+        raise ValueError(f"not a liquidation-reference key: {key.hex()}")
+    return LiqRefKey(key[1:21], int.from_bytes(key[21:25], "big"), int.from_bytes(key[25:29], "big"))
 
 
 def record_type(key: bytes) -> Any:

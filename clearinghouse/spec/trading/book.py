@@ -15,7 +15,7 @@ import msgspec
 from clearinghouse.spec.constants import MAX_OPEN_ORDERS
 from clearinghouse.spec.errors import DuplicateCloid, LimitExceeded, OrderNotFound
 from clearinghouse.spec.state.accounts import get_account, put_account
-from clearinghouse.spec.state.keys import CHAIN_KEY, U64_MAX, cloid_key, order_loc_key
+from clearinghouse.spec.state.keys import CHAIN_KEY, U64_MAX, cloid_key, key_market, order_loc_key
 from clearinghouse.spec.state.records import CloidLocator, OrderLocator
 from clearinghouse.spec.state.working_state import WorkingState
 
@@ -66,7 +66,7 @@ def find_order(ws: WorkingState, owner: bytes, market: int, oid: int) -> tuple[b
     if loc is None:
         raise OrderNotFound(f"no open order {oid}")
     order = ws.get(loc.key)
-    if order is None or order.owner != owner or int.from_bytes(loc.key[1:5], "big") != market:
+    if order is None or order.owner != owner or key_market(loc.key) != market:
         raise OrderNotFound(f"no open order {oid} of this account in market {market}")
     return loc.key, order
 
