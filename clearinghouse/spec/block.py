@@ -17,7 +17,7 @@ state root. Order of work (protocol §6.3):
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -127,14 +127,21 @@ MSG_BAD_SIGNATURE = "signature is malformed or does not recover a key"
 MSG_HIGH_S = "signature is not in low-s form"
 
 
-def decode_for_block(raw: bytes) -> tuple[Transaction | None, InvalidTransaction | None]:
-    """Decode one transaction, mapping wire errors to rejection codes."""
+class Decoded(NamedTuple):
+    """One transaction of a block, decoded: exactly one of ``tx`` and ``error`` is set (protocol §6.3)."""
+
+    tx: Transaction | None
+    error: InvalidTransaction | None
+
+
+def decode_for_block(raw: bytes) -> Decoded:
+    """Decode one transaction, mapping wire errors to rejection codes (protocol §6.3)."""
     try:
-        return decode_transaction(raw), None
+        return Decoded(decode_transaction(raw), None)
     except NonCanonicalEncoding:
-        return None, NonCanonicalRejected(MSG_NON_CANONICAL)
+        return Decoded(None, NonCanonicalRejected(MSG_NON_CANONICAL))
     except TxError:
-        return None, DecodeRejected(MSG_DECODE)
+        return Decoded(None, DecodeRejected(MSG_DECODE))
 
 
 def recover(chain: Chain, tx: Transaction) -> bytes:

@@ -6,6 +6,7 @@ No state here, only integers and exact fractions. Every rounding is named.
 from __future__ import annotations
 
 from fractions import Fraction
+from typing import NamedTuple
 
 from clearinghouse.spec.constants import (
     BACKSTOP_DEN,
@@ -31,7 +32,14 @@ def below_backstop(value: int, maintenance: int) -> bool:
     return BACKSTOP_DEN * value < BACKSTOP_NUM * maintenance
 
 
-def liquidation_slice(size_abs: int, notional: int, in_cooldown: bool) -> tuple[int, bool]:
+class LiquidationSlice(NamedTuple):
+    """Lots one liquidation order sends to the book, and whether that is a partial (20%) slice (protocol §12.4)."""
+
+    lots: int
+    partial: bool
+
+
+def liquidation_slice(size_abs: int, notional: int, in_cooldown: bool) -> LiquidationSlice:
     """Lots to send to the book and whether it is a partial (20%) slice.
 
     Above 100,000 USDC notional and outside the cooldown, 20% of the position,
@@ -40,8 +48,8 @@ def liquidation_slice(size_abs: int, notional: int, in_cooldown: bool) -> tuple[
     if notional > PARTIAL_LIQUIDATION_NOTIONAL and not in_cooldown:
         part = ceil_div(size_abs * PARTIAL_LIQUIDATION_PERCENT, 100)
         if part < size_abs:
-            return part, True
-    return size_abs, False
+            return LiquidationSlice(part, True)
+    return LiquidationSlice(size_abs, False)
 
 
 def bankruptcy_prices(value: int, positions: list[tuple[int, int, int]]) -> list[Fraction]:

@@ -92,7 +92,14 @@ def decay_factor(dt_ms: int, tau_ms: int) -> int:
         partial = nxt
 
 
-def ema_update(value_e6: int, weight: int, sample: int | None, dt_ms: int, tau_ms: int) -> tuple[int, int]:
+class Ema(NamedTuple):
+    """A stored EMA: its value in units of 10^-6 and its weight in ms (protocol §11.4)."""
+
+    value_e6: int
+    weight: int
+
+
+def ema_update(value_e6: int, weight: int, sample: int | None, dt_ms: int, tau_ms: int) -> Ema:
     """Advance an EMA by ``dt_ms`` of block time and add ``sample`` (None: decay only).
 
     Hyperliquid's form is num <- num*decay + sample*dt, den <- den*decay + dt,
@@ -116,11 +123,11 @@ def ema_update(value_e6: int, weight: int, sample: int | None, dt_ms: int, tau_m
     old = weight * decay  # exact, units of 10^-9 ms
     if sample is None or dt_ms <= 0:
         new_weight = old // DECAY_SCALE  # floor
-        return (value_e6, new_weight) if new_weight > 0 else (0, 0)
+        return Ema(value_e6, new_weight) if new_weight > 0 else Ema(0, 0)
     w = min(dt_ms, MAX_WEIGHT_TAUS * tau_ms)
     total = old + w * DECAY_SCALE
     value_e6 = (value_e6 * old + sample * EMA_VALUE_SCALE * w * DECAY_SCALE) // total  # floor
-    return value_e6, old // DECAY_SCALE + w  # weight: floor
+    return Ema(value_e6, old // DECAY_SCALE + w)  # weight: floor
 
 
 def ema_value(value_e6: int, weight: int) -> int | None:
@@ -141,18 +148,25 @@ BAND_SCALE = 10_000
 """``mark_band_bps`` is in basis points of the oracle price."""
 
 
-def mark_band(oracle: int, band_bps: int) -> tuple[int, int]:
+class Band(NamedTuple):
+    """The price band ``[low, high]`` around the oracle that every mark input is forced into (protocol §11.3)."""
+
+    low: int
+    high: int
+
+
+def mark_band(oracle: int, band_bps: int) -> Band:
     """``[lo, hi]`` = oracle x (1 -/+ band_bps / 10^4), each rounded toward the oracle (the band is never
     wider than stated): lo = ceil, hi = floor, hi capped at PRICE_CAP. With band_bps <= 900 and
     oracle >= 1, 1 <= lo <= oracle <= hi."""
     lo = -((-oracle * (BAND_SCALE - band_bps)) // BAND_SCALE)  # ceil
     hi = oracle * (BAND_SCALE + band_bps) // BAND_SCALE  # floor
-    return max(1, lo), min(PRICE_CAP, hi)
+    return Band(max(1, lo), min(PRICE_CAP, hi))
 
 
-def clamp_band(px: int, band: tuple[int, int]) -> int:
-    """``px`` forced into the band ``[lo, hi]``."""
-    return max(band[0], min(band[1], px))
+def clamp_band(px: int, band: Band) -> int:
+    """``px`` forced into the band ``[low, high]`` (protocol §11.3)."""
+    return max(band.low, min(band.high, px))
 
 
 def clamp_price(px: int) -> int:
@@ -160,13 +174,20 @@ def clamp_price(px: int) -> int:
     return max(1, min(PRICE_CAP, px))
 
 
-def best_bid_ask(ws: WorkingState, market: int) -> tuple[int | None, int | None]:
+class BestBidAsk(NamedTuple):
+    """The best resting bid and ask prices of a market; None for an empty side (protocol §11.3)."""
+
+    bid: int | None
+    ask: int | None
+
+
+def best_bid_ask(ws: WorkingState, market: int) -> BestBidAsk:
     """The best resting bid and ask prices (None for an empty side), from the book index."""
     out: list[int | None] = []
     for is_buy in (True, False):
         key = ws.index.first(book_side_prefix(market, is_buy))
         out.append(None if key is None else ws.get(key).price)
-    return out[0], out[1]
+    return BestBidAsk(out[0], out[1])
 
 
 def book_source(bid: int | None, ask: int | None, last: int) -> int | None:
@@ -206,9 +227,14 @@ class MarkInputs(NamedTuple):
     ema30_b: int | None
 
 
-def advance_mark(
-    state: MarketState, time_ms: int, bid: int | None, ask: int | None, band_bps: int
-) -> tuple[MarketState, MarkInputs]:
+class MarkAdvance(NamedTuple):
+    """What ``advance_mark`` returns: the market state with its new EMAs and mark, and the sources used."""
+
+    state: MarketState
+    inputs: MarkInputs
+
+
+def advance_mark(state: MarketState, time_ms: int, bid: int | None, ask: int | None, band_bps: int) -> MarkAdvance:
     """Update both EMAs to ``time_ms`` and recompute the mark (oracle/external already current).
 
     Order (protocol §11.3): dt = time - ema_time; band = ``mark_band(oracle,
@@ -244,4 +270,4 @@ def advance_mark(
         ema_time_ms=time_ms,
         mark_price=mark,
     )
-    return new_state, inputs
+    return MarkAdvance(new_state, inputs)

@@ -8,7 +8,7 @@ bounds how many it may have.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -16,7 +16,7 @@ from clearinghouse.spec.constants import MAX_OPEN_ORDERS
 from clearinghouse.spec.errors import DuplicateCloid, LimitExceeded, OrderNotFound
 from clearinghouse.spec.state.accounts import get_account, put_account
 from clearinghouse.spec.state.keys import CHAIN_KEY, U64_MAX, cloid_key, key_market, order_loc_key
-from clearinghouse.spec.state.records import CloidLocator, OrderLocator
+from clearinghouse.spec.state.records import CloidLocator, Order, OrderLocator
 from clearinghouse.spec.state.working_state import WorkingState
 
 
@@ -60,7 +60,14 @@ def remove_order(ws: WorkingState, key: bytes, order: Any) -> None:
     put_account(ws, order.owner, msgspec.structs.replace(acct, open_orders=acct.open_orders - 1))
 
 
-def find_order(ws: WorkingState, owner: bytes, market: int, oid: int) -> tuple[bytes, Any]:
+class FoundOrder(NamedTuple):
+    """An open order found by id or client id: its book key and its record (protocol §10.3)."""
+
+    key: bytes
+    order: Order
+
+
+def find_order(ws: WorkingState, owner: bytes, market: int, oid: int) -> FoundOrder:
     """The open order ``oid`` of ``owner`` in ``market`` (its key and record)."""
     loc = ws.get(order_loc_key(oid))
     if loc is None:
@@ -68,10 +75,10 @@ def find_order(ws: WorkingState, owner: bytes, market: int, oid: int) -> tuple[b
     order = ws.get(loc.key)
     if order is None or order.owner != owner or key_market(loc.key) != market:
         raise OrderNotFound(f"no open order {oid} of this account in market {market}")
-    return loc.key, order
+    return FoundOrder(loc.key, order)
 
 
-def find_by_cloid(ws: WorkingState, owner: bytes, market: int, cloid: int) -> tuple[bytes, Any]:
+def find_by_cloid(ws: WorkingState, owner: bytes, market: int, cloid: int) -> FoundOrder:
     loc = ws.get(cloid_key(owner, cloid))
     if loc is None:
         raise OrderNotFound(f"no open order with client id {cloid}")

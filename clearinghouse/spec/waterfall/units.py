@@ -9,6 +9,7 @@ account, so every replayer processes them identically.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from clearinghouse.spec.math.margin import maintenance_margin
 from clearinghouse.spec.state.accounts import get_account
@@ -28,14 +29,24 @@ class Unit:
         return self.market == CROSS
 
 
+class PositionAtMark(NamedTuple):
+    """One open position of a margin unit, valued at its market's mark (protocol §12.1)."""
+
+    market: int
+    position: Position
+    mark: int
+    maintenance: int
+    """Maintenance margin of the position at ``mark`` (protocol §10.6), rounded up."""
+
+
 @dataclass
 class UnitHealth:
     """Value and maintenance margin of a unit at the marks, with its open positions."""
 
     value: int
     maintenance: int
-    positions: list[tuple[int, Position, int, int]]
-    """(market, position, mark, maintenance margin) for each open position, ascending market."""
+    positions: list[PositionAtMark]
+    """Each open position at its mark, ascending market."""
 
     def snapshots(self) -> list[PositionSnapshot]:
         return [PositionSnapshot(market=m, size=p.size, cost=p.cost, mark=mark) for m, p, mark, _mm in self.positions]
@@ -46,7 +57,7 @@ def unit_health(ws: WorkingState, unit: Unit) -> UnitHealth:
         acct = get_account(ws, unit.account)
         value = acct.cash
         total_mm = 0
-        positions = []
+        positions: list[PositionAtMark] = []
         for m in acct.open_markets:
             pos = ws.get(position_key(m, unit.account))
             if pos is None or pos.size == 0 or not pos.is_cross:
@@ -55,7 +66,7 @@ def unit_health(ws: WorkingState, unit: Unit) -> UnitHealth:
             mm = maintenance_margin(pos.size, mark, ws.get(market_spec_key(m)).max_leverage)
             value += pos.size * mark
             total_mm += mm
-            positions.append((m, pos, mark, mm))
+            positions.append(PositionAtMark(m, pos, mark, mm))
         return UnitHealth(value=value, maintenance=total_mm, positions=positions)
     pos = ws.get(position_key(unit.market, unit.account))
     if pos is None:
@@ -64,7 +75,9 @@ def unit_health(ws: WorkingState, unit: Unit) -> UnitHealth:
         return UnitHealth(value=pos.iso_cash, maintenance=0, positions=[])
     mark = ws.get(market_state_key(unit.market)).mark_price
     mm = maintenance_margin(pos.size, mark, ws.get(market_spec_key(unit.market)).max_leverage)
-    return UnitHealth(value=pos.iso_cash + pos.size * mark, maintenance=mm, positions=[(unit.market, pos, mark, mm)])
+    return UnitHealth(
+        value=pos.iso_cash + pos.size * mark, maintenance=mm, positions=[PositionAtMark(unit.market, pos, mark, mm)]
+    )
 
 
 def units_in_state(ws: WorkingState) -> list[Unit]:
