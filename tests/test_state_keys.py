@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import pytest
 
 from clearinghouse.spec.state.keys import (
@@ -66,19 +63,3 @@ def test_parsers_refuse_other_namespaces(parse: object, key: bytes) -> None:
     assert callable(parse)
     with pytest.raises(ValueError):
         parse(key)
-
-
-# Files still slicing keys by hand, owned by parallel work (issue 9): to move to the helpers at merge.
-TODO_SLICING = {"spec/waterfall/adl.py", "spec/waterfall/units.py", "spec/prices/funding.py"}
-
-
-def test_no_key_slicing_outside_keys_py() -> None:
-    root = Path(__file__).resolve().parent.parent / "clearinghouse"
-    pattern = re.compile(r"(?<!\+ )key\[(?:1:21|21:25|5:|1:5|1:)\]|key\[len\(")  # "owner + key[1:]" builds, not parses
-    offenders = []
-    for path in sorted(root.rglob("*.py")):
-        rel = str(path.relative_to(root))
-        if rel == "spec/state/keys.py" or rel in TODO_SLICING:
-            continue
-        offenders += [f"{rel}:{n}" for n, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]
-    assert offenders == []

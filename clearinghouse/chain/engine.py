@@ -20,6 +20,7 @@ from clearinghouse.spec.block import apply_block, apply_genesis
 from clearinghouse.spec.constants import NO_TX
 from clearinghouse.spec.errors import ClearinghouseError, InvalidBlock
 from clearinghouse.spec.event_types import AnyEvent
+from clearinghouse.spec.events import Receipt
 from clearinghouse.spec.state.keys import CHAIN_KEY, describe_key
 from clearinghouse.spec.state.records import Chain
 from clearinghouse.spec.state.working_state import KeyIndex, WorkingState
@@ -333,7 +334,7 @@ def replay_log(
         executed = engine.apply_logged(item)
         stats["applied"] += 1
         stats["txs"] += len(executed.txs)
-        stats["rejected"] += sum(1 for e in executed.events if type(e).__name__ == "Receipt" and not e.ok)
+        stats["rejected"] += sum(1 for e in executed.events if isinstance(e, Receipt) and not e.ok)
         if on_block:
             on_block(item, executed)
     return stats

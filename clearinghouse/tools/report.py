@@ -22,7 +22,16 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+from clearinghouse.spec.events import Fill
 from clearinghouse.spec.state.keys import INSURANCE_FUND, market_state_key
+from clearinghouse.spec.waterfall.events import (
+    AdlQueue,
+    AdlStep,
+    Backstop,
+    DeficitCover,
+    InsuranceCover,
+    LiquidationTriggered,
+)
 from clearinghouse.tools.explain import (
     WATERFALL_FILL_KINDS,
     WATERFALL_TYPES,
@@ -203,8 +212,7 @@ def _scan_waterfall(c: Collected, block: Any, involved: dict[bytes, int], names:
     hot = False
     t = block.time_ms or 0
     for ev in block.events:
-        name = type(ev).__name__
-        if name == "Fill" and getattr(ev, "kind", "") in WATERFALL_FILL_KINDS:
+        if isinstance(ev, Fill) and ev.kind in WATERFALL_FILL_KINDS:
             m = c.markets[ev.market]
             kind = {"liquidation": "liquidation", "backstop": "backstop"}.get(ev.kind, "adl")
             who = bytes(ev.taker)
@@ -218,17 +226,18 @@ def _scan_waterfall(c: Collected, block: Any, involved: dict[bytes, int], names:
             c.counts[kind + "_fills"] = c.counts.get(kind + "_fills", 0) + 1
             involved.setdefault(who, 0 if kind == "liquidation" else 1)
             hot = True
-        elif name in WATERFALL_TYPES:
+        elif isinstance(ev, WATERFALL_TYPES):
             hot = True
-            c.counts[name] = c.counts.get(name, 0) + 1
-            if name in ("LiquidationTriggered", "Backstop"):
+            label = type(ev).__name__  # the count's label in the report, not a dispatch
+            c.counts[label] = c.counts.get(label, 0) + 1
+            if isinstance(ev, (LiquidationTriggered, Backstop)):
                 involved[bytes(ev.account)] = 0
-            elif name == "AdlStep":
+            elif isinstance(ev, AdlStep):
                 involved.setdefault(bytes(ev.counterparty), 1)
                 involved.setdefault(bytes(ev.underwater), 0)
-            elif name == "DeficitCover":
+            elif isinstance(ev, DeficitCover):
                 involved.setdefault(bytes(ev.counterparty), 1)
-            elif name == "InsuranceCover" and ev.paid:
+            elif isinstance(ev, InsuranceCover) and ev.paid:
                 c.fund_markers.append(
                     {
                         "x": t,
@@ -399,7 +408,7 @@ def build_report(log: str, *, names: dict[bytes, str] | None = None, title: str 
         ),
     )
     page.section("ADL queues")
-    queues = [(b, e) for b in c.waterfall_blocks for e in b.events if type(e).__name__ == "AdlQueue"]
+    queues = [(b, e) for b in c.waterfall_blocks for e in b.events if isinstance(e, AdlQueue)]
     if not queues:
         page.text("No auto-deleveraging happened on this chain.", muted=True)
     for b, q in queues:
@@ -407,7 +416,7 @@ def build_report(log: str, *, names: dict[bytes, str] | None = None, title: str 
         steps = [
             e
             for e in b.events
-            if type(e).__name__ == "AdlStep" and e.market == q.market and bytes(e.underwater) == bytes(q.underwater)
+            if isinstance(e, AdlStep) and e.market == q.market and bytes(e.underwater) == bytes(q.underwater)
         ]
         page.heading(
             f"Height {b.height}: {_who(bytes(q.underwater), names)}'s {legend.unit_phrase(q.underwater_unit)} underwater "

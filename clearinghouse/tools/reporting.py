@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clearinghouse.chain.engine import Engine, replay_log
+from clearinghouse.spec.events import Fill, FundingPaid, Receipt
 from clearinghouse.spec.state.keys import account_key, key_account, position_key
 from clearinghouse.spec.trading.margin import cross_health
+from clearinghouse.spec.waterfall.events import InsuranceCover
 from clearinghouse.tools.units import micro_to_usdc
 from tx.logfile import scan_log
 from tx.signing import checksum_address
@@ -67,7 +69,7 @@ def replay_into_db(
             for ev in executed.events:
                 name = type(ev).__name__
                 counts[name] += 1
-                if name == "Receipt" and not ev.ok:
+                if isinstance(ev, Receipt) and not ev.ok:
                     codes[ev.code] += 1
                 for key, inc in _derived_counts(ev):
                     counts[key] += inc
@@ -113,17 +115,16 @@ def replay_into_db(
 
 def _derived_counts(ev: Any) -> list[tuple[str, int]]:
     """Counters the summary reports beyond event type names."""
-    name = type(ev).__name__
     out = []
-    if name == "Fill":
+    if isinstance(ev, Fill):
         out.append(("fills", 1))
         if ev.kind in ("adl", "deficit_cover"):
             out.append(("adl_fills", 1))
         elif ev.kind == "liquidation":
             out.append(("liquidation_fills", 1))
-    elif name == "FundingPaid" and ev.amount != 0:
+    elif isinstance(ev, FundingPaid) and ev.amount != 0:
         out.append(("funding_payments", 1))
-    elif name == "InsuranceCover" and ev.paid > 0:
+    elif isinstance(ev, InsuranceCover) and ev.paid > 0:
         out.append(("insurance_covers", 1))
     return out
 

@@ -52,6 +52,7 @@ from clearinghouse.spec.state.keys import (
 )
 from clearinghouse.spec.state.records import Chain
 from clearinghouse.spec.waterfall.adl import units_to_deleverage
+from clearinghouse.spec.waterfall.events import AdlStep, DeficitCover, Haircut, WaterfallSkipped
 from clearinghouse.spec.waterfall.insurance_fund import fund_value
 from clearinghouse.spec.waterfall.policies import POLICIES, Policy
 from clearinghouse.spec.waterfall.units import Unit, unit_health
@@ -193,16 +194,15 @@ class Observer:
             return marks[m]
 
         for e in executed.events:
-            name = type(e).__name__
-            if name == "WaterfallSkipped" and self.capture_store is not None and self.fork is None:
+            if isinstance(e, WaterfallSkipped) and self.capture_store is not None and self.fork is None:
                 self.fork_unsafe = True  # a rolled-back liquidation leaves no reference, yet it read the policy
-            if name == "AdlStep":
+            if isinstance(e, AdlStep):
                 obs.fills.append(Fill(e.market, e.counterparty, e.size, e.price, mark(e.market)))
-            elif name == "DeficitCover":
+            elif isinstance(e, DeficitCover):
                 obs.fills.append(Fill(e.market, e.counterparty, e.size, e.reference_price, mark(e.market)))
                 if e.covered:
                     obs.charges.append((e.counterparty, e.covered))
-            elif name == "Haircut":
+            elif isinstance(e, Haircut):
                 obs.charges.append((e.account, e.amount))
         obs.fund_after = fund_value(view)
         if not self.fund_path or self.fund_path[-1][1] != obs.fund_after:

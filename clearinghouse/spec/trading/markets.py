@@ -64,7 +64,8 @@ def validate_genesis_markets(genesis: Genesis) -> None:
             raise InvalidGenesis(f"market {spec.name}: initial price above the price cap {PRICE_CAP}")
         if not MIN_MARK_BAND_BPS <= spec.mark_band_bps <= MAX_MARK_BAND_BPS:
             raise InvalidGenesis(
-                f"market {spec.name}: mark_band_bps {spec.mark_band_bps} outside [{MIN_MARK_BAND_BPS}, {MAX_MARK_BAND_BPS}]"
+                f"market {spec.name}: mark_band_bps {spec.mark_band_bps} "
+                f"outside [{MIN_MARK_BAND_BPS}, {MAX_MARK_BAND_BPS}]"
             )
 
 

@@ -6,8 +6,9 @@ margin, and pays a unit's deficit while it can: what it can pay is its value
 zero. Its "balance" in evidence events is that value. The fund can fall
 below zero when it absorbs a backstopped unit's negative margin or when the
 mark moves against positions it took over; either way it then holds
-positions, and the ADL step (which visits the fund last) closes them. Policy ``seed`` follows the article: the fund covers a deficit
-only in full; if it cannot, the whole deficit goes to the ADL queue.
+positions, and the ADL step (which visits the fund last) closes them.
+Policy ``seed`` follows the article: the fund covers a deficit only in
+full; if it cannot, the whole deficit goes to the ADL queue.
 """
 
 from __future__ import annotations
