@@ -40,9 +40,10 @@ from clearinghouse.spec.errors import (
 from clearinghouse.spec.events import Receipt
 from clearinghouse.spec.ordering import execution_order
 from clearinghouse.spec.prices.oracle import apply_oracle_update
+from clearinghouse.spec.state.access import get_agent, get_chain
 from clearinghouse.spec.state.accounts import EMPTY_ACCOUNT, put_account
 from clearinghouse.spec.state.context import TxContext
-from clearinghouse.spec.state.keys import CHAIN_KEY, FEE_POOL, INSURANCE_FUND, account_key, agent_key
+from clearinghouse.spec.state.keys import CHAIN_KEY, FEE_POOL, INSURANCE_FUND, account_key
 from clearinghouse.spec.state.records import Account, Chain
 from clearinghouse.spec.state.working_state import WorkingState, atomically
 from clearinghouse.spec.trading.orders import (
@@ -157,7 +158,7 @@ def recover(chain: Chain, tx: Transaction) -> bytes:
 
 def acting_account(ws: WorkingState, signer: bytes, action: Any) -> bytes:
     """Whose account the action changes: the owner, when an approved agent signs."""
-    agent = ws.get(agent_key(signer))
+    agent = get_agent(ws, signer)
     if agent is None:
         return signer
     if not isinstance(action, A.AGENT_ALLOWED):
@@ -185,7 +186,7 @@ def apply_transaction(ctx: TxContext, tx: Transaction) -> None:
 
 def apply_block(ws: WorkingState, height: int, time_ms: int, raw_txs: list[bytes]) -> list[Any]:
     """Apply one block to ``ws`` and return its events (receipts first, then end-of-block)."""
-    chain: Chain = ws.get(CHAIN_KEY)
+    chain: Chain = get_chain(ws)
     if height != chain.height + 1:
         raise InvalidBlock(f"block height {height} does not follow {chain.height}")
     if time_ms < chain.time_ms:
@@ -199,7 +200,7 @@ def apply_block(ws: WorkingState, height: int, time_ms: int, raw_txs: list[bytes
         tx, error = decoded[index]
         tid = tx_id(raw_txs[index])
         action_name = type(tx.action).__name__ if tx is not None else "?"
-        ctx = TxContext(ws=ws, chain=ws.get(CHAIN_KEY), tx_index=index, signer=b"", account=b"", time_ms=time_ms)
+        ctx = TxContext(ws=ws, chain=get_chain(ws), tx_index=index, signer=b"", account=b"", time_ms=time_ms)
         if tx is not None and error is None:
             error = atomically(ws, ctx.events, lambda: apply_transaction(ctx, tx))
         if error is None:

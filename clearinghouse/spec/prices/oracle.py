@@ -22,8 +22,9 @@ from clearinghouse.spec.errors import InvalidOracle, Unauthorized
 from clearinghouse.spec.events import PricesSet
 from clearinghouse.spec.prices.mark_price import PRICE_CAP, MarkInputs, advance_mark, best_bid_ask
 from clearinghouse.spec.prices.oracle_quorum import aggregate, fresh_submissions
+from clearinghouse.spec.state.access import get_chain, get_market_spec
 from clearinghouse.spec.state.context import TxContext
-from clearinghouse.spec.state.keys import CHAIN_KEY, market_spec_key, market_state_key, oracle_sub_key
+from clearinghouse.spec.state.keys import market_state_key, oracle_sub_key
 from clearinghouse.spec.state.records import Chain, MarketState, OracleSubmission
 from clearinghouse.spec.state.working_state import WorkingState
 from tx.actions import OracleUpdate
@@ -76,7 +77,7 @@ def update_market_prices(ws: WorkingState, chain: Chain, market: int, time_ms: i
     )
     state = msgspec.structs.replace(state, oracle_price=agg.oracle, external_price=agg.external)
     bid, ask = best_bid_ask(ws, market)
-    state, inputs = advance_mark(state, time_ms, bid, ask, ws.get(market_spec_key(market)).mark_band_bps)
+    state, inputs = advance_mark(state, time_ms, bid, ask, get_market_spec(ws, market).mark_band_bps)
     ws.put(key, state)
     if state.oracle_price == before.oracle_price and state.mark_price == before.mark_price:
         return None
@@ -99,7 +100,7 @@ def prices_event(market: int, state: MarketState, publishers: int, inputs: MarkI
 
 def prices_step(ws: WorkingState, time_ms: int) -> list[PricesSet]:
     """End-of-block step 1: oracle medians, EMAs and mark prices, markets in ascending index (protocol §11.3)."""
-    chain: Chain = ws.get(CHAIN_KEY)
+    chain: Chain = get_chain(ws)
     events: list[PricesSet] = []
     for market in range(chain.market_count):
         event = update_market_prices(ws, chain, market, time_ms)

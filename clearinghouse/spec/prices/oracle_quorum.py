@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from clearinghouse.spec.prices.mark_price import lower_median
-from clearinghouse.spec.state.keys import oracle_sub_key
+from clearinghouse.spec.state.access import get_oracle_submission
 from clearinghouse.spec.state.records import Chain, OracleSubmission
 from clearinghouse.spec.state.working_state import WorkingState
 
@@ -33,7 +33,7 @@ def fresh_submissions(ws: WorkingState, chain: Chain, market: int, time_ms: int)
     """
     out: list[OracleSubmission] = []
     for publisher in sorted(chain.oracle_publishers):
-        sub = ws.get(oracle_sub_key(market, publisher))
+        sub = get_oracle_submission(ws, market, publisher)
         if sub is not None and is_fresh(sub, time_ms, chain.oracle_fresh_ms):
             out.append(sub)
     return out

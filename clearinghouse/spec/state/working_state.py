@@ -82,8 +82,10 @@ class KeyIndex:
         """The smallest present key starting with ``prefix`` (best order on a book side)."""
         keys = self._keys[prefix[:1]]
         i = keys.bisect_left(prefix)
-        if i < len(keys) and keys[i].startswith(prefix):
-            return keys[i]
+        if i < len(keys):
+            key: bytes = keys[i]
+            if key.startswith(prefix):
+                return key
         return None
 
     def iter_prefix(self, prefix: bytes) -> Iterator[bytes]:
@@ -96,11 +98,13 @@ class KeyIndex:
         """Present keys with ``prefix`` in ascending order, lazily: O(log n) to start and O(1)
         per key, for read-only walks that stop early (best prices, impact depth, due triggers).
         The index must not change while the walk is in progress."""
-        return self._keys[prefix[:1]].irange(prefix, prefix + b"\xff" * 40)
+        walk: Iterator[bytes] = self._keys[prefix[:1]].irange(prefix, prefix + b"\xff" * 40)
+        return walk
 
     def count_prefix(self, prefix: bytes) -> int:
         keys = self._keys[prefix[:1]]
-        return keys.bisect_left(prefix + b"\xff" * 40) - keys.bisect_left(prefix)
+        count: int = keys.bisect_left(prefix + b"\xff" * 40) - keys.bisect_left(prefix)
+        return count
 
 
 class WorkingState:

@@ -14,6 +14,7 @@ import msgspec
 
 from clearinghouse.spec.constants import MAX_OPEN_ORDERS
 from clearinghouse.spec.errors import DuplicateCloid, LimitExceeded, OrderNotFound
+from clearinghouse.spec.state.access import get_chain, get_cloid_locator, get_order_locator
 from clearinghouse.spec.state.accounts import get_account, put_account
 from clearinghouse.spec.state.keys import CHAIN_KEY, U64_MAX, cloid_key, key_market, order_loc_key
 from clearinghouse.spec.state.records import CloidLocator, Order, OrderLocator
@@ -26,7 +27,7 @@ def next_oid(ws: WorkingState) -> int:
     The counter is a u64: once it reaches ``U64_MAX`` no order can be placed
     (``LIMIT_EXCEEDED``, protocol §2.3).
     """
-    chain = ws.get(CHAIN_KEY)
+    chain = get_chain(ws)
     if chain.next_oid >= U64_MAX:
         raise LimitExceeded("order ids are exhausted")
     ws.put(CHAIN_KEY, msgspec.structs.replace(chain, next_oid=chain.next_oid + 1))
@@ -34,7 +35,7 @@ def next_oid(ws: WorkingState) -> int:
 
 
 def check_cloid_free(ws: WorkingState, owner: bytes, cloid: int) -> None:
-    if cloid and ws.get(cloid_key(owner, cloid)) is not None:
+    if cloid and get_cloid_locator(ws, owner, cloid) is not None:
         raise DuplicateCloid(f"client order id {cloid} is already used by an open order")
 
 
@@ -69,7 +70,7 @@ class FoundOrder(NamedTuple):
 
 def find_order(ws: WorkingState, owner: bytes, market: int, oid: int) -> FoundOrder:
     """The open order ``oid`` of ``owner`` in ``market`` (its key and record)."""
-    loc = ws.get(order_loc_key(oid))
+    loc = get_order_locator(ws, oid)
     if loc is None:
         raise OrderNotFound(f"no open order {oid}")
     order = ws.get(loc.key)
@@ -79,7 +80,7 @@ def find_order(ws: WorkingState, owner: bytes, market: int, oid: int) -> FoundOr
 
 
 def find_by_cloid(ws: WorkingState, owner: bytes, market: int, cloid: int) -> FoundOrder:
-    loc = ws.get(cloid_key(owner, cloid))
+    loc = get_cloid_locator(ws, owner, cloid)
     if loc is None:
         raise OrderNotFound(f"no open order with client id {cloid}")
     return find_order(ws, owner, market, loc.oid)

@@ -15,7 +15,8 @@ from tx.messages import MarketSpec
 
 def price_unit_per_usdc(spec: MarketSpec) -> int:
     """How many price units make one USDC: 10^(6 - sz_decimals)."""
-    return 10 ** (6 - spec.sz_decimals)
+    units: int = 10 ** (6 - spec.sz_decimals)  # sz_decimals <= 6: an integer power
+    return units
 
 
 def significant_figures(n: int) -> int:

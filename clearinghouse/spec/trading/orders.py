@@ -19,13 +19,12 @@ from clearinghouse.spec.errors import (
 )
 from clearinghouse.spec.events import OrderStatus
 from clearinghouse.spec.math.integers import ceil_div
+from clearinghouse.spec.state.access import get_chain, get_market_spec
 from clearinghouse.spec.state.context import TxContext
 from clearinghouse.spec.state.keys import (
-    CHAIN_KEY,
     TRIGGER_ABOVE,
     TRIGGER_BELOW,
     book_side_prefix,
-    market_spec_key,
     order_key,
     trigger_key,
 )
@@ -68,10 +67,10 @@ from tx.messages import MarketSpec
 
 
 def market_spec(ws: WorkingState, market: int) -> MarketSpec:
-    chain = ws.get(CHAIN_KEY)
+    chain = get_chain(ws)
     if market >= chain.market_count:
         raise UnknownMarket(f"no market {market}")
-    return ws.get(market_spec_key(market))
+    return get_market_spec(ws, market)
 
 
 def status(ctx: TxContext, market: int, oid: int, owner: bytes, st: str, reason: str, remaining: int) -> None:
@@ -101,7 +100,7 @@ def resting_margin_ok(ws: WorkingState, owner: bytes, market: int, is_buy: bool,
     growing = size if (cur == 0 or (cur > 0) == is_buy) else max(0, size - abs(cur))
     if growing == 0:
         return True
-    spec = ws.get(market_spec_key(market))
+    spec = get_market_spec(ws, market)
     leverage = pos.leverage if pos is not None else min(DEFAULT_LEVERAGE, spec.max_leverage)
     return meets_cross_initial(ws, owner, ceil_div(growing * price, leverage))
 

@@ -28,6 +28,7 @@ from clearinghouse.spec.constants import DEFAULT_LEVERAGE, MAX_OPEN_INTEREST
 from clearinghouse.spec.errors import LimitExceeded
 from clearinghouse.spec.math.integers import ceil_div, div_toward_zero
 from clearinghouse.spec.math.pnl import closed_cost, realized_pnl
+from clearinghouse.spec.state.access import get_market_state, get_position
 from clearinghouse.spec.state.accounts import checked_i64, get_account, put_account
 from clearinghouse.spec.state.keys import market_state_key, position_key
 from clearinghouse.spec.state.records import Position
@@ -47,7 +48,7 @@ def default_position(spec: MarketSpec) -> Position:
 
 
 def get_or_default(ws: WorkingState, market: int, addr: bytes, spec: MarketSpec) -> Position:
-    pos = ws.get(position_key(market, addr))
+    pos = get_position(ws, market, addr)
     return pos if pos is not None else default_position(spec)
 
 
@@ -102,7 +103,7 @@ def _adjust_open_interest(ws: WorkingState, market: int, old_size: int, new_size
 def check_open_interest(ws: WorkingState, market: int) -> None:
     """Reject a fill that leaves the market's open interest above ``MAX_OPEN_INTEREST``
     (``LIMIT_EXCEEDED``, protocol §2.3); it can only grow through fills that open longs."""
-    oi = ws.get(market_state_key(market)).open_interest
+    oi = get_market_state(ws, market).open_interest
     if oi > MAX_OPEN_INTEREST:
         raise LimitExceeded(f"open interest of market {market} would exceed {MAX_OPEN_INTEREST} lots")
 

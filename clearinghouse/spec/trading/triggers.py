@@ -16,8 +16,9 @@ from typing import Any
 
 from clearinghouse.spec.constants import MARKET_TRIGGER_SLIPPAGE_BPS, NO_TX
 from clearinghouse.spec.events import OrderStatus
+from clearinghouse.spec.state.access import get_chain, get_market_state
 from clearinghouse.spec.state.context import TxContext
-from clearinghouse.spec.state.keys import CHAIN_KEY, TRIGGER_ABOVE, TRIGGER_BELOW, market_state_key, trigger_prefix
+from clearinghouse.spec.state.keys import TRIGGER_ABOVE, TRIGGER_BELOW, trigger_prefix
 from clearinghouse.spec.state.working_state import WorkingState, atomically
 from clearinghouse.spec.trading.book import remove_order
 from clearinghouse.spec.trading.margin import meets_initial_after_increase
@@ -89,10 +90,10 @@ def fire(ctx: TxContext, market: int, key: bytes, trig: Any, mark: int) -> None:
 
 
 def run_triggers(ws: WorkingState, time_ms: int) -> list[Any]:
-    chain = ws.get(CHAIN_KEY)
+    chain = get_chain(ws)
     events: list[Any] = []
     for market in range(chain.market_count):
-        mark = ws.get(market_state_key(market)).mark_price
+        mark = get_market_state(ws, market).mark_price
         for key in due_triggers(ws, market, mark):
             trig = ws.get(key)
             if trig is None:
