@@ -87,7 +87,12 @@ SUPPORTED_POLICIES = tuple(sorted(POLICIES))
 
 
 def apply_genesis(ws: WorkingState, genesis: Genesis) -> None:
-    """Write the genesis state (height 0): chain record, markets, system accounts."""
+    """Write the genesis state (height 0): chain record, markets, system accounts (protocol §6.3).
+
+    Raises:
+        InvalidGenesis: publishers not sorted and distinct, an unknown policy, or a bad market list
+            (``validate_genesis_markets``).
+    """
     from clearinghouse.spec.trading.markets import init_markets, validate_genesis_markets
 
     pubs = list(genesis.oracle_publishers)
@@ -146,7 +151,12 @@ def decode_for_block(raw: bytes) -> Decoded:
 
 
 def recover(chain: Chain, tx: Transaction) -> bytes:
-    """The signer's address, or ``InvalidTransaction`` for a bad signature."""
+    """The signer's address, or ``InvalidTransaction`` for a bad signature (protocol §6.3).
+
+    Raises:
+        HighSRejected: the signature's s is not in the low half.
+        SignatureRejected: the signature is malformed or recovers no key.
+    """
     digest = signing_digest(chain.chain_id, tx.nonce, encode(tx.action))
     try:
         return recover_signer(digest, tx.signature)
@@ -157,7 +167,11 @@ def recover(chain: Chain, tx: Transaction) -> bytes:
 
 
 def acting_account(ws: WorkingState, signer: bytes, action: Any) -> bytes:
-    """Whose account the action changes: the owner, when an approved agent signs."""
+    """Whose account the action changes: the owner, when an approved agent signs (protocol §6.3).
+
+    Raises:
+        Unauthorized: an agent key signs an action agents may not sign.
+    """
     agent = get_agent(ws, signer)
     if agent is None:
         return signer
@@ -167,9 +181,14 @@ def acting_account(ws: WorkingState, signer: bytes, action: Any) -> bytes:
 
 
 def apply_transaction(ctx: TxContext, tx: Transaction) -> None:
-    """Validate and apply one decoded transaction, filling in ``ctx`` as it learns who acts.
+    """Validate and apply one decoded transaction, filling in ``ctx`` as it learns who acts (protocol §6.3).
 
     Order: signature, handler lookup, acting account (agents), nonce, action.
+
+    Raises:
+        InvalidTransaction: any rejection (the subclass names its code); the caller turns it into the
+            receipt and rolls the transaction back.
+        NoSuchAccount: the acting account does not exist (only deposits and oracle updates may create it).
     """
     ctx.signer = recover(ctx.chain, tx)
     handler = HANDLERS.get(type(tx.action))
@@ -185,7 +204,11 @@ def apply_transaction(ctx: TxContext, tx: Transaction) -> None:
 
 
 def apply_block(ws: WorkingState, height: int, time_ms: int, raw_txs: list[bytes]) -> list[Any]:
-    """Apply one block to ``ws`` and return its events (receipts first, then end-of-block)."""
+    """Apply one block to ``ws`` and return its events (receipts first, then end-of-block; protocol §6.3).
+
+    Raises:
+        InvalidBlock: the height does not follow the chain's, or the time goes backwards.
+    """
     chain: Chain = get_chain(ws)
     if height != chain.height + 1:
         raise InvalidBlock(f"block height {height} does not follow {chain.height}")

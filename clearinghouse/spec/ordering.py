@@ -19,6 +19,7 @@ CLASS_TAKER = 2
 
 
 def action_class(action: Any) -> int:
+    """The execution class of an action within a block: cancels first, then others, then takers (protocol §6.4)."""
     if isinstance(action, (Cancel, CancelByCloid)):
         return CLASS_CANCEL
     if isinstance(action, PlaceOrder):
@@ -29,7 +30,7 @@ def action_class(action: Any) -> int:
 
 
 def execution_order(actions: list[Any]) -> list[int]:
-    """Indices of ``actions`` (None for undecodable) in execution order."""
+    """Indices of ``actions`` (None for undecodable) in execution order (protocol §6.4)."""
     return sorted(
         range(len(actions)), key=lambda i: (action_class(actions[i]) if actions[i] is not None else CLASS_OTHER, i)
     )

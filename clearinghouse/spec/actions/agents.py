@@ -23,6 +23,12 @@ from tx.actions import ApproveAgent
 
 
 def apply_approve_agent(ctx: TxContext, action: ApproveAgent) -> None:
+    """Approve (or revoke) an agent key that may sign trading actions for the signer's account (protocol §9.7).
+
+    Raises:
+        Unauthorized: an agent signs it, the agent is the account itself or a system account, or the
+            agent key is already an account (or has signed before) and so cannot become an agent.
+    """
     if ctx.signer != ctx.account:
         raise Unauthorized("an agent cannot approve agents")
     if action.agent == ctx.account or action.agent in SYSTEM_ACCOUNTS:

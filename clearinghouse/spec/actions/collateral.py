@@ -16,7 +16,13 @@ from tx.types import U64_MAX
 
 
 def apply_deposit(ctx: TxContext, action: Deposit) -> None:
-    """Credit a deposit bridged in from L1. Only the genesis bridge key may sign one."""
+    """Credit a deposit bridged in from L1. Only the genesis bridge key may sign one (protocol §9.3).
+
+    Raises:
+        Unauthorized: the signer is not the genesis bridge.
+        ReservedAccount: the recipient is a system account or an approved agent key.
+        InvalidAmount: total deposits (or the balance) would leave 64 bits.
+    """
     if ctx.signer != ctx.chain.bridge:
         raise Unauthorized("only the bridge may sign deposits")
     if action.to in SYSTEM_ACCOUNTS:
@@ -31,7 +37,13 @@ def apply_deposit(ctx: TxContext, action: Deposit) -> None:
 
 
 def apply_withdraw(ctx: TxContext, action: Withdraw) -> None:
-    """Release collateral off-chain, if the account stays above its withdrawal floor."""
+    """Release collateral off-chain, if the account stays above its withdrawal floor (protocol §9.3).
+
+    Raises:
+        ReservedAccount: a system account cannot withdraw.
+        InsufficientBalance: the account would fall below its withdrawal floor.
+        InvalidAmount: total withdrawals would leave 64 bits.
+    """
     _check_can_release(ctx, action.amount)
     chain = get_chain(ctx.ws)
     if chain.withdrawals + action.amount > U64_MAX:
@@ -42,7 +54,14 @@ def apply_withdraw(ctx: TxContext, action: Withdraw) -> None:
 
 
 def apply_transfer(ctx: TxContext, action: Transfer) -> None:
-    """Move cross collateral to another account under the same floor as a withdrawal."""
+    """Move cross collateral to another account under the same floor as a withdrawal (protocol §9.3).
+
+    Raises:
+        ReservedAccount: the sender or the recipient is a system account, or the recipient an agent key.
+        Unauthorized: a transfer to the account itself.
+        InsufficientBalance: the sender would fall below its withdrawal floor.
+        InvalidAmount: a balance would leave 64 bits.
+    """
     if action.to in SYSTEM_ACCOUNTS:
         raise ReservedAccount("transfers to system accounts are not allowed")
     if action.to == ctx.account:

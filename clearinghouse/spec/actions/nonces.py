@@ -19,7 +19,12 @@ from clearinghouse.spec.state.working_state import WorkingState
 
 
 def check_nonce(kept: list[int], nonce: int, block_time_ms: int) -> None:
-    """Raise ``BadNonce`` unless ``nonce`` is acceptable (pure)."""
+    """Raise ``BadNonce`` unless ``nonce`` is acceptable (pure; protocol §4.6).
+
+    Raises:
+        BadNonce: outside (block time - 2 days, block time + 1 day), already used, or not above the
+            smallest of a full set of kept nonces.
+    """
     if not (block_time_ms - NONCE_PAST_WINDOW_MS < nonce < block_time_ms + NONCE_FUTURE_WINDOW_MS):
         raise BadNonce(f"nonce {nonce} outside the window ({block_time_ms} - 2d, {block_time_ms} + 1d)")
     i = bisect.bisect_left(kept, nonce)
@@ -30,7 +35,7 @@ def check_nonce(kept: list[int], nonce: int, block_time_ms: int) -> None:
 
 
 def with_nonce(kept: list[int], nonce: int) -> list[int]:
-    """The kept list after using ``nonce``: inserted in order, smallest dropped past 100."""
+    """The kept list after using ``nonce``: inserted in order, smallest dropped past 100 (protocol §4.6)."""
     out = list(kept)
     bisect.insort(out, nonce)
     if len(out) > MAX_NONCES:
@@ -39,6 +44,11 @@ def with_nonce(kept: list[int], nonce: int) -> list[int]:
 
 
 def use_nonce(ws: WorkingState, signer: bytes, nonce: int, block_time_ms: int) -> None:
+    """Check ``nonce`` against the signer's kept nonces and record it (protocol §4.6).
+
+    Raises:
+        BadNonce: see ``check_nonce``.
+    """
     key = nonces_key(signer)
     rec = ws.get(key)
     kept = rec.nonces if rec is not None else []

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 
 def ceil_div(a: int, b: int) -> int:
-    """Exact ceiling of a / b for b > 0 (``a`` may be negative) (protocol §2.2)."""
+    """Exact ceiling of a / b for b > 0 (``a`` may be negative; protocol §2.2)."""
     return -((-a) // b)
 
 

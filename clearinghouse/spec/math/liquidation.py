@@ -23,12 +23,12 @@ from clearinghouse.spec.math.pnl import realized_pnl
 
 
 def is_liquidatable(value: int, maintenance: int) -> bool:
-    """Step 1: value below maintenance margin (both at mark)."""
+    """Step 1: value below maintenance margin (both at mark; protocol §12.3)."""
     return value < maintenance
 
 
 def below_backstop(value: int, maintenance: int) -> bool:
-    """value < 2/3 x maintenance, compared exactly (3 x value < 2 x maintenance)."""
+    """value < 2/3 x maintenance, compared exactly (3 x value < 2 x maintenance; protocol §12.6)."""
     return BACKSTOP_DEN * value < BACKSTOP_NUM * maintenance
 
 
@@ -40,7 +40,7 @@ class LiquidationSlice(NamedTuple):
 
 
 def liquidation_slice(size_abs: int, notional: int, in_cooldown: bool) -> LiquidationSlice:
-    """Lots to send to the book and whether it is a partial (20%) slice.
+    """Lots to send to the book and whether it is a partial (20%) slice (protocol §12.4).
 
     Above 100,000 USDC notional and outside the cooldown, 20% of the position,
     rounded up to a whole lot (so it always makes progress); otherwise all of it.
@@ -70,7 +70,7 @@ def bankruptcy_prices(value: int, positions: list[tuple[int, int, int]]) -> list
 
 
 def round_bankruptcy_price(exact: Fraction, size: int) -> int:
-    """Round a bankruptcy price in the underwater unit's favour (it must end >= 0).
+    """Round a bankruptcy price in the underwater unit's favour (it must end >= 0; protocol §12.8).
 
     A long closes by selling: round up. A short closes by buying: round down.
     The excess this leaves (less than one price unit per lot) is swept to the
@@ -84,7 +84,7 @@ def round_bankruptcy_price(exact: Fraction, size: int) -> int:
 
 
 def fund_bounded_limit(is_long: int, value: int, qty: int, mark: int, fund: int) -> int:
-    """The worst liquidation price whose deficit the insurance fund can still pay.
+    """The worst liquidation price whose deficit the insurance fund can still pay (protocol §12.4).
 
     Selling ``qty`` of a long at p changes the unit's value by qty x (p - mark);
     require value + qty x (p - mark) >= -fund. Long: p >= mark - (value + fund)/qty,
@@ -97,14 +97,17 @@ def fund_bounded_limit(is_long: int, value: int, qty: int, mark: int, fund: int)
 
 
 def slippage_bound(is_long: bool, mark: int, bps: int) -> int:
-    """A long is sold down to mark x (1 - bps) (rounded up); a short bought up to mark x (1 + bps) (rounded down)."""
+    """A long is sold down to mark x (1 - bps) (rounded up); a short bought up to mark x (1 + bps) (rounded down).
+
+    See protocol §12.4.
+    """
     if is_long:
         return max(1, ceil_div(mark * (10_000 - bps), 10_000))
     return mark * (10_000 + bps) // 10_000
 
 
 def smallest_cover_qty(size: int, cost: int, price: int, deficit: int) -> int | None:
-    """``seed`` rule: the fewest whole lots whose realized profit at ``price`` covers ``deficit``.
+    """``seed`` rule: the fewest whole lots whose realized profit at ``price`` covers ``deficit`` (protocol §12.9).
 
     Returns None when even the whole position realizes no profit at that price;
     returns |size| when the whole position does not cover the deficit.

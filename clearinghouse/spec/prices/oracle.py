@@ -39,6 +39,10 @@ def apply_oracle_update(ctx: TxContext, action: OracleUpdate) -> None:
     a price is above ``PRICE_CAP`` (which keeps the integer EMAs in 64 bits).
     Each entry replaces the publisher's previous submission for that market
     and is stamped with the block time (its freshness starts now).
+
+    Raises:
+        Unauthorized: the signer is not a genesis oracle publisher.
+        InvalidOracle: an unknown or repeated market, or a price above ``PRICE_CAP``.
     """
     if ctx.signer not in ctx.chain.oracle_publishers:
         raise Unauthorized("only a genesis oracle publisher may submit oracle prices")
@@ -61,7 +65,7 @@ def apply_oracle_update(ctx: TxContext, action: OracleUpdate) -> None:
 
 # ---------------------------------------------------------------- end of block
 def update_market_prices(ws: WorkingState, chain: Chain, market: int, time_ms: int) -> PricesSet | None:
-    """One market's prices step; returns the PricesSet event if the oracle or mark changed.
+    """One market's prices step; returns the PricesSet event if the oracle or mark changed (protocol §11.3).
 
     While the oracle holds (no fresh majority) the EMAs and the mark still
     advance (the book may have moved), within the band of the held oracle.
@@ -85,7 +89,10 @@ def update_market_prices(ws: WorkingState, chain: Chain, market: int, time_ms: i
 
 
 def prices_event(market: int, state: MarketState, publishers: int, inputs: MarkInputs) -> PricesSet:
-    """The PricesSet evidence: new prices, the number of fresh publishers and the mark's inputs (0 = absent)."""
+    """The PricesSet evidence: new prices, the number of fresh publishers and the mark's inputs (0 = absent).
+
+    See protocol §11.3.
+    """
     return PricesSet(
         market=market,
         oracle_price=state.oracle_price,

@@ -11,7 +11,7 @@ from clearinghouse.spec.state.working_state import WorkingState
 
 @dataclass
 class TxContext:
-    """One transaction's execution context.
+    """One transaction's execution context (protocol §6.5).
 
     ``signer`` is the recovered key's address; ``account`` is whose state the
     action changes (the agent's owner when an agent signs). Handlers append

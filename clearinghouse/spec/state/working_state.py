@@ -34,7 +34,7 @@ _MISSING = object()
 
 
 class StateReader(Protocol):
-    """What the transition needs from committed storage (``state.Store`` satisfies it)."""
+    """What the transition needs from committed storage (``state.Store`` satisfies it; protocol §6.5)."""
 
     def get(self, key: bytes) -> bytes | None: ...
 
@@ -43,7 +43,10 @@ class StateReader(Protocol):
 
 class KeyIndex:
     """Sorted keys of the indexed namespaces, present in state right now, and the resting
-    orders of each owner (``owner || book key without its namespace byte``, sorted)."""
+    orders of each owner (``owner || book key without its namespace byte``, sorted).
+
+    See protocol §6.5.
+    """
 
     def __init__(self) -> None:
         self._keys: dict[bytes, SortedList] = {ns: SortedList() for ns in INDEXED_NAMESPACES}
@@ -108,7 +111,7 @@ class KeyIndex:
 
 
 class WorkingState:
-    """Overlay of one block's writes on top of committed state (see module docstring)."""
+    """Overlay of one block's writes on top of committed state (see module docstring; protocol §6.5)."""
 
     def __init__(self, reader: StateReader, index: KeyIndex) -> None:
         self._reader = reader
@@ -228,7 +231,10 @@ def _check_in_bounds(value: Any) -> None:
 
 def check_unit_bounds(ws: WorkingState, events: list[Any]) -> None:
     """Every record the open journal wrote (as it stands now) and every event in ``events``
-    fits its declared types; else ``OutOfBounds``. Keys in sorted order, events in order."""
+    fits its declared types; else ``OutOfBounds``. Keys in sorted order, events in order.
+
+    See protocol §6.5.
+    """
     assert ws._journal is not None
     for key in sorted({k for k, _ in ws._journal}):
         record = ws._dirty.get(key)
@@ -239,7 +245,7 @@ def check_unit_bounds(ws: WorkingState, events: list[Any]) -> None:
 
 
 def atomically(ws: WorkingState, events: list[Any], body: Callable[[], Any]) -> InvalidTransaction | None:
-    """Run ``body`` as one journalled unit (a transaction, a liquidated unit, a fired trigger).
+    """Run ``body`` as one journalled unit (a transaction, a liquidated unit, a fired trigger; protocol §6.5).
 
     On ``InvalidTransaction`` every write of the unit and every event it appended to
     ``events`` are undone and the error is returned; otherwise the writes stand and

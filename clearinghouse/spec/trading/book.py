@@ -26,6 +26,9 @@ def next_oid(ws: WorkingState) -> int:
 
     The counter is a u64: once it reaches ``U64_MAX`` no order can be placed
     (``LIMIT_EXCEEDED``, protocol §2.3).
+
+    Raises:
+        LimitExceeded: the order-id counter is exhausted.
     """
     chain = get_chain(ws)
     if chain.next_oid >= U64_MAX:
@@ -35,12 +38,21 @@ def next_oid(ws: WorkingState) -> int:
 
 
 def check_cloid_free(ws: WorkingState, owner: bytes, cloid: int) -> None:
+    """Refuse a client order id the owner already uses on an open order (0 means none; protocol §10.3).
+
+    Raises:
+        DuplicateCloid: ``cloid`` is in use.
+    """
     if cloid and get_cloid_locator(ws, owner, cloid) is not None:
         raise DuplicateCloid(f"client order id {cloid} is already used by an open order")
 
 
 def store_order(ws: WorkingState, key: bytes, order: Any) -> None:
-    """Insert a new open order (resting or trigger) with its locator and client id."""
+    """Insert a new open order (resting or trigger) with its locator and client id (protocol §10.3).
+
+    Raises:
+        LimitExceeded: the owner already has ``MAX_OPEN_ORDERS`` open orders.
+    """
     acct = get_account(ws, order.owner)
     if acct.open_orders >= MAX_OPEN_ORDERS:
         raise LimitExceeded(f"at most {MAX_OPEN_ORDERS} open orders per account")
@@ -52,7 +64,7 @@ def store_order(ws: WorkingState, key: bytes, order: Any) -> None:
 
 
 def remove_order(ws: WorkingState, key: bytes, order: Any) -> None:
-    """Delete an open order and everything that points at it."""
+    """Delete an open order and everything that points at it (protocol §10.3)."""
     ws.delete(key)
     ws.delete(order_loc_key(order.oid))
     if order.cloid:
@@ -69,7 +81,11 @@ class FoundOrder(NamedTuple):
 
 
 def find_order(ws: WorkingState, owner: bytes, market: int, oid: int) -> FoundOrder:
-    """The open order ``oid`` of ``owner`` in ``market`` (its key and record)."""
+    """The open order ``oid`` of ``owner`` in ``market`` (its key and record; protocol §10.3).
+
+    Raises:
+        OrderNotFound: no open order ``oid``, or it is another account's or in another market.
+    """
     loc = get_order_locator(ws, oid)
     if loc is None:
         raise OrderNotFound(f"no open order {oid}")
@@ -80,6 +96,11 @@ def find_order(ws: WorkingState, owner: bytes, market: int, oid: int) -> FoundOr
 
 
 def find_by_cloid(ws: WorkingState, owner: bytes, market: int, cloid: int) -> FoundOrder:
+    """The open order of ``owner`` in ``market`` with client id ``cloid`` (protocol §10.3).
+
+    Raises:
+        OrderNotFound: no open order of ``owner`` has that client id in ``market``.
+    """
     loc = get_cloid_locator(ws, owner, cloid)
     if loc is None:
         raise OrderNotFound(f"no open order with client id {cloid}")

@@ -37,6 +37,7 @@ from tx.messages import MarketSpec
 
 
 def default_position(spec: MarketSpec) -> Position:
+    """The position an account holds in a market it never traded: flat, cross, default leverage (protocol §10.4)."""
     return Position(
         size=0,
         cost=0,
@@ -48,18 +49,22 @@ def default_position(spec: MarketSpec) -> Position:
 
 
 def get_or_default(ws: WorkingState, market: int, addr: bytes, spec: MarketSpec) -> Position:
+    """``addr``'s position in ``market``, or the default one if none is stored (protocol §10.4)."""
     pos = get_position(ws, market, addr)
     return pos if pos is not None else default_position(spec)
 
 
 def entry_price(pos: Position) -> int:
     """Entry price |cost| / |size| (positive for longs and shorts alike), rounded toward zero
-    (display and ADL ranking use exact fractions instead)."""
+    (display and ADL ranking use exact fractions instead).
+
+    See protocol §10.4.
+    """
     return div_toward_zero(abs(pos.cost), abs(pos.size)) if pos.size else 0
 
 
 def put_position(ws: WorkingState, market: int, addr: bytes, pos: Position, spec: MarketSpec) -> None:
-    """Store a position and keep the account's ``open_markets`` list in step.
+    """Store a position and keep the account's ``open_markets`` list in step (protocol §10.4).
 
     A flat position with default settings is deleted (nothing to remember).
     """
@@ -102,7 +107,11 @@ def _adjust_open_interest(ws: WorkingState, market: int, old_size: int, new_size
 
 def check_open_interest(ws: WorkingState, market: int) -> None:
     """Reject a fill that leaves the market's open interest above ``MAX_OPEN_INTEREST``
-    (``LIMIT_EXCEEDED``, protocol §2.3); it can only grow through fills that open longs."""
+    (``LIMIT_EXCEEDED``, protocol §2.3); it can only grow through fills that open longs.
+
+    Raises:
+        LimitExceeded: the market's open interest is above ``MAX_OPEN_INTEREST``.
+    """
     oi = get_market_state(ws, market).open_interest
     if oi > MAX_OPEN_INTEREST:
         raise LimitExceeded(f"open interest of market {market} would exceed {MAX_OPEN_INTEREST} lots")
@@ -111,7 +120,7 @@ def check_open_interest(ws: WorkingState, market: int) -> None:
 def settle_fill(
     ws: WorkingState, market: int, spec: MarketSpec, addr: bytes, signed_qty: int, price: int, fee: int
 ) -> int:
-    """Apply one side of a fill (``signed_qty`` > 0 buys) and its fee; returns realized PnL."""
+    """Apply one side of a fill (``signed_qty`` > 0 buys) and its fee; returns realized PnL (protocol §10.4)."""
     pos = get_or_default(ws, market, addr, spec)
     s = pos.size
     if s != 0 and (s > 0) != (signed_qty > 0) and abs(signed_qty) > abs(s):

@@ -28,7 +28,7 @@ from clearinghouse.spec.trading.orders import market_spec
 
 
 def due_triggers(ws: WorkingState, market: int, mark: int) -> list[bytes]:
-    """Keys of the triggers the mark fires, in firing order."""
+    """Keys of the triggers the mark fires, in firing order (protocol §10.8)."""
     due = []
     for key in ws.index.walk(trigger_prefix(market, TRIGGER_ABOVE)):
         if ws.get(key).trigger_price > mark:
@@ -57,6 +57,11 @@ def _emit_status(ctx: TxContext, market: int, trig: Any, status: str, reason: st
 
 
 def fire(ctx: TxContext, market: int, key: bytes, trig: Any, mark: int) -> None:
+    """Fire one due trigger: remove it and send its order to the book (protocol §10.8).
+
+    A rejection of the fired order (margin, reduce-only, unsettled deficit) cancels it with a reason;
+    it never raises out of the end-of-block step.
+    """
     ws = ctx.ws
     remove_order(ws, key, trig)
     _emit_status(ctx, market, trig, "triggered", "", trig.size)
@@ -90,6 +95,7 @@ def fire(ctx: TxContext, market: int, key: bytes, trig: Any, mark: int) -> None:
 
 
 def run_triggers(ws: WorkingState, time_ms: int) -> list[Any]:
+    """End-of-block step 20: fire every trigger the mark has crossed, market by market (protocol §10.8)."""
     chain = get_chain(ws)
     events: list[Any] = []
     for market in range(chain.market_count):

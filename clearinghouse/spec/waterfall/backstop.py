@@ -21,6 +21,7 @@ from clearinghouse.spec.waterfall.units import Unit, unit_health
 
 
 def backstop_unit(ctx: TxContext, unit: Unit, reason: str) -> None:
+    """Step 4: the insurance fund takes over every position of ``unit`` at mark, with its margin (protocol §12.6)."""
     ws = ctx.ws
     health = unit_health(ws, unit)
     before = fund_value(ws)

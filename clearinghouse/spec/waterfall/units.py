@@ -21,6 +21,8 @@ from clearinghouse.spec.waterfall.events import CROSS, PositionSnapshot
 
 @dataclass(frozen=True, order=True)
 class Unit:
+    """A margin unit: an account's cross side (``market == CROSS``) or one isolated position (protocol §12.1)."""
+
     account: bytes
     market: int
 
@@ -41,7 +43,7 @@ class PositionAtMark(NamedTuple):
 
 @dataclass
 class UnitHealth:
-    """Value and maintenance margin of a unit at the marks, with its open positions."""
+    """Value and maintenance margin of a unit at the marks, with its open positions (protocol §12.1)."""
 
     value: int
     maintenance: int
@@ -53,6 +55,7 @@ class UnitHealth:
 
 
 def unit_health(ws: WorkingState, unit: Unit) -> UnitHealth:
+    """Value and maintenance margin of ``unit`` at the marks, with its open positions (protocol §12.1)."""
     if unit.is_cross:
         acct = get_account(ws, unit.account)
         value = acct.cash
@@ -81,7 +84,7 @@ def unit_health(ws: WorkingState, unit: Unit) -> UnitHealth:
 
 
 def units_in_state(ws: WorkingState) -> list[Unit]:
-    """Every unit with an open position or a flat isolated bucket (a deficit), sorted.
+    """Every unit with an open position or a flat isolated bucket (a deficit), sorted (protocol §12.1).
 
     Walks the position index of every market: O(open positions).
     """
@@ -100,11 +103,12 @@ def units_in_state(ws: WorkingState) -> list[Unit]:
 
 
 def unit_of_position(account: bytes, market: int, pos: Position) -> Unit:
+    """The unit that holds ``account``'s position in ``market`` (protocol §12.1)."""
     return Unit(account, CROSS if pos.is_cross else market)
 
 
 def unit_value_for(ws: WorkingState, account: bytes, market: int) -> int:
-    """Value of the unit that holds (or would hold) ``account``'s position in ``market``."""
+    """Value of the unit that holds (or would hold) ``account``'s position in ``market`` (protocol §12.1)."""
     pos = ws.get(position_key(market, account))
     unit = Unit(account, CROSS) if pos is None or pos.is_cross else Unit(account, market)
     return unit_health(ws, unit).value
