@@ -37,7 +37,7 @@ from clearinghouse.spec.errors import (
     SignatureRejected,
     Unauthorized,
 )
-from clearinghouse.spec.events import Receipt
+from clearinghouse.spec.events import BaseEvent, Receipt
 from clearinghouse.spec.ordering import execution_order
 from clearinghouse.spec.prices.oracle import apply_oracle_update
 from clearinghouse.spec.state.access import get_agent, get_chain
@@ -166,7 +166,7 @@ def recover(chain: Chain, tx: Transaction) -> bytes:
         raise SignatureRejected(MSG_BAD_SIGNATURE) from None
 
 
-def acting_account(ws: WorkingState, signer: bytes, action: Any) -> bytes:
+def acting_account(ws: WorkingState, signer: bytes, action: A.Action) -> bytes:
     """Whose account the action changes: the owner, when an approved agent signs (protocol §6.3).
 
     Raises:
@@ -203,7 +203,7 @@ def apply_transaction(ctx: TxContext, tx: Transaction) -> None:
     handler(ctx, tx.action)
 
 
-def apply_block(ws: WorkingState, height: int, time_ms: int, raw_txs: list[bytes]) -> list[Any]:
+def apply_block(ws: WorkingState, height: int, time_ms: int, raw_txs: list[bytes]) -> list[BaseEvent]:
     """Apply one block to ``ws`` and return its events (receipts first, then end-of-block; protocol §6.3).
 
     Raises:
@@ -218,7 +218,7 @@ def apply_block(ws: WorkingState, height: int, time_ms: int, raw_txs: list[bytes
 
     decoded = [decode_for_block(raw) for raw in raw_txs]
     actions = [d[0].action if d[0] is not None else None for d in decoded]
-    events: list[Any] = []
+    events: list[BaseEvent] = []
     for index in execution_order(actions):
         tx, error = decoded[index]
         tid = tx_id(raw_txs[index])

@@ -23,6 +23,10 @@ class _Event(msgspec.Struct, **_EV):
     pass
 
 
+BaseEvent = _Event
+"""The base of every event, transaction or waterfall (protocol §6.7): a tagged, array-like struct."""
+
+
 class Receipt(_Event, tag=1):
     """The outcome of one transaction. ``tx_index`` is its position in the block (protocol §6.7)."""
 

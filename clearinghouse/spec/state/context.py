@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
+from clearinghouse.spec.events import BaseEvent
 from clearinghouse.spec.state.records import Chain
 from clearinghouse.spec.state.working_state import WorkingState
 
@@ -25,7 +25,8 @@ class TxContext:
     signer: bytes
     account: bytes
     time_ms: int
-    events: list[Any] = field(default_factory=list)
+    events: list[BaseEvent] = field(default_factory=list)
 
-    def emit(self, event: Any) -> None:
+    def emit(self, event: BaseEvent) -> None:
+        """Append ``event`` to the transaction's events (protocol §6.7)."""
         self.events.append(event)

@@ -25,6 +25,7 @@ import msgspec
 from sortedcontainers import SortedList
 
 from clearinghouse.spec.errors import InvalidTransaction
+from clearinghouse.spec.events import BaseEvent
 from clearinghouse.spec.state.keys import NS_LIQ_REF, NS_ORDER, NS_POSITION, NS_TRIGGER, record_type
 from tx.encoding import encode
 
@@ -229,7 +230,7 @@ def _check_in_bounds(value: Any) -> None:
         raise OutOfBounds(f"{type(value).__name__} would leave its 64-bit range") from None
 
 
-def check_unit_bounds(ws: WorkingState, events: list[Any]) -> None:
+def check_unit_bounds(ws: WorkingState, events: list[BaseEvent]) -> None:
     """Every record the open journal wrote (as it stands now) and every event in ``events``
     fits its declared types; else ``OutOfBounds``. Keys in sorted order, events in order.
 
@@ -244,7 +245,7 @@ def check_unit_bounds(ws: WorkingState, events: list[Any]) -> None:
         _check_in_bounds(event)
 
 
-def atomically(ws: WorkingState, events: list[Any], body: Callable[[], Any]) -> InvalidTransaction | None:
+def atomically(ws: WorkingState, events: list[BaseEvent], body: Callable[[], object]) -> InvalidTransaction | None:
     """Run ``body`` as one journalled unit (a transaction, a liquidated unit, a fired trigger; protocol §6.5).
 
     On ``InvalidTransaction`` every write of the unit and every event it appended to

@@ -8,7 +8,7 @@ bounds how many it may have.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import msgspec
 
@@ -17,7 +17,7 @@ from clearinghouse.spec.errors import DuplicateCloid, LimitExceeded, OrderNotFou
 from clearinghouse.spec.state.access import get_chain, get_cloid_locator, get_order_locator
 from clearinghouse.spec.state.accounts import get_account, put_account
 from clearinghouse.spec.state.keys import CHAIN_KEY, U64_MAX, cloid_key, key_market, order_loc_key
-from clearinghouse.spec.state.records import CloidLocator, Order, OrderLocator
+from clearinghouse.spec.state.records import CloidLocator, Order, OrderLocator, Trigger
 from clearinghouse.spec.state.working_state import WorkingState
 
 
@@ -47,7 +47,7 @@ def check_cloid_free(ws: WorkingState, owner: bytes, cloid: int) -> None:
         raise DuplicateCloid(f"client order id {cloid} is already used by an open order")
 
 
-def store_order(ws: WorkingState, key: bytes, order: Any) -> None:
+def store_order(ws: WorkingState, key: bytes, order: Order | Trigger) -> None:
     """Insert a new open order (resting or trigger) with its locator and client id (protocol §10.3).
 
     Raises:
@@ -63,7 +63,7 @@ def store_order(ws: WorkingState, key: bytes, order: Any) -> None:
     put_account(ws, order.owner, msgspec.structs.replace(acct, open_orders=acct.open_orders + 1))
 
 
-def remove_order(ws: WorkingState, key: bytes, order: Any) -> None:
+def remove_order(ws: WorkingState, key: bytes, order: Order | Trigger) -> None:
     """Delete an open order and everything that points at it (protocol §10.3)."""
     ws.delete(key)
     ws.delete(order_loc_key(order.oid))
@@ -77,7 +77,8 @@ class FoundOrder(NamedTuple):
     """An open order found by id or client id: its book key and its record (protocol §10.3)."""
 
     key: bytes
-    order: Order
+    order: Order | Trigger
+    """A resting order, or a waiting trigger order (the id locator points at either)."""
 
 
 def find_order(ws: WorkingState, owner: bytes, market: int, oid: int) -> FoundOrder:

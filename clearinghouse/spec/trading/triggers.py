@@ -12,13 +12,12 @@ nothing else changes: its fills are undone and not reported.
 
 from __future__ import annotations
 
-from typing import Any
-
 from clearinghouse.spec.constants import MARKET_TRIGGER_SLIPPAGE_BPS, NO_TX
-from clearinghouse.spec.events import OrderStatus
+from clearinghouse.spec.events import BaseEvent, OrderStatus
 from clearinghouse.spec.state.access import get_chain, get_market_state
 from clearinghouse.spec.state.context import TxContext
 from clearinghouse.spec.state.keys import TRIGGER_ABOVE, TRIGGER_BELOW, trigger_prefix
+from clearinghouse.spec.state.records import Trigger
 from clearinghouse.spec.state.working_state import WorkingState, atomically
 from clearinghouse.spec.trading.book import remove_order
 from clearinghouse.spec.trading.margin import meets_initial_after_increase
@@ -41,7 +40,7 @@ def due_triggers(ws: WorkingState, market: int, mark: int) -> list[bytes]:
     return due
 
 
-def _emit_status(ctx: TxContext, market: int, trig: Any, status: str, reason: str, remaining: int) -> None:
+def _emit_status(ctx: TxContext, market: int, trig: Trigger, status: str, reason: str, remaining: int) -> None:
     """The trigger's ``OrderStatus`` event (end-of-block work, so no transaction index), protocol §10.8."""
     ctx.emit(
         OrderStatus(
@@ -56,7 +55,7 @@ def _emit_status(ctx: TxContext, market: int, trig: Any, status: str, reason: st
     )
 
 
-def fire(ctx: TxContext, market: int, key: bytes, trig: Any, mark: int) -> None:
+def fire(ctx: TxContext, market: int, key: bytes, trig: Trigger, mark: int) -> None:
     """Fire one due trigger: remove it and send its order to the book (protocol §10.8).
 
     A rejection of the fired order (margin, reduce-only, unsettled deficit) cancels it with a reason;
@@ -94,10 +93,10 @@ def fire(ctx: TxContext, market: int, key: bytes, trig: Any, mark: int) -> None:
     _emit_status(ctx, market, trig, st, reason, taker.remaining)
 
 
-def run_triggers(ws: WorkingState, time_ms: int) -> list[Any]:
+def run_triggers(ws: WorkingState, time_ms: int) -> list[BaseEvent]:
     """End-of-block step 20: fire every trigger the mark has crossed, market by market (protocol §10.8)."""
     chain = get_chain(ws)
-    events: list[Any] = []
+    events: list[BaseEvent] = []
     for market in range(chain.market_count):
         mark = get_market_state(ws, market).mark_price
         for key in due_triggers(ws, market, mark):
