@@ -13,6 +13,7 @@ import bisect
 
 from clearinghouse.spec.constants import MAX_NONCES, NONCE_FUTURE_WINDOW_MS, NONCE_PAST_WINDOW_MS
 from clearinghouse.spec.errors import BadNonce
+from clearinghouse.spec.state.access import get_nonces
 from clearinghouse.spec.state.keys import nonces_key
 from clearinghouse.spec.state.records import NonceSet
 from clearinghouse.spec.state.working_state import WorkingState
@@ -49,8 +50,7 @@ def use_nonce(ws: WorkingState, signer: bytes, nonce: int, block_time_ms: int) -
     Raises:
         BadNonce: see ``check_nonce``.
     """
-    key = nonces_key(signer)
-    rec = ws.get(key)
+    rec = get_nonces(ws, signer)
     kept = rec.nonces if rec is not None else []
     check_nonce(kept, nonce, block_time_ms)
-    ws.put(key, NonceSet(nonces=with_nonce(kept, nonce)))
+    ws.put(nonces_key(signer), NonceSet(nonces=with_nonce(kept, nonce)))

@@ -22,7 +22,7 @@ from clearinghouse.spec.errors import InvalidOracle, Unauthorized
 from clearinghouse.spec.events import PricesSet
 from clearinghouse.spec.prices.mark_price import PRICE_CAP, MarkInputs, advance_mark, best_bid_ask
 from clearinghouse.spec.prices.oracle_quorum import aggregate, fresh_submissions
-from clearinghouse.spec.state.access import get_chain, get_market_spec
+from clearinghouse.spec.state.access import get_chain, get_market_spec, get_market_state
 from clearinghouse.spec.state.context import TxContext
 from clearinghouse.spec.state.keys import market_state_key, oracle_sub_key
 from clearinghouse.spec.state.records import Chain, MarketState, OracleSubmission
@@ -71,7 +71,7 @@ def update_market_prices(ws: WorkingState, chain: Chain, market: int, time_ms: i
     advance (the book may have moved), within the band of the held oracle.
     """
     key = market_state_key(market)
-    state: MarketState = ws.get(key)
+    state = get_market_state(ws, market)
     before = state
     agg = aggregate(
         fresh_submissions(ws, chain, market, time_ms),

@@ -100,9 +100,8 @@ def _adjust_open_interest(ws: WorkingState, market: int, old_size: int, new_size
     """
     delta = max(new_size, 0) - max(old_size, 0)
     if delta:
-        key = market_state_key(market)
-        ms = ws.get(key)
-        ws.put(key, msgspec.structs.replace(ms, open_interest=ms.open_interest + delta))
+        ms = get_market_state(ws, market)
+        ws.put(market_state_key(market), msgspec.structs.replace(ms, open_interest=ms.open_interest + delta))
 
 
 def check_open_interest(ws: WorkingState, market: int) -> None:

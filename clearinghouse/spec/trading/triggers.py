@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from clearinghouse.spec.constants import MARKET_TRIGGER_SLIPPAGE_BPS, NO_TX
 from clearinghouse.spec.events import BaseEvent, OrderStatus
-from clearinghouse.spec.state.access import get_chain, get_market_state
+from clearinghouse.spec.state.access import get_chain, get_market_state, get_trigger
 from clearinghouse.spec.state.context import TxContext
 from clearinghouse.spec.state.keys import TRIGGER_ABOVE, TRIGGER_BELOW, trigger_prefix
 from clearinghouse.spec.state.records import Trigger
@@ -100,7 +100,7 @@ def run_triggers(ws: WorkingState, time_ms: int) -> list[BaseEvent]:
     for market in range(chain.market_count):
         mark = get_market_state(ws, market).mark_price
         for key in due_triggers(ws, market, mark):
-            trig = ws.get(key)
+            trig = get_trigger(ws, key)
             if trig is None:
                 continue
             ctx = TxContext(
