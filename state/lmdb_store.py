@@ -399,7 +399,8 @@ def _take_writer_lock(data_file: str, path: str) -> int:
     except BlockingIOError:
         os.close(fd)
         raise StoreInUse(
-            f"database in use by another process: {path!r} (one writer at a time; readers keep writers out while they read)"
+            f"database in use by another process: {path!r} "
+            "(one writer at a time; readers keep writers out while they read)"
         ) from None
     except BaseException:
         os.close(fd)

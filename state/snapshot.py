@@ -237,7 +237,8 @@ def write_snapshot(
             for key, value in records:
                 if not 1 <= len(key) <= MAX_KEY_LEN or key <= previous or len(value) > MAX_VALUE:
                     raise ValueError(
-                        f"snapshot records must have ascending 1..{MAX_KEY_LEN}-byte keys and values up to {MAX_VALUE} bytes"
+                        f"snapshot records must have ascending 1..{MAX_KEY_LEN}-byte keys "
+                        f"and values up to {MAX_VALUE} bytes"
                     )
                 pending.append(encode_varint(len(key)) + key + encode_varint(len(value)) + value)
                 previous = key
@@ -456,7 +457,8 @@ def load_snapshot(
         raise SnapshotMismatch(f"{path}: a snapshot of height {header.height}, expected height {expected_height}")
     if expected_genesis_hash is not None and header.genesis_hash != expected_genesis_hash:
         raise SnapshotMismatch(
-            f"{path}: a snapshot of another chain (genesis {header.genesis_hash.hex()}, expected {expected_genesis_hash.hex()})"
+            f"{path}: a snapshot of another chain "
+            f"(genesis {header.genesis_hash.hex()}, expected {expected_genesis_hash.hex()})"
         )
     info, items = read_snapshot(path)
     store = MemoryStore.from_records(header.height, items, meta)

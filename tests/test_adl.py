@@ -24,10 +24,10 @@ import pytest
 from clearinghouse.spec.events import Fill, PositionTransfer
 from clearinghouse.spec.math.liquidation import (
     bankruptcy_prices,
-    realized_if_closed,
     round_bankruptcy_price,
     smallest_cover_qty,
 )
+from clearinghouse.spec.math.pnl import realized_pnl
 from clearinghouse.spec.state.accounts import get_account
 from clearinghouse.spec.state.keys import INSURANCE_FUND, NS_LIQ_REF, position_key
 from clearinghouse.spec.waterfall.events import (
@@ -361,7 +361,7 @@ def test_seed_cover_quantities():
     # Example 1's winner: short 20 lots (0.1 BTC) at 90,500, cost -181,000 USDC; reference 88,200
     # (price units of 10^-5 USDC): 0.1 x (90,500 - 88,200) = 230 USDC per lot.
     cost, ref = usdc(-181_000), 8_820_000_000
-    assert realized_if_closed(-20, cost, 3, ref) == usdc(690)
+    assert realized_pnl(-20, cost, 3, ref) == usdc(690)
     assert smallest_cover_qty(-20, cost, ref, usdc(600)) == 3
     assert smallest_cover_qty(-20, cost, ref, usdc(690)) == 3
     assert smallest_cover_qty(-20, cost, ref, usdc(690) + 1) == 4

@@ -15,16 +15,10 @@ from conftest import assert_rejected_without_effect, cash_of, codes_of
 from hypothesis import given
 from hypothesis import strategies as st
 
-from clearinghouse.spec.actions.nonces import (
-    NONCE_FUTURE_WINDOW_MS,
-    NONCE_PAST_WINDOW_MS,
-    check_nonce,
-    use_nonce,
-    with_nonce,
-)
+from clearinghouse.spec.actions.nonces import check_nonce, use_nonce, with_nonce
+from clearinghouse.spec.constants import MAX_NONCES, NONCE_FUTURE_WINDOW_MS, NONCE_PAST_WINDOW_MS
 from clearinghouse.spec.errors import BadNonce
 from clearinghouse.spec.state.keys import nonces_key
-from clearinghouse.spec.state.records import MAX_NONCES
 from clearinghouse.tools.demo import USDC
 from tx.actions import Transfer, Withdraw
 

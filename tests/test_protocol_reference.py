@@ -6,6 +6,8 @@ Both directions:
   `` `tx.signing.recover_signer` ``, `` `state.smt.build_nodes` ``) exists;
 * every public function and class of the consensus core (``clearinghouse/spec``) is named by a section,
   and every section the code cites (``protocol §N.M``) is a heading of the document;
+* every public function and class of the core has a docstring citing its section, and a public function
+  that raises names each exception it raises under ``Raises:``;
 * every hash the document quotes is reproduced: by a fixture file, or (for the few worked values that no
   fixture holds) by computing it here.
 
@@ -71,6 +73,63 @@ def test_every_public_consensus_function_is_named_by_a_section() -> None:
     assert len(names) > 150  # not vacuous: the whole core is read
     missing = [n for n in names if f"`{n}`" not in PROTOCOL]
     assert missing == [], f"name these in docs/protocol.md (a section's 'Code:' line): {missing}"
+
+
+def public_spec_definitions() -> list[tuple[str, ast.FunctionDef | ast.ClassDef]]:
+    out: list[tuple[str, ast.FunctionDef | ast.ClassDef]] = []
+    for path in sorted(SPEC.rglob("*.py")):
+        module = ".".join(path.relative_to(SPEC).with_suffix("").parts)
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_"):
+                out.append((f"spec.{module}.{node.name}", node))
+    return out
+
+
+CITE = re.compile(r"protocol §\d+(?:\.\d+)?")
+
+
+def test_every_public_consensus_definition_cites_its_section() -> None:
+    """Docstrings are the spec: each public function and class of the core says which section it implements."""
+    defs = public_spec_definitions()
+    assert len(defs) > 150
+    undocumented = [name for name, node in defs if not ast.get_docstring(node)]
+    uncited = [
+        name for name, node in defs if ast.get_docstring(node) and not CITE.search(ast.get_docstring(node) or "")
+    ]
+    assert undocumented == [], f"give these a docstring citing protocol §N.M: {undocumented}"
+    assert uncited == [], f"cite the protocol section (protocol §N.M) in these docstrings: {uncited}"
+
+
+def raised_names(node: ast.FunctionDef) -> set[str]:
+    """The exception classes a function raises by name in its own body (``raise X(...)``, ``raise X``)."""
+    names = set()
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Raise) and sub.exc is not None:
+            exc = sub.exc.func if isinstance(sub.exc, ast.Call) else sub.exc
+            if isinstance(exc, ast.Name):
+                names.add(exc.id)
+            elif isinstance(exc, ast.Attribute):
+                names.add(exc.attr)
+    return names
+
+
+def test_public_consensus_functions_that_raise_say_what_in_a_raises_section() -> None:
+    """A public core function with a ``raise`` statement lists every exception it raises by name under ``Raises:``."""
+    checked, missing = 0, []
+    for name, node in public_spec_definitions():
+        if not isinstance(node, ast.FunctionDef):
+            continue
+        raised = raised_names(node)
+        if not raised:
+            continue
+        checked += 1
+        doc = ast.get_docstring(node) or ""
+        section = doc.split("Raises:", 1)[1] if "Raises:" in doc else ""
+        absent = sorted(r for r in raised if not re.search(rf"\b{r}\b", section))
+        if absent:
+            missing.append(f"{name}: {', '.join(absent)}")
+    assert checked > 20  # not vacuous
+    assert missing == [], f"name these under 'Raises:' in the docstring: {missing}"
 
 
 def headings() -> set[str]:

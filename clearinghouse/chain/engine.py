@@ -17,12 +17,14 @@ import blake3
 import msgspec
 
 from clearinghouse.spec.block import apply_block, apply_genesis
+from clearinghouse.spec.constants import NO_TX
 from clearinghouse.spec.errors import ClearinghouseError, InvalidBlock
 from clearinghouse.spec.event_types import AnyEvent
-from clearinghouse.spec.events import NO_TX
+from clearinghouse.spec.events import BaseEvent, Receipt
 from clearinghouse.spec.state.keys import CHAIN_KEY, describe_key
 from clearinghouse.spec.state.records import Chain
 from clearinghouse.spec.state.working_state import KeyIndex, WorkingState
+from state.store import Store
 from tx.encoding import decode_canonical, decode_genesis, encode, genesis_hash, header_hash
 from tx.logfile import FRAME_BLOCK, FRAME_GENESIS, MAX_FRAME, read_log
 from tx.merkle import EMPTY_ROOT, leaf_hash, ordered_root
@@ -51,7 +53,7 @@ class Executed:
     height: int
     time_ms: int
     txs: list[bytes]
-    events: list[Any]
+    events: list[BaseEvent]
     changes: dict[bytes, bytes | None]
     tx_root: bytes
     events_root: bytes
@@ -68,7 +70,7 @@ def header_meta_name(height: int) -> str:
     return f"headers/{height:020d}"
 
 
-def load_block_header(store: Any, height: int) -> Header | None:
+def load_block_header(store: Store, height: int) -> Header | None:
     """The header of a committed block, or None if the store does not have it (older stores)."""
     raw = store.get_meta(header_meta_name(height))
     if raw is None:
@@ -80,7 +82,7 @@ def load_block_header(store: Any, height: int) -> Header | None:
     return msgspec.msgpack.decode(raw, type=Header)
 
 
-def load_block_events(store: Any, height: int) -> list[Any] | None:
+def load_block_events(store: Store, height: int) -> list[BaseEvent] | None:
     """The events of a committed block, decoded, or None if the store does not have them."""
     raw = store.get_meta(events_meta_name(height))
     if raw is None:
@@ -88,7 +90,8 @@ def load_block_events(store: Any, height: int) -> list[Any] | None:
     return msgspec.msgpack.decode(raw, type=list[AnyEvent])
 
 
-def event_tx_index(event: Any) -> int:
+def event_tx_index(event: BaseEvent) -> int:
+    """The transaction an event belongs to, or ``NO_TX`` for end-of-block work (protocol §6.7)."""
     return getattr(event, "tx_index", NO_TX)
 
 
@@ -106,7 +109,7 @@ def witness_of(executed: Executed) -> BlockWitness:
 class Engine:
     """Applies genesis and blocks to a ``state`` store (memory or LMDB)."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
         self.index = KeyIndex.load(store)
 
@@ -333,7 +336,7 @@ def replay_log(
         executed = engine.apply_logged(item)
         stats["applied"] += 1
         stats["txs"] += len(executed.txs)
-        stats["rejected"] += sum(1 for e in executed.events if type(e).__name__ == "Receipt" and not e.ok)
+        stats["rejected"] += sum(1 for e in executed.events if isinstance(e, Receipt) and not e.ok)
         if on_block:
             on_block(item, executed)
     return stats

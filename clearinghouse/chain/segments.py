@@ -38,6 +38,7 @@ from typing import Any
 import blake3
 
 from clearinghouse.chain.engine import Engine, VerifyFailure
+from clearinghouse.spec.events import Receipt
 from state.errors import StateError
 from state.memory_store import MemoryStore
 from state.snapshot import SUFFIX, SnapshotError, load_snapshot, read_snapshot_header
@@ -216,7 +217,7 @@ def verify_segment(
             digest.update(header_hash(entry.block.header))
             result.blocks += 1
             result.txs += len(executed.txs)
-            result.rejected += sum(1 for e in executed.events if type(e).__name__ == "Receipt" and not e.ok)
+            result.rejected += sum(1 for e in executed.events if isinstance(e, Receipt) and not e.ok)
             done += 1
             if progress is not None and done >= PROGRESS_EVERY:
                 progress(done)

@@ -17,7 +17,7 @@ state root. Order of work (protocol §6.3):
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -37,12 +37,13 @@ from clearinghouse.spec.errors import (
     SignatureRejected,
     Unauthorized,
 )
-from clearinghouse.spec.events import Receipt
+from clearinghouse.spec.events import BaseEvent, Receipt
 from clearinghouse.spec.ordering import execution_order
 from clearinghouse.spec.prices.oracle import apply_oracle_update
+from clearinghouse.spec.state.access import get_agent, get_chain
 from clearinghouse.spec.state.accounts import EMPTY_ACCOUNT, put_account
 from clearinghouse.spec.state.context import TxContext
-from clearinghouse.spec.state.keys import CHAIN_KEY, FEE_POOL, INSURANCE_FUND, account_key, agent_key
+from clearinghouse.spec.state.keys import CHAIN_KEY, FEE_POOL, INSURANCE_FUND, account_key
 from clearinghouse.spec.state.records import Account, Chain
 from clearinghouse.spec.state.working_state import WorkingState, atomically
 from clearinghouse.spec.trading.orders import (
@@ -86,7 +87,12 @@ SUPPORTED_POLICIES = tuple(sorted(POLICIES))
 
 
 def apply_genesis(ws: WorkingState, genesis: Genesis) -> None:
-    """Write the genesis state (height 0): chain record, markets, system accounts."""
+    """Write the genesis state (height 0): chain record, markets, system accounts (protocol §6.3).
+
+    Raises:
+        InvalidGenesis: publishers not sorted and distinct, an unknown policy, or a bad market list
+            (``validate_genesis_markets``).
+    """
     from clearinghouse.spec.trading.markets import init_markets, validate_genesis_markets
 
     pubs = list(genesis.oracle_publishers)
@@ -127,18 +133,30 @@ MSG_BAD_SIGNATURE = "signature is malformed or does not recover a key"
 MSG_HIGH_S = "signature is not in low-s form"
 
 
-def decode_for_block(raw: bytes) -> tuple[Transaction | None, InvalidTransaction | None]:
-    """Decode one transaction, mapping wire errors to rejection codes."""
+class Decoded(NamedTuple):
+    """One transaction of a block, decoded: exactly one of ``tx`` and ``error`` is set (protocol §6.3)."""
+
+    tx: Transaction | None
+    error: InvalidTransaction | None
+
+
+def decode_for_block(raw: bytes) -> Decoded:
+    """Decode one transaction, mapping wire errors to rejection codes (protocol §6.3)."""
     try:
-        return decode_transaction(raw), None
+        return Decoded(decode_transaction(raw), None)
     except NonCanonicalEncoding:
-        return None, NonCanonicalRejected(MSG_NON_CANONICAL)
+        return Decoded(None, NonCanonicalRejected(MSG_NON_CANONICAL))
     except TxError:
-        return None, DecodeRejected(MSG_DECODE)
+        return Decoded(None, DecodeRejected(MSG_DECODE))
 
 
 def recover(chain: Chain, tx: Transaction) -> bytes:
-    """The signer's address, or ``InvalidTransaction`` for a bad signature."""
+    """The signer's address, or ``InvalidTransaction`` for a bad signature (protocol §6.3).
+
+    Raises:
+        HighSRejected: the signature's s is not in the low half.
+        SignatureRejected: the signature is malformed or recovers no key.
+    """
     digest = signing_digest(chain.chain_id, tx.nonce, encode(tx.action))
     try:
         return recover_signer(digest, tx.signature)
@@ -148,9 +166,13 @@ def recover(chain: Chain, tx: Transaction) -> bytes:
         raise SignatureRejected(MSG_BAD_SIGNATURE) from None
 
 
-def acting_account(ws: WorkingState, signer: bytes, action: Any) -> bytes:
-    """Whose account the action changes: the owner, when an approved agent signs."""
-    agent = ws.get(agent_key(signer))
+def acting_account(ws: WorkingState, signer: bytes, action: A.Action) -> bytes:
+    """Whose account the action changes: the owner, when an approved agent signs (protocol §6.3).
+
+    Raises:
+        Unauthorized: an agent key signs an action agents may not sign.
+    """
+    agent = get_agent(ws, signer)
     if agent is None:
         return signer
     if not isinstance(action, A.AGENT_ALLOWED):
@@ -159,9 +181,14 @@ def acting_account(ws: WorkingState, signer: bytes, action: Any) -> bytes:
 
 
 def apply_transaction(ctx: TxContext, tx: Transaction) -> None:
-    """Validate and apply one decoded transaction, filling in ``ctx`` as it learns who acts.
+    """Validate and apply one decoded transaction, filling in ``ctx`` as it learns who acts (protocol §6.3).
 
     Order: signature, handler lookup, acting account (agents), nonce, action.
+
+    Raises:
+        InvalidTransaction: any rejection (the subclass names its code); the caller turns it into the
+            receipt and rolls the transaction back.
+        NoSuchAccount: the acting account does not exist (only deposits and oracle updates may create it).
     """
     ctx.signer = recover(ctx.chain, tx)
     handler = HANDLERS.get(type(tx.action))
@@ -176,9 +203,13 @@ def apply_transaction(ctx: TxContext, tx: Transaction) -> None:
     handler(ctx, tx.action)
 
 
-def apply_block(ws: WorkingState, height: int, time_ms: int, raw_txs: list[bytes]) -> list[Any]:
-    """Apply one block to ``ws`` and return its events (receipts first, then end-of-block)."""
-    chain: Chain = ws.get(CHAIN_KEY)
+def apply_block(ws: WorkingState, height: int, time_ms: int, raw_txs: list[bytes]) -> list[BaseEvent]:
+    """Apply one block to ``ws`` and return its events (receipts first, then end-of-block; protocol §6.3).
+
+    Raises:
+        InvalidBlock: the height does not follow the chain's, or the time goes backwards.
+    """
+    chain: Chain = get_chain(ws)
     if height != chain.height + 1:
         raise InvalidBlock(f"block height {height} does not follow {chain.height}")
     if time_ms < chain.time_ms:
@@ -187,12 +218,12 @@ def apply_block(ws: WorkingState, height: int, time_ms: int, raw_txs: list[bytes
 
     decoded = [decode_for_block(raw) for raw in raw_txs]
     actions = [d[0].action if d[0] is not None else None for d in decoded]
-    events: list[Any] = []
+    events: list[BaseEvent] = []
     for index in execution_order(actions):
         tx, error = decoded[index]
         tid = tx_id(raw_txs[index])
         action_name = type(tx.action).__name__ if tx is not None else "?"
-        ctx = TxContext(ws=ws, chain=ws.get(CHAIN_KEY), tx_index=index, signer=b"", account=b"", time_ms=time_ms)
+        ctx = TxContext(ws=ws, chain=get_chain(ws), tx_index=index, signer=b"", account=b"", time_ms=time_ms)
         if tx is not None and error is None:
             error = atomically(ws, ctx.events, lambda: apply_transaction(ctx, tx))
         if error is None:

@@ -39,7 +39,7 @@ from clearinghouse.spec.waterfall.liquidation import run_liquidations
 
 @dataclass(frozen=True)
 class ToolHook:
-    """Non-consensus instrumentation for the ADL policy lab (see the module docstring)."""
+    """Non-consensus instrumentation for the ADL policy lab (see the module docstring; protocol §6.8)."""
 
     before_adl: Callable[[WorkingState, int], None] | None = None
     """Called with the state just before step 50; must only read."""
@@ -52,7 +52,7 @@ _TOOL_HOOK: ContextVar[ToolHook | None] = ContextVar("clearinghouse_tool_hook", 
 
 @contextmanager
 def tool_hook(hook: ToolHook) -> Iterator[None]:
-    """Run the enclosed transitions with ``hook`` (tools only; never in produce, replay or verify)."""
+    """Run the enclosed transitions with ``hook`` (tools only; never in produce, replay or verify; protocol §6.8)."""
     token = _TOOL_HOOK.set(hook)
     try:
         yield
@@ -61,7 +61,7 @@ def tool_hook(hook: ToolHook) -> Iterator[None]:
 
 
 def run(ws: WorkingState, time_ms: int) -> list[Any]:
-    """Run the end-of-block steps in their fixed order and return their events in emission order."""
+    """Run the end-of-block steps in their fixed order and return their events in emission order (protocol §6.8)."""
     events: list[Any] = []
     events.extend(prices_step(ws, time_ms))
     events.extend(run_triggers(ws, time_ms))

@@ -13,20 +13,22 @@ from typing import Union
 
 import msgspec
 
+from clearinghouse.spec.constants import NO_TX as NO_TX  # re-exported: modules not yet moved to spec.constants
 from tx.types import I64, U32, U64, Address
 
 _EV = dict(array_like=True, frozen=True, forbid_unknown_fields=True, tag_field="t")
-
-NO_TX = 2**32 - 1
-"""``tx_index`` of an event caused by end-of-block work, not by a transaction."""
 
 
 class _Event(msgspec.Struct, **_EV):
     pass
 
 
+BaseEvent = _Event
+"""The base of every event, transaction or waterfall (protocol §6.7): a tagged, array-like struct."""
+
+
 class Receipt(_Event, tag=1):
-    """The outcome of one transaction. ``tx_index`` is its position in the block."""
+    """The outcome of one transaction. ``tx_index`` is its position in the block (protocol §6.7)."""
 
     tx_index: U32
     tx_id: bytes
@@ -39,6 +41,8 @@ class Receipt(_Event, tag=1):
 
 
 class Deposited(_Event, tag=2):
+    """The bridge credited ``amount`` micro-USDC to ``account``; ``ref`` is its reference (protocol §6.7, §9.1)."""
+
     tx_index: U32
     account: Address
     amount: U64
@@ -46,6 +50,8 @@ class Deposited(_Event, tag=2):
 
 
 class Withdrew(_Event, tag=3):
+    """``amount`` micro-USDC left ``account`` for ``destination`` off-chain (protocol §6.7, §9.2)."""
+
     tx_index: U32
     account: Address
     amount: U64
@@ -53,6 +59,8 @@ class Withdrew(_Event, tag=3):
 
 
 class Transferred(_Event, tag=4):
+    """``amount`` micro-USDC moved from one account's cross cash to another's (protocol §6.7, §9.3)."""
+
     tx_index: U32
     source: Address
     destination: Address
@@ -60,6 +68,8 @@ class Transferred(_Event, tag=4):
 
 
 class AgentSet(_Event, tag=5):
+    """An agent key was approved for, or revoked from, ``owner`` (protocol §6.7, §9.7)."""
+
     tx_index: U32
     owner: Address
     agent: Address
@@ -67,7 +77,7 @@ class AgentSet(_Event, tag=5):
 
 
 class OrderStatus(_Event, tag=10):
-    """An order's lifecycle step: resting, filled, cancelled (with why), triggered, rejected."""
+    """An order's lifecycle step: resting, filled, cancelled (with why), triggered, rejected (protocol §6.7)."""
 
     tx_index: U32
     market: U32
@@ -101,6 +111,8 @@ class Fill(_Event, tag=11):
 
 
 class PositionChanged(_Event, tag=12):
+    """A position's settings changed without a fill: leverage or margin mode (protocol §6.7, §9.5)."""
+
     tx_index: U32
     market: U32
     account: Address
@@ -112,6 +124,8 @@ class PositionChanged(_Event, tag=12):
 
 
 class MarginMoved(_Event, tag=13):
+    """``delta`` micro-USDC moved into (positive) or out of an isolated position's bucket (protocol §6.7, §9.6)."""
+
     tx_index: U32
     market: U32
     account: Address
@@ -162,7 +176,7 @@ class PricesSet(_Event, tag=20):
 
 
 class FundingPaid(_Event, tag=21):
-    """One position's funding for one settlement (``amount`` positive = paid, negative = received).
+    """One position's funding for one settlement (``amount`` positive = paid, negative = received; protocol §6.7).
 
     Paid amounts were rounded up, received amounts down; ``is_cross`` says
     whether it moved the account's cash or the isolated position's margin.
@@ -176,7 +190,7 @@ class FundingPaid(_Event, tag=21):
 
 
 class FundingSettled(_Event, tag=22):
-    """One market's funding settlement: the rate, its inputs, totals, and the residue to the fund.
+    """One market's funding settlement: the rate, its inputs, totals, and the residue to the fund (protocol §6.7).
 
     ``hours`` is how many hour boundaries the block crossed (settled once:
     see docs/prices-and-funding.md); rates and premiums are parts per billion.

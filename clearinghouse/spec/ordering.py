@@ -9,16 +9,15 @@ kept within each class (a stable sort).
 
 from __future__ import annotations
 
-from typing import Any
-
-from tx.actions import TIF_ALO, Cancel, CancelByCloid, MarketOrder, Modify, PlaceOrder
+from tx.actions import TIF_ALO, Action, Cancel, CancelByCloid, MarketOrder, Modify, PlaceOrder
 
 CLASS_OTHER = 0
 CLASS_CANCEL = 1
 CLASS_TAKER = 2
 
 
-def action_class(action: Any) -> int:
+def action_class(action: Action | None) -> int:
+    """The execution class of an action within a block: cancels first, then others, then takers (protocol §6.4)."""
     if isinstance(action, (Cancel, CancelByCloid)):
         return CLASS_CANCEL
     if isinstance(action, PlaceOrder):
@@ -28,8 +27,8 @@ def action_class(action: Any) -> int:
     return CLASS_OTHER
 
 
-def execution_order(actions: list[Any]) -> list[int]:
-    """Indices of ``actions`` (None for undecodable) in execution order."""
+def execution_order(actions: list[Action | None]) -> list[int]:
+    """Indices of ``actions`` (None for undecodable) in execution order (protocol §6.4)."""
     return sorted(
         range(len(actions)), key=lambda i: (action_class(actions[i]) if actions[i] is not None else CLASS_OTHER, i)
     )

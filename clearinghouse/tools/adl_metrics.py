@@ -22,9 +22,6 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-ADL_FILL_EVENTS = ("AdlStep", "DeficitCover")
-ADL_CHARGE_EVENTS = ("Haircut",)
-
 
 @dataclass
 class Fill:

@@ -22,6 +22,7 @@ import os
 from collections.abc import Callable
 
 from clearinghouse.chain.producer import Producer
+from clearinghouse.spec.constants import USDC as USDC  # re-exported: tests and tools take the demo unit from here
 from tx.actions import (
     TIF_ALO,
     TIF_GTC,
@@ -49,8 +50,6 @@ from tx.signing import Signer
 DEMO_CHAIN_ID = 1337
 DEMO_GENESIS_TIME_MS = 1_767_225_600_000
 """2026-01-01T00:00:00Z: a fixed time, never the wall clock."""
-USDC = 1_000_000
-"""One USDC in micro-units."""
 
 DEMO_INSURANCE_FUND = 10_000 * USDC
 """The demo's fund is small on purpose, so the crash runs through every step of the waterfall."""

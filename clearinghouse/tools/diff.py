@@ -13,7 +13,7 @@ from typing import Any
 import blake3
 import msgspec
 
-from clearinghouse.spec.state.keys import NAMESPACE_NAMES, describe_key, record_type
+from clearinghouse.spec.state.keys import NAMESPACE_NAMES, describe_key, key_market, record_type
 
 
 def namespace_hashes(store: Any) -> dict[str, tuple[int, str]]:
@@ -80,7 +80,7 @@ def market_specs(store: Any) -> dict[int, Any]:
     out = {}
     for key, raw in store.scan_prefix(NS_MARKET_SPEC):
         try:
-            out[int.from_bytes(key[1:5], "big")] = msgspec.msgpack.decode(raw, type=record_type(key))
+            out[key_market(key)] = msgspec.msgpack.decode(raw, type=record_type(key))
         except Exception:
             continue
     return out
@@ -94,7 +94,7 @@ def market_decimals(store: Any) -> dict[int, int]:
 def key_with_market_name(key: bytes, description: str, names: dict[int, str]) -> str:
     """``position/0/0x...`` -> ``position/BTC/0x...`` where the key names a market."""
     if key[:1] and key[0] in _MARKET_NAMESPACES and len(key) >= 5:
-        m = int.from_bytes(key[1:5], "big")
+        m = key_market(key)
         head, sep, rest = description.partition("/")
         if sep and m in names and (rest == str(m) or rest.startswith(f"{m}/")):
             return f"{head}/{names[m]}{rest[len(str(m)) :]}"
@@ -105,7 +105,7 @@ def with_companions(key: bytes, fields: dict[str, Any], decimals: dict[int, int]
     """``fields`` plus human-unit companions: ``_usdc`` for money and prices, ``_base`` for sizes."""
     from clearinghouse.tools.units import lots_to_size, micro_to_usdc, units_to_price
 
-    market = int.from_bytes(key[1:5], "big") if key[:1] and key[0] in _MARKET_NAMESPACES and len(key) >= 5 else None
+    market = key_market(key) if key[:1] and key[0] in _MARKET_NAMESPACES and len(key) >= 5 else None
     d = decimals.get(market) if market is not None else None
     out = dict(fields)
     for name, value in fields.items():

@@ -29,8 +29,34 @@ from typing import Any
 
 import msgspec
 
+from clearinghouse.spec.constants import CROSS
+from clearinghouse.spec.events import (
+    AgentSet,
+    Deposited,
+    Fill,
+    FundingPaid,
+    FundingSettled,
+    MarginMoved,
+    OrderStatus,
+    PositionChanged,
+    PositionTransfer,
+    PricesSet,
+    Receipt,
+    Transferred,
+    Withdrew,
+)
 from clearinghouse.spec.state.keys import INSURANCE_FUND, market_spec_key
-from clearinghouse.spec.waterfall.events import CROSS
+from clearinghouse.spec.waterfall.events import (
+    AdlQueue,
+    AdlShortfall,
+    AdlStep,
+    Backstop,
+    DeficitCover,
+    Haircut,
+    InsuranceCover,
+    LiquidationTriggered,
+    MarketLiquidation,
+)
 from clearinghouse.tools.names import SYSTEM_ALIASES, SYSTEM_NAMES
 from clearinghouse.tools.units import (
     MARKET_FIELDS,
@@ -46,19 +72,18 @@ from clearinghouse.tools.units import (
 from tx.signing import Signer, checksum_address, parse_address
 
 # ---------------------------------------------------------------- field classes (by field name)
-WATERFALL_TYPES = frozenset(
-    {
-        "LiquidationTriggered",
-        "MarketLiquidation",
-        "InsuranceCover",
-        "Backstop",
-        "AdlQueue",
-        "AdlStep",
-        "DeficitCover",
-        "AdlShortfall",
-        "Haircut",
-    }
+WATERFALL_TYPES: tuple[type, ...] = (
+    LiquidationTriggered,
+    MarketLiquidation,
+    InsuranceCover,
+    Backstop,
+    AdlQueue,
+    AdlStep,
+    DeficitCover,
+    AdlShortfall,
+    Haircut,
 )
+"""The waterfall's evidence events (protocol §12.11), for ``isinstance``."""
 TRANSFER_WORDS = {"backstop": "backstop", "adl": "ADL", "deficit_cover": "deficit cover"}
 """How a ``PositionTransfer``'s reason reads in text (protocol §10.9)."""
 
@@ -303,8 +328,7 @@ def event_text(event: Any, legend: Legend) -> list[str]:
     module does not know (or whose shape changed), so it never fails on a
     new event type.
     """
-    name = type(event).__name__
-    fn = _TEXT.get(name)
+    fn = _TEXT.get(type(event))
     if fn is not None:
         try:
             return fn(event, legend)
@@ -518,29 +542,29 @@ def _t_haircut(e: Any, L: Legend) -> list[str]:
     ]
 
 
-_TEXT = {
-    "Receipt": _t_receipt,
-    "Deposited": _t_deposited,
-    "Withdrew": _t_withdrew,
-    "Transferred": _t_transferred,
-    "AgentSet": _t_agent,
-    "OrderStatus": _t_order_status,
-    "Fill": _t_fill,
-    "PositionTransfer": _t_transfer,
-    "PositionChanged": _t_position,
-    "MarginMoved": _t_margin_moved,
-    "PricesSet": _t_prices,
-    "FundingPaid": _t_funding_paid,
-    "FundingSettled": _t_funding_settled,
-    "LiquidationTriggered": _t_liq_triggered,
-    "MarketLiquidation": _t_market_liq,
-    "InsuranceCover": _t_insurance,
-    "Backstop": _t_backstop,
-    "AdlQueue": _t_adl_queue,
-    "AdlStep": _t_adl_step,
-    "DeficitCover": _t_deficit_cover,
-    "AdlShortfall": _t_shortfall,
-    "Haircut": _t_haircut,
+_TEXT: dict[type, Any] = {
+    Receipt: _t_receipt,
+    Deposited: _t_deposited,
+    Withdrew: _t_withdrew,
+    Transferred: _t_transferred,
+    AgentSet: _t_agent,
+    OrderStatus: _t_order_status,
+    Fill: _t_fill,
+    PositionTransfer: _t_transfer,
+    PositionChanged: _t_position,
+    MarginMoved: _t_margin_moved,
+    PricesSet: _t_prices,
+    FundingPaid: _t_funding_paid,
+    FundingSettled: _t_funding_settled,
+    LiquidationTriggered: _t_liq_triggered,
+    MarketLiquidation: _t_market_liq,
+    InsuranceCover: _t_insurance,
+    Backstop: _t_backstop,
+    AdlQueue: _t_adl_queue,
+    AdlStep: _t_adl_step,
+    DeficitCover: _t_deficit_cover,
+    AdlShortfall: _t_shortfall,
+    Haircut: _t_haircut,
 }
 
 
@@ -633,27 +657,22 @@ def load_history(path: str, names: dict[bytes, str] | None = None) -> History:
 
 
 # ---------------------------------------------------------------- explanation
-def _is(e: Any, name: str) -> bool:
-    return type(e).__name__ == name
-
-
 def _eq(a: Any, b: bytes) -> bool:
     return isinstance(a, (bytes, bytearray)) and bytes(a) == b
 
 
 def involves(e: Any, addr: bytes) -> bool:
     """Whether a waterfall event (a liquidation order's fill, a position transfer) concerns ``addr``."""
-    name = type(e).__name__
-    if name == "Fill":
+    if isinstance(e, Fill):
         return bool(e.liquidation) and (_eq(e.taker, addr) or _eq(e.maker, addr))
-    if name == "PositionTransfer":
+    if isinstance(e, PositionTransfer):
         return _eq(e.closing, addr) or _eq(e.counterparty, addr)
-    if name not in WATERFALL_TYPES:
+    if not isinstance(e, WATERFALL_TYPES):
         return False
     for f in ("account", "underwater", "counterparty"):
         if _eq(getattr(e, f, None), addr):
             return True
-    if addr == INSURANCE_FUND and name in ("InsuranceCover", "Backstop"):
+    if addr == INSURANCE_FUND and isinstance(e, (InsuranceCover, Backstop)):
         return True
     return False
 
@@ -693,21 +712,21 @@ def _block_incidents(block: BlockEvents, addr: bytes, L: Legend) -> list[dict[st
     own = [
         e
         for e in mine
-        if type(e).__name__ in WATERFALL_TYPES
+        if isinstance(e, WATERFALL_TYPES)
         and (_eq(getattr(e, "account", None), addr) or _eq(getattr(e, "underwater", None), addr))
     ]
     if own:
         out.append(_liquidated_incident(block, addr, own, events, L))
     # As an ADL / deficit-cover counterparty.
     for e in mine:
-        if _is(e, "AdlStep") and _eq(e.counterparty, addr):
+        if isinstance(e, AdlStep) and _eq(e.counterparty, addr):
             out.append(_adl_counterparty_incident(block, addr, e, events, L))
-        elif _is(e, "DeficitCover") and _eq(e.counterparty, addr):
+        elif isinstance(e, DeficitCover) and _eq(e.counterparty, addr):
             out.append(_deficit_counterparty_incident(block, addr, e, events, L))
     # As the insurance fund paying for others.
     if addr == INSURANCE_FUND:
         for e in mine:
-            if _is(e, "InsuranceCover") or _is(e, "Backstop"):
+            if isinstance(e, InsuranceCover) or isinstance(e, Backstop):
                 if not _eq(e.account, addr):
                     out.append(_fund_incident(block, e, L))
     return out
@@ -735,7 +754,7 @@ def _liquidated_incident(
         "deficit_covers": [],
         "shortfalls": [],
     }
-    triggers = [e for e in own if _is(e, "LiquidationTriggered")]
+    triggers = [e for e in own if isinstance(e, LiquidationTriggered)]
     for t in triggers:
         shortfall = t.maintenance_margin - t.value
         text.append(f"{_head(block)}: {who}'s {L.unit_phrase(t.market)} was liquidated.")
@@ -764,7 +783,7 @@ def _liquidated_incident(
         text.append(
             f"{_head(block)}: {who} was underwater and went through the liquidation waterfall / ADL (no new trigger this block)."
         )
-    orders = [e for e in own if _is(e, "MarketLiquidation")]
+    orders = [e for e in own if isinstance(e, MarketLiquidation)]
     for o in orders:
         side = "buy" if o.side_is_buy else "sell"
         text.append(
@@ -779,17 +798,21 @@ def _liquidated_incident(
             + "."
         )
         data["orders"].append(event_json(o, L))
-    fills = [e for e in all_events if _is(e, "Fill") and e.liquidation and (_eq(e.taker, addr) or _eq(e.maker, addr))]
+    fills = [
+        e for e in all_events if isinstance(e, Fill) and e.liquidation and (_eq(e.taker, addr) or _eq(e.maker, addr))
+    ]
     backstop_moves = [
         e
         for e in all_events
-        if _is(e, "PositionTransfer") and e.reason == "backstop" and (_eq(e.closing, addr) or _eq(e.counterparty, addr))
+        if isinstance(e, PositionTransfer)
+        and e.reason == "backstop"
+        and (_eq(e.closing, addr) or _eq(e.counterparty, addr))
     ]
     text.extend(_fill_line(f, addr, L) for f in fills)
     backstop_lines = [_transfer_line(t, addr, L) for t in backstop_moves]
     data["fills"] = [event_json(f, L) for f in fills]
     data["transfers"] = [event_json(t, L) for t in backstop_moves]
-    covers = [e for e in own if _is(e, "InsuranceCover")]
+    covers = [e for e in own if isinstance(e, InsuranceCover)]
     for c in covers:
         uncovered = c.deficit - c.paid
         text.append(
@@ -798,7 +821,7 @@ def _liquidated_incident(
             + (f"; {L.usdc(uncovered)} USDC remained uncovered." if uncovered > 0 else ".")
         )
         data["insurance"].append(event_json(c, L))
-    backstops = [e for e in own if _is(e, "Backstop")]
+    backstops = [e for e in own if isinstance(e, Backstop)]
     for b in backstops:
         text.append(
             f"  Backstop ({b.reason}): the insurance fund took over the {L.unit_phrase(b.unit)} at the mark: value {L.usdc(b.value)} USDC "
@@ -811,8 +834,8 @@ def _liquidated_incident(
     text.extend(backstop_lines)
     if triggers and not backstops:
         text.append("  It was not backstopped.")
-    queues = [e for e in own if _is(e, "AdlQueue")]
-    steps = [e for e in own if _is(e, "AdlStep")]
+    queues = [e for e in own if isinstance(e, AdlQueue)]
+    steps = [e for e in own if isinstance(e, AdlStep)]
     for q in queues:
         if q.underwater_size == 0:
             text.append(
@@ -839,17 +862,17 @@ def _liquidated_incident(
             text.append(
                 f"  ADL rank {s.rank}: {L.who(s.counterparty)} took {L.sized(s.market, s.size)} at {L.price(s.market, s.price)} USDC."
             )
-    for d in [e for e in own if _is(e, "DeficitCover")]:
+    for d in [e for e in own if isinstance(e, DeficitCover)]:
         text.append(
             f"  Deficit cover ({L.market_name(d.market)}): {L.who(d.counterparty)} (rank {d.rank}) closed {L.sized(d.market, d.size)} at the "
             f"reference price {L.price(d.market, d.reference_price)} USDC, covering {L.usdc(d.covered)} USDC; {L.usdc(d.deficit_remaining)} USDC left."
         )
         data["deficit_covers"].append(event_json(d, L))
-    for s in [e for e in own if _is(e, "AdlShortfall")]:
+    for short in [e for e in own if isinstance(e, AdlShortfall)]:
         text.append(
-            f"  ADL shortfall: {L.size(s.market, abs(s.unmatched))} {L.market_name(s.market)} could not be matched this block; it is retried next block."
+            f"  ADL shortfall: {L.size(short.market, abs(short.unmatched))} {L.market_name(short.market)} could not be matched this block; it is retried next block."
         )
-        data["shortfalls"].append(event_json(s, L))
+        data["shortfalls"].append(event_json(short, L))
     data["text"] = text
     data["events"] = [event_json(e, L) for e in own]
     return data
@@ -886,7 +909,7 @@ def _transfer_line(t: Any, addr: bytes, L: Legend) -> str:
 def _queue_for(all_events: list[Any], market: int, underwater: bytes) -> Any:
     found = None
     for e in all_events:
-        if _is(e, "AdlQueue") and e.market == market and _eq(e.underwater, underwater):
+        if isinstance(e, AdlQueue) and e.market == market and _eq(e.underwater, underwater):
             found = e
     return found
 
@@ -938,7 +961,7 @@ def _adl_counterparty_incident(
     transfers = [
         t
         for t in all_events
-        if _is(t, "PositionTransfer")
+        if isinstance(t, PositionTransfer)
         and t.reason == "adl"
         and t.market == s.market
         and _eq(t.counterparty, addr)
@@ -1022,7 +1045,7 @@ def _deficit_counterparty_incident(
         + [
             event_json(t, L)
             for t in all_events
-            if _is(t, "PositionTransfer")
+            if isinstance(t, PositionTransfer)
             and t.reason == "deficit_cover"
             and t.market == d.market
             and _eq(t.closing, addr)
@@ -1031,7 +1054,7 @@ def _deficit_counterparty_incident(
 
 
 def _fund_incident(block: BlockEvents, e: Any, L: Legend) -> dict[str, Any]:
-    if _is(e, "InsuranceCover"):
+    if isinstance(e, InsuranceCover):
         line = (
             f"{_head(block)}: the insurance fund paid {L.usdc(e.paid)} USDC of {L.who(e.account)}'s {L.usdc(e.deficit)} USDC deficit "
             f"(fund {L.usdc(e.fund_before)} -> {L.usdc(e.fund_after)} USDC)."

@@ -28,13 +28,32 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TextIO
 
-from clearinghouse.spec.waterfall.events import CROSS
+from clearinghouse.spec.constants import CROSS, NO_TX
+from clearinghouse.spec.events import (
+    Deposited,
+    Fill,
+    FundingPaid,
+    FundingSettled,
+    PositionTransfer,
+    PricesSet,
+    Receipt,
+    Transferred,
+    Withdrew,
+)
+from clearinghouse.spec.waterfall.events import (
+    AdlQueue,
+    AdlShortfall,
+    Backstop,
+    DeficitCover,
+    Haircut,
+    InsuranceCover,
+    LiquidationTriggered,
+)
 from clearinghouse.tools.units import format_scaled, micro_to_usdc
 
 ZERO_HASH = "0x" + "00" * 32
 """Hyperliquid's hash of fills and events not caused by a transaction (liquidations, ADL, funding)."""
 
-NO_TX = 2**32 - 1
 NOBODY = b""
 """A ``user`` filter no account matches (the fill walk then only updates its running figures)."""
 
@@ -238,10 +257,9 @@ class Tracker:
             d[key] = d.get(key, 0) + paid
 
     def watch(self, ev: Any) -> None:
-        name = type(ev).__name__
-        if name == "PricesSet":
+        if isinstance(ev, PricesSet):
             self.mark[ev.market] = ev.mark_price
-        elif name == "FundingPaid":
+        elif isinstance(ev, FundingPaid):
             self.funding(bytes(ev.account), ev.market, ev.amount)
 
 
@@ -287,19 +305,18 @@ def _block_fills(src: Source, block: BlockEvents, t: Tracker, user: bytes | None
     liquidated: dict[bytes, bool] = {}  # account -> isolated? (the last trigger or backstop in this block)
     underwater: dict[int, bytes] = {}  # market -> the account ADL is deleveraging against
     for i, ev in enumerate(block.events):
-        name = type(ev).__name__
         t.watch(ev)
-        if name == "Receipt":
+        if isinstance(ev, Receipt):
             tx_ids[ev.tx_index] = bytes(ev.tx_id)
-        elif name == "LiquidationTriggered":
+        elif isinstance(ev, LiquidationTriggered):
             liquidated[bytes(ev.account)] = ev.market != CROSS
-        elif name == "Backstop":
+        elif isinstance(ev, Backstop):
             liquidated[bytes(ev.account)] = ev.unit != CROSS
-        elif name in ("AdlQueue", "AdlShortfall"):
+        elif isinstance(ev, (AdlQueue, AdlShortfall)):
             underwater[ev.market] = bytes(ev.underwater)
-        elif name == "Fill":
+        elif isinstance(ev, Fill):
             yield from _fill_sides(src, block, i, ev, t, tx_ids, liquidated, user)
-        elif name == "PositionTransfer":
+        elif isinstance(ev, PositionTransfer):
             yield from _transfer_sides(src, block, i, ev, t, liquidated, underwater, user)
 
 
@@ -424,10 +441,9 @@ def iter_funding(src: Source, *, user: bytes | None = None) -> Iterator[dict[str
     for block in src.blocks():
         pending: list[Any] = []
         for ev in block.events:
-            name = type(ev).__name__
-            if name == "FundingPaid":
+            if isinstance(ev, FundingPaid):
                 pending.append(ev)
-            elif name == "FundingSettled":
+            elif isinstance(ev, FundingSettled):
                 m = src.markets[ev.market]
                 rate = format_scaled(ev.rate_ppb, 9)
                 for p in [p for p in pending if p.market == ev.market]:
@@ -480,14 +496,13 @@ def iter_ledger(src: Source, *, user: bytes | None = None) -> Iterator[dict[str,
         funding_rate: dict[int, tuple[str, int]] = {}
         rows: list[tuple[bytes, str, dict[str, Any]]] = []
         for i, ev in enumerate(block.events):
-            name = type(ev).__name__
             h = tx_ids.get(getattr(ev, "tx_index", NO_TX))
             hash_text = "0x" + h.hex() if h is not None else ZERO_HASH
-            if name == "Receipt":
+            if isinstance(ev, Receipt):
                 tx_ids[ev.tx_index] = bytes(ev.tx_id)
-            elif name == "Deposited":
+            elif isinstance(ev, Deposited):
                 rows.append((bytes(ev.account), hash_text, {"type": "deposit", "usdc": usd(ev.amount)}))
-            elif name == "Withdrew":
+            elif isinstance(ev, Withdrew):
                 rows.append(
                     (
                         bytes(ev.account),
@@ -501,7 +516,7 @@ def iter_ledger(src: Source, *, user: bytes | None = None) -> Iterator[dict[str,
                         },
                     )
                 )
-            elif name == "Transferred":
+            elif isinstance(ev, Transferred):
                 common: dict[str, Any] = {
                     "type": "internalTransfer",
                     "user": addr(ev.source),
@@ -510,7 +525,7 @@ def iter_ledger(src: Source, *, user: bytes | None = None) -> Iterator[dict[str,
                 }
                 rows.append((bytes(ev.source), hash_text, dict(common, usdc=usd(-ev.amount))))
                 rows.append((bytes(ev.destination), hash_text, dict(common, usdc=usd(ev.amount))))
-            elif name == "Fill":
+            elif isinstance(ev, Fill):
                 m = src.markets[ev.market]
                 tid = (block.height << 20) | i
                 for who, fee in ((bytes(ev.taker), ev.taker_fee), (bytes(ev.maker), ev.maker_fee)):
@@ -523,7 +538,7 @@ def iter_ledger(src: Source, *, user: bytes | None = None) -> Iterator[dict[str,
                                 {"type": "fee", "coin": m.name, "usdc": usd(fee), "tid": tid, "payer": addr(who)},
                             )
                         )
-            elif name == "FundingPaid":
+            elif isinstance(ev, FundingPaid):
                 m = src.markets[ev.market]
                 rows.append(
                     (
@@ -540,7 +555,7 @@ def iter_ledger(src: Source, *, user: bytes | None = None) -> Iterator[dict[str,
                         },
                     )
                 )
-            elif name == "FundingSettled":
+            elif isinstance(ev, FundingSettled):
                 funding_rate[ev.market] = (format_scaled(ev.rate_ppb, 9), ev.samples)
                 if ev.residue:
                     rows.append(
@@ -550,7 +565,7 @@ def iter_ledger(src: Source, *, user: bytes | None = None) -> Iterator[dict[str,
                             {"type": "fundingResidue", "coin": src.markets[ev.market].name, "usdc": usd(ev.residue)},
                         )
                     )
-            elif name == "Backstop":
+            elif isinstance(ev, Backstop):
                 positions = [
                     {"coin": src.markets[p.market].name, "szi": sz(src.markets[p.market], p.size)} for p in ev.positions
                 ]
@@ -565,7 +580,7 @@ def iter_ledger(src: Source, *, user: bytes | None = None) -> Iterator[dict[str,
                 }
                 rows.append((bytes(ev.account), ZERO_HASH, dict(common, usdc=usd(-ev.margin_taken))))
                 rows.append((INSURANCE_FUND, ZERO_HASH, dict(common, usdc=usd(ev.margin_taken))))
-            elif name == "DeficitCover" and ev.covered:
+            elif isinstance(ev, DeficitCover) and ev.covered:
                 common = {
                     "type": "deficitCover",
                     "liquidatedUser": addr(ev.underwater),
@@ -574,11 +589,11 @@ def iter_ledger(src: Source, *, user: bytes | None = None) -> Iterator[dict[str,
                 }
                 rows.append((bytes(ev.counterparty), ZERO_HASH, dict(common, usdc=usd(-ev.covered))))
                 rows.append((bytes(ev.underwater), ZERO_HASH, dict(common, usdc=usd(ev.covered))))
-            elif name == "InsuranceCover" and ev.paid:
+            elif isinstance(ev, InsuranceCover) and ev.paid:
                 common = {"type": "insuranceCover", "liquidatedUser": addr(ev.account), "deficit": usd(ev.deficit)}
                 rows.append((bytes(ev.account), ZERO_HASH, dict(common, usdc=usd(ev.paid))))
                 rows.append((INSURANCE_FUND, ZERO_HASH, dict(common, usdc=usd(-ev.paid))))
-            elif name == "Haircut" and ev.amount:
+            elif isinstance(ev, Haircut) and ev.amount:
                 common = {"type": "haircut", "payer": addr(ev.account), "deficit": usd(ev.deficit)}
                 rows.append((bytes(ev.account), ZERO_HASH, dict(common, usdc=usd(-ev.amount))))
                 rows.append((INSURANCE_FUND, ZERO_HASH, dict(common, usdc=usd(ev.amount))))
@@ -607,8 +622,7 @@ def iter_liquidations(src: Source, *, names: dict[bytes, str] | None = None) -> 
     legend = Legend(markets=[MarketInfo(m.index, m.name, m.sz_decimals) for m in src.markets], names=dict(names or {}))
     for block in src.blocks():
         for i, ev in enumerate(block.events):
-            name = type(ev).__name__
-            if name in WATERFALL_TYPES or name == "PositionTransfer" or (name == "Fill" and ev.liquidation):
+            if isinstance(ev, (*WATERFALL_TYPES, PositionTransfer)) or (isinstance(ev, Fill) and ev.liquidation):
                 rec = {"height": block.height, "time": block.time_ms, "event_index": i}
                 rec.update(event_json(ev, legend))
                 yield rec

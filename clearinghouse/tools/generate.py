@@ -63,6 +63,16 @@ from functools import cache
 from typing import Any
 
 from clearinghouse.chain.producer import Producer
+from clearinghouse.spec.events import OrderStatus, Receipt
+from clearinghouse.spec.waterfall.events import (
+    AdlShortfall,
+    AdlStep,
+    Backstop,
+    Haircut,
+    InsuranceCover,
+    LiquidationTriggered,
+    MarketLiquidation,
+)
 from clearinghouse.tools.demo import DEMO_CHAIN_ID, DEMO_GENESIS_TIME_MS, USDC
 from tx.actions import (
     TIF_ALO,
@@ -330,7 +340,7 @@ class Planner:
     # -- events of executed blocks (closed loop: resting order ids for cancels and modifies)
     def observe(self, events: list[Any]) -> None:
         for e in events:
-            if type(e).__name__ != "OrderStatus":
+            if not isinstance(e, OrderStatus):
                 continue
             if e.status == "resting":
                 owner = self.index_of.get(e.owner)
@@ -823,14 +833,13 @@ def generate(
 def _count(counts: dict[str, int], executed: Any) -> None:
     counts["txs"] += len(executed.txs)
     for e in executed.events:
-        name = type(e).__name__
-        if name == "Receipt":
+        if isinstance(e, Receipt):
             counts["rejected"] += not e.ok
-        elif name == "LiquidationTriggered":
+        elif isinstance(e, LiquidationTriggered):
             counts["liquidations"] += 1
-        elif name == "Backstop":
+        elif isinstance(e, Backstop):
             counts["backstops"] += 1
-        elif name == "AdlStep":
+        elif isinstance(e, AdlStep):
             counts["adl_fills"] += 1
 
 
@@ -845,17 +854,17 @@ def block_waterfall_counts(events: list[Any]) -> dict[str, int]:
         "adl_shortfalls": 0,
         "haircuts": 0,
     }
-    names = {
-        "LiquidationTriggered": "liquidations",
-        "MarketLiquidation": "market_liquidations",
-        "Backstop": "backstops",
-        "InsuranceCover": "insurance_covers",
-        "AdlStep": "adl_fills",
-        "AdlShortfall": "adl_shortfalls",
-        "Haircut": "haircuts",
+    names: dict[type, str] = {
+        LiquidationTriggered: "liquidations",
+        MarketLiquidation: "market_liquidations",
+        Backstop: "backstops",
+        InsuranceCover: "insurance_covers",
+        AdlStep: "adl_fills",
+        AdlShortfall: "adl_shortfalls",
+        Haircut: "haircuts",
     }
     for e in events:
-        key = names.get(type(e).__name__)
+        key = names.get(type(e))
         if key is not None:
             out[key] += 1
     return out

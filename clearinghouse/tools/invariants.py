@@ -27,6 +27,7 @@ from typing import Any
 
 import msgspec
 
+from clearinghouse.spec.constants import CROSS
 from clearinghouse.spec.state.keys import (
     CHAIN_KEY,
     INSURANCE_FUND,
@@ -35,10 +36,12 @@ from clearinghouse.spec.state.keys import (
     NS_POSITION,
     NS_TRIGGER,
     book_side_prefix,
+    key_account,
+    key_market,
     market_state_key,
+    position_owner,
     record_type,
 )
-from clearinghouse.spec.waterfall.events import CROSS
 from clearinghouse.spec.waterfall.units import Unit, unit_health
 
 
@@ -67,9 +70,9 @@ def snapshot(items: Iterable[tuple[bytes, bytes]]) -> Snapshot:
         if key == CHAIN_KEY:
             chain = rec
         elif ns == NS_ACCOUNT:
-            accounts[key[1:]] = rec
+            accounts[key_account(key)] = rec
         elif ns == NS_POSITION:
-            positions[(int.from_bytes(key[1:5], "big"), key[5:])] = rec
+            positions[(key_market(key), position_owner(key))] = rec
         elif ns == NS_ORDER:
             orders.append((key, rec))
         else:

@@ -22,7 +22,16 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+from clearinghouse.spec.events import Fill, PositionTransfer
 from clearinghouse.spec.state.keys import INSURANCE_FUND, market_state_key
+from clearinghouse.spec.waterfall.events import (
+    AdlQueue,
+    AdlStep,
+    Backstop,
+    DeficitCover,
+    InsuranceCover,
+    LiquidationTriggered,
+)
 from clearinghouse.tools.explain import (
     WATERFALL_TYPES,
     Legend,
@@ -202,9 +211,8 @@ def _scan_waterfall(c: Collected, block: Any, involved: dict[bytes, int], names:
     hot = False
     t = block.time_ms or 0
     for ev in block.events:
-        name = type(ev).__name__
-        is_liq_fill = name == "Fill" and ev.liquidation
-        if is_liq_fill or name == "PositionTransfer":
+        is_liq_fill = isinstance(ev, Fill) and ev.liquidation
+        if is_liq_fill or isinstance(ev, PositionTransfer):
             # A liquidation order's fill through the book, or a backstop / ADL / deficit-cover transfer.
             m = c.markets[ev.market]
             if is_liq_fill:
@@ -224,17 +232,18 @@ def _scan_waterfall(c: Collected, block: Any, involved: dict[bytes, int], names:
             c.counts[counter] = c.counts.get(counter, 0) + 1
             involved.setdefault(who, 0 if kind == "liquidation" else 1)
             hot = True
-        elif name in WATERFALL_TYPES:
+        elif isinstance(ev, WATERFALL_TYPES):
             hot = True
-            c.counts[name] = c.counts.get(name, 0) + 1
-            if name in ("LiquidationTriggered", "Backstop"):
+            label = type(ev).__name__  # the count's label in the report, not a dispatch
+            c.counts[label] = c.counts.get(label, 0) + 1
+            if isinstance(ev, (LiquidationTriggered, Backstop)):
                 involved[bytes(ev.account)] = 0
-            elif name == "AdlStep":
+            elif isinstance(ev, AdlStep):
                 involved.setdefault(bytes(ev.counterparty), 1)
                 involved.setdefault(bytes(ev.underwater), 0)
-            elif name == "DeficitCover":
+            elif isinstance(ev, DeficitCover):
                 involved.setdefault(bytes(ev.counterparty), 1)
-            elif name == "InsuranceCover" and ev.paid:
+            elif isinstance(ev, InsuranceCover) and ev.paid:
                 c.fund_markers.append(
                     {
                         "x": t,
@@ -405,7 +414,7 @@ def build_report(log: str, *, names: dict[bytes, str] | None = None, title: str 
         ),
     )
     page.section("ADL queues")
-    queues = [(b, e) for b in c.waterfall_blocks for e in b.events if type(e).__name__ == "AdlQueue"]
+    queues = [(b, e) for b in c.waterfall_blocks for e in b.events if isinstance(e, AdlQueue)]
     if not queues:
         page.text("No auto-deleveraging happened on this chain.", muted=True)
     for b, q in queues:
@@ -413,7 +422,7 @@ def build_report(log: str, *, names: dict[bytes, str] | None = None, title: str 
         steps = [
             e
             for e in b.events
-            if type(e).__name__ == "AdlStep" and e.market == q.market and bytes(e.underwater) == bytes(q.underwater)
+            if isinstance(e, AdlStep) and e.market == q.market and bytes(e.underwater) == bytes(q.underwater)
         ]
         page.heading(
             f"Height {b.height}: {_who(bytes(q.underwater), names)}'s {legend.unit_phrase(q.underwater_unit)} underwater "

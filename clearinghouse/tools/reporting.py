@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clearinghouse.chain.engine import Engine, replay_log
-from clearinghouse.spec.state.keys import account_key, position_key
+from clearinghouse.spec.events import Fill, FundingPaid, PositionTransfer, Receipt
+from clearinghouse.spec.state.keys import account_key, key_account, position_key
 from clearinghouse.spec.trading.margin import cross_health
+from clearinghouse.spec.waterfall.events import InsuranceCover
 from clearinghouse.tools.units import micro_to_usdc
 from tx.logfile import scan_log
 from tx.signing import checksum_address
-
-USDC = 1_000_000
 
 
 @dataclass
@@ -69,7 +69,7 @@ def replay_into_db(
             for ev in executed.events:
                 name = type(ev).__name__
                 counts[name] += 1
-                if name == "Receipt" and not ev.ok:
+                if isinstance(ev, Receipt) and not ev.ok:
                     codes[ev.code] += 1
                 for key, inc in _derived_counts(ev):
                     counts[key] += inc
@@ -115,20 +115,19 @@ def replay_into_db(
 
 def _derived_counts(ev: Any) -> list[tuple[str, int]]:
     """Counters the summary reports beyond event type names."""
-    name = type(ev).__name__
     out = []
-    if name == "Fill":
+    if isinstance(ev, Fill):
         out.append(("fills", 1))
         if ev.liquidation:
             out.append(("liquidation_fills", 1))
-    elif name == "PositionTransfer":
+    elif isinstance(ev, PositionTransfer):
         out.append(("transfers", 1))
         if ev.reason in ("adl", "deficit_cover"):
             # Key kept from when these were fills: ADL and deficit-cover closes (protocol §10.9).
             out.append(("adl_fills", 1))
-    elif name == "FundingPaid" and ev.amount != 0:
+    elif isinstance(ev, FundingPaid) and ev.amount != 0:
         out.append(("funding_payments", 1))
-    elif name == "InsuranceCover" and ev.paid > 0:
+    elif isinstance(ev, InsuranceCover) and ev.paid > 0:
         out.append(("insurance_covers", 1))
     return out
 
@@ -141,7 +140,7 @@ def account_rows(engine: Engine, labels: dict[bytes, str]) -> list[dict[str, Any
     view = engine.view()
     rows = []
     for key, _raw in engine.store.scan_prefix(NS_ACCOUNT):
-        addr = key[1:]
+        addr = key_account(key)
         acct = view.get(key)
         health = cross_health(view, addr)
         rows.append(

@@ -38,18 +38,21 @@ from typing import Any
 import msgspec
 
 from clearinghouse.chain.engine import Engine, Executed, iter_log
+from clearinghouse.spec.constants import CROSS
 from clearinghouse.spec.end_of_block import ToolHook, tool_hook
 from clearinghouse.spec.state.keys import (
     CHAIN_KEY,
     NS_ACCOUNT,
     NS_LIQ_REF,
     SYSTEM_ACCOUNTS,
+    key_account,
     market_state_key,
+    position_owner,
     position_prefix,
 )
 from clearinghouse.spec.state.records import Chain
 from clearinghouse.spec.waterfall.adl import units_to_deleverage
-from clearinghouse.spec.waterfall.events import CROSS
+from clearinghouse.spec.waterfall.events import AdlStep, DeficitCover, Haircut, WaterfallSkipped
 from clearinghouse.spec.waterfall.insurance_fund import fund_value
 from clearinghouse.spec.waterfall.policies import POLICIES, Policy
 from clearinghouse.spec.waterfall.units import Unit, unit_health
@@ -88,11 +91,11 @@ def account_equities(store: Any, ws: Any) -> dict[bytes, int]:
         for key in ws.index.iter_prefix(position_prefix(m)):
             pos = ws.get(key)
             if not pos.is_cross:
-                isolated.setdefault(key[5:], []).append(m)
+                isolated.setdefault(position_owner(key), []).append(m)
     system = set(SYSTEM_ACCOUNTS)
     out = {}
     for key, _raw in store.scan_prefix(NS_ACCOUNT):
-        a = key[len(NS_ACCOUNT) :]
+        a = key_account(key)
         if a in system:
             continue
         eq = unit_health(ws, Unit(a, CROSS)).value
@@ -191,16 +194,15 @@ class Observer:
             return marks[m]
 
         for e in executed.events:
-            name = type(e).__name__
-            if name == "WaterfallSkipped" and self.capture_store is not None and self.fork is None:
+            if isinstance(e, WaterfallSkipped) and self.capture_store is not None and self.fork is None:
                 self.fork_unsafe = True  # a rolled-back liquidation leaves no reference, yet it read the policy
-            if name == "AdlStep":
+            if isinstance(e, AdlStep):
                 obs.fills.append(Fill(e.market, e.counterparty, e.size, e.price, mark(e.market)))
-            elif name == "DeficitCover":
+            elif isinstance(e, DeficitCover):
                 obs.fills.append(Fill(e.market, e.counterparty, e.size, e.reference_price, mark(e.market)))
                 if e.covered:
                     obs.charges.append((e.counterparty, e.covered))
-            elif name == "Haircut":
+            elif isinstance(e, Haircut):
                 obs.charges.append((e.account, e.amount))
         obs.fund_after = fund_value(view)
         if not self.fund_path or self.fund_path[-1][1] != obs.fund_after:

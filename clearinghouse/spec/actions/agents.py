@@ -16,19 +16,26 @@ from __future__ import annotations
 
 from clearinghouse.spec.errors import Unauthorized
 from clearinghouse.spec.events import AgentSet
+from clearinghouse.spec.state.access import get_agent, get_nonces
 from clearinghouse.spec.state.context import TxContext
-from clearinghouse.spec.state.keys import SYSTEM_ACCOUNTS, account_key, agent_key, nonces_key
+from clearinghouse.spec.state.keys import SYSTEM_ACCOUNTS, account_key, agent_key
 from clearinghouse.spec.state.records import Agent
 from tx.actions import ApproveAgent
 
 
 def apply_approve_agent(ctx: TxContext, action: ApproveAgent) -> None:
+    """Approve (or revoke) an agent key that may sign trading actions for the signer's account (protocol §9.7).
+
+    Raises:
+        Unauthorized: an agent signs it, the agent is the account itself or a system account, or the
+            agent key is already an account (or has signed before) and so cannot become an agent.
+    """
     if ctx.signer != ctx.account:
         raise Unauthorized("an agent cannot approve agents")
     if action.agent == ctx.account or action.agent in SYSTEM_ACCOUNTS:
         raise Unauthorized("an account cannot be its own agent")
     key = agent_key(action.agent)
-    current = ctx.ws.get(key)
+    current = get_agent(ctx.ws, action.agent)
     if action.approve:
         if current is not None and current.owner != ctx.account:
             raise Unauthorized("that key is already another account's agent")
@@ -36,7 +43,7 @@ def apply_approve_agent(ctx: TxContext, action: ApproveAgent) -> None:
             raise Unauthorized("a genesis authority's key cannot be an agent")
         if ctx.ws.get(account_key(action.agent)) is not None:
             raise Unauthorized("that key already has an account; agents must be fresh keys")
-        if current is None and ctx.ws.get(nonces_key(action.agent)) is not None:
+        if current is None and get_nonces(ctx.ws, action.agent) is not None:
             raise Unauthorized("that key has signed transactions; agents must be fresh keys")
         ctx.ws.put(key, Agent(owner=ctx.account))
     else:

@@ -6,22 +6,29 @@ import msgspec
 
 from clearinghouse.spec.errors import InsufficientBalance, InvalidAmount, ReservedAccount, Unauthorized
 from clearinghouse.spec.events import Deposited, Transferred, Withdrew
+from clearinghouse.spec.state.access import get_agent, get_chain
 from clearinghouse.spec.state.accounts import add_cash
 from clearinghouse.spec.state.context import TxContext
-from clearinghouse.spec.state.keys import CHAIN_KEY, SYSTEM_ACCOUNTS, agent_key
+from clearinghouse.spec.state.keys import CHAIN_KEY, SYSTEM_ACCOUNTS
 from clearinghouse.spec.trading.margin import withdrawable
 from tx.actions import Deposit, Transfer, Withdraw
 from tx.types import U64_MAX
 
 
 def apply_deposit(ctx: TxContext, action: Deposit) -> None:
-    """Credit a deposit bridged in from L1. Only the genesis bridge key may sign one."""
+    """Credit a deposit bridged in from L1. Only the genesis bridge key may sign one (protocol §9.3).
+
+    Raises:
+        Unauthorized: the signer is not the genesis bridge.
+        ReservedAccount: the recipient is a system account or an approved agent key.
+        InvalidAmount: total deposits (or the balance) would leave 64 bits.
+    """
     if ctx.signer != ctx.chain.bridge:
         raise Unauthorized("only the bridge may sign deposits")
     if action.to in SYSTEM_ACCOUNTS:
         raise ReservedAccount("deposits to system accounts are not allowed")
     _check_not_agent(ctx, action.to)
-    chain = ctx.ws.get(CHAIN_KEY)
+    chain = get_chain(ctx.ws)
     if chain.deposits + action.amount > U64_MAX:
         raise InvalidAmount("total deposits would overflow their 64-bit counter")
     add_cash(ctx.ws, action.to, action.amount)
@@ -30,9 +37,15 @@ def apply_deposit(ctx: TxContext, action: Deposit) -> None:
 
 
 def apply_withdraw(ctx: TxContext, action: Withdraw) -> None:
-    """Release collateral off-chain, if the account stays above its withdrawal floor."""
+    """Release collateral off-chain, if the account stays above its withdrawal floor (protocol §9.3).
+
+    Raises:
+        ReservedAccount: a system account cannot withdraw.
+        InsufficientBalance: the account would fall below its withdrawal floor.
+        InvalidAmount: total withdrawals would leave 64 bits.
+    """
     _check_can_release(ctx, action.amount)
-    chain = ctx.ws.get(CHAIN_KEY)
+    chain = get_chain(ctx.ws)
     if chain.withdrawals + action.amount > U64_MAX:
         raise InvalidAmount("total withdrawals would overflow their 64-bit counter")
     add_cash(ctx.ws, ctx.account, -action.amount)
@@ -41,7 +54,14 @@ def apply_withdraw(ctx: TxContext, action: Withdraw) -> None:
 
 
 def apply_transfer(ctx: TxContext, action: Transfer) -> None:
-    """Move cross collateral to another account under the same floor as a withdrawal."""
+    """Move cross collateral to another account under the same floor as a withdrawal (protocol §9.3).
+
+    Raises:
+        ReservedAccount: the sender or the recipient is a system account, or the recipient an agent key.
+        Unauthorized: a transfer to the account itself.
+        InsufficientBalance: the sender would fall below its withdrawal floor.
+        InvalidAmount: a balance would leave 64 bits.
+    """
     if action.to in SYSTEM_ACCOUNTS:
         raise ReservedAccount("transfers to system accounts are not allowed")
     if action.to == ctx.account:
@@ -55,7 +75,7 @@ def apply_transfer(ctx: TxContext, action: Transfer) -> None:
 
 def _check_not_agent(ctx: TxContext, to: bytes) -> None:
     """An agent key acts only for its owner: money sent to it could never be used or withdrawn."""
-    if ctx.ws.get(agent_key(to)) is not None:
+    if get_agent(ctx.ws, to) is not None:
         raise ReservedAccount("that address is an approved agent key, not an account")
 
 

@@ -28,6 +28,14 @@ from tx.actions import UpdateIsolatedMargin, UpdateLeverage
 
 
 def apply_update_leverage(ctx: TxContext, action: UpdateLeverage) -> None:
+    """Set the leverage and margin mode (cross or isolated) of the account's position in a market (protocol §9.5).
+
+    Raises:
+        UnknownMarket: no such market.
+        InvalidLeverage: leverage outside 1..max_leverage, or the open position would no longer meet
+            initial margin at it.
+        InvalidMarginMode: the mode changes while the position is open or holds an isolated deficit.
+    """
     ws = ctx.ws
     spec = market_spec(ws, action.market)
     if not 1 <= action.leverage <= spec.max_leverage:
@@ -62,6 +70,15 @@ def apply_update_leverage(ctx: TxContext, action: UpdateLeverage) -> None:
 
 
 def apply_update_isolated_margin(ctx: TxContext, action: UpdateIsolatedMargin) -> None:
+    """Move margin between cross cash and an open isolated position's bucket (protocol §9.6).
+
+    Raises:
+        UnknownMarket: no such market.
+        InvalidMarginMode: the position is cross or flat.
+        InvalidAmount: ``delta`` is zero, or a balance would leave its 64-bit range.
+        InsufficientBalance: adding more than the cross account can spare.
+        InsufficientMargin: removing so much that the position falls below initial margin.
+    """
     ws = ctx.ws
     spec = market_spec(ws, action.market)
     pos = get_or_default(ws, action.market, ctx.account, spec)

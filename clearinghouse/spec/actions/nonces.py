@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import bisect
 
+from clearinghouse.spec.constants import MAX_NONCES, NONCE_FUTURE_WINDOW_MS, NONCE_PAST_WINDOW_MS
 from clearinghouse.spec.errors import BadNonce
+from clearinghouse.spec.state.access import get_nonces
 from clearinghouse.spec.state.keys import nonces_key
-from clearinghouse.spec.state.records import MAX_NONCES, NonceSet
+from clearinghouse.spec.state.records import NonceSet
 from clearinghouse.spec.state.working_state import WorkingState
-
-NONCE_PAST_WINDOW_MS = 2 * 24 * 3600 * 1000
-NONCE_FUTURE_WINDOW_MS = 1 * 24 * 3600 * 1000
 
 
 def check_nonce(kept: list[int], nonce: int, block_time_ms: int) -> None:
-    """Raise ``BadNonce`` unless ``nonce`` is acceptable (pure)."""
+    """Raise ``BadNonce`` unless ``nonce`` is acceptable (pure; protocol §4.6).
+
+    Raises:
+        BadNonce: outside (block time - 2 days, block time + 1 day), already used, or not above the
+            smallest of a full set of kept nonces.
+    """
     if not (block_time_ms - NONCE_PAST_WINDOW_MS < nonce < block_time_ms + NONCE_FUTURE_WINDOW_MS):
         raise BadNonce(f"nonce {nonce} outside the window ({block_time_ms} - 2d, {block_time_ms} + 1d)")
     i = bisect.bisect_left(kept, nonce)
@@ -32,7 +36,7 @@ def check_nonce(kept: list[int], nonce: int, block_time_ms: int) -> None:
 
 
 def with_nonce(kept: list[int], nonce: int) -> list[int]:
-    """The kept list after using ``nonce``: inserted in order, smallest dropped past 100."""
+    """The kept list after using ``nonce``: inserted in order, smallest dropped past 100 (protocol §4.6)."""
     out = list(kept)
     bisect.insort(out, nonce)
     if len(out) > MAX_NONCES:
@@ -41,8 +45,12 @@ def with_nonce(kept: list[int], nonce: int) -> list[int]:
 
 
 def use_nonce(ws: WorkingState, signer: bytes, nonce: int, block_time_ms: int) -> None:
-    key = nonces_key(signer)
-    rec = ws.get(key)
+    """Check ``nonce`` against the signer's kept nonces and record it (protocol §4.6).
+
+    Raises:
+        BadNonce: see ``check_nonce``.
+    """
+    rec = get_nonces(ws, signer)
     kept = rec.nonces if rec is not None else []
     check_nonce(kept, nonce, block_time_ms)
-    ws.put(key, NonceSet(nonces=with_nonce(kept, nonce)))
+    ws.put(nonces_key(signer), NonceSet(nonces=with_nonce(kept, nonce)))

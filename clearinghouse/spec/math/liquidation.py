@@ -6,33 +6,41 @@ No state here, only integers and exact fractions. Every rounding is named.
 from __future__ import annotations
 
 from fractions import Fraction
+from typing import NamedTuple
 
-from clearinghouse.spec.math.margin import ceil_div
+from clearinghouse.spec.constants import (
+    BACKSTOP_DEN,
+    BACKSTOP_NUM,
+    PARTIAL_LIQUIDATION_NOTIONAL,
+    PARTIAL_LIQUIDATION_PERCENT,
+)
 
-USDC = 1_000_000
-PARTIAL_LIQUIDATION_NOTIONAL = 100_000 * USDC
-"""Positions above this notional (at mark) are market-liquidated 20% at a time."""
-PARTIAL_LIQUIDATION_PERCENT = 20
-LIQUIDATION_COOLDOWN_MS = 30_000
-"""After a partial liquidation, the next 30 s of liquidation orders are for the whole position."""
-BACKSTOP_NUM, BACKSTOP_DEN = 2, 3
-"""Backstop below 2/3 of maintenance margin."""
-LIQUIDATION_SLIPPAGE_BPS = 1000
-"""Where no insurance-fund bound applies (policy ``seed``), liquidation orders accept up to 10% from mark."""
+# Re-exported for the waterfall modules that import them from here; defined in spec.constants.
+from clearinghouse.spec.constants import LIQUIDATION_COOLDOWN_MS as LIQUIDATION_COOLDOWN_MS
+from clearinghouse.spec.constants import LIQUIDATION_SLIPPAGE_BPS as LIQUIDATION_SLIPPAGE_BPS
+from clearinghouse.spec.math.integers import ceil_div
+from clearinghouse.spec.math.pnl import realized_pnl
 
 
 def is_liquidatable(value: int, maintenance: int) -> bool:
-    """Step 1: value below maintenance margin (both at mark)."""
+    """Step 1: value below maintenance margin (both at mark; protocol §12.3)."""
     return value < maintenance
 
 
 def below_backstop(value: int, maintenance: int) -> bool:
-    """value < 2/3 x maintenance, compared exactly (3 x value < 2 x maintenance)."""
+    """value < 2/3 x maintenance, compared exactly (3 x value < 2 x maintenance; protocol §12.6)."""
     return BACKSTOP_DEN * value < BACKSTOP_NUM * maintenance
 
 
-def liquidation_slice(size_abs: int, notional: int, in_cooldown: bool) -> tuple[int, bool]:
-    """Lots to send to the book and whether it is a partial (20%) slice.
+class LiquidationSlice(NamedTuple):
+    """Lots one liquidation order sends to the book, and whether that is a partial (20%) slice (protocol §12.4)."""
+
+    lots: int
+    partial: bool
+
+
+def liquidation_slice(size_abs: int, notional: int, in_cooldown: bool) -> LiquidationSlice:
+    """Lots to send to the book and whether it is a partial (20%) slice (protocol §12.4).
 
     Above 100,000 USDC notional and outside the cooldown, 20% of the position,
     rounded up to a whole lot (so it always makes progress); otherwise all of it.
@@ -40,8 +48,8 @@ def liquidation_slice(size_abs: int, notional: int, in_cooldown: bool) -> tuple[
     if notional > PARTIAL_LIQUIDATION_NOTIONAL and not in_cooldown:
         part = ceil_div(size_abs * PARTIAL_LIQUIDATION_PERCENT, 100)
         if part < size_abs:
-            return part, True
-    return size_abs, False
+            return LiquidationSlice(part, True)
+    return LiquidationSlice(size_abs, False)
 
 
 def bankruptcy_prices(value: int, positions: list[tuple[int, int, int]]) -> list[Fraction]:
@@ -62,7 +70,7 @@ def bankruptcy_prices(value: int, positions: list[tuple[int, int, int]]) -> list
 
 
 def round_bankruptcy_price(exact: Fraction, size: int) -> int:
-    """Round a bankruptcy price in the underwater unit's favour (it must end >= 0).
+    """Round a bankruptcy price in the underwater unit's favour (it must end >= 0; protocol §12.8).
 
     A long closes by selling: round up. A short closes by buying: round down.
     The excess this leaves (less than one price unit per lot) is swept to the
@@ -76,7 +84,7 @@ def round_bankruptcy_price(exact: Fraction, size: int) -> int:
 
 
 def fund_bounded_limit(is_long: int, value: int, qty: int, mark: int, fund: int) -> int:
-    """The worst liquidation price whose deficit the insurance fund can still pay.
+    """The worst liquidation price whose deficit the insurance fund can still pay (protocol §12.4).
 
     Selling ``qty`` of a long at p changes the unit's value by qty x (p - mark);
     require value + qty x (p - mark) >= -fund. Long: p >= mark - (value + fund)/qty,
@@ -89,34 +97,30 @@ def fund_bounded_limit(is_long: int, value: int, qty: int, mark: int, fund: int)
 
 
 def slippage_bound(is_long: bool, mark: int, bps: int) -> int:
-    """A long is sold down to mark x (1 - bps) (rounded up); a short bought up to mark x (1 + bps) (rounded down)."""
+    """A long is sold down to mark x (1 - bps) (rounded up); a short bought up to mark x (1 + bps) (rounded down).
+
+    See protocol §12.4.
+    """
     if is_long:
         return max(1, ceil_div(mark * (10_000 - bps), 10_000))
     return mark * (10_000 + bps) // 10_000
 
 
-def realized_if_closed(size: int, cost: int, qty: int, price: int) -> int:
-    """Realized PnL of closing ``qty`` lots of a position at ``price`` (positions.settle_fill's rule)."""
-    closed_cost = abs(cost) * qty // abs(size)
-    closed_cost = closed_cost if cost >= 0 else -closed_cost
-    return (qty if size > 0 else -qty) * price - closed_cost
-
-
 def smallest_cover_qty(size: int, cost: int, price: int, deficit: int) -> int | None:
-    """``seed`` rule: the fewest whole lots whose realized profit at ``price`` covers ``deficit``.
+    """``seed`` rule: the fewest whole lots whose realized profit at ``price`` covers ``deficit`` (protocol §12.9).
 
     Returns None when even the whole position realizes no profit at that price;
     returns |size| when the whole position does not cover the deficit.
     """
     whole = abs(size)
-    if realized_if_closed(size, cost, whole, price) <= 0:
+    if realized_pnl(size, cost, whole, price) <= 0:
         return None
-    if realized_if_closed(size, cost, whole, price) < deficit:
+    if realized_pnl(size, cost, whole, price) < deficit:
         return whole
     lo, hi = 1, whole  # realized is non-decreasing in qty when the per-lot profit is positive
     while lo < hi:
         mid = (lo + hi) // 2
-        if realized_if_closed(size, cost, mid, price) >= deficit:
+        if realized_pnl(size, cost, mid, price) >= deficit:
             hi = mid
         else:
             lo = mid + 1

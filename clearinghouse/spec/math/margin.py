@@ -6,10 +6,8 @@ round up (``ceil_div``); payouts round down (floor division).
 
 from __future__ import annotations
 
-
-def ceil_div(a: int, b: int) -> int:
-    """Exact ceiling of a / b for b > 0 (a may be negative)."""
-    return -((-a) // b)
+# Re-exported for modules that still import it from here; defined in spec.math.integers.
+from clearinghouse.spec.math.integers import ceil_div as ceil_div
 
 
 def notional(size: int, price: int) -> int:
@@ -18,7 +16,7 @@ def notional(size: int, price: int) -> int:
 
 
 def initial_margin(size: int, price: int, leverage: int) -> int:
-    """notional / leverage, rounded up."""
+    """notional / leverage, rounded up (protocol §10.6)."""
     return ceil_div(notional(size, price), leverage)
 
 
@@ -28,10 +26,10 @@ def maintenance_margin(size: int, price: int, max_leverage: int) -> int:
 
 
 def withdrawal_floor(total_notional: int, total_initial_margin: int) -> int:
-    """What must remain after a withdrawal or transfer: max(IM, 10% of notional rounded up)."""
+    """What must remain after a withdrawal or transfer: max(IM, 10% of notional rounded up; protocol §10.6)."""
     return max(total_initial_margin, ceil_div(total_notional, 10))
 
 
 def unrealized_pnl(size: int, cost: int, price: int) -> int:
-    """size x price - cost: the position's profit at ``price`` (exact)."""
+    """size x price - cost: the position's profit at ``price`` (exact; protocol §10.6)."""
     return size * price - cost

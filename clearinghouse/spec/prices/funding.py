@@ -58,18 +58,19 @@ binds anyway, and it keeps the hour's sum far inside 64 bits."""
 
 # ---------------------------------------------------------------- integer helpers
 def div_toward_zero(a: int, b: int) -> int:
-    """a / b truncated toward zero (b > 0): rates round toward zero, favouring neither side."""
+    """a / b truncated toward zero (b > 0): rates round toward zero, favouring neither side (protocol §11.6)."""
     q = abs(a) // b
     return q if a >= 0 else -q
 
 
 def clamp(x: int, lo: int, hi: int) -> int:
+    """``x`` forced into ``[lo, hi]`` (protocol §11.6)."""
     return max(lo, min(hi, x))
 
 
 # ---------------------------------------------------------------- impact prices and premium
 def impact_price(ws: WorkingState, market: int, bids: bool, impact_notional: int) -> int | None:
-    """Average fill price of a market order of ``impact_notional`` micro-USDC into one book side.
+    """Average fill price of a market order of ``impact_notional`` micro-USDC into one book side (protocol §11.6).
 
     ``bids=True`` walks the bids (impact bid: selling into them), else the
     asks (impact ask). Orders are taken in price-time priority until the
@@ -100,7 +101,7 @@ def impact_price(ws: WorkingState, market: int, bids: bool, impact_notional: int
 
 
 def premium_ppb(oracle: int, impact_bid: int | None, impact_ask: int | None) -> int:
-    """(max(impact bid - oracle, 0) - max(oracle - impact ask, 0)) / oracle, in ppb.
+    """(max(impact bid - oracle, 0) - max(oracle - impact ask, 0)) / oracle, in ppb (protocol §11.6).
 
     A side without enough depth contributes 0. The division truncates toward
     zero (a rate is charged to both sides, so neither is favoured), and the
@@ -113,7 +114,7 @@ def premium_ppb(oracle: int, impact_bid: int | None, impact_ask: int | None) -> 
 
 
 def sample_premium(ws: WorkingState, market: int, state: MarketState, time_ms: int) -> MarketState:
-    """Add one premium sample (at the current oracle price) to the hour's accumulators."""
+    """Add one premium sample (at the current oracle price) to the hour's accumulators (protocol §11.6)."""
     spec = ws.get(market_spec_key(market))
     bid = impact_price(ws, market, True, spec.impact_notional)
     ask = impact_price(ws, market, False, spec.impact_notional)
@@ -128,12 +129,12 @@ def sample_premium(ws: WorkingState, market: int, state: MarketState, time_ms: i
 
 # ---------------------------------------------------------------- the rate
 def average_premium_ppb(premium_sum: int, samples: int) -> int:
-    """The hour's average premium, truncated toward zero; 0 if no sample was taken."""
+    """The hour's average premium, truncated toward zero; 0 if no sample was taken (protocol §11.6)."""
     return div_toward_zero(premium_sum, samples) if samples > 0 else 0
 
 
 def hourly_rate_ppb(avg_premium: int) -> int:
-    """F / 8 with F = P + clamp(0.01% - P, -0.05%, +0.05%), capped at +/-4% per hour.
+    """F / 8 with F = P + clamp(0.01% - P, -0.05%, +0.05%), capped at +/-4% per hour (protocol §11.6).
 
     F / 8 truncates toward zero. Positive: longs pay shorts.
     """
@@ -142,7 +143,7 @@ def hourly_rate_ppb(avg_premium: int) -> int:
 
 
 def funding_amount(size: int, oracle: int, rate_ppb: int) -> int:
-    """What one position pays (positive) or receives (negative): size x oracle x rate.
+    """What one position pays (positive) or receives (negative): size x oracle x rate (protocol §11.6).
 
     size x oracle is exact micro-USDC; the product with the rate is divided by
     10^9 rounding UP (toward plus infinity): a payer pays the exact amount
@@ -153,7 +154,10 @@ def funding_amount(size: int, oracle: int, rate_ppb: int) -> int:
 
 # ---------------------------------------------------------------- settlement
 def pay_position(ws: WorkingState, key: bytes, owner: bytes, pos: Position, amount: int) -> None:
-    """Move ``amount`` out of the position's margin: cross from the account's cash, isolated from iso_cash."""
+    """Move ``amount`` out of the position's margin: cross from the account's cash, isolated from iso_cash.
+
+    See protocol §11.6.
+    """
     if amount == 0:
         return
     if pos.is_cross:
@@ -163,7 +167,7 @@ def pay_position(ws: WorkingState, key: bytes, owner: bytes, pos: Position, amou
 
 
 def settle_market(ws: WorkingState, market: int, state: MarketState, hours: int) -> tuple[MarketState, list[Any]]:
-    """Pay one hour of funding on every open position of ``market`` (ascending address).
+    """Pay one hour of funding on every open position of ``market`` (ascending address; protocol §11.6).
 
     Returns the market state with the accumulators reset, and the events:
     one FundingPaid per open position, then one FundingSettled. The residue
@@ -242,7 +246,7 @@ def funding_market(ws: WorkingState, market: int, time_ms: int) -> list[Any]:
 
 
 def funding_step(ws: WorkingState, time_ms: int) -> list[Any]:
-    """End-of-block step 3: funding for every market in ascending index."""
+    """End-of-block step 3: funding for every market in ascending index (protocol §11.6)."""
     chain: Chain = ws.get(CHAIN_KEY)
     events: list[Any] = []
     for market in range(chain.market_count):

@@ -60,7 +60,7 @@ the cap only keeps the stored weight (<= 22 tau) small after a long halt."""
 # ---------------------------------------------------------------- integer EMA
 @lru_cache(maxsize=1024)
 def decay_factor(dt_ms: int, tau_ms: int) -> int:
-    """floor(10^9 * exp(-dt/tau)) exactly, for dt >= 0 and tau > 0.
+    """floor(10^9 * exp(-dt/tau)) exactly, for dt >= 0 and tau > 0 (protocol §11.4).
 
     Why exact: every replica must derive the same integer, in any language.
     exp(-x) is irrational for rational x != 0 (Lindemann), so its floor is
@@ -92,8 +92,15 @@ def decay_factor(dt_ms: int, tau_ms: int) -> int:
         partial = nxt
 
 
-def ema_update(value_e6: int, weight: int, sample: int | None, dt_ms: int, tau_ms: int) -> tuple[int, int]:
-    """Advance an EMA by ``dt_ms`` of block time and add ``sample`` (None: decay only).
+class Ema(NamedTuple):
+    """A stored EMA: its value in units of 10^-6 and its weight in ms (protocol §11.4)."""
+
+    value_e6: int
+    weight: int
+
+
+def ema_update(value_e6: int, weight: int, sample: int | None, dt_ms: int, tau_ms: int) -> Ema:
+    """Advance an EMA by ``dt_ms`` of block time and add ``sample`` (None: decay only; protocol §11.4).
 
     Hyperliquid's form is num <- num*decay + sample*dt, den <- den*decay + dt,
     EMA = num/den. We store the same thing as (value, weight) = (num/den, den):
@@ -116,15 +123,18 @@ def ema_update(value_e6: int, weight: int, sample: int | None, dt_ms: int, tau_m
     old = weight * decay  # exact, units of 10^-9 ms
     if sample is None or dt_ms <= 0:
         new_weight = old // DECAY_SCALE  # floor
-        return (value_e6, new_weight) if new_weight > 0 else (0, 0)
+        return Ema(value_e6, new_weight) if new_weight > 0 else Ema(0, 0)
     w = min(dt_ms, MAX_WEIGHT_TAUS * tau_ms)
     total = old + w * DECAY_SCALE
     value_e6 = (value_e6 * old + sample * EMA_VALUE_SCALE * w * DECAY_SCALE) // total  # floor
-    return value_e6, old // DECAY_SCALE + w  # weight: floor
+    return Ema(value_e6, old // DECAY_SCALE + w)  # weight: floor
 
 
 def ema_value(value_e6: int, weight: int) -> int | None:
-    """The EMA in whole units, floor(value_e6 / 10^6) (toward minus infinity), or None without weight."""
+    """The EMA in whole units, floor(value_e6 / 10^6) (toward minus infinity), or None without weight.
+
+    See protocol §11.4.
+    """
     if weight <= 0:
         return None
     return value_e6 // EMA_VALUE_SCALE  # floor
@@ -132,7 +142,7 @@ def ema_value(value_e6: int, weight: int) -> int | None:
 
 # ---------------------------------------------------------------- medians and sources
 def lower_median(values: list[int]) -> int:
-    """The median; for an even count the lower of the two middle values (no averaging)."""
+    """The median; for an even count the lower of the two middle values (no averaging; protocol §11.4)."""
     ordered = sorted(values)
     return ordered[(len(ordered) - 1) // 2]
 
@@ -141,36 +151,56 @@ BAND_SCALE = 10_000
 """``mark_band_bps`` is in basis points of the oracle price."""
 
 
-def mark_band(oracle: int, band_bps: int) -> tuple[int, int]:
+class Band(NamedTuple):
+    """The price band ``[low, high]`` around the oracle that every mark input is forced into (protocol §11.3)."""
+
+    low: int
+    high: int
+
+
+def mark_band(oracle: int, band_bps: int) -> Band:
     """``[lo, hi]`` = oracle x (1 -/+ band_bps / 10^4), each rounded toward the oracle (the band is never
     wider than stated): lo = ceil, hi = floor, hi capped at PRICE_CAP. With band_bps <= 900 and
-    oracle >= 1, 1 <= lo <= oracle <= hi."""
+    oracle >= 1, 1 <= lo <= oracle <= hi.
+
+    See protocol §11.4.
+    """
     lo = -((-oracle * (BAND_SCALE - band_bps)) // BAND_SCALE)  # ceil
     hi = oracle * (BAND_SCALE + band_bps) // BAND_SCALE  # floor
-    return max(1, lo), min(PRICE_CAP, hi)
+    return Band(max(1, lo), min(PRICE_CAP, hi))
 
 
-def clamp_band(px: int, band: tuple[int, int]) -> int:
-    """``px`` forced into the band ``[lo, hi]``."""
-    return max(band[0], min(band[1], px))
+def clamp_band(px: int, band: Band) -> int:
+    """``px`` forced into the band ``[low, high]`` (protocol §11.3)."""
+    return max(band.low, min(band.high, px))
 
 
 def clamp_price(px: int) -> int:
-    """A price forced into [1, PRICE_CAP] before it enters an EMA or a median."""
+    """A price forced into [1, PRICE_CAP] before it enters an EMA or a median (protocol §11.4)."""
     return max(1, min(PRICE_CAP, px))
 
 
-def best_bid_ask(ws: WorkingState, market: int) -> tuple[int | None, int | None]:
-    """The best resting bid and ask prices (None for an empty side), from the book index."""
+class BestBidAsk(NamedTuple):
+    """The best resting bid and ask prices of a market; None for an empty side (protocol §11.3)."""
+
+    bid: int | None
+    ask: int | None
+
+
+def best_bid_ask(ws: WorkingState, market: int) -> BestBidAsk:
+    """The best resting bid and ask prices (None for an empty side), from the book index (protocol §11.4)."""
     out: list[int | None] = []
     for is_buy in (True, False):
         key = ws.index.first(book_side_prefix(market, is_buy))
         out.append(None if key is None else ws.get(key).price)
-    return out[0], out[1]
+    return BestBidAsk(out[0], out[1])
 
 
 def book_source(bid: int | None, ask: int | None, last: int) -> int | None:
-    """Source (b): lower median of whichever of best bid, best ask, last trade exist (last 0 = none)."""
+    """Source (b): lower median of whichever of best bid, best ask, last trade exist (last 0 = none).
+
+    See protocol §11.4.
+    """
     present = [clamp_price(p) for p in (bid, ask) if p is not None]
     if last > 0:
         present.append(clamp_price(last))
@@ -178,14 +208,14 @@ def book_source(bid: int | None, ask: int | None, last: int) -> int | None:
 
 
 def book_mid(bid: int | None, ask: int | None) -> int | None:
-    """floor((bid + ask) / 2), only when both sides rest; the basis EMA's sample is mid - oracle."""
+    """floor((bid + ask) / 2), only when both sides rest; the basis EMA's sample is mid - oracle (protocol §11.4)."""
     if bid is None or ask is None:
         return None
     return (clamp_price(bid) + clamp_price(ask)) // 2  # floor
 
 
 def mark_from_sources(a: int, b: int | None, c: int | None, ema30_b: int | None) -> int:
-    """The median of the sources present; with exactly two, the EMA30 of (b) joins them.
+    """The median of the sources present; with exactly two, the EMA30 of (b) joins them (protocol §11.4).
 
     (a) always exists (the basis EMA term is 0 until it has weight). With
     two sources and no EMA30 value the lower of the two is taken (even-count
@@ -198,7 +228,7 @@ def mark_from_sources(a: int, b: int | None, c: int | None, ema30_b: int | None)
 
 
 class MarkInputs(NamedTuple):
-    """The sources behind one mark (for the PricesSet evidence): None = absent."""
+    """The sources behind one mark (for the PricesSet evidence): None = absent (protocol §11.4)."""
 
     a: int
     b: int | None
@@ -206,9 +236,17 @@ class MarkInputs(NamedTuple):
     ema30_b: int | None
 
 
-def advance_mark(
-    state: MarketState, time_ms: int, bid: int | None, ask: int | None, band_bps: int
-) -> tuple[MarketState, MarkInputs]:
+class MarkAdvance(NamedTuple):
+    """What ``advance_mark`` returns: the market state with its new EMAs and mark, and the sources used.
+
+    See protocol §11.4.
+    """
+
+    state: MarketState
+    inputs: MarkInputs
+
+
+def advance_mark(state: MarketState, time_ms: int, bid: int | None, ask: int | None, band_bps: int) -> MarkAdvance:
     """Update both EMAs to ``time_ms`` and recompute the mark (oracle/external already current).
 
     Order (protocol §11.3): dt = time - ema_time; band = ``mark_band(oracle,
@@ -244,4 +282,4 @@ def advance_mark(
         ema_time_ms=time_ms,
         mark_price=mark,
     )
-    return new_state, inputs
+    return MarkAdvance(new_state, inputs)

@@ -22,8 +22,9 @@ from clearinghouse.spec.errors import InvalidOracle, Unauthorized
 from clearinghouse.spec.events import PricesSet
 from clearinghouse.spec.prices.mark_price import PRICE_CAP, MarkInputs, advance_mark, best_bid_ask
 from clearinghouse.spec.prices.oracle_quorum import aggregate, fresh_submissions
+from clearinghouse.spec.state.access import get_chain, get_market_spec, get_market_state
 from clearinghouse.spec.state.context import TxContext
-from clearinghouse.spec.state.keys import CHAIN_KEY, market_spec_key, market_state_key, oracle_sub_key
+from clearinghouse.spec.state.keys import market_state_key, oracle_sub_key
 from clearinghouse.spec.state.records import Chain, MarketState, OracleSubmission
 from clearinghouse.spec.state.working_state import WorkingState
 from tx.actions import OracleUpdate
@@ -38,6 +39,10 @@ def apply_oracle_update(ctx: TxContext, action: OracleUpdate) -> None:
     a price is above ``PRICE_CAP`` (which keeps the integer EMAs in 64 bits).
     Each entry replaces the publisher's previous submission for that market
     and is stamped with the block time (its freshness starts now).
+
+    Raises:
+        Unauthorized: the signer is not a genesis oracle publisher.
+        InvalidOracle: an unknown or repeated market, or a price above ``PRICE_CAP``.
     """
     if ctx.signer not in ctx.chain.oracle_publishers:
         raise Unauthorized("only a genesis oracle publisher may submit oracle prices")
@@ -60,13 +65,13 @@ def apply_oracle_update(ctx: TxContext, action: OracleUpdate) -> None:
 
 # ---------------------------------------------------------------- end of block
 def update_market_prices(ws: WorkingState, chain: Chain, market: int, time_ms: int) -> PricesSet | None:
-    """One market's prices step; returns the PricesSet event if the oracle or mark changed.
+    """One market's prices step; returns the PricesSet event if the oracle or mark changed (protocol §11.3).
 
     While the oracle holds (no fresh majority) the EMAs and the mark still
     advance (the book may have moved), within the band of the held oracle.
     """
     key = market_state_key(market)
-    state: MarketState = ws.get(key)
+    state = get_market_state(ws, market)
     before = state
     agg = aggregate(
         fresh_submissions(ws, chain, market, time_ms),
@@ -76,7 +81,7 @@ def update_market_prices(ws: WorkingState, chain: Chain, market: int, time_ms: i
     )
     state = msgspec.structs.replace(state, oracle_price=agg.oracle, external_price=agg.external)
     bid, ask = best_bid_ask(ws, market)
-    state, inputs = advance_mark(state, time_ms, bid, ask, ws.get(market_spec_key(market)).mark_band_bps)
+    state, inputs = advance_mark(state, time_ms, bid, ask, get_market_spec(ws, market).mark_band_bps)
     ws.put(key, state)
     if state.oracle_price == before.oracle_price and state.mark_price == before.mark_price:
         return None
@@ -84,7 +89,10 @@ def update_market_prices(ws: WorkingState, chain: Chain, market: int, time_ms: i
 
 
 def prices_event(market: int, state: MarketState, publishers: int, inputs: MarkInputs) -> PricesSet:
-    """The PricesSet evidence: new prices, the number of fresh publishers and the mark's inputs (0 = absent)."""
+    """The PricesSet evidence: new prices, the number of fresh publishers and the mark's inputs (0 = absent).
+
+    See protocol §11.3.
+    """
     return PricesSet(
         market=market,
         oracle_price=state.oracle_price,
@@ -99,7 +107,7 @@ def prices_event(market: int, state: MarketState, publishers: int, inputs: MarkI
 
 def prices_step(ws: WorkingState, time_ms: int) -> list[PricesSet]:
     """End-of-block step 1: oracle medians, EMAs and mark prices, markets in ascending index (protocol §11.3)."""
-    chain: Chain = ws.get(CHAIN_KEY)
+    chain: Chain = get_chain(ws)
     events: list[PricesSet] = []
     for market in range(chain.market_count):
         event = update_market_prices(ws, chain, market, time_ms)

@@ -16,31 +16,34 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from clearinghouse.spec.prices.mark_price import lower_median
-from clearinghouse.spec.state.keys import oracle_sub_key
+from clearinghouse.spec.state.access import get_oracle_submission
 from clearinghouse.spec.state.records import Chain, OracleSubmission
 from clearinghouse.spec.state.working_state import WorkingState
 
 
 def is_fresh(sub: OracleSubmission, time_ms: int, fresh_ms: int) -> bool:
-    """A submission counts while it is younger than the window: ``time_ms - sub.time_ms < fresh_ms``."""
+    """A submission counts while it is younger than the window: ``time_ms - sub.time_ms < fresh_ms``.
+
+    See protocol §11.2.
+    """
     return time_ms - sub.time_ms < fresh_ms
 
 
 def fresh_submissions(ws: WorkingState, chain: Chain, market: int, time_ms: int) -> list[OracleSubmission]:
-    """The fresh latest submissions for ``market``, in ascending publisher order.
+    """The fresh latest submissions for ``market``, in ascending publisher order (protocol §11.2).
 
     Cost: one lookup per publisher (at most 16, fixed in genesis).
     """
     out: list[OracleSubmission] = []
     for publisher in sorted(chain.oracle_publishers):
-        sub = ws.get(oracle_sub_key(market, publisher))
+        sub = get_oracle_submission(ws, market, publisher)
         if sub is not None and is_fresh(sub, time_ms, chain.oracle_fresh_ms):
             out.append(sub)
     return out
 
 
 def has_quorum(fresh: int, publishers: int) -> bool:
-    """More than half of the publishers are fresh: ``2 x fresh > publishers``."""
+    """More than half of the publishers are fresh: ``2 x fresh > publishers`` (protocol §11.2)."""
     return 2 * fresh > publishers
 
 
@@ -50,7 +53,7 @@ def oracle_is_live(ws: WorkingState, chain: Chain, market: int, time_ms: int) ->
 
 
 class Aggregate(NamedTuple):
-    """The prices step's oracle and external price, and how many publishers were fresh."""
+    """The prices step's oracle and external price, and how many publishers were fresh (protocol §11.2)."""
 
     oracle: int
     external: int

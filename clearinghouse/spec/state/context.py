@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
+from clearinghouse.spec.events import BaseEvent
 from clearinghouse.spec.state.records import Chain
 from clearinghouse.spec.state.working_state import WorkingState
 
 
 @dataclass
 class TxContext:
-    """One transaction's execution context.
+    """One transaction's execution context (protocol §6.5).
 
     ``signer`` is the recovered key's address; ``account`` is whose state the
     action changes (the agent's owner when an agent signs). Handlers append
@@ -25,7 +25,8 @@ class TxContext:
     signer: bytes
     account: bytes
     time_ms: int
-    events: list[Any] = field(default_factory=list)
+    events: list[BaseEvent] = field(default_factory=list)
 
-    def emit(self, event: Any) -> None:
+    def emit(self, event: BaseEvent) -> None:
+        """Append ``event`` to the transaction's events (protocol §6.7)."""
         self.events.append(event)

@@ -23,12 +23,9 @@ from tx.types import I64, U32, U64, Address, Hash32
 
 _REC = dict(array_like=True, frozen=True, forbid_unknown_fields=True)
 
-MAX_NONCES = 100
-"""Hyperliquid keeps each signer's 100 highest nonces."""
-
 
 class Account(msgspec.Struct, **_REC):
-    """A trader's cross-margin cash and the markets where it has a position.
+    """A trader's cross-margin cash and the markets where it has a position (protocol §7.2).
 
     ``open_markets`` is sorted and lists markets with a non-zero position
     (cross or isolated), so account value is computed without scanning.
@@ -41,19 +38,19 @@ class Account(msgspec.Struct, **_REC):
 
 
 class NonceSet(msgspec.Struct, **_REC):
-    """The signer's highest used nonces, ascending, at most ``MAX_NONCES``."""
+    """The signer's highest used nonces, ascending, at most ``MAX_NONCES`` (protocol §7.2)."""
 
     nonces: list[U64]
 
 
 class Agent(msgspec.Struct, **_REC):
-    """An approved agent key: it may trade for ``owner`` and nothing else."""
+    """An approved agent key: it may trade for ``owner`` and nothing else (protocol §7.2)."""
 
     owner: Address
 
 
 class Position(msgspec.Struct, **_REC):
-    """An account's position and margin settings in one market.
+    """An account's position and margin settings in one market (protocol §7.2).
 
     ``size`` is signed lots (positive long). ``cost`` is the signed entry
     notional of the open size (micro-USDC): entry price = cost / size.
@@ -72,7 +69,7 @@ class Position(msgspec.Struct, **_REC):
 
 
 class Order(msgspec.Struct, **_REC):
-    """A resting limit order. ``size`` is what remains; ``orig_size`` what was placed."""
+    """A resting limit order. ``size`` is what remains; ``orig_size`` what was placed (protocol §7.2)."""
 
     oid: U64
     owner: Address
@@ -87,7 +84,7 @@ class Order(msgspec.Struct, **_REC):
 
 
 class Trigger(msgspec.Struct, **_REC):
-    """An untriggered TP/SL order waiting for the mark price."""
+    """An untriggered TP/SL order waiting for the mark price (protocol §7.2)."""
 
     oid: U64
     owner: Address
@@ -102,13 +99,13 @@ class Trigger(msgspec.Struct, **_REC):
 
 
 class OrderLocator(msgspec.Struct, **_REC):
-    """Where an open order lives: the full book or trigger key (for cancel by id)."""
+    """Where an open order lives: the full book or trigger key (for cancel by id; protocol §7.2)."""
 
     key: bytes
 
 
 class CloidLocator(msgspec.Struct, **_REC):
-    """An open order's id, found by (owner, client order id)."""
+    """An open order's id, found by (owner, client order id; protocol §7.2)."""
 
     oid: U64
 
@@ -183,7 +180,7 @@ class OracleSubmission(msgspec.Struct, **_REC):
 
 
 class LiquidationRef(msgspec.Struct, **_REC):
-    """A liquidated position's bankruptcy price at trigger, kept until its unit is back at >= 0.
+    """A liquidated position's bankruptcy price at trigger, kept until its unit is back at >= 0 (protocol §7.2).
 
     The ``seed`` policy closes deficit-covering winners at this reference price.
     """

@@ -25,6 +25,7 @@ import msgspec
 from sortedcontainers import SortedList
 
 from clearinghouse.spec.errors import InvalidTransaction
+from clearinghouse.spec.events import BaseEvent
 from clearinghouse.spec.state.keys import NS_LIQ_REF, NS_ORDER, NS_POSITION, NS_TRIGGER, record_type
 from tx.encoding import encode
 
@@ -34,7 +35,7 @@ _MISSING = object()
 
 
 class StateReader(Protocol):
-    """What the transition needs from committed storage (``state.Store`` satisfies it)."""
+    """What the transition needs from committed storage (``state.Store`` satisfies it; protocol §6.5)."""
 
     def get(self, key: bytes) -> bytes | None: ...
 
@@ -43,7 +44,10 @@ class StateReader(Protocol):
 
 class KeyIndex:
     """Sorted keys of the indexed namespaces, present in state right now, and the resting
-    orders of each owner (``owner || book key without its namespace byte``, sorted)."""
+    orders of each owner (``owner || book key without its namespace byte``, sorted).
+
+    See protocol §6.5.
+    """
 
     def __init__(self) -> None:
         self._keys: dict[bytes, SortedList] = {ns: SortedList() for ns in INDEXED_NAMESPACES}
@@ -82,8 +86,10 @@ class KeyIndex:
         """The smallest present key starting with ``prefix`` (best order on a book side)."""
         keys = self._keys[prefix[:1]]
         i = keys.bisect_left(prefix)
-        if i < len(keys) and keys[i].startswith(prefix):
-            return keys[i]
+        if i < len(keys):
+            key: bytes = keys[i]
+            if key.startswith(prefix):
+                return key
         return None
 
     def iter_prefix(self, prefix: bytes) -> Iterator[bytes]:
@@ -96,15 +102,17 @@ class KeyIndex:
         """Present keys with ``prefix`` in ascending order, lazily: O(log n) to start and O(1)
         per key, for read-only walks that stop early (best prices, impact depth, due triggers).
         The index must not change while the walk is in progress."""
-        return self._keys[prefix[:1]].irange(prefix, prefix + b"\xff" * 40)
+        walk: Iterator[bytes] = self._keys[prefix[:1]].irange(prefix, prefix + b"\xff" * 40)
+        return walk
 
     def count_prefix(self, prefix: bytes) -> int:
         keys = self._keys[prefix[:1]]
-        return keys.bisect_left(prefix + b"\xff" * 40) - keys.bisect_left(prefix)
+        count: int = keys.bisect_left(prefix + b"\xff" * 40) - keys.bisect_left(prefix)
+        return count
 
 
 class WorkingState:
-    """Overlay of one block's writes on top of committed state (see module docstring)."""
+    """Overlay of one block's writes on top of committed state (see module docstring; protocol §6.5)."""
 
     def __init__(self, reader: StateReader, index: KeyIndex) -> None:
         self._reader = reader
@@ -222,9 +230,12 @@ def _check_in_bounds(value: Any) -> None:
         raise OutOfBounds(f"{type(value).__name__} would leave its 64-bit range") from None
 
 
-def check_unit_bounds(ws: WorkingState, events: list[Any]) -> None:
+def check_unit_bounds(ws: WorkingState, events: list[BaseEvent]) -> None:
     """Every record the open journal wrote (as it stands now) and every event in ``events``
-    fits its declared types; else ``OutOfBounds``. Keys in sorted order, events in order."""
+    fits its declared types; else ``OutOfBounds``. Keys in sorted order, events in order.
+
+    See protocol §6.5.
+    """
     assert ws._journal is not None
     for key in sorted({k for k, _ in ws._journal}):
         record = ws._dirty.get(key)
@@ -234,8 +245,8 @@ def check_unit_bounds(ws: WorkingState, events: list[Any]) -> None:
         _check_in_bounds(event)
 
 
-def atomically(ws: WorkingState, events: list[Any], body: Callable[[], Any]) -> InvalidTransaction | None:
-    """Run ``body`` as one journalled unit (a transaction, a liquidated unit, a fired trigger).
+def atomically(ws: WorkingState, events: list[BaseEvent], body: Callable[[], object]) -> InvalidTransaction | None:
+    """Run ``body`` as one journalled unit (a transaction, a liquidated unit, a fired trigger; protocol §6.5).
 
     On ``InvalidTransaction`` every write of the unit and every event it appended to
     ``events`` are undone and the error is returned; otherwise the writes stand and

@@ -18,7 +18,7 @@ from clearinghouse.spec.state.working_state import WorkingState
 
 @dataclass(frozen=True)
 class CrossHealth:
-    """A cross account's numbers at the current mark prices (all micro-USDC)."""
+    """A cross account's numbers at the current mark prices (all micro-USDC; protocol §10.6)."""
 
     value: int
     maintenance: int
@@ -27,15 +27,17 @@ class CrossHealth:
 
 
 def mark_price(ws: WorkingState, market: int) -> int:
+    """The market's current mark price (protocol §10.6)."""
     return ws.get(market_state_key(market)).mark_price
 
 
 def get_position(ws: WorkingState, market: int, addr: bytes) -> Position | None:
+    """``addr``'s stored position in ``market``, or None (protocol §10.6)."""
     return ws.get(position_key(market, addr))
 
 
 def cross_health(ws: WorkingState, addr: bytes) -> CrossHealth:
-    """Value and margin requirements of the account's cross positions."""
+    """Value and margin requirements of the account's cross positions (protocol §10.6)."""
     acct = get_account(ws, addr)
     value = acct.cash
     mm = im = ntl = 0
@@ -53,6 +55,7 @@ def cross_health(ws: WorkingState, addr: bytes) -> CrossHealth:
 
 
 def isolated_value(pos: Position, mark: int) -> int:
+    """An isolated position's value at ``mark``: its bucket plus size x mark (protocol §10.6)."""
     return pos.iso_cash + pos.size * mark
 
 
@@ -69,13 +72,13 @@ def withdrawable(ws: WorkingState, addr: bytes) -> int:
 
 
 def meets_cross_initial(ws: WorkingState, addr: bytes, extra_initial: int = 0) -> bool:
-    """Cross value covers cross initial margin (plus ``extra_initial`` for an order about to rest)."""
+    """Cross value covers cross initial margin (plus ``extra_initial`` for an order about to rest; protocol §10.6)."""
     health = cross_health(ws, addr)
     return health.value >= health.initial + extra_initial
 
 
 def isolated_health(ws: WorkingState, market: int, pos: Position) -> tuple[int, int, int]:
-    """(value, maintenance, initial) of an isolated position at the mark."""
+    """(value, maintenance, initial) of an isolated position at the mark (protocol §10.6)."""
     mark = mark_price(ws, market)
     spec = ws.get(market_spec_key(market))
     return (
@@ -87,7 +90,10 @@ def isolated_health(ws: WorkingState, market: int, pos: Position) -> tuple[int, 
 
 def meets_initial_after_increase(ws: WorkingState, addr: bytes, market: int) -> bool:
     """After a position grew: cross accounts meet initial margin; an isolated position is
-    above maintenance and the cross side that funded it still meets its own initial margin."""
+    above maintenance and the cross side that funded it still meets its own initial margin.
+
+    See protocol §10.6.
+    """
     pos = get_position(ws, market, addr)
     if pos is not None and not pos.is_cross and pos.size != 0:
         value, mm, _im = isolated_health(ws, market, pos)

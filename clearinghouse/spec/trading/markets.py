@@ -17,7 +17,7 @@ from tx.messages import (
 
 
 def initial_market_state(initial_price: int, genesis_time_ms: int) -> MarketState:
-    """A market's state at genesis: oracle = mark = the spec's initial price.
+    """A market's state at genesis: oracle = mark = the spec's initial price (protocol §5).
 
     EMAs start empty (weight 0: no value until the first sample), and the
     EMA clock, the premium sampling clock and the funding hour all start at the
@@ -51,6 +51,9 @@ def validate_genesis_markets(genesis: Genesis) -> None:
     ``oracle_fresh_ms`` in ``[MIN_ORACLE_FRESH_MS, MAX_ORACLE_FRESH_MS]``.
     The wire types carry the same bounds, so a decoded genesis already meets
     them; a genesis built in code is checked here. Raises ``InvalidGenesis``.
+
+    Raises:
+        InvalidGenesis: an oracle freshness window, market name, initial price or mark band out of bounds.
     """
     if not MIN_ORACLE_FRESH_MS <= genesis.oracle_fresh_ms <= MAX_ORACLE_FRESH_MS:
         raise InvalidGenesis(
@@ -64,12 +67,13 @@ def validate_genesis_markets(genesis: Genesis) -> None:
             raise InvalidGenesis(f"market {spec.name}: initial price above the price cap {PRICE_CAP}")
         if not MIN_MARK_BAND_BPS <= spec.mark_band_bps <= MAX_MARK_BAND_BPS:
             raise InvalidGenesis(
-                f"market {spec.name}: mark_band_bps {spec.mark_band_bps} outside [{MIN_MARK_BAND_BPS}, {MAX_MARK_BAND_BPS}]"
+                f"market {spec.name}: mark_band_bps {spec.mark_band_bps} "
+                f"outside [{MIN_MARK_BAND_BPS}, {MAX_MARK_BAND_BPS}]"
             )
 
 
 def init_markets(ws: WorkingState, genesis: Genesis) -> None:
-    """Write every genesis market's spec and initial state (market index = list position)."""
+    """Write every genesis market's spec and initial state (market index = list position; protocol §5)."""
     validate_genesis_markets(genesis)
     for index, spec in enumerate(genesis.markets):
         ws.put(market_spec_key(index), spec)

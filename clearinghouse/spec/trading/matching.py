@@ -75,16 +75,17 @@ class Taker:
 
 
 def fee(notional: int, rate_ppm: int) -> int:
-    """notional x rate, rounded up (charged to the trader)."""
+    """notional x rate, rounded up (charged to the trader; protocol §10.3)."""
     return ceil_div(notional * rate_ppm, PPM)
 
 
 def crosses(taker: Taker, resting_price: int) -> bool:
+    """Whether a resting price is inside the taker's limit (protocol §10.3)."""
     return resting_price <= taker.limit_price if taker.is_buy else resting_price >= taker.limit_price
 
 
 def reducible(ws: WorkingState, market: int, owner: bytes, is_buy: bool) -> int:
-    """How many lots a reduce-only order on this side may still fill."""
+    """How many lots a reduce-only order on this side may still fill (protocol §10.3)."""
     pos = ws.get(position_key(market, owner))
     size = pos.size if pos is not None else 0
     if is_buy and size < 0:
@@ -95,6 +96,7 @@ def reducible(ws: WorkingState, market: int, owner: bytes, is_buy: bool) -> int:
 
 
 def cancel_resting(ctx: TxContext, market: int, key: bytes, order: Order, reason: str) -> None:
+    """Take a resting order off the book and report why (``OrderStatus`` canceled; protocol §10.3)."""
     remove_order(ctx.ws, key, order)
     ctx.emit(
         OrderStatus(
@@ -170,7 +172,7 @@ def execute_fill(
 
 
 def has_unsettled_deficit(ws: WorkingState, owner: bytes, market: int) -> bool:
-    """A unit with no position and a balance below zero: a deficit the waterfall still owes.
+    """A unit with no position and a balance below zero: a deficit the waterfall still owes (protocol §10.3).
 
     The unit is the market's isolated position if it is isolated, else the cross account.
 
@@ -213,7 +215,12 @@ def opens_exposure(before: int, after: int) -> bool:
 
 
 def match(ctx: TxContext, market: int, spec: MarketSpec, taker: Taker) -> None:
-    """Fill ``taker`` against the opposite side until it is done or no longer crosses."""
+    """Fill ``taker`` against the opposite side until it is done or no longer crosses (protocol §10.3).
+
+    Raises:
+        InvalidMarginMode: the taker holds an unsettled deficit in this market.
+        InsufficientMargin: a fill would leave the taker's unit below zero.
+    """
     ws = ctx.ws
     side_prefix = book_side_prefix(market, not taker.is_buy)
     if not taker.is_liquidation and has_unsettled_deficit(ws, taker.owner, market):

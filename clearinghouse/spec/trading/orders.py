@@ -8,6 +8,7 @@ transaction, which the journal undoes.
 
 from __future__ import annotations
 
+from clearinghouse.spec.constants import DEFAULT_LEVERAGE
 from clearinghouse.spec.errors import (
     FOKNotFilled,
     InsufficientMargin,
@@ -17,14 +18,13 @@ from clearinghouse.spec.errors import (
     WouldTakeALO,
 )
 from clearinghouse.spec.events import OrderStatus
-from clearinghouse.spec.math.margin import ceil_div
+from clearinghouse.spec.math.integers import ceil_div
+from clearinghouse.spec.state.access import get_chain, get_market_spec
 from clearinghouse.spec.state.context import TxContext
 from clearinghouse.spec.state.keys import (
-    CHAIN_KEY,
     TRIGGER_ABOVE,
     TRIGGER_BELOW,
     book_side_prefix,
-    market_spec_key,
     order_key,
     trigger_key,
 )
@@ -52,7 +52,6 @@ from clearinghouse.spec.trading.order_rules import (
     check_size,
     slippage_limit,
 )
-from clearinghouse.spec.trading.positions import DEFAULT_LEVERAGE
 from tx.actions import (
     TIF_ALO,
     TIF_FOK,
@@ -66,18 +65,21 @@ from tx.actions import (
 )
 from tx.messages import MarketSpec
 
-MARKET_TRIGGER_SLIPPAGE_BPS = 1000
-"""A trigger order with no limit price fires as a market order with a 10% slippage bound."""
-
 
 def market_spec(ws: WorkingState, market: int) -> MarketSpec:
-    chain = ws.get(CHAIN_KEY)
+    """The spec of ``market``, checked against the chain's market count (protocol §10.2).
+
+    Raises:
+        UnknownMarket: ``market`` is not below ``Chain.market_count``.
+    """
+    chain = get_chain(ws)
     if market >= chain.market_count:
         raise UnknownMarket(f"no market {market}")
-    return ws.get(market_spec_key(market))
+    return get_market_spec(ws, market)
 
 
 def status(ctx: TxContext, market: int, oid: int, owner: bytes, st: str, reason: str, remaining: int) -> None:
+    """Emit an ``OrderStatus`` event for one order (protocol §10.2)."""
     ctx.emit(
         OrderStatus(
             tx_index=ctx.tx_index, market=market, oid=oid, owner=owner, status=st, reason=reason, remaining=remaining
@@ -86,7 +88,11 @@ def status(ctx: TxContext, market: int, oid: int, owner: bytes, st: str, reason:
 
 
 def check_no_unsettled_deficit(ws: WorkingState, owner: bytes, market: int) -> None:
-    """No new order (resting, ALO or trigger) while the unit still owes an unsettled deficit."""
+    """No new order (resting, ALO or trigger) while the unit still owes an unsettled deficit (protocol §10.2).
+
+    Raises:
+        InvalidMarginMode: the owner's unit in ``market`` holds a deficit the waterfall has not settled.
+    """
     if has_unsettled_deficit(ws, owner, market):
         raise InvalidMarginMode(
             "this account has an unsettled deficit in that market; it cannot place orders until it is covered"
@@ -94,7 +100,7 @@ def check_no_unsettled_deficit(ws: WorkingState, owner: bytes, market: int) -> N
 
 
 def resting_margin_ok(ws: WorkingState, owner: bytes, market: int, is_buy: bool, size: int, price: int) -> bool:
-    """Initial margin at placement for a resting order that would grow the position.
+    """Initial margin at placement for a resting order that would grow the position (protocol §10.2).
 
     The order's notional at its limit price, divided by the position's leverage
     (rounded up), must be covered on top of the account's current initial margin.
@@ -104,7 +110,7 @@ def resting_margin_ok(ws: WorkingState, owner: bytes, market: int, is_buy: bool,
     growing = size if (cur == 0 or (cur > 0) == is_buy) else max(0, size - abs(cur))
     if growing == 0:
         return True
-    spec = ws.get(market_spec_key(market))
+    spec = get_market_spec(ws, market)
     leverage = pos.leverage if pos is not None else min(DEFAULT_LEVERAGE, spec.max_leverage)
     return meets_cross_initial(ws, owner, ceil_div(growing * price, leverage))
 
@@ -120,7 +126,15 @@ def submit(
     reduce_only: bool,
     cloid: int,
 ) -> int:
-    """Validate, match and (for GTC/ALO) rest an order of ``ctx.account``; returns its oid."""
+    """Validate, match and (for GTC/ALO) rest an order of ``ctx.account``; returns its oid (protocol §10.2).
+
+    Raises:
+        ReduceOnlyViolation: reduce-only with nothing to reduce.
+        WouldTakeALO: a post-only order would cross the book.
+        FOKNotFilled: a fill-or-kill order did not fill completely.
+        InsufficientMargin: the fills leave the account below initial margin, or the rest lacks margin.
+        InvalidMarginMode, DuplicateCloid, LimitExceeded, InvalidAmount: from the checks and fills it runs.
+    """
     ws = ctx.ws
     spec = market_spec(ws, market)
     check_size(size)
@@ -186,6 +200,11 @@ def submit(
 
 
 def apply_place_order(ctx: TxContext, action: PlaceOrder) -> None:
+    """PlaceOrder (tag 10): a limit order with its time in force (protocol §9.4, §10.2).
+
+    Raises:
+        InvalidTransaction: any rejection of ``submit``.
+    """
     submit(
         ctx,
         action.market,
@@ -199,7 +218,13 @@ def apply_place_order(ctx: TxContext, action: PlaceOrder) -> None:
 
 
 def apply_market_order(ctx: TxContext, action: MarketOrder) -> None:
-    """An IOC at the mark moved by the slippage bound; the limit needs no tick (it never rests)."""
+    """An IOC at the mark moved by the slippage bound; the limit needs no tick (it never rests; protocol §10.2).
+
+    Raises:
+        UnknownMarket, InvalidSize: a bad market or size.
+        ReduceOnlyViolation: reduce-only with nothing to reduce.
+        InsufficientMargin: the fills leave the account below initial margin.
+    """
     ws = ctx.ws
     spec = market_spec(ws, action.market)
     limit = slippage_limit(mark_price(ws, action.market), action.is_buy, action.slippage_bps)
@@ -235,11 +260,17 @@ def apply_market_order(ctx: TxContext, action: MarketOrder) -> None:
 
 
 def trigger_direction(is_buy: bool, is_take_profit: bool) -> int:
-    """Sell TP and buy SL fire when the mark rises to the trigger; sell SL and buy TP when it falls."""
+    """Sell TP and buy SL fire when the mark rises to the trigger; sell SL and buy TP when it falls (protocol §10.2)."""
     return TRIGGER_ABOVE if is_take_profit != is_buy else TRIGGER_BELOW
 
 
 def apply_trigger_order(ctx: TxContext, action: TriggerOrder) -> None:
+    """TriggerOrder (tag 12): store a stop or take-profit order to fire when the mark crosses it (protocol §9.4, §10.2).
+
+    Raises:
+        UnknownMarket, InvalidSize, InvalidPrice, BelowMinNotional, DuplicateCloid, LimitExceeded,
+        InvalidMarginMode: the checks placement applies (``check_no_unsettled_deficit`` included).
+    """
     ws = ctx.ws
     spec = market_spec(ws, action.market)
     check_size(action.size)
@@ -269,6 +300,12 @@ def apply_trigger_order(ctx: TxContext, action: TriggerOrder) -> None:
 
 
 def apply_cancel(ctx: TxContext, action: Cancel) -> None:
+    """Cancel (tag 13): remove one of the account's open orders by order id (protocol §9.4, §10.2).
+
+    Raises:
+        UnknownMarket: no such market.
+        OrderNotFound: no open order with that id of this account in that market.
+    """
     market_spec(ctx.ws, action.market)
     key, order = find_order(ctx.ws, ctx.account, action.market, action.oid)
     remove_order(ctx.ws, key, order)
@@ -276,6 +313,12 @@ def apply_cancel(ctx: TxContext, action: Cancel) -> None:
 
 
 def apply_cancel_by_cloid(ctx: TxContext, action: CancelByCloid) -> None:
+    """CancelByCloid (tag 14): remove one of the account's open orders by client id (protocol §9.4, §10.2).
+
+    Raises:
+        UnknownMarket: no such market.
+        OrderNotFound: no open order with that client id of this account in that market.
+    """
     market_spec(ctx.ws, action.market)
     key, order = find_by_cloid(ctx.ws, ctx.account, action.market, action.cloid)
     remove_order(ctx.ws, key, order)
@@ -283,7 +326,12 @@ def apply_cancel_by_cloid(ctx: TxContext, action: CancelByCloid) -> None:
 
 
 def apply_modify(ctx: TxContext, action: Modify) -> None:
-    """Cancel the resting order and place its replacement (same side, TIF, reduce-only, cloid)."""
+    """Cancel the resting order and place its replacement (same side, TIF, reduce-only, cloid; protocol §10.2).
+
+    Raises:
+        OrderNotFound: no such open order of this account, or it is a trigger order.
+        InvalidTransaction: any rejection of the replacement order (``submit``).
+    """
     market_spec(ctx.ws, action.market)
     key, order = find_order(ctx.ws, ctx.account, action.market, action.oid)
     if not isinstance(order, Order):

@@ -24,19 +24,20 @@ import bisect
 
 import msgspec
 
+from clearinghouse.spec.constants import DEFAULT_LEVERAGE, MAX_OPEN_INTEREST
 from clearinghouse.spec.errors import LimitExceeded
-from clearinghouse.spec.math.margin import ceil_div
+from clearinghouse.spec.math.integers import ceil_div, div_toward_zero
+from clearinghouse.spec.math.pnl import closed_cost, realized_pnl
+from clearinghouse.spec.state.access import get_market_state, get_position
 from clearinghouse.spec.state.accounts import checked_i64, get_account, put_account
 from clearinghouse.spec.state.keys import market_state_key, position_key
 from clearinghouse.spec.state.records import Position
 from clearinghouse.spec.state.working_state import WorkingState
 from tx.messages import MarketSpec
 
-DEFAULT_LEVERAGE = 20
-"""Leverage of a position whose owner never set one (capped at the market maximum)."""
-
 
 def default_position(spec: MarketSpec) -> Position:
+    """The position an account holds in a market it never traded: flat, cross, default leverage (protocol §10.4)."""
     return Position(
         size=0,
         cost=0,
@@ -48,24 +49,22 @@ def default_position(spec: MarketSpec) -> Position:
 
 
 def get_or_default(ws: WorkingState, market: int, addr: bytes, spec: MarketSpec) -> Position:
-    pos = ws.get(position_key(market, addr))
+    """``addr``'s position in ``market``, or the default one if none is stored (protocol §10.4)."""
+    pos = get_position(ws, market, addr)
     return pos if pos is not None else default_position(spec)
-
-
-def trunc_div(a: int, b: int) -> int:
-    """a / b rounded toward zero (b > 0)."""
-    q = abs(a) // b
-    return q if a >= 0 else -q
 
 
 def entry_price(pos: Position) -> int:
     """Entry price |cost| / |size| (positive for longs and shorts alike), rounded toward zero
-    (display and ADL ranking use exact fractions instead)."""
-    return trunc_div(abs(pos.cost), abs(pos.size)) if pos.size else 0
+    (display and ADL ranking use exact fractions instead).
+
+    See protocol §10.4.
+    """
+    return div_toward_zero(abs(pos.cost), abs(pos.size)) if pos.size else 0
 
 
 def put_position(ws: WorkingState, market: int, addr: bytes, pos: Position, spec: MarketSpec) -> None:
-    """Store a position and keep the account's ``open_markets`` list in step.
+    """Store a position and keep the account's ``open_markets`` list in step (protocol §10.4).
 
     A flat position with default settings is deleted (nothing to remember).
     """
@@ -93,10 +92,6 @@ def put_position(ws: WorkingState, market: int, addr: bytes, pos: Position, spec
     put_account(ws, addr, msgspec.structs.replace(acct, open_markets=markets))
 
 
-MAX_OPEN_INTEREST = 2**64 - 1
-"""``MarketState.open_interest`` is a u64 (protocol §2.3): total long size may not exceed it."""
-
-
 def _adjust_open_interest(ws: WorkingState, market: int, old_size: int, new_size: int) -> None:
     """Open interest = total long size; kept in the market state.
 
@@ -105,15 +100,18 @@ def _adjust_open_interest(ws: WorkingState, market: int, old_size: int, new_size
     """
     delta = max(new_size, 0) - max(old_size, 0)
     if delta:
-        key = market_state_key(market)
-        ms = ws.get(key)
-        ws.put(key, msgspec.structs.replace(ms, open_interest=ms.open_interest + delta))
+        ms = get_market_state(ws, market)
+        ws.put(market_state_key(market), msgspec.structs.replace(ms, open_interest=ms.open_interest + delta))
 
 
 def check_open_interest(ws: WorkingState, market: int) -> None:
     """Reject a fill that leaves the market's open interest above ``MAX_OPEN_INTEREST``
-    (``LIMIT_EXCEEDED``, protocol §2.3); it can only grow through fills that open longs."""
-    oi = ws.get(market_state_key(market)).open_interest
+    (``LIMIT_EXCEEDED``, protocol §2.3); it can only grow through fills that open longs.
+
+    Raises:
+        LimitExceeded: the market's open interest is above ``MAX_OPEN_INTEREST``.
+    """
+    oi = get_market_state(ws, market).open_interest
     if oi > MAX_OPEN_INTEREST:
         raise LimitExceeded(f"open interest of market {market} would exceed {MAX_OPEN_INTEREST} lots")
 
@@ -121,7 +119,7 @@ def check_open_interest(ws: WorkingState, market: int) -> None:
 def settle_fill(
     ws: WorkingState, market: int, spec: MarketSpec, addr: bytes, signed_qty: int, price: int, fee: int
 ) -> int:
-    """Apply one side of a fill (``signed_qty`` > 0 buys) and its fee; returns realized PnL."""
+    """Apply one side of a fill (``signed_qty`` > 0 buys) and its fee; returns realized PnL (protocol §10.4)."""
     pos = get_or_default(ws, market, addr, spec)
     s = pos.size
     if s != 0 and (s > 0) != (signed_qty > 0) and abs(signed_qty) > abs(s):
@@ -136,10 +134,9 @@ def settle_fill(
         increase = True
     else:
         q = abs(signed_qty)
-        closed_cost = trunc_div(pos.cost * q, abs(s))
-        realized = (q if s > 0 else -q) * price - closed_cost
+        realized = realized_pnl(s, pos.cost, q, price)
         new_size = s + signed_qty
-        new_cost = pos.cost - closed_cost
+        new_cost = pos.cost - closed_cost(s, pos.cost, q)
         increase = False
 
     cash_delta = -signed_qty * price - fee

@@ -12,21 +12,22 @@ nothing else changes: its fills are undone and not reported.
 
 from __future__ import annotations
 
-from typing import Any
-
-from clearinghouse.spec.events import NO_TX, OrderStatus
+from clearinghouse.spec.constants import MARKET_TRIGGER_SLIPPAGE_BPS, NO_TX
+from clearinghouse.spec.events import BaseEvent, OrderStatus
+from clearinghouse.spec.state.access import get_chain, get_market_state, get_trigger
 from clearinghouse.spec.state.context import TxContext
-from clearinghouse.spec.state.keys import CHAIN_KEY, TRIGGER_ABOVE, TRIGGER_BELOW, market_state_key, trigger_prefix
+from clearinghouse.spec.state.keys import TRIGGER_ABOVE, TRIGGER_BELOW, trigger_prefix
+from clearinghouse.spec.state.records import Trigger
 from clearinghouse.spec.state.working_state import WorkingState, atomically
 from clearinghouse.spec.trading.book import remove_order
 from clearinghouse.spec.trading.margin import meets_initial_after_increase
 from clearinghouse.spec.trading.matching import Taker, match, reducible
 from clearinghouse.spec.trading.order_rules import slippage_limit
-from clearinghouse.spec.trading.orders import MARKET_TRIGGER_SLIPPAGE_BPS, market_spec
+from clearinghouse.spec.trading.orders import market_spec
 
 
 def due_triggers(ws: WorkingState, market: int, mark: int) -> list[bytes]:
-    """Keys of the triggers the mark fires, in firing order."""
+    """Keys of the triggers the mark fires, in firing order (protocol §10.8)."""
     due = []
     for key in ws.index.walk(trigger_prefix(market, TRIGGER_ABOVE)):
         if ws.get(key).trigger_price > mark:
@@ -39,7 +40,7 @@ def due_triggers(ws: WorkingState, market: int, mark: int) -> list[bytes]:
     return due
 
 
-def _emit_status(ctx: TxContext, market: int, trig: Any, status: str, reason: str, remaining: int) -> None:
+def _emit_status(ctx: TxContext, market: int, trig: Trigger, status: str, reason: str, remaining: int) -> None:
     """The trigger's ``OrderStatus`` event (end-of-block work, so no transaction index), protocol §10.8."""
     ctx.emit(
         OrderStatus(
@@ -54,7 +55,12 @@ def _emit_status(ctx: TxContext, market: int, trig: Any, status: str, reason: st
     )
 
 
-def fire(ctx: TxContext, market: int, key: bytes, trig: Any, mark: int) -> None:
+def fire(ctx: TxContext, market: int, key: bytes, trig: Trigger, mark: int) -> None:
+    """Fire one due trigger: remove it and send its order to the book (protocol §10.8).
+
+    A rejection of the fired order (margin, reduce-only, unsettled deficit) cancels it with a reason;
+    it never raises out of the end-of-block step.
+    """
     ws = ctx.ws
     remove_order(ws, key, trig)
     _emit_status(ctx, market, trig, "triggered", "", trig.size)
@@ -87,13 +93,14 @@ def fire(ctx: TxContext, market: int, key: bytes, trig: Any, mark: int) -> None:
     _emit_status(ctx, market, trig, st, reason, taker.remaining)
 
 
-def run_triggers(ws: WorkingState, time_ms: int) -> list[Any]:
-    chain = ws.get(CHAIN_KEY)
-    events: list[Any] = []
+def run_triggers(ws: WorkingState, time_ms: int) -> list[BaseEvent]:
+    """End-of-block step 20: fire every trigger the mark has crossed, market by market (protocol §10.8)."""
+    chain = get_chain(ws)
+    events: list[BaseEvent] = []
     for market in range(chain.market_count):
-        mark = ws.get(market_state_key(market)).mark_price
+        mark = get_market_state(ws, market).mark_price
         for key in due_triggers(ws, market, mark):
-            trig = ws.get(key)
+            trig = get_trigger(ws, key)
             if trig is None:
                 continue
             ctx = TxContext(

@@ -84,7 +84,7 @@ QUEUE_EVIDENCE_TOP = 10
 
 
 def build_queue(ws: WorkingState, market: int, winners_long: bool, exclude: bytes, ranking: str) -> list[Ranked]:
-    """The ranked queue of ``market``'s positions on one side (longs if ``winners_long``)."""
+    """The ranked queue of ``market``'s positions on one side (longs if ``winners_long``; protocol §12.7)."""
     candidates = []
     health_cache: dict[Unit, Any] = {}
     for key in ws.index.iter_prefix(position_prefix(market)):
@@ -133,7 +133,7 @@ class BlockQueue:
 
 @dataclass
 class Queues:
-    """The block's shared queues, built lazily on first use, one per (market, side)."""
+    """The block's shared queues, built lazily on first use, one per (market, side; protocol §12.7)."""
 
     ws: WorkingState
     ranking: str
@@ -163,7 +163,7 @@ class Queues:
 
 
 def live_candidate(ws: WorkingState, q: BlockQueue, r: Ranked) -> Candidate | None:
-    """Entry ``r`` as it stands now: its current size, cost, unit value and mark; None if closed."""
+    """Entry ``r`` as it stands now: its current size, cost, unit value and mark; None if closed (protocol §12.7)."""
     c = r.candidate
     pos = ws.get(position_key(q.market, c.account))
     if pos is None or pos.size == 0 or (pos.size > 0) != q.winners_long:
@@ -174,7 +174,7 @@ def live_candidate(ws: WorkingState, q: BlockQueue, r: Ranked) -> Candidate | No
 
 
 def walk(ws: WorkingState, q: BlockQueue, exclude: bytes) -> Any:
-    """Yield ``(i, ranked, live candidate)`` for the queue's open entries, in rank order.
+    """Yield ``(i, ranked, live candidate)`` for the queue's open entries, in rank order (protocol §12.7).
 
     Entries of ``exclude`` (the underwater account) are passed over; a closed
     entry at the front advances ``q.start`` for every later walk in the block.
@@ -192,6 +192,7 @@ def walk(ws: WorkingState, q: BlockQueue, exclude: bytes) -> Any:
 
 
 def queue_entry(r: Ranked) -> QueueEntry:
+    """One ranked queue member as evidence (exact index as numerator and denominator; protocol §12.7)."""
     c = r.candidate
     return QueueEntry(
         account=c.account,
@@ -203,12 +204,14 @@ def queue_entry(r: Ranked) -> QueueEntry:
 
 
 def neighbours(queue: list[Ranked], i: int) -> tuple[list[QueueEntry], list[QueueEntry]]:
+    """The entries just above and below rank ``i`` of a queue, for the evidence of one ADL step (protocol §12.7)."""
     above = [queue_entry(queue[i - 1])] if i > 0 else []
     below = [queue_entry(queue[i + 1])] if i + 1 < len(queue) else []
     return above, below
 
 
 def queue_event(market: int, unit: Unit, size: int, price: int, policy: str, q: BlockQueue) -> AdlQueue:
+    """The ``AdlQueue`` evidence of a queue about to be used for ``unit`` (protocol §12.7)."""
     return AdlQueue(
         market=market,
         underwater=unit.account,
@@ -223,7 +226,7 @@ def queue_event(market: int, unit: Unit, size: int, price: int, policy: str, q: 
 
 
 def affordable(c: Candidate, price: int) -> int:
-    """Lots of ``c`` that may close at ``price`` without taking its unit below zero.
+    """Lots of ``c`` that may close at ``price`` without taking its unit below zero (protocol §12.7).
 
     Closing at ``price`` rather than the mark changes the unit's value by
     (price - mark) per lot for a long, (mark - price) for a short; where that
@@ -235,7 +238,10 @@ def affordable(c: Candidate, price: int) -> int:
 
 def close_against_queue(ctx: TxContext, unit: Unit, q: BlockQueue, size: int, price: int, remaining: int) -> int:
     """One round of the walk: close up to ``remaining`` lots of the underwater position (signed
-    ``size``) at ``price`` against the queue, each entry capped by ``affordable``; returns what is left."""
+    ``size``) at ``price`` against the queue, each entry capped by ``affordable``; returns what is left.
+
+    See protocol §12.7.
+    """
     ws = ctx.ws
     spec = ws.get(market_spec_key(q.market))
     for i, r, c in walk(ws, q, unit.account):
@@ -304,7 +310,7 @@ def deleverage_positions(ctx: TxContext, unit: Unit, policy: str, queues: Queues
 
 
 def take_from_unit(ws: WorkingState, account: bytes, unit_market: int, amount: int) -> None:
-    """Debit a winner's unit: its isolated bucket while the position is open, else cross cash."""
+    """Debit a winner's unit: its isolated bucket while the position is open, else cross cash (protocol §12.7)."""
     if unit_market != CROSS:
         pos = ws.get(position_key(unit_market, account))
         if pos is not None and pos.size != 0:
@@ -435,7 +441,7 @@ def haircut(ctx: TxContext, pool: list[Unit]) -> None:
 
 
 def units_to_deleverage(ws: WorkingState) -> list[Unit]:
-    """``units_in_state`` plus every unit with a LiquidationRef, then the insurance fund.
+    """``units_in_state`` plus every unit with a LiquidationRef, then the insurance fund (protocol §12.7).
 
     A cross account whose positions were all sold beyond bankruptcy has no
     position left, so ``units_in_state`` does not list it, yet its cash may be
@@ -454,7 +460,10 @@ def units_to_deleverage(ws: WorkingState) -> list[Unit]:
 
 def deleverage_unit(ctx: TxContext, unit: Unit, health: Any, policy: str, queues: Queues, pool: list[Unit]) -> None:
     """One underwater unit: close its positions, or (seed) cover its position-less deficit; then
-    whatever is still below zero goes to the fund (a user unit) or is haircut (the fund)."""
+    whatever is still below zero goes to the fund (a user unit) or is haircut (the fund).
+
+    See protocol §12.7.
+    """
     if health.positions:
         deleverage_positions(ctx, unit, policy, queues)
     elif policy_of(policy).deficit_cover:
@@ -506,7 +515,7 @@ def run_adl(ws: WorkingState, time_ms: int) -> list[Any]:
 
 
 def queue_for_position(ws: WorkingState, market: int, account: bytes) -> tuple[list[Ranked], int] | None:
-    """The queue the account's position in ``market`` sits in (its own side), and its unit.
+    """The queue the account's position in ``market`` sits in (its own side), and its unit (protocol §12.7).
 
     This is the queue an underwater position on the *other* side would walk.
     None if the account has no open position there.

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import msgspec
 
+from clearinghouse.spec.constants import CROSS as CROSS  # re-exported: modules not yet moved to spec.constants
 from clearinghouse.spec.events import _Event
 from tx.types import I64, U32, U64, Address
 
-CROSS = 2**32 - 1
-"""``market`` value meaning "the account's cross positions", not an isolated position."""
-
 
 class PositionSnapshot(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
+    """One position of a unit at the mark, as carried by waterfall evidence (protocol §12.11)."""
+
     market: U32
     size: I64
     cost: I64
@@ -27,7 +27,7 @@ class PositionSnapshot(msgspec.Struct, array_like=True, frozen=True, forbid_unkn
 
 
 class LiquidationTriggered(_Event, tag=40):
-    """A margin unit fell below maintenance margin at the mark (step 1)."""
+    """A margin unit fell below maintenance margin at the mark (step 1; protocol §12.11)."""
 
     account: Address
     market: U32
@@ -39,7 +39,7 @@ class LiquidationTriggered(_Event, tag=40):
 
 
 class MarketLiquidation(_Event, tag=41):
-    """A reduce-only liquidation order sent into the book for one position (step 2)."""
+    """A reduce-only liquidation order sent into the book for one position (step 2; protocol §12.11)."""
 
     account: Address
     market: U32
@@ -53,7 +53,7 @@ class MarketLiquidation(_Event, tag=41):
 
 
 class InsuranceCover(_Event, tag=42):
-    """The insurance fund pays (part of) a unit's deficit (step 3)."""
+    """The insurance fund pays (part of) a unit's deficit (step 3; protocol §12.11)."""
 
     account: Address
     unit: U32
@@ -64,7 +64,7 @@ class InsuranceCover(_Event, tag=42):
 
 
 class Backstop(_Event, tag=43):
-    """The insurance fund takes over a unit's positions and margin at mark (step 4)."""
+    """The insurance fund takes over a unit's positions and margin at mark (step 4; protocol §12.11)."""
 
     account: Address
     unit: U32
@@ -78,7 +78,10 @@ class Backstop(_Event, tag=43):
 
 
 class QueueEntry(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
-    """One ranked position: its index as an exact fraction num/den (decimal strings: they can exceed 64 bits)."""
+    """One ranked position: its index as an exact fraction num/den (decimal strings: they can exceed 64 bits).
+
+    See protocol §12.11.
+    """
 
     account: Address
     unit: U32
@@ -88,7 +91,7 @@ class QueueEntry(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fi
 
 
 class AdlQueue(_Event, tag=44):
-    """The ranked queue used to deleverage an underwater unit in one market (step 5)."""
+    """The ranked queue used to deleverage an underwater unit in one market (step 5; protocol §12.11)."""
 
     market: U32
     underwater: Address
@@ -102,7 +105,7 @@ class AdlQueue(_Event, tag=44):
 
 
 class AdlStep(_Event, tag=45):
-    """One counterparty closed by ADL: how much, at what price, what it realized."""
+    """One counterparty closed by ADL: how much, at what price, what it realized (protocol §12.11)."""
 
     market: U32
     underwater: Address
@@ -120,7 +123,7 @@ class AdlStep(_Event, tag=45):
 
 
 class DeficitCover(_Event, tag=46):
-    """``seed`` policy: a winner's slice closed at the reference price covers a deficit."""
+    """``seed`` policy: a winner's slice closed at the reference price covers a deficit (protocol §12.11)."""
 
     market: U32
     underwater: Address
@@ -146,7 +149,7 @@ class AdlShortfall(_Event, tag=47):
 
 
 class WaterfallSkipped(_Event, tag=48):
-    """An end-of-block step hit a hard bound (a 64-bit balance) and was undone for this block.
+    """An end-of-block step hit a hard bound (a 64-bit balance) and was undone for this block (protocol §12.11).
 
     ``step`` is ``liquidation`` or ``adl`` (for the unit ``account``/``unit``) or
     ``funding`` (``unit`` is the market, ``account`` all zero). The chain goes on.

@@ -6,8 +6,9 @@ margin, and pays a unit's deficit while it can: what it can pay is its value
 zero. Its "balance" in evidence events is that value. The fund can fall
 below zero when it absorbs a backstopped unit's negative margin or when the
 mark moves against positions it took over; either way it then holds
-positions, and the ADL step (which visits the fund last) closes them. Policy ``seed`` follows the article: the fund covers a deficit
-only in full; if it cannot, the whole deficit goes to the ADL queue.
+positions, and the ADL step (which visits the fund last) closes them.
+Policy ``seed`` follows the article: the fund covers a deficit only in
+full; if it cannot, the whole deficit goes to the ADL queue.
 """
 
 from __future__ import annotations
@@ -23,17 +24,17 @@ from clearinghouse.spec.waterfall.units import Unit
 
 
 def fund_value(ws: WorkingState) -> int:
-    """The fund's value at mark: cash plus its positions (the balance events report)."""
+    """The fund's value at mark: cash plus its positions (the balance events report; protocol §12.5)."""
     return cross_health(ws, INSURANCE_FUND).value
 
 
 def fund_available(ws: WorkingState) -> int:
-    """What the fund can pay now: its value, not below zero."""
+    """What the fund can pay now: its value, not below zero (protocol §12.5)."""
     return max(0, fund_value(ws))
 
 
 def credit_unit(ws: WorkingState, unit: Unit, amount: int) -> None:
-    """Add ``amount`` to a unit's bucket: cross cash, or the isolated position's cash."""
+    """Add ``amount`` to a unit's bucket: cross cash, or the isolated position's cash (protocol §12.5)."""
     if unit.is_cross:
         add_cash(ws, unit.account, amount)
         return
@@ -43,7 +44,7 @@ def credit_unit(ws: WorkingState, unit: Unit, amount: int) -> None:
 
 
 def cover_deficit(ws: WorkingState, unit: Unit, deficit: int, *, all_or_nothing: bool) -> InsuranceCover:
-    """Pay (part of) ``deficit`` from the fund into the unit; returns the evidence event."""
+    """Pay (part of) ``deficit`` from the fund into the unit; returns the evidence event (protocol §12.5)."""
     before = fund_value(ws)
     available = max(0, before)
     if all_or_nothing:
@@ -59,7 +60,7 @@ def cover_deficit(ws: WorkingState, unit: Unit, deficit: int, *, all_or_nothing:
 
 
 def sweep_to_fund(ws: WorkingState, unit: Unit, amount: int) -> None:
-    """Move a unit's leftover (rounding residue or backstop margin; may be negative) to the fund."""
+    """Move a unit's leftover (rounding residue or backstop margin; may be negative) to the fund (protocol §12.5)."""
     if amount:
         credit_unit(ws, unit, -amount)
         add_cash(ws, INSURANCE_FUND, amount)

@@ -55,6 +55,10 @@ def cancel_orders_of(ctx: TxContext, market: int, owner: bytes) -> None:
 
 
 def liquidation_limit(policy: Policy, is_long: bool, value: int, qty: int, mark: int, fund: int) -> int:
+    """The limit price of a liquidation order (protocol §12.4).
+
+    The slippage bound, tightened by the insurance-fund bound when the policy has one.
+    """
     slip = slippage_bound(is_long, mark, LIQUIDATION_SLIPPAGE_BPS)
     if not policy.fund_bounded_liquidation:
         return slip
@@ -66,7 +70,10 @@ def liquidation_limit(policy: Policy, is_long: bool, value: int, qty: int, mark:
 def record_reference_prices(ws: WorkingState, unit: Unit, value: int, positions: list[Any]) -> None:
     """Remember each position's bankruptcy price at trigger time for the ADL step
     (policy ``seed`` closes winners at it). The ADL step deletes these records at the
-    end of the block unless the unit is still below zero (its deficit is retried)."""
+    end of the block unless the unit is still below zero (its deficit is retried).
+
+    See protocol §12.4.
+    """
     exact = bankruptcy_prices(value, [(p.size, mark, mm) for _m, p, mark, mm in positions])
     for (m, p, _mark, _mm), bp in zip(positions, exact):
         ws.put(
@@ -78,6 +85,10 @@ def record_reference_prices(ws: WorkingState, unit: Unit, value: int, positions:
 
 
 def liquidate_unit(ctx: TxContext, unit: Unit, policy: Policy) -> None:
+    """Steps 1-2 for one unit (protocol §12.3-§12.4).
+
+    Record the trigger, cancel the unit's orders and send its positions to the book.
+    """
     ws = ctx.ws
     health = unit_health(ws, unit)
     ctx.emit(
@@ -156,7 +167,7 @@ def liquidate_unit(ctx: TxContext, unit: Unit, policy: Policy) -> None:
 
 
 def run_liquidations(ws: WorkingState, time_ms: int) -> list[Any]:
-    """End-of-block step 40: every liquidatable unit, in unit order."""
+    """End-of-block step 40: every liquidatable unit, in unit order (protocol §12.4)."""
     from clearinghouse.spec.state.keys import CHAIN_KEY
 
     chain = ws.get(CHAIN_KEY)

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Policy:
+    """A waterfall policy, fixed in genesis: the ranking and which steps run and how (protocol §12.2)."""
+
     name: str
     ranking: str
     partial_liquidation: bool
@@ -67,4 +69,5 @@ POLICIES: dict[str, Policy] = {
 
 
 def policy_of(name: str) -> Policy:
+    """The policy named ``name`` (genesis validation guarantees it exists; protocol §12.2)."""
     return POLICIES[name]

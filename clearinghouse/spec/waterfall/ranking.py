@@ -28,7 +28,7 @@ from tx.encoding import encode
 
 @dataclass(frozen=True)
 class Candidate:
-    """An opposite-side position as the ranking sees it (all integers)."""
+    """An opposite-side position as the ranking sees it (all integers; protocol §12.10)."""
 
     account: bytes
     unit: int
@@ -41,12 +41,14 @@ class Candidate:
 
 
 def hyperliquid_index(c: Candidate) -> Fraction:
+    """Hyperliquid's ADL index: (1 + PnL %) x notional / value, exact (protocol §12.10)."""
     notional = abs(c.size) * c.mark
     upnl = c.size * c.mark - c.cost
     return Fraction(abs(c.cost) + upnl, abs(c.cost)) * Fraction(notional, c.value)
 
 
 def bitmex_index(c: Candidate) -> Fraction:
+    """BitMEX's ADL index: PnL % x effective leverage (or PnL % / leverage for losers), exact (protocol §12.10)."""
     notional = abs(c.size) * c.mark
     upnl = c.size * c.mark - c.cost
     pnl_pct = Fraction(upnl, abs(c.cost))
@@ -66,13 +68,15 @@ RANKINGS: dict[str, Callable[[Candidate], Fraction]] = {
 
 @dataclass(frozen=True)
 class Ranked:
+    """A candidate with its rank (1 = first to be deleveraged) and exact index (protocol §12.10)."""
+
     rank: int
     index: Fraction
     candidate: Candidate
 
 
 def rank_candidates(candidates: list[Candidate], ranking: str) -> list[Ranked]:
-    """The queue: eligible candidates by index descending, then address, then unit."""
+    """The queue: eligible candidates by index descending, then address, then unit (protocol §12.10)."""
     index_fn = RANKINGS[ranking]
     scored = [(index_fn(c), c) for c in candidates if c.value > 0 and c.cost != 0]
     scored.sort(key=lambda ic: (-ic[0], ic[1].account, ic[1].unit))
@@ -88,7 +92,7 @@ class _HashRow(msgspec.Struct, array_like=True, frozen=True):
 
 
 def ranking_hash(queue: list[Ranked]) -> bytes:
-    """blake3 of the canonical encoding of the whole ranking, in order (docs/protocol.md)."""
+    """blake3 of the canonical encoding of the whole ranking, in order (protocol §12.10)."""
     rows = [
         _HashRow(
             r.candidate.account, r.candidate.unit, r.candidate.size, str(r.index.numerator), str(r.index.denominator)
@@ -100,7 +104,10 @@ def ranking_hash(queue: list[Ranked]) -> bytes:
 
 def indicator(queue: list[Ranked], account: bytes, unit: int) -> dict[str, int] | None:
     """A position's ADL queue indicator: rank, queue length, percentile (1 = front) and
-    quintile 1-5 (5 = the front fifth, most likely to be deleveraged)."""
+    quintile 1-5 (5 = the front fifth, most likely to be deleveraged).
+
+    See protocol §12.10.
+    """
     n = len(queue)
     for r in queue:
         if r.candidate.account == account and r.candidate.unit == unit:

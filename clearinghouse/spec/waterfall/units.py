@@ -9,6 +9,7 @@ account, so every replayer processes them identically.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from clearinghouse.spec.math.margin import maintenance_margin
 from clearinghouse.spec.state.accounts import get_account
@@ -20,6 +21,8 @@ from clearinghouse.spec.waterfall.events import CROSS, PositionSnapshot
 
 @dataclass(frozen=True, order=True)
 class Unit:
+    """A margin unit: an account's cross side (``market == CROSS``) or one isolated position (protocol §12.1)."""
+
     account: bytes
     market: int
 
@@ -28,25 +31,36 @@ class Unit:
         return self.market == CROSS
 
 
+class PositionAtMark(NamedTuple):
+    """One open position of a margin unit, valued at its market's mark (protocol §12.1)."""
+
+    market: int
+    position: Position
+    mark: int
+    maintenance: int
+    """Maintenance margin of the position at ``mark`` (protocol §10.6), rounded up."""
+
+
 @dataclass
 class UnitHealth:
-    """Value and maintenance margin of a unit at the marks, with its open positions."""
+    """Value and maintenance margin of a unit at the marks, with its open positions (protocol §12.1)."""
 
     value: int
     maintenance: int
-    positions: list[tuple[int, Position, int, int]]
-    """(market, position, mark, maintenance margin) for each open position, ascending market."""
+    positions: list[PositionAtMark]
+    """Each open position at its mark, ascending market."""
 
     def snapshots(self) -> list[PositionSnapshot]:
         return [PositionSnapshot(market=m, size=p.size, cost=p.cost, mark=mark) for m, p, mark, _mm in self.positions]
 
 
 def unit_health(ws: WorkingState, unit: Unit) -> UnitHealth:
+    """Value and maintenance margin of ``unit`` at the marks, with its open positions (protocol §12.1)."""
     if unit.is_cross:
         acct = get_account(ws, unit.account)
         value = acct.cash
         total_mm = 0
-        positions = []
+        positions: list[PositionAtMark] = []
         for m in acct.open_markets:
             pos = ws.get(position_key(m, unit.account))
             if pos is None or pos.size == 0 or not pos.is_cross:
@@ -55,7 +69,7 @@ def unit_health(ws: WorkingState, unit: Unit) -> UnitHealth:
             mm = maintenance_margin(pos.size, mark, ws.get(market_spec_key(m)).max_leverage)
             value += pos.size * mark
             total_mm += mm
-            positions.append((m, pos, mark, mm))
+            positions.append(PositionAtMark(m, pos, mark, mm))
         return UnitHealth(value=value, maintenance=total_mm, positions=positions)
     pos = ws.get(position_key(unit.market, unit.account))
     if pos is None:
@@ -64,11 +78,13 @@ def unit_health(ws: WorkingState, unit: Unit) -> UnitHealth:
         return UnitHealth(value=pos.iso_cash, maintenance=0, positions=[])
     mark = ws.get(market_state_key(unit.market)).mark_price
     mm = maintenance_margin(pos.size, mark, ws.get(market_spec_key(unit.market)).max_leverage)
-    return UnitHealth(value=pos.iso_cash + pos.size * mark, maintenance=mm, positions=[(unit.market, pos, mark, mm)])
+    return UnitHealth(
+        value=pos.iso_cash + pos.size * mark, maintenance=mm, positions=[PositionAtMark(unit.market, pos, mark, mm)]
+    )
 
 
 def units_in_state(ws: WorkingState) -> list[Unit]:
-    """Every unit with an open position or a flat isolated bucket (a deficit), sorted.
+    """Every unit with an open position or a flat isolated bucket (a deficit), sorted (protocol §12.1).
 
     Walks the position index of every market: O(open positions).
     """
@@ -87,11 +103,12 @@ def units_in_state(ws: WorkingState) -> list[Unit]:
 
 
 def unit_of_position(account: bytes, market: int, pos: Position) -> Unit:
+    """The unit that holds ``account``'s position in ``market`` (protocol §12.1)."""
     return Unit(account, CROSS if pos.is_cross else market)
 
 
 def unit_value_for(ws: WorkingState, account: bytes, market: int) -> int:
-    """Value of the unit that holds (or would hold) ``account``'s position in ``market``."""
+    """Value of the unit that holds (or would hold) ``account``'s position in ``market`` (protocol §12.1)."""
     pos = ws.get(position_key(market, account))
     unit = Unit(account, CROSS) if pos is None or pos.is_cross else Unit(account, market)
     return unit_health(ws, unit).value

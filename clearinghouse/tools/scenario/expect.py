@@ -111,11 +111,17 @@ class PriceCheck(Check):
 
 @dataclass
 class EventCheck(Check):
-    event: str
+    event_class: type
+    """The event type the scenario named (resolved by the parser from ``EVENT_CLASSES``)."""
     conds: dict[str, Any]
     count: int | None
     within: str
     sc: Scenario
+
+    @property
+    def event(self) -> str:
+        """The event type's name, as the scenario file spells it (for messages)."""
+        return self.event_class.__name__
 
     def describe(self) -> str:
         where = ", ".join(f"{k} = {_cond_text(v)}" for k, v in self.conds.items())
@@ -124,7 +130,7 @@ class EventCheck(Check):
         return f"{n} {self.event} event{' with ' + where if where else ''} {scope}"
 
     def matches(self, event: Any) -> bool:
-        if type(event).__name__ != self.event:
+        if not isinstance(event, self.event_class):
             return False
         market = getattr(event, "market", None)
         for key, want in self.conds.items():
@@ -141,7 +147,7 @@ class EventCheck(Check):
         n = sum(1 for e in events if self.matches(e))
         if (self.count is None and n >= 1) or n == self.count:
             return None
-        same_type = sum(1 for e in events if type(e).__name__ == self.event)
+        same_type = sum(1 for e in events if isinstance(e, self.event_class))
         return f"expected {self.describe()}, found {n} ({same_type} {self.event} event(s) in scope)"
 
 

@@ -669,11 +669,11 @@ class _StepReader:
         within = self.r.choice(
             self.t.get("within", "block"), {"block": "block", "scenario": "scenario"}, self.where, "within"
         )
-        return EventCheck(ev, conds, count, within, self.sc)
+        return EventCheck(cls, conds, count, within, self.sc)
 
     def condition(self, key: str, value: Any) -> Any:
         """Normalize a where-value: names become addresses, market names indexes; numbers stay human (Decimal)."""
-        from clearinghouse.spec.waterfall.events import CROSS
+        from clearinghouse.spec.constants import CROSS
         from clearinghouse.tools.units import MARKET_FIELDS
 
         if isinstance(value, (list, dict)):

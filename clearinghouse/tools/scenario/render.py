@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from clearinghouse.spec import events as E
+from clearinghouse.spec.waterfall import events as W
 from clearinghouse.tools.scenario.expect import _lots, _price, account_state
 from clearinghouse.tools.scenario.parse import _address_of
 from clearinghouse.tools.scenario.run import ScenarioRun
@@ -32,32 +34,31 @@ def _summary(run: ScenarioRun) -> dict[str, int]:
         "adl_shortfalls": 0,
         "funding_payments": 0,
     }
-    names = {
-        "LiquidationTriggered": "liquidations",
-        "MarketLiquidation": "market_liquidations",
-        "InsuranceCover": "insurance_covers",
-        "Backstop": "backstops",
-        "AdlQueue": "adl_queues",
-        "AdlStep": "adl_steps",
-        "DeficitCover": "deficit_covers",
-        "AdlShortfall": "adl_shortfalls",
+    names: dict[type, str] = {
+        W.LiquidationTriggered: "liquidations",
+        W.MarketLiquidation: "market_liquidations",
+        W.InsuranceCover: "insurance_covers",
+        W.Backstop: "backstops",
+        W.AdlQueue: "adl_queues",
+        W.AdlStep: "adl_steps",
+        W.DeficitCover: "deficit_covers",
+        W.AdlShortfall: "adl_shortfalls",
     }
     for b in run.blocks:
         for e in b.events:
-            n = type(e).__name__
-            if n == "Receipt":
+            if isinstance(e, E.Receipt):
                 counts["txs"] += 1
                 counts["rejected"] += 0 if e.ok else 1
-            elif n == "Fill":
+            elif isinstance(e, E.Fill):
                 counts["fills"] += 1
-            elif n == "PositionTransfer":
+            elif isinstance(e, E.PositionTransfer):
                 counts["transfers"] += 1
                 if e.reason == "adl":
                     counts["adl_fills"] += 1  # key kept from when ADL closes were fills
-            elif n == "FundingPaid" and getattr(e, "amount", 0) != 0:
+            elif isinstance(e, E.FundingPaid) and e.amount != 0:
                 counts["funding_payments"] += 1
-            elif n in names:
-                counts[names[n]] += 1
+            elif type(e) in names:
+                counts[names[type(e)]] += 1
     return counts
 
 
@@ -116,7 +117,7 @@ def render_run(con: Any, run: ScenarioRun, *, log: str | None) -> None:
     """The readable report: events block by block, final accounts, summary, expectations."""
     from rich.markup import escape
 
-    from clearinghouse.spec.events import NO_TX
+    from clearinghouse.spec.constants import NO_TX
     from clearinghouse.tools.explain import Legend, event_text, iso_time
 
     sc = run.scenario
@@ -142,14 +143,14 @@ def render_run(con: Any, run: ScenarioRun, *, log: str | None) -> None:
             con.print(f"  [italic]# {escape(note)}[/]")
         in_tx = True
         for e in b.events:
-            name = type(e).__name__
+            is_receipt = isinstance(e, E.Receipt)
             tx_index = getattr(e, "tx_index", NO_TX)
-            if in_tx and (tx_index == NO_TX or not hasattr(e, "tx_index")) and name != "Receipt":
+            if in_tx and (tx_index == NO_TX or not hasattr(e, "tx_index")) and not is_receipt:
                 in_tx = False
                 con.print("  [dim]end of block:[/]")
             lines = event_text(e, legend)
             style = _style(e)
-            indent = "  " if name == "Receipt" or not in_tx else "    "
+            indent = "  " if is_receipt or not in_tx else "    "
             for i, line in enumerate(lines):
                 text = escape(line)
                 con.print(f"{indent}[{style}]{text}[/]" if style and i == 0 else f"{indent}{text}")
@@ -195,15 +196,14 @@ def render_run(con: Any, run: ScenarioRun, *, log: str | None) -> None:
 
 
 def _style(e: Any) -> str:
-    name = type(e).__name__
-    if name == "Receipt":
+    if isinstance(e, E.Receipt):
         return "" if e.ok else "red"
-    if name in ("LiquidationTriggered", "Backstop", "AdlQueue", "AdlStep", "DeficitCover", "AdlShortfall"):
+    if isinstance(e, (W.LiquidationTriggered, W.Backstop, W.AdlQueue, W.AdlStep, W.DeficitCover, W.AdlShortfall)):
         return "bold magenta"
-    if name in ("MarketLiquidation", "InsuranceCover"):
+    if isinstance(e, (W.MarketLiquidation, W.InsuranceCover)):
         return "magenta"
-    if name == "Fill":
+    if isinstance(e, E.Fill):
         return "magenta" if e.liquidation else "green"
-    if name == "PositionTransfer":
+    if isinstance(e, E.PositionTransfer):
         return "magenta"
     return ""
