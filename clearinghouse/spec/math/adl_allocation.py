@@ -68,6 +68,13 @@ def largest_remainder(total: int, weights: list[int], caps: list[int]) -> list[i
     return out
 
 
+def affordable_lots(size: int, value: int, loss: int) -> int:
+    """Lots (of ``size`` >= 0) a winner worth ``value`` may close at a price that costs it ``loss``
+    per lot against the mark without going below zero (protocol §12.7 ``affordable``): all of them
+    if ``loss <= 0``, else ``min(size, floor(value / loss))``, not below zero."""
+    return size if loss <= 0 else max(0, min(size, value // loss))
+
+
 def pro_rata_capacity(size: int, cost: int, mark: int, value: int) -> int:
     """``c_u = min(uPnL, value)``, not below zero: what a winner's position can give (protocol §12.13).
 

@@ -48,6 +48,7 @@ from functools import partial
 from typing import Any, NamedTuple
 
 from clearinghouse.spec.events import NO_TX
+from clearinghouse.spec.math.adl_allocation import affordable_lots
 from clearinghouse.spec.math.liquidation import bankruptcy_prices, round_bankruptcy_price, smallest_cover_qty
 from clearinghouse.spec.math.margin import ceil_div
 from clearinghouse.spec.state.accounts import add_cash
@@ -156,6 +157,16 @@ class Queues:
         """Where each queue's walks start now (to undo a unit whose journal is rolled back)."""
         return {key: q.start for key, q in self.built.items()}
 
+    def winners(self, market: int, winners_long: bool, exclude: bytes) -> list[Candidate]:
+        """The side's open entries as they stand now (``walk``), value > 0, in ascending unit order:
+        the winners the allocation policies share a position over (protocol §12.13, §12.14)."""
+        q = self.get(market, winners_long)
+        return sorted((c for _i, _r, c in walk(self.ws, q, exclude) if c.value > 0), key=lambda c: (c.account, c.unit))
+
+    def evidence(self, market: int, unit: Unit, size: int, price: int, policy: str) -> AdlQueue:
+        """The ``AdlQueue`` event of the side that an underwater ``size`` in ``market`` is closed against."""
+        return queue_event(market, unit, size, price, policy, self.get(market, winners_long=size < 0))
+
     def rollback(self, cursors: dict[tuple[int, bool], int]) -> None:
         """After a unit is undone (``WaterfallSkipped``): its fills are gone, so entries it closed are
         open again; queues ranked during it saw its undone fills and are dropped (ranked again on use)."""
@@ -233,7 +244,7 @@ def affordable(c: Candidate, price: int) -> int:
     is a loss, at most value // loss lots (floor: the unit stays >= 0).
     """
     loss = c.mark - price if c.size > 0 else price - c.mark
-    return abs(c.size) if loss <= 0 else max(0, min(abs(c.size), c.value // loss))
+    return affordable_lots(abs(c.size), c.value, loss)
 
 
 def close_against_queue(ctx: TxContext, unit: Unit, q: BlockQueue, size: int, price: int, remaining: int) -> int:

@@ -23,21 +23,26 @@ whose ``rank`` is the winner's place in the unit-ordered list and whose
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from clearinghouse.spec.math.adl_allocation import pro_rata_capacity, pro_rata_lots
+from clearinghouse.spec.math.adl_allocation import affordable_lots, pro_rata_capacity, pro_rata_lots
 from clearinghouse.spec.math.liquidation import bankruptcy_prices, round_bankruptcy_price
 from clearinghouse.spec.state.context import TxContext
 from clearinghouse.spec.state.keys import INSURANCE_FUND, market_spec_key
 from clearinghouse.spec.trading.transfer import transfer_position
-from clearinghouse.spec.waterfall.events import CROSS, AdlShortfall, AdlStep
+from clearinghouse.spec.waterfall.events import CROSS, AdlQueue, AdlShortfall, AdlStep
 from clearinghouse.spec.waterfall.insurance_fund import sweep_to_fund
 from clearinghouse.spec.waterfall.policies import Policy
 from clearinghouse.spec.waterfall.ranking import Candidate
 from clearinghouse.spec.waterfall.units import Unit, unit_health
 
-if TYPE_CHECKING:
-    from clearinghouse.spec.waterfall.adl import Queues
+
+class Winners(Protocol):
+    """What the allocation policies read from the block's shared queues (``adl.Queues``)."""
+
+    def winners(self, market: int, winners_long: bool, exclude: bytes) -> list[Candidate]: ...
+
+    def evidence(self, market: int, unit: Unit, size: int, price: int, policy: str) -> AdlQueue: ...
 
 
 Allocation = tuple[list[int], list[int], int]
@@ -52,10 +57,13 @@ def loss_per_lot(c: Candidate, price: int) -> int:
     return c.mark - price if c.size > 0 else price - c.mark
 
 
+def affordable(c: Candidate, price: int) -> int:
+    """``adl.affordable``: lots of ``c`` that may close at ``price`` without taking its unit below zero."""
+    return affordable_lots(abs(c.size), c.value, loss_per_lot(c, price))
+
+
 def pro_rata_allocation(lots: int, winners: list[Candidate], price: int, at_mark: bool) -> Allocation:
     """Round 1: weights ``c_u = min(uPnL, value)``; round 2 (``at_mark``): weights = live size."""
-    from clearinghouse.spec.waterfall.adl import affordable
-
     sizes = [abs(c.size) for c in winners]
     if at_mark:
         weights = sizes
@@ -68,32 +76,26 @@ def pro_rata_allocation(lots: int, winners: list[Candidate], price: int, at_mark
     return pro_rata_lots(lots, weights, loss, sizes, caps), weights, sum(weights)
 
 
-def deleverage_allocated(ctx: TxContext, unit: Unit, policy: Policy, queues: Queues, allocate: Allocator) -> None:
+def deleverage_allocated(ctx: TxContext, unit: Unit, policy: Policy, queues: Winners, allocate: Allocator) -> None:
     """Close an underwater unit's positions over the opposite side's winners as ``allocate`` shares
     them (protocol §12.13, §12.14): round 1 at the bankruptcy price, round 2 at the mark.
 
     Raises:
         InvalidAmount, LimitExceeded: from ``transfer_position`` (the unit is undone, ``WaterfallSkipped``).
     """
-    from clearinghouse.spec.waterfall.adl import queue_event, walk
-
     ws = ctx.ws
     health = unit_health(ws, unit)
     exact = bankruptcy_prices(health.value, [(p.size, mark, mm) for _m, p, mark, mm in health.positions])
     moved = 0  # the unit's value change from its round-1 fills (as in deleverage_positions)
     for (market, pos, mark, _mm), bp in zip(health.positions, exact, strict=True):
         price = round_bankruptcy_price(bp, pos.size)
-        q = queues.get(market, winners_long=pos.size < 0)
-        ctx.emit(queue_event(market, unit, pos.size, price, policy.name, q))
+        ctx.emit(queues.evidence(market, unit, pos.size, price, policy.name))
         spec = ws.get(market_spec_key(market))
         remaining = abs(pos.size)
         for round_price, at_mark in ((price, False), (mark, True)):
             if remaining == 0:
                 break
-            winners = sorted(
-                (c for _i, _r, c in walk(ws, q, unit.account) if c.value > 0),
-                key=lambda c: (c.account, c.unit),
-            )
+            winners = queues.winners(market, pos.size < 0, unit.account)
             lots, weights, total = allocate(remaining, winners, round_price, at_mark)
             for n, (c, qty, w) in enumerate(zip(winners, lots, weights, strict=True), 1):
                 if qty == 0:
@@ -132,7 +134,7 @@ def deleverage_allocated(ctx: TxContext, unit: Unit, policy: Policy, queues: Que
         sweep_to_fund(ws, Unit(unit.account, CROSS), residue)
 
 
-def deleverage_pro_rata(ctx: TxContext, unit: Unit, policy: Policy, queues: Queues) -> None:
+def deleverage_pro_rata(ctx: TxContext, unit: Unit, policy: Policy, queues: Winners) -> None:
     """Policy ``pro-rata``, step 50 for a unit with open positions (protocol §12.13).
 
     Raises:

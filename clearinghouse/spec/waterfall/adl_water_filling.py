@@ -12,24 +12,17 @@ by its size and ``affordable`` at the round's price.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from clearinghouse.spec.math.adl_allocation import LEVERAGE_SCALE, Holding, water_fill
 from clearinghouse.spec.state.context import TxContext
-from clearinghouse.spec.waterfall.adl_pro_rata import Allocation, deleverage_allocated
+from clearinghouse.spec.waterfall.adl_pro_rata import Allocation, Winners, affordable, deleverage_allocated
 from clearinghouse.spec.waterfall.policies import Policy
 from clearinghouse.spec.waterfall.ranking import Candidate
 from clearinghouse.spec.waterfall.units import Unit
-
-if TYPE_CHECKING:
-    from clearinghouse.spec.waterfall.adl import Queues
 
 
 def water_filling_allocation(lots: int, winners: list[Candidate], price: int, at_mark: bool) -> Allocation:
     """Lots by ``water_fill``; each winner's weight is its leverage in 1/``LEVERAGE_SCALE``
     (rounded down), evidence only."""
-    from clearinghouse.spec.waterfall.adl import affordable
-
     holdings = [
         Holding(
             size=abs(c.size), mark=c.mark, value=c.value, cap=abs(c.size) if at_mark else affordable(c, price)
@@ -40,7 +33,7 @@ def water_filling_allocation(lots: int, winners: list[Candidate], price: int, at
     return water_fill(lots, holdings), weights, LEVERAGE_SCALE
 
 
-def deleverage_water_filling(ctx: TxContext, unit: Unit, policy: Policy, queues: Queues) -> None:
+def deleverage_water_filling(ctx: TxContext, unit: Unit, policy: Policy, queues: Winners) -> None:
     """Policy ``risk-water-filling``, step 50 for a unit with open positions (protocol §12.14).
 
     Raises:

@@ -39,7 +39,7 @@ from clearinghouse.spec.waterfall.units import Unit, unit_health, unit_of_positi
 
 if TYPE_CHECKING:
     from clearinghouse.spec.state.working_state import WorkingState
-    from clearinghouse.spec.waterfall.adl import Queues
+    from clearinghouse.spec.waterfall.adl_pro_rata import Winners
 
 
 def clawback_markets(ws: WorkingState, unit: Unit, health: Any) -> list[int]:
@@ -86,7 +86,7 @@ def take_from_winner(ws: WorkingState, winner: Unit, amount: int) -> None:
     add_cash(ws, winner.account, -amount)
 
 
-def clawback_unit(ctx: TxContext, unit: Unit, policy: Policy, queues: Queues) -> None:
+def clawback_unit(ctx: TxContext, unit: Unit, policy: Policy, queues: Winners) -> None:
     """Policy ``clawback``, step 50 for a unit below zero (protocol §12.15): cash from the
     profitable positions of its markets, in proportion to profit; no position moves.
 
