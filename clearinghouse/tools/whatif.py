@@ -49,7 +49,7 @@ from clearinghouse.spec.state.keys import (
 )
 from clearinghouse.spec.state.records import Chain
 from clearinghouse.spec.waterfall.adl import units_to_deleverage
-from clearinghouse.spec.waterfall.events import CROSS
+from clearinghouse.spec.waterfall.events import CROSS, AdlStep, Clawback, DeficitCover, Haircut, WaterfallSkipped
 from clearinghouse.spec.waterfall.insurance_fund import fund_value
 from clearinghouse.spec.waterfall.policies import POLICIES, Policy
 from clearinghouse.spec.waterfall.units import Unit, unit_health
@@ -58,7 +58,7 @@ from state import MemoryStore
 from tx.encoding import encode, genesis_hash
 from tx.messages import Block, Genesis, Header
 
-ADL_ONLY_FIELDS = ("name", "ranking", "deficit_cover")
+ADL_ONLY_FIELDS = ("name", "ranking", "deficit_cover", "adl")
 """Policy switches that only step 50 reads: policies that differ only in these share one
 ADL-disabled baseline. A new switch is assumed to matter before step 50 unless listed here."""
 
@@ -191,16 +191,17 @@ class Observer:
             return marks[m]
 
         for e in executed.events:
-            name = type(e).__name__
-            if name == "WaterfallSkipped" and self.capture_store is not None and self.fork is None:
+            if isinstance(e, WaterfallSkipped) and self.capture_store is not None and self.fork is None:
                 self.fork_unsafe = True  # a rolled-back liquidation leaves no reference, yet it read the policy
-            if name == "AdlStep":
+            if isinstance(e, AdlStep):
                 obs.fills.append(Fill(e.market, e.counterparty, e.size, e.price, mark(e.market)))
-            elif name == "DeficitCover":
+            elif isinstance(e, DeficitCover):
                 obs.fills.append(Fill(e.market, e.counterparty, e.size, e.reference_price, mark(e.market)))
                 if e.covered:
                     obs.charges.append((e.counterparty, e.covered))
-            elif name == "Haircut":
+            elif isinstance(e, (Haircut, Clawback)):
+                # Cash taken from a winner without a fill: the fund's deficit haircut (tag 49) and the
+                # clawback policy's share (tag 50).
                 obs.charges.append((e.account, e.amount))
         obs.fund_after = fund_value(view)
         if not self.fund_path or self.fund_path[-1][1] != obs.fund_after:
