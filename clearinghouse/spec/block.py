@@ -138,10 +138,24 @@ def decode_for_block(raw: bytes) -> tuple[Transaction | None, InvalidTransaction
 
 
 def recover(chain: Chain, tx: Transaction) -> bytes:
-    """The signer's address, or ``InvalidTransaction`` for a bad signature."""
+    """The signer's address, or ``InvalidTransaction`` for a bad signature.
+
+    Under the lab's ``end_of_block.ToolHook`` with a ``signers`` memo (tools only), a signature
+    recovered before for the same digest is looked up instead of recovered again (same result).
+    """
     digest = signing_digest(chain.chain_id, tx.nonce, encode(tx.action))
+    hook = end_of_block.current_tool_hook()
+    memo = hook.signers if hook is not None else None
+    if memo is not None:
+        key = digest + tx.signature
+        known = memo.get(key)
+        if known is not None:
+            return known
     try:
-        return recover_signer(digest, tx.signature)
+        signer = recover_signer(digest, tx.signature)
+        if memo is not None:
+            memo[key] = signer
+        return signer
     except HighSSignature:
         raise HighSRejected(MSG_HIGH_S) from None
     except SignatureError:

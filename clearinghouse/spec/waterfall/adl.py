@@ -160,8 +160,14 @@ class Queues:
     def winners(self, market: int, winners_long: bool, exclude: bytes) -> list[Candidate]:
         """The side's open entries as they stand now (``walk``), value > 0, in ascending unit order:
         the winners the allocation policies share a position over (protocol §12.13, §12.14)."""
+        fresh = (market, winners_long) not in self.built
         q = self.get(market, winners_long)
-        return sorted((c for _i, _r, c in walk(self.ws, q, exclude) if c.value > 0), key=lambda c: (c.account, c.unit))
+        if fresh:
+            # Ranked just now from the state as it is: its entries are the live candidates.
+            live = [r.candidate for r in q.entries if r.candidate.account != exclude]
+        else:
+            live = [c for _i, _r, c in walk(self.ws, q, exclude) if c.value > 0]
+        return sorted(live, key=lambda c: (c.account, c.unit))
 
     def evidence(self, market: int, unit: Unit, size: int, price: int, policy: str) -> AdlQueue:
         """The ``AdlQueue`` event of the side that an underwater ``size`` in ``market`` is closed against."""

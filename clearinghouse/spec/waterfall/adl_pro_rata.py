@@ -89,13 +89,14 @@ def deleverage_allocated(ctx: TxContext, unit: Unit, policy: Policy, queues: Win
     moved = 0  # the unit's value change from its round-1 fills (as in deleverage_positions)
     for (market, pos, mark, _mm), bp in zip(health.positions, exact, strict=True):
         price = round_bankruptcy_price(bp, pos.size)
+        first = queues.winners(market, pos.size < 0, unit.account)  # read before anything moves
         ctx.emit(queues.evidence(market, unit, pos.size, price, policy.name))
         spec = ws.get(market_spec_key(market))
         remaining = abs(pos.size)
         for round_price, at_mark in ((price, False), (mark, True)):
             if remaining == 0:
                 break
-            winners = queues.winners(market, pos.size < 0, unit.account)
+            winners = queues.winners(market, pos.size < 0, unit.account) if at_mark else first
             lots, weights, total = allocate(remaining, winners, round_price, at_mark)
             for n, (c, qty, w) in enumerate(zip(winners, lots, weights, strict=True), 1):
                 if qty == 0:
