@@ -45,7 +45,9 @@ def test_pro_rata_lots_by_hand(lots, capacities, loss, sizes, affordable, expect
     # No winner gives more than its capacity (h_u = q_u x loss <= c_u), its size or what it can afford.
     for q, c, s, a in zip(out, capacities, sizes, affordable, strict=True):
         assert q * loss <= c and q <= s and q <= a
-    assert sum(out) == min(lots, sum(min(s, a, c // loss) for c, s, a in zip(capacities, sizes, affordable, strict=True)))
+    assert sum(out) == min(
+        lots, sum(min(s, a, c // loss) for c, s, a in zip(capacities, sizes, affordable, strict=True))
+    )
 
 
 @pytest.mark.parametrize(
@@ -100,8 +102,8 @@ def test_water_fill_gives_exactly_what_the_caps_allow(lots, rows):
     assert sum(out) == min(lots, sum(h.cap for h in holdings))
     # Nobody is reduced while a winner it could take lots from instead stays more leveraged than it is
     # left: reduced below the level, a winner was reduced no further than the level.
-    for (h, q) in zip(holdings, out, strict=True):
-        for (g, p) in zip(holdings, out, strict=True):
+    for h, q in zip(holdings, out, strict=True):
+        for g, p in zip(holdings, out, strict=True):
             if q > 0 and p < g.cap:
                 # h gave a lot while g could have: h before its last lot was at least as leveraged as g after.
                 assert (h.size - q + 1) * g.value >= (g.size - p) * h.value
@@ -145,3 +147,13 @@ def test_largest_remainder_refuses_bad_input():
         largest_remainder(-1, [1], [1])
     with pytest.raises(ValueError):
         water_fill(1, [H(1, 0)])
+
+
+@pytest.mark.parametrize(
+    "holding,level,expected",
+    [(H(10, 100), 4_000_000, 6), (H(10, 100), 0, 10), (H(10, 100, cap=3), 0, 3), (H(10, 100), 10_000_000, 0)],
+    ids=["keeps-floor-of-level", "level-zero-all", "level-zero-capped", "already-below"],
+)
+def test_lots_above(holding, level, expected):
+    # keep = floor(level x value / (mark x 10^6)): at leverage 4, 100 USDC of value keeps 4 lots of mark 100.
+    assert lots_above(holding, level) == expected

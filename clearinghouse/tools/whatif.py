@@ -365,9 +365,7 @@ def whatif(
         say(f"replaying with ADL disabled ({'+'.join(members)})")
         # From the first liquidation (fork), not adl_fork: with step 50 off, liquidation references
         # are never cleared, so the state differs from the verified run's from there on.
-        base = replay(
-            path, genesis, members[0], "adl_disabled", snapshot_heights=heights, fork=fork, signers=signers
-        )
+        base = replay(path, genesis, members[0], "adl_disabled", snapshot_heights=heights, fork=fork, signers=signers)
         base_seconds["+".join(members)] = round(base.seconds, 3)
         for p in members:
             baselines[p] = base

@@ -64,6 +64,9 @@ from clearinghouse.spec.state.keys import (
 from clearinghouse.spec.state.working_state import WorkingState, atomically
 from clearinghouse.spec.trading.book import next_oid
 from clearinghouse.spec.trading.matching import Taker, execute_fill
+from clearinghouse.spec.waterfall.adl_pro_rata import deleverage_pro_rata
+from clearinghouse.spec.waterfall.adl_water_filling import deleverage_water_filling
+from clearinghouse.spec.waterfall.clawback import clawback_unit
 from clearinghouse.spec.waterfall.events import (
     CROSS,
     AdlQueue,
@@ -76,9 +79,6 @@ from clearinghouse.spec.waterfall.events import (
     WaterfallSkipped,
 )
 from clearinghouse.spec.waterfall.insurance_fund import credit_unit, fund_value, sweep_to_fund
-from clearinghouse.spec.waterfall.adl_pro_rata import deleverage_pro_rata
-from clearinghouse.spec.waterfall.adl_water_filling import deleverage_water_filling
-from clearinghouse.spec.waterfall.clawback import clawback_unit
 from clearinghouse.spec.waterfall.policies import Policy, policy_of
 from clearinghouse.spec.waterfall.ranking import Candidate, Ranked, rank_candidates, ranking_hash
 from clearinghouse.spec.waterfall.units import Unit, unit_health, unit_of_position, units_in_state
@@ -507,9 +507,7 @@ ADL_RULES: dict[str, AdlRule] = {
 """The one dispatch of step 50, keyed by ``Policy.adl`` (protocol §12.7, §12.13-§12.15)."""
 
 
-def deleverage_unit(
-    ctx: TxContext, unit: Unit, health: Any, policy: Policy, queues: Queues, pool: list[Unit]
-) -> None:
+def deleverage_unit(ctx: TxContext, unit: Unit, health: Any, policy: Policy, queues: Queues, pool: list[Unit]) -> None:
     """One underwater unit: its policy's rule (``ADL_RULES``), or (seed) cover its position-less
     deficit; then whatever is still below zero goes to the fund (a user unit) or is haircut (the fund)."""
     rule = ADL_RULES[policy.adl]

@@ -126,7 +126,9 @@ def deleverage_allocated(ctx: TxContext, unit: Unit, policy: Policy, queues: Win
                 )
         if remaining:
             ctx.emit(
-                AdlShortfall(market=market, underwater=unit.account, unmatched=remaining if pos.size > 0 else -remaining)
+                AdlShortfall(
+                    market=market, underwater=unit.account, unmatched=remaining if pos.size > 0 else -remaining
+                )
             )
     after = unit_health(ws, unit)
     residue = health.value + moved

@@ -24,9 +24,7 @@ def water_filling_allocation(lots: int, winners: list[Candidate], price: int, at
     """Lots by ``water_fill``; each winner's weight is its leverage in 1/``LEVERAGE_SCALE``
     (rounded down), evidence only."""
     holdings = [
-        Holding(
-            size=abs(c.size), mark=c.mark, value=c.value, cap=abs(c.size) if at_mark else affordable(c, price)
-        )
+        Holding(size=abs(c.size), mark=c.mark, value=c.value, cap=abs(c.size) if at_mark else affordable(c, price))
         for c in winners
     ]
     weights = [abs(c.size) * c.mark * LEVERAGE_SCALE // c.value for c in winners]
