@@ -57,6 +57,7 @@ WATERFALL_TYPES = frozenset(
         "DeficitCover",
         "AdlShortfall",
         "Haircut",
+        "Clawback",
     }
 )
 WATERFALL_FILL_KINDS = frozenset({"liquidation", "backstop", "adl", "deficit_cover"})
@@ -501,6 +502,15 @@ def _t_haircut(e: Any, L: Legend) -> list[str]:
     ]
 
 
+def _t_clawback(e: Any, L: Legend) -> list[str]:
+    return [
+        f"CLAWBACK: {L.who(e.account)}'s {L.unit_phrase(e.unit)} (value {L.usdc(e.value_before)} USDC, profit capacity "
+        f"{L.usdc(e.capacity)} USDC) gives {L.usdc(e.amount)} USDC of {L.who(e.underwater)}'s {L.usdc(e.deficit)} USDC "
+        f"deficit, pro rata to profit over a pool of {L.usdc(int(e.pool))} USDC; positions stay open; "
+        f"{L.usdc(e.deficit_remaining)} USDC left"
+    ]
+
+
 _TEXT = {
     "Receipt": _t_receipt,
     "Deposited": _t_deposited,
@@ -523,6 +533,7 @@ _TEXT = {
     "DeficitCover": _t_deficit_cover,
     "AdlShortfall": _t_shortfall,
     "Haircut": _t_haircut,
+    "Clawback": _t_clawback,
 }
 
 
