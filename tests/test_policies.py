@@ -189,3 +189,51 @@ def test_clawback_takes_profit_in_proportion_and_leaves_positions_open():
     assert (c.size("P", BTC), c.size("Q", BTC), c.size(INSURANCE_FUND, BTC)) == (-sz(6), -sz(12), sz(12))
     assert c.fund_value() == 0
     assert (c.cash("P"), c.cash("Q")) == (usdc(7_600 + 58_200 - 40), usdc(21_000 + 120_000 - 160))
+
+
+def crash3(policy: str):
+    """``crash`` with a third winner: S sells 3 BTC to Y at 9,800 before the fall (S: uPnL 1,200 at
+    9,400, value 5,000 + 1,200 = 6,200, leverage 28,200 / 6,200 = 4.55)."""
+    c = WChain(policy, fund=1_000)
+    c.fund(L=6_100, Q=21_000, P=7_600, X=100_000, S=5_000, Y=100_000, mm=100_000)
+    c.isolated("L", BTC, 20)
+    c.trade("L", "Q", BTC, px(10_000), sz(12))
+    c.set_mark(BTC, px(9_800))
+    c.trade("Y", "S", BTC, px(9_800), sz(3))
+    c.set_mark(BTC, px(9_700))
+    c.trade("X", "P", BTC, px(9_700), sz(6))
+    assert c.place("mm", BTC, BUY, px(9_300), sz(12)).ok
+    r = c.crash({BTC: px(9_400)})
+    return c, r.end_events
+
+
+THREE_WINNERS = [
+    # pro-rata: capacities P 1,800, Q 7,200, S 1,200 USDC (pool 10,200); 12,000 lots x (18, 72, 12) / 102 =
+    # 2,117.65, 8,470.59, 1,411.76: floors 2,117 + 8,470 + 1,411 = 11,998; the 2 lots left go to the
+    # largest remainders, S (0.76) then P (0.65).
+    ("pro-rata", {"P": 2_118, "Q": 8_470, "S": 1_412}),
+    # risk-water-filling: at level l P keeps floor(1,000 l), Q floor(3,000 l), S floor(l x 6,200 / 9.4) lots.
+    # l = 1.931667: 1,931 + 5,795 + 1,274 = 9,000 kept, 12,000 given; at 1.931666 Q keeps 5,794 (12,001 given).
+    ("risk-water-filling", {"P": 4_069, "Q": 6_205, "S": 1_726}),
+]
+
+
+@pytest.mark.parametrize("policy,lots", THREE_WINNERS, ids=[p for p, _l in THREE_WINNERS])
+def test_allocation_policies_with_three_winners(policy, lots):
+    c, ev = crash3(policy)
+    assert one(ev, Backstop).fund_after == usdc(-200)
+    got = {s.counterparty: s.size for s in of_type(ev, AdlStep)}
+    assert got == {c.addr(n): q for n, q in lots.items()}
+    assert all(s.price == 9_416_667 for s in of_type(ev, AdlStep))
+    assert c.fund_value() == 4_000 and c.size(INSURANCE_FUND, BTC) == 0
+
+
+def test_clawback_with_three_winners():
+    from clearinghouse.spec.waterfall.events import Clawback
+
+    c, ev = crash3("clawback")
+    # 200 USDC x (1,800, 7,200, 1,200) / 10,200 = 35.294117.., 141.176470.., 23.529411.. USDC: floors in
+    # micro-USDC leave 2 over, to the largest remainders S (0.76) then P (0.6).
+    got = {x.account: x.amount for x in of_type(ev, Clawback)}
+    assert got == {c.addr("P"): 35_294_118, c.addr("Q"): 141_176_470, c.addr("S"): 23_529_412}
+    assert c.fund_value() == 0 and c.size("S", BTC) == -sz(3)
