@@ -73,6 +73,8 @@ from clearinghouse.spec.state.keys import (
     position_key,
 )
 from clearinghouse.spec.trading.margin import cross_health
+from clearinghouse.spec.waterfall.events import Clawback
+from clearinghouse.spec.waterfall.policies import POLICIES
 from clearinghouse.tools.demo import USDC, demo_genesis
 from clearinghouse.tools.invariants import check_all
 from state import LmdbStore
@@ -90,6 +92,12 @@ MAX_LEVERAGE = {BTC: 50, ETH: 25}
 HOUR_MS = 3_600_000
 
 EXAMPLES = {"default": 30, "ci": 300, "soak": 2000}
+POLICY_NAMES = sorted(POLICIES)
+"""Every genesis policy: the machine runs once per policy (``MACHINES``)."""
+SPLIT_GROWTH = (13, 10)
+"""Outside the soak, the profile's examples are split over the policies with 30% more in total
+(CI: 300 -> 6 x 65 = 390), so CI's state-machine time grows by about 30% for three more policies;
+``--soak`` runs the full count under every policy."""
 """Examples per profile. CI: 300 examples x 20 steps (about 0.4 s of CPU each with the teardown's
 LMDB replay and subprocess verify: about 2 minutes of CPU; ``.ci/run`` asks for the same 300 through
 ``STATE_MACHINE_EXAMPLES``). The soak (``--soak``, or ``tools/soak.py --minutes N`` for fresh seeds)
@@ -169,6 +177,8 @@ TIF = {"GTC": A.TIF_GTC, "IOC": A.TIF_IOC, "FOK": A.TIF_FOK, "ALO": A.TIF_ALO}
 
 class ClearinghouseMachine(RuleBasedStateMachine):
     accounts = Bundle("accounts")
+    POLICY: str | None = None
+    """The genesis policy of every example (a subclass per policy, ``MACHINES``); None: drawn."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -339,6 +349,12 @@ class ClearinghouseMachine(RuleBasedStateMachine):
                 else:
                     traded.add((ev.market, ev.closing))
                     traded.add((ev.market, ev.counterparty))
+            elif isinstance(ev, Clawback):
+                STATS["clawbacks"] = STATS.get("clawbacks", 0) + 1
+                assert any(a == ev.account for _m, a in positions_before | traded), (
+                    "clawback charged an account without a position"
+                )
+                assert 0 < ev.amount <= ev.capacity <= ev.value_before, "clawback took more than profit or value"
             elif isinstance(ev, FundingPaid):
                 assert ev.size != 0, "funding charged on a flat position"
             elif isinstance(ev, OrderStatus):
@@ -399,7 +415,7 @@ class ClearinghouseMachine(RuleBasedStateMachine):
     # ------------------------------------------------------------ set-up
     @initialize(
         target=accounts,
-        policy=st.sampled_from(["hyperliquid", "bitmex", "seed"]),
+        policy=st.sampled_from(POLICY_NAMES),
         fund=st.sampled_from([0, 1_000 * USDC, 50_000 * USDC]),
         mm_cash=st.sampled_from([200_000 * USDC, 5_000_000 * USDC]),
         depth=st.integers(1, 4),
@@ -420,6 +436,8 @@ class ClearinghouseMachine(RuleBasedStateMachine):
         data: Any,
     ) -> Any:
         self.quote_usdc = quote_usdc
+        policy = self.POLICY or policy
+        STATS[f"policy:{policy}"] = STATS.get(f"policy:{policy}", 0) + 1
         self.p = Producer(demo_genesis(policy=policy, insurance_fund=fund), self.log_path, overwrite=True)
         for n in TRADERS + MAKERS + ORACLES + ("bridge", OUTSIDER):
             self.wallet(n)
@@ -1200,13 +1218,40 @@ class ClearinghouseMachine(RuleBasedStateMachine):
             shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-ClearinghouseMachine.TestCase.settings = settings(
-    max_examples=_profile_examples(),
-    stateful_step_count=STEPS,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
-)
-TestClearinghouseMachine = ClearinghouseMachine.TestCase
+def examples_per_policy(total: int, soak: bool, policies: int = len(POLICY_NAMES)) -> int:
+    """Examples each policy's machine runs: ``total`` under the soak, else ceil(total x 1.3 / policies)."""
+    if soak:
+        return total
+    num, den = SPLIT_GROWTH
+    return max(1, -(-total * num // (den * policies)))
+
+
+def _machine_for(policy: str) -> type[ClearinghouseMachine]:
+    cls = type(f"Machine_{policy.replace('-', '_')}", (ClearinghouseMachine,), {"POLICY": policy})
+    cls.TestCase.settings = settings(
+        max_examples=examples_per_policy(_profile_examples(), settings.get_current_profile_name() == "soak"),
+        stateful_step_count=STEPS,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
+    )
+    return cls
+
+
+MACHINES = {p: _machine_for(p) for p in POLICY_NAMES}
+TestMachineBitmex = MACHINES["bitmex"].TestCase
+TestMachineClawback = MACHINES["clawback"].TestCase
+TestMachineHyperliquid = MACHINES["hyperliquid"].TestCase
+TestMachineProRata = MACHINES["pro-rata"].TestCase
+TestMachineRiskWaterFilling = MACHINES["risk-water-filling"].TestCase
+TestMachineSeed = MACHINES["seed"].TestCase
+
+
+def test_every_policy_has_a_machine() -> None:
+    assert sorted(MACHINES) == sorted(POLICIES)
+    assert {n for n in globals() if n.startswith("TestMachine")} == {
+        "TestMachine" + "".join(w.capitalize() for w in p.split("-")) for p in POLICIES
+    }
+    assert examples_per_policy(300, False, 6) == 65 and examples_per_policy(2000, True, 6) == 2000
 
 
 def test_report_example_counts(capsys: pytest.CaptureFixture[str]) -> None:

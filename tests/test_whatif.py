@@ -195,8 +195,9 @@ def test_generated_crash_has_waves_under_every_policy_and_forking_is_exact(tmp_p
 
     log = tmp_path / "crash.log"
     generate(log, small_crash(), workers=1)
-    a = whatif(str(log), ["hyperliquid", "bitmex", "seed"])
-    full = whatif(str(log), ["hyperliquid", "bitmex", "seed"], full=True)
+    six = ["hyperliquid", "bitmex", "seed", "pro-rata", "risk-water-filling", "clawback"]
+    a = whatif(str(log), six)
+    full = whatif(str(log), six, full=True)
     assert a.pop("_timing")["fork_height"] > 0 and full.pop("_timing")["fork_height"] is None
     assert json.dumps(a, sort_keys=True) == json.dumps(full, sort_keys=True)  # the fork changes nothing but the cost
     for p, r in a["results"].items():
@@ -204,6 +205,12 @@ def test_generated_crash_has_waves_under_every_policy_and_forking_is_exact(tmp_p
         for w in r["waves"]:
             assert w["deficit"] >= 0 and w["budget"] >= 0 and w["haircut"] >= 0 and w["accounts_hit"] >= 0
     assert a["results"]["hyperliquid"]["mode"] == "verified"
+    # Clawback moves cash only: no fill, yet its charges (Clawback events) are budget and hit accounts.
+    claw = a["results"]["clawback"]["total"]
+    assert claw["adl_fills"] == 0 and claw["budget"] > 0 and claw["counterparties"] > 0 and claw["accounts_hit"] > 0
+    # Pro-rata closes every winner of the first wave at once: at least as many as the queue's head.
+    first = {p: a["results"][p]["waves"][0] for p in ("hyperliquid", "pro-rata")}
+    assert first["pro-rata"]["counterparties"] >= first["hyperliquid"]["counterparties"]
 
 
 def test_html_page_is_self_contained(cascade_log: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -226,12 +233,12 @@ def test_whatif_on_the_generated_cascade_fixture_against_verify(capsys: pytest.C
     start = time.process_time()
     assert main(["verify", str(FIXTURE)]) == 0
     verify_s = time.process_time() - start
-    report = whatif(str(FIXTURE), ["hyperliquid", "bitmex", "seed"])
+    report = whatif(str(FIXTURE), ["hyperliquid", "bitmex", "seed", "pro-rata", "risk-water-filling", "clawback"])
     timing = report.pop("_timing")
     assert len(report["results"]["hyperliquid"]["waves"]) >= 3
     with capsys.disabled():
         print(
-            f"\nwhatif 3 policies: {timing['total']:.1f} s of processor time ({timing}); one verify {verify_s:.1f} s; "
+            f"\nwhatif 6 policies: {timing['total']:.1f} s of processor time ({timing}); one verify {verify_s:.1f} s; "
             f"ratio {timing['total'] / verify_s:.1f}"
         )
 

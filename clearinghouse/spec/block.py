@@ -153,13 +153,26 @@ def decode_for_block(raw: bytes) -> Decoded:
 def recover(chain: Chain, tx: Transaction) -> bytes:
     """The signer's address, or ``InvalidTransaction`` for a bad signature (protocol §6.3).
 
+    Under the lab's ``end_of_block.ToolHook`` with a ``signers`` memo (tools only), a signature
+    recovered before for the same digest is looked up instead of recovered again (same result).
+
     Raises:
         HighSRejected: the signature's s is not in the low half.
         SignatureRejected: the signature is malformed or recovers no key.
     """
     digest = signing_digest(chain.chain_id, tx.nonce, encode(tx.action))
+    hook = end_of_block.current_tool_hook()
+    memo = hook.signers if hook is not None else None
+    if memo is not None:
+        key = digest + tx.signature
+        known = memo.get(key)
+        if known is not None:
+            return known
     try:
-        return recover_signer(digest, tx.signature)
+        signer = recover_signer(digest, tx.signature)
+        if memo is not None:
+            memo[key] = signer
+        return signer
     except HighSSignature:
         raise HighSRejected(MSG_HIGH_S) from None
     except SignatureError:

@@ -18,7 +18,9 @@ adding a call here and a line to protocol §6.8.
 observe the state just before step 50 and, for its counterfactual "no ADL"
 replay, to skip step 50. Blocks produced or replayed under a hook that skips
 ADL are not this chain's blocks (their roots differ): the producer, replay and
-verify never set it, and no genesis field or policy can turn ADL off.
+verify never set it, and no genesis field or policy can turn ADL off. The
+hook may also carry a memo of recovered signers (``ToolHook.signers``) that the
+lab's replays of the same transactions share: the same signers either way.
 """
 
 from __future__ import annotations
@@ -45,9 +47,18 @@ class ToolHook:
     """Called with the state just before step 50; must only read."""
     adl_disabled: bool = False
     """Skip step 50 (a counterfactual replay: its roots are not the chain's)."""
+    signers: dict[bytes, bytes] | None = None
+    """A memo of signature recovery shared by the lab's replays of the same transactions:
+    signing preimage + signature -> signer (``block.recover``). Recovery is a pure function of
+    both, so the memo changes no outcome; only successes are kept (a failure is recomputed)."""
 
 
 _TOOL_HOOK: ContextVar[ToolHook | None] = ContextVar("clearinghouse_tool_hook", default=None)
+
+
+def current_tool_hook() -> ToolHook | None:
+    """The hook set by ``tool_hook`` in this context, if any (tools only) (protocol §6.8)."""
+    return _TOOL_HOOK.get()
 
 
 @contextmanager

@@ -9,7 +9,7 @@ Inputs (filled by ``tools/whatif.py``):
 * ``BlockObs``: for one block of one replay, the deficit just before step 50,
   the insurance fund's value before step 50 and after the block, the block's
   ADL fills (``AdlStep``, ``DeficitCover``) with the market's mark, direct
-  charges (``Haircut``, the ``covered`` part of ``DeficitCover``), what is still
+  charges (``Haircut``, ``Clawback``, the ``covered`` part of ``DeficitCover``), what is still
   below zero after the block (bad debt left) and, for blocks with ADL, every
   account's equity.
 * the equities of the same accounts at the same heights in the replay of the
@@ -51,7 +51,7 @@ class BlockObs:
     fund_after: int = 0
     fills: list[Fill] = field(default_factory=list)
     charges: list[tuple[bytes, int]] = field(default_factory=list)
-    """Direct charges without a fill: (account, amount) of Haircut events and DeficitCover payments."""
+    """Direct charges without a fill: (account, amount) of Haircut and Clawback events and DeficitCover payments."""
     bad_debt_after: int = 0
     equities: dict[bytes, int] | None = None
 

@@ -155,7 +155,7 @@
 
   function bars(container, spec) {
     var list = spec.bars || [], rowH = 22, width = Math.max(container.clientWidth || 0, 480);
-    var m = { left: 200, right: 90, top: spec.title ? 26 : 8, bottom: 8 };
+    var m = { left: 200, right: 170, top: spec.title ? 26 : 8, bottom: 8 };
     var height = m.top + m.bottom + rowH * Math.max(list.length, 1);
     var svg = frame(container, spec, width, height);
     if (spec.title) text(svg, 8, 16, spec.title, { class: "ch-title" });

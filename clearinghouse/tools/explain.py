@@ -51,6 +51,7 @@ from clearinghouse.spec.waterfall.events import (
     AdlShortfall,
     AdlStep,
     Backstop,
+    Clawback,
     DeficitCover,
     Haircut,
     InsuranceCover,
@@ -82,6 +83,7 @@ WATERFALL_TYPES: tuple[type, ...] = (
     DeficitCover,
     AdlShortfall,
     Haircut,
+    Clawback,
 )
 """The waterfall's evidence events (protocol §12.11), for ``isinstance``."""
 TRANSFER_WORDS = {"backstop": "backstop", "adl": "ADL", "deficit_cover": "deficit cover"}
@@ -542,6 +544,15 @@ def _t_haircut(e: Any, L: Legend) -> list[str]:
     ]
 
 
+def _t_clawback(e: Any, L: Legend) -> list[str]:
+    return [
+        f"CLAWBACK: {L.who(e.account)}'s {L.unit_phrase(e.unit)} (value {L.usdc(e.value_before)} USDC, profit capacity "
+        f"{L.usdc(e.capacity)} USDC) gives {L.usdc(e.amount)} USDC of {L.who(e.underwater)}'s {L.usdc(e.deficit)} USDC "
+        f"deficit, pro rata to profit over a pool of {L.usdc(int(e.pool))} USDC; positions stay open; "
+        f"{L.usdc(e.deficit_remaining)} USDC left"
+    ]
+
+
 _TEXT: dict[type, Any] = {
     Receipt: _t_receipt,
     Deposited: _t_deposited,
@@ -565,6 +576,7 @@ _TEXT: dict[type, Any] = {
     DeficitCover: _t_deficit_cover,
     AdlShortfall: _t_shortfall,
     Haircut: _t_haircut,
+    Clawback: _t_clawback,
 }
 
 

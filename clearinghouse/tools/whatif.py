@@ -52,7 +52,7 @@ from clearinghouse.spec.state.keys import (
 )
 from clearinghouse.spec.state.records import Chain
 from clearinghouse.spec.waterfall.adl import units_to_deleverage
-from clearinghouse.spec.waterfall.events import AdlStep, DeficitCover, Haircut, WaterfallSkipped
+from clearinghouse.spec.waterfall.events import AdlStep, Clawback, DeficitCover, Haircut, WaterfallSkipped
 from clearinghouse.spec.waterfall.insurance_fund import fund_value
 from clearinghouse.spec.waterfall.policies import POLICIES, Policy
 from clearinghouse.spec.waterfall.units import Unit, unit_health
@@ -61,7 +61,7 @@ from state import MemoryStore
 from tx.encoding import encode, genesis_hash
 from tx.messages import Block, Genesis, Header
 
-ADL_ONLY_FIELDS = ("name", "ranking", "deficit_cover")
+ADL_ONLY_FIELDS = ("name", "ranking", "deficit_cover", "adl")
 """Policy switches that only step 50 reads: policies that differ only in these share one
 ADL-disabled baseline. A new switch is assumed to matter before step 50 unless listed here."""
 
@@ -202,7 +202,9 @@ class Observer:
                 obs.fills.append(Fill(e.market, e.counterparty, e.size, e.reference_price, mark(e.market)))
                 if e.covered:
                     obs.charges.append((e.counterparty, e.covered))
-            elif isinstance(e, Haircut):
+            elif isinstance(e, (Haircut, Clawback)):
+                # Cash taken from a winner without a fill: the fund's deficit haircut (tag 49) and the
+                # clawback policy's share (tag 50).
                 obs.charges.append((e.account, e.amount))
         obs.fund_after = fund_value(view)
         if not self.fund_path or self.fund_path[-1][1] != obs.fund_after:
@@ -255,6 +257,7 @@ def replay(
     mode: str,
     snapshot_heights: set[int] | None = None,
     fork: Fork | None = None,
+    signers: dict[bytes, bytes] | None = None,
 ) -> Run:
     """One replay of the log under ``policy`` (``mode`` as in ``Run``), from genesis or, for a
     counterfactual or baseline, from ``fork`` (the verified run's state before any policy switch mattered)."""
@@ -270,7 +273,11 @@ def replay(
         obs.fund_path = [list(p) for p in fork.fund_path]
     # The baseline needs only equities at given heights: no pass over the units before step 50.
     with tool_hook(
-        ToolHook(before_adl=None if mode == "adl_disabled" else obs.before_adl, adl_disabled=mode == "adl_disabled")
+        ToolHook(
+            before_adl=None if mode == "adl_disabled" else obs.before_adl,
+            adl_disabled=mode == "adl_disabled",
+            signers=signers,
+        )
     ):
         for _index, item in iter_log(path):
             if isinstance(item, Genesis) or item.block.header.height <= engine.height:
@@ -338,7 +345,8 @@ def whatif(
     runs: dict[str, Run] = {}
     say = on_replay or (lambda _text: None)
     say(f"verifying under {genesis.policy}")
-    verified = replay(path, genesis, genesis.policy, "verified")
+    signers: dict[bytes, bytes] = {}  # signatures recovered once, shared by every replay
+    verified = replay(path, genesis, genesis.policy, "verified", signers=signers)
     fork = None if full or verified.observer.fork_unsafe else verified.observer.fork
     adl_fork = verified.observer.adl_fork if fork is not None else None
     own_key = baseline_key(POLICIES[genesis.policy]) if genesis.policy in POLICIES else None
@@ -349,7 +357,7 @@ def whatif(
             # Same liquidation switches as the log's policy: the same chain until step 50 first has work.
             start = adl_fork if adl_fork is not None and baseline_key(POLICIES[p]) == own_key else fork
             say(f"replaying under {p}" + (f" from height {start.height}" if start is not None else ""))
-            runs[p] = replay(path, genesis, p, "counterfactual", fork=start)
+            runs[p] = replay(path, genesis, p, "counterfactual", fork=start, signers=signers)
     groups: dict[tuple[Any, ...], list[str]] = {}
     for p in policies:
         groups.setdefault(baseline_key(POLICIES[p]), []).append(p)
@@ -358,7 +366,9 @@ def whatif(
     for members in groups.values():
         heights = {b.height for p in members for b in runs[p].observer.blocks if b.has_adl}
         say(f"replaying with ADL disabled ({'+'.join(members)})")
-        base = replay(path, genesis, members[0], "adl_disabled", snapshot_heights=heights, fork=fork)
+        # From the first liquidation (fork), not adl_fork: with step 50 off, liquidation references
+        # are never cleared, so the state differs from the verified run's from there on.
+        base = replay(path, genesis, members[0], "adl_disabled", snapshot_heights=heights, fork=fork, signers=signers)
         base_seconds["+".join(members)] = round(base.seconds, 3)
         for p in members:
             baselines[p] = base

@@ -44,11 +44,13 @@ without a position loses anything to ADL.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 from clearinghouse.spec.events import NO_TX
+from clearinghouse.spec.math.adl_allocation import affordable_lots
 from clearinghouse.spec.math.liquidation import bankruptcy_prices, round_bankruptcy_price, smallest_cover_qty
 from clearinghouse.spec.math.margin import ceil_div
 from clearinghouse.spec.state.accounts import add_cash
@@ -63,6 +65,9 @@ from clearinghouse.spec.state.keys import (
 )
 from clearinghouse.spec.state.working_state import WorkingState, atomically
 from clearinghouse.spec.trading.transfer import transfer_position
+from clearinghouse.spec.waterfall.adl_pro_rata import deleverage_pro_rata
+from clearinghouse.spec.waterfall.adl_water_filling import deleverage_water_filling
+from clearinghouse.spec.waterfall.clawback import clawback_unit
 from clearinghouse.spec.waterfall.events import (
     CROSS,
     AdlQueue,
@@ -75,7 +80,7 @@ from clearinghouse.spec.waterfall.events import (
     WaterfallSkipped,
 )
 from clearinghouse.spec.waterfall.insurance_fund import credit_unit, fund_value, sweep_to_fund
-from clearinghouse.spec.waterfall.policies import policy_of
+from clearinghouse.spec.waterfall.policies import Policy, policy_of
 from clearinghouse.spec.waterfall.ranking import Candidate, Ranked, rank_candidates, ranking_hash
 from clearinghouse.spec.waterfall.units import Unit, unit_health, unit_of_position, units_in_state
 
@@ -153,6 +158,22 @@ class Queues:
         """Where each queue's walks start now (to undo a unit whose journal is rolled back)."""
         return {key: q.start for key, q in self.built.items()}
 
+    def winners(self, market: int, winners_long: bool, exclude: bytes) -> list[Candidate]:
+        """The side's open entries as they stand now (``walk``), value > 0, in ascending unit order:
+        the winners the allocation policies share a position over (protocol §12.13, §12.14)."""
+        fresh = (market, winners_long) not in self.built
+        q = self.get(market, winners_long)
+        if fresh:
+            # Ranked just now from the state as it is: its entries are the live candidates.
+            live = [r.candidate for r in q.entries if r.candidate.account != exclude]
+        else:
+            live = [c for _i, _r, c in walk(self.ws, q, exclude) if c.value > 0]
+        return sorted(live, key=lambda c: (c.account, c.unit))
+
+    def evidence(self, market: int, unit: Unit, size: int, price: int, policy: str) -> AdlQueue:
+        """The ``AdlQueue`` event of the side that an underwater ``size`` in ``market`` is closed against."""
+        return queue_event(market, unit, size, price, policy, self.get(market, winners_long=size < 0))
+
     def rollback(self, cursors: dict[tuple[int, bool], int]) -> None:
         """After a unit is undone (``WaterfallSkipped``): its transfers are gone, so entries it closed
         are open again; queues ranked during it saw its undone transfers and are dropped (ranked
@@ -211,7 +232,8 @@ def neighbours(queue: list[Ranked], i: int) -> tuple[list[QueueEntry], list[Queu
 
 
 def queue_event(market: int, unit: Unit, size: int, price: int, policy: str, q: BlockQueue) -> AdlQueue:
-    """The ``AdlQueue`` evidence of a queue about to be used for ``unit`` (protocol §12.7)."""
+    """The ``AdlQueue`` evidence of ``q`` for one underwater position (``policy``: the policy's name;
+    protocol §12.7, §12.11)."""
     return AdlQueue(
         market=market,
         underwater=unit.account,
@@ -233,7 +255,7 @@ def affordable(c: Candidate, price: int) -> int:
     is a loss, at most value // loss lots (floor: the unit stays >= 0).
     """
     loss = c.mark - price if c.size > 0 else price - c.mark
-    return abs(c.size) if loss <= 0 else max(0, min(abs(c.size), c.value // loss))
+    return affordable_lots(abs(c.size), c.value, loss)
 
 
 def close_against_queue(ctx: TxContext, unit: Unit, q: BlockQueue, size: int, price: int, remaining: int) -> int:
@@ -273,7 +295,7 @@ def close_against_queue(ctx: TxContext, unit: Unit, q: BlockQueue, size: int, pr
     return remaining
 
 
-def deleverage_positions(ctx: TxContext, unit: Unit, policy: str, queues: Queues) -> None:
+def deleverage_positions(ctx: TxContext, unit: Unit, policy: Policy, queues: Queues) -> None:
     """Close an underwater unit's positions against the queues (protocol §12.7).
 
     Per position: round 1 at its bankruptcy price, capped by what each entry
@@ -288,7 +310,7 @@ def deleverage_positions(ctx: TxContext, unit: Unit, policy: str, queues: Queues
     for (market, pos, mark, _mm), bp in zip(health.positions, exact):
         price = round_bankruptcy_price(bp, pos.size)
         q = queues.get(market, winners_long=pos.size < 0)
-        ctx.emit(queue_event(market, unit, pos.size, price, policy, q))
+        ctx.emit(queue_event(market, unit, pos.size, price, policy.name, q))
         remaining = close_against_queue(ctx, unit, q, pos.size, price, abs(pos.size))
         closed = abs(pos.size) - remaining
         moved += closed * (price - mark) if pos.size > 0 else closed * (mark - price)
@@ -319,7 +341,7 @@ def take_from_unit(ws: WorkingState, account: bytes, unit_market: int, amount: i
     add_cash(ws, account, -amount)
 
 
-def cover_with_winners(ctx: TxContext, unit: Unit, policy: str, queues: Queues) -> None:
+def cover_with_winners(ctx: TxContext, unit: Unit, policy: Policy, queues: Queues) -> None:
     """Policy ``seed``: cover a position-less unit's deficit from ranked winners' slices (protocol §12.9)."""
     ws = ctx.ws
     refs = [ws.get(k) for k in ws.index.iter_prefix(NS_LIQ_REF + unit.account + unit.market.to_bytes(4, "big"))]
@@ -329,7 +351,7 @@ def cover_with_winners(ctx: TxContext, unit: Unit, policy: str, queues: Queues) 
     # The deficit is attributed to the liquidated position with the largest reference notional.
     ref = max(refs, key=lambda r: (r.size * r.reference_price, -r.market))
     q = queues.get(ref.market, winners_long=not ref.was_long)
-    ctx.emit(queue_event(ref.market, unit, 0, ref.reference_price, policy, q))
+    ctx.emit(queue_event(ref.market, unit, 0, ref.reference_price, policy.name, q))
     spec = ws.get(market_spec_key(ref.market))
     for _i, r, c in walk(ws, q, unit.account):
         if deficit <= 0:
@@ -458,15 +480,33 @@ def units_to_deleverage(ws: WorkingState) -> list[Unit]:
     return sorted(units) + [fund]
 
 
-def deleverage_unit(ctx: TxContext, unit: Unit, health: Any, policy: str, queues: Queues, pool: list[Unit]) -> None:
-    """One underwater unit: close its positions, or (seed) cover its position-less deficit; then
-    whatever is still below zero goes to the fund (a user unit) or is haircut (the fund).
+class AdlRule(NamedTuple):
+    """What step 50 does for an underwater unit under one ``Policy.adl`` switch (protocol §12.7)."""
 
-    See protocol §12.7.
-    """
+    with_positions: Callable[[TxContext, Unit, Policy, Queues], None]
+    without_positions: Callable[[TxContext, Unit, Policy, Queues], None] | None
+    """None: nothing before the fund pays (``seed``'s deficit cover aside, ``Policy.deficit_cover``)."""
+
+
+ADL_RULES: dict[str, AdlRule] = {
+    "queue": AdlRule(deleverage_positions, None),
+    "pro_rata": AdlRule(deleverage_pro_rata, None),
+    "water_filling": AdlRule(deleverage_water_filling, None),
+    "clawback": AdlRule(clawback_unit, clawback_unit),
+}
+"""The one dispatch of step 50, keyed by ``Policy.adl`` (protocol §12.7, §12.13-§12.15)."""
+
+
+def deleverage_unit(ctx: TxContext, unit: Unit, health: Any, policy: Policy, queues: Queues, pool: list[Unit]) -> None:
+    """One underwater unit: its policy's rule (``ADL_RULES``), or (seed) cover its position-less
+    deficit; then whatever is still below zero goes to the fund (a user unit) or is haircut (the fund)
+    (protocol §12.7)."""
+    rule = ADL_RULES[policy.adl]
     if health.positions:
-        deleverage_positions(ctx, unit, policy, queues)
-    elif policy_of(policy).deficit_cover:
+        rule.with_positions(ctx, unit, policy, queues)
+    elif rule.without_positions is not None:
+        rule.without_positions(ctx, unit, policy, queues)
+    elif policy.deficit_cover:
         cover_with_winners(ctx, unit, policy, queues)
     if unit.account == INSURANCE_FUND:
         haircut(ctx, pool)
@@ -480,7 +520,8 @@ def run_adl(ws: WorkingState, time_ms: int) -> list[Any]:
     events: list[Any] = []
     units = units_to_deleverage(ws)
     pool: list[Unit] | None = None
-    queues = Queues(ws, policy_of(chain.policy).ranking)
+    policy = policy_of(chain.policy)
+    queues = Queues(ws, policy.ranking)
     for unit in units:
         health = unit_health(ws, unit)
         if health.value >= 0:
@@ -498,7 +539,7 @@ def run_adl(ws: WorkingState, time_ms: int) -> list[Any]:
             events=events,
         )
         cursors = queues.cursors()
-        error = atomically(ws, events, partial(deleverage_unit, ctx, unit, health, chain.policy, queues, pool))
+        error = atomically(ws, events, partial(deleverage_unit, ctx, unit, health, policy, queues, pool))
         if error is not None:
             queues.rollback(cursors)
             # A hard bound (a 64-bit balance) stops this unit's ADL for the block, never the chain.

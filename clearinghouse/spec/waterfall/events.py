@@ -177,3 +177,25 @@ class Haircut(_Event, tag=49):
     pool_value: str
     """Σ value of the units charged, in decimal (a sum of 64-bit values can exceed 64 bits)."""
     deficit_remaining: U64
+
+
+class Clawback(_Event, tag=50):
+    """Policy ``clawback``: a profitable position's unit gives cash to an underwater unit (step 50,
+    protocol §12.15). Positions stay open; only cash moves.
+
+    ``amount`` is this unit's share of ``min(deficit, pool)`` in proportion to ``capacity``
+    (``min(profit, value_before)``), by largest remainder; ``deficit_remaining`` what the
+    underwater unit still lacks after it.
+    """
+
+    underwater: Address
+    underwater_unit: U32
+    account: Address
+    unit: U32
+    amount: U64
+    capacity: U64
+    value_before: I64
+    deficit: U64
+    pool: str
+    """Σ capacity of the winners, in decimal (a sum of 64-bit values can exceed 64 bits)."""
+    deficit_remaining: U64

@@ -17,6 +17,13 @@
     deficit it declined): what the book cannot absorb waits for the next block,
     and a unit still below zero with positions is deleveraged at its bankruptcy
     price.
+``pro-rata``, ``risk-water-filling``, ``clawback``
+    Liquidation as ``hyperliquid`` (same switches, ranking only for the queue
+    indicator); step 50 allocates each underwater position differently
+    (protocol §12.13-§12.15): in proportion to what each winner can give
+    (``pro-rata``), most leveraged winners first down to a common leverage
+    (``risk-water-filling``), or, positions left open, cash taken from
+    profitable positions in proportion to their profit (``clawback``).
 """
 
 from __future__ import annotations
@@ -35,6 +42,9 @@ class Policy:
     fund_all_or_nothing: bool
     deficit_cover: bool
     backstop: bool
+    adl: str = "queue"
+    """How step 50 shares an underwater unit's loss (protocol §12.7, §12.13-§12.15): ``queue`` (the
+    ranked walk), ``pro_rata``, ``water_filling`` or ``clawback``; a key of ``adl.ALLOCATORS``."""
 
 
 POLICIES: dict[str, Policy] = {
@@ -65,9 +75,43 @@ POLICIES: dict[str, Policy] = {
         deficit_cover=True,
         backstop=False,
     ),
+    "pro-rata": Policy(
+        "pro-rata",
+        "hyperliquid",
+        partial_liquidation=True,
+        fund_bounded_liquidation=True,
+        fund_all_or_nothing=False,
+        deficit_cover=False,
+        backstop=True,
+        adl="pro_rata",
+    ),
+    "risk-water-filling": Policy(
+        "risk-water-filling",
+        "hyperliquid",
+        partial_liquidation=True,
+        fund_bounded_liquidation=True,
+        fund_all_or_nothing=False,
+        deficit_cover=False,
+        backstop=True,
+        adl="water_filling",
+    ),
+    "clawback": Policy(
+        "clawback",
+        "hyperliquid",
+        partial_liquidation=True,
+        fund_bounded_liquidation=True,
+        fund_all_or_nothing=False,
+        deficit_cover=False,
+        backstop=True,
+        adl="clawback",
+    ),
 }
 
 
 def policy_of(name: str) -> Policy:
-    """The policy named ``name`` (genesis validation guarantees it exists; protocol §12.2)."""
+    """The policy named in the genesis (``Chain.policy``; protocol §12.2).
+
+    Raises:
+        KeyError: no such policy (a genesis naming one is ``InvalidGenesis``, so never from a chain).
+    """
     return POLICIES[name]
