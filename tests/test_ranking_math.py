@@ -7,6 +7,7 @@ previous ``fractions.Fraction`` implementation built, kept here as a tiny refere
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from fractions import Fraction
 
 import blake3
@@ -119,7 +120,7 @@ def test_bitmex_ratio(size: int, cost: int, mark: int, value: int, mm: int, unit
     ],
     ids=["hl-zero-cost", "hl-zero-value", "bm-zero-value", "bm-zero-leverage"],
 )
-def test_zero_denominators_raise_like_fraction(call, args) -> None:  # type: ignore[no-untyped-def]
+def test_zero_denominators_raise_like_fraction(call: Callable[..., Ratio], args: tuple[int, ...]) -> None:
     with pytest.raises(ZeroDivisionError):
         call(*args)
 

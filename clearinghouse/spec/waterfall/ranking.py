@@ -111,7 +111,7 @@ class Ranked(NamedTuple):
     candidate: Candidate
 
     @property
-    def index(self) -> Ratio:
+    def ratio(self) -> Ratio:
         """The entry's index in lowest terms."""
         return Ratio(self.num, self.den)
 
