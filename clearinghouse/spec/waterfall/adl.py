@@ -561,7 +561,5 @@ def adl_indicator(ws: WorkingState, market: int, account: bytes) -> dict[str, An
     if ind is not None:
         out.update(ind)
         r = queue[ind["rank"] - 1]
-        out.update(
-            index_num=str(r.num), index_den=str(r.den), ranking_hash=ranking_hash(queue).hex()
-        )
+        out.update(index_num=str(r.num), index_den=str(r.den), ranking_hash=ranking_hash(queue).hex())
     return out
