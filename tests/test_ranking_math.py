@@ -210,3 +210,19 @@ def test_integer_queue_equals_the_fraction_queue(cands: list[Candidate], ranking
     assert [(r.num, r.den) for r in q] == [(ix.numerator, ix.denominator) for _a, _u, ix in expected]
     assert [r.rank for r in q] == list(range(1, len(q) + 1))
     assert ranking_hash(q) == expected_hash
+
+
+@pytest.mark.parametrize(
+    "ratios",
+    [
+        [Ratio(1, 2), Ratio(2, 4), Ratio(1, 3)],
+        [Ratio(10**40 + 1, 10**40), Ratio(10**40, 10**40 - 1), Ratio(-1, 10**40)],
+        [Ratio(-7, 3), Ratio(-5, 2), Ratio(0, 9), Ratio(7, 3)],
+    ],
+    ids=["halves-third", "huge-close", "negative"],
+)
+def test_descending_order_keys_reverse_the_order(ratios: list[Ratio]) -> None:
+    keys = order_keys(Ratios([r.num for r in ratios], [r.den for r in ratios]), descending=True)
+    for x, kx in zip(ratios, keys, strict=True):
+        for y, ky in zip(ratios, keys, strict=True):
+            assert (kx < ky) - (kx > ky) == compare(x, y)

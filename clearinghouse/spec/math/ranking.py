@@ -21,11 +21,11 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from itertools import islice
 from math import gcd
 from operator import eq, floordiv
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 
 class Ratio(NamedTuple):
@@ -57,7 +57,52 @@ def _positive(nums: list[int], dens: list[int], what: str) -> Ratios:
     return Ratios(nums, dens)
 
 
-def hyperliquid_ratios(sizes: list[int], costs: list[int], marks: list[int], values: list[int]) -> Ratios:
+class PositionInputs(Protocol):
+    """What an index reads of a position (``spec.waterfall.ranking.Candidate`` has these)."""
+
+    @property
+    def size(self) -> int:
+        """Signed size in lots."""
+        ...
+
+    @property
+    def cost(self) -> int:
+        """Signed entry cost (size x entry price)."""
+        ...
+
+    @property
+    def mark(self) -> int:
+        """The market's mark price."""
+        ...
+
+    @property
+    def value(self) -> int:
+        """The margin unit's value."""
+        ...
+
+    @property
+    def maintenance(self) -> int:
+        """This position's maintenance margin."""
+        ...
+
+    @property
+    def unit_maintenance(self) -> int:
+        """The unit's total maintenance margin."""
+        ...
+
+
+class Inputs(NamedTuple):
+    """One position's ``PositionInputs`` as plain integers."""
+
+    size: int
+    cost: int
+    mark: int
+    value: int
+    maintenance: int = 0
+    unit_maintenance: int = 0
+
+
+def hyperliquid_ratios(positions: Sequence[PositionInputs]) -> Ratios:
     """Hyperliquid's index (1 + uPnL / |cost|) x (notional / value) of each position, as ratios.
 
     ``(|cost| + uPnL) x notional / (|cost| x value)`` with notional = |size| x mark and
@@ -66,14 +111,12 @@ def hyperliquid_ratios(sizes: list[int], costs: list[int], marks: list[int], val
     Raises:
         ZeroDivisionError: a cost or value is zero (such a unit is not eligible).
     """
-    nums = [(abs(c) + s * m - c) * abs(s) * m for s, c, m in zip(sizes, costs, marks, strict=True)]
-    dens = [abs(c) * v for c, v in zip(costs, values, strict=True)]
+    nums = [(abs(p.cost) + p.size * p.mark - p.cost) * abs(p.size) * p.mark for p in positions]
+    dens = [abs(p.cost) * p.value for p in positions]
     return _positive(nums, dens, "hyperliquid index")
 
 
-def bitmex_ratios(
-    sizes: list[int], costs: list[int], marks: list[int], values: list[int], mms: list[int], unit_mms: list[int]
-) -> Ratios:
+def bitmex_ratios(positions: Sequence[PositionInputs]) -> Ratios:
     """BitMEX's index of each position: PnL% x effective leverage when uPnL >= 0, PnL% / leverage when losing.
 
     PnL% = uPnL / |cost|; effective leverage = notional x unit maintenance / (value x
@@ -85,17 +128,19 @@ def bitmex_ratios(
     """
     nums: list[int] = []
     dens: list[int] = []
-    for s, c, m, v, mm, umm in zip(sizes, costs, marks, values, mms, unit_mms, strict=True):
-        upnl = s * m - c
-        lev_num, lev_den = (abs(s) * m * umm, v * mm) if mm else (abs(s) * m, v)
+    add_num, add_den = nums.append, dens.append
+    for p in positions:
+        s, c, m, v, mm = p.size, p.cost, p.mark, p.value, p.maintenance
         if v == 0:
             raise ZeroDivisionError("bitmex index: zero value")
+        upnl = s * m - c
+        lev_num, lev_den = (abs(s) * m * p.unit_maintenance, v * mm) if mm else (abs(s) * m, v)
         if upnl >= 0:
-            nums.append(upnl * lev_num)
-            dens.append(abs(c) * lev_den)
+            add_num(upnl * lev_num)
+            add_den(abs(c) * lev_den)
         else:
-            nums.append(upnl * lev_den)
-            dens.append(abs(c) * lev_num)
+            add_num(upnl * lev_den)
+            add_den(abs(c) * lev_num)
     return _positive(nums, dens, "bitmex index")
 
 
@@ -105,7 +150,7 @@ def hyperliquid_ratio(size: int, cost: int, mark: int, value: int) -> Ratio:
     Raises:
         ZeroDivisionError: ``cost`` or ``value`` is zero.
     """
-    r = hyperliquid_ratios([size], [cost], [mark], [value])
+    r = hyperliquid_ratios([Inputs(size, cost, mark, value)])
     return Ratio(r.nums[0], r.dens[0])
 
 
@@ -115,7 +160,7 @@ def bitmex_ratio(size: int, cost: int, mark: int, value: int, maintenance: int, 
     Raises:
         ZeroDivisionError: ``cost`` or ``value`` is zero, or the leverage is zero for a losing position.
     """
-    r = bitmex_ratios([size], [cost], [mark], [value], [maintenance], [unit_maintenance])
+    r = bitmex_ratios([Inputs(size, cost, mark, value, maintenance, unit_maintenance)])
     return Ratio(r.nums[0], r.dens[0])
 
 
@@ -131,16 +176,20 @@ def compare(a: Ratio, b: Ratio) -> int:
     return (left > right) - (left < right)
 
 
-def order_keys(ratios: Ratios) -> list[int]:
+def order_keys(ratios: Ratios, *, descending: bool = False) -> list[int]:
     """Integer keys ordering ``ratios`` exactly as the rationals (see the module docstring).
 
     ``key(x) = floor(x.num x 2^s / x.den)`` with ``s = 2 x bit_length(max den)``, so
     ``2^s > D^2``; equal rationals get equal keys and ``x < y`` gives ``key(x) < key(y)``
-    (floor division, rounding toward minus infinity, is monotone).
+    (floor division, rounding toward minus infinity, is monotone). With ``descending``
+    the keys are ``floor(-x.num x 2^s / x.den)``: the same argument for ``-x``, so
+    ``x < y`` gives ``key(x) > key(y)``.
     """
     if not ratios.dens:
         return []
     shift = 2 * max(ratios.dens).bit_length()
+    if descending:
+        return [(-num << shift) // den for num, den in zip(ratios.nums, ratios.dens, strict=True)]
     return [(num << shift) // den for num, den in zip(ratios.nums, ratios.dens, strict=True)]
 
 
@@ -150,7 +199,7 @@ def descending_order(ratios: Ratios, tie_key: Callable[[int], Any]) -> list[int]
     Exact: sorts by ``order_keys`` (see the module docstring); only runs of equal values
     (equal keys) call ``tie_key``.
     """
-    keys = [-k for k in order_keys(ratios)]
+    keys = order_keys(ratios, descending=True)
     order = sorted(range(len(keys)), key=keys.__getitem__)
     sorted_keys = list(map(keys.__getitem__, order))
     if not any(map(eq, sorted_keys, islice(sorted_keys, 1, None))):

@@ -56,7 +56,7 @@ def hyperliquid_indexes(cs: list[Candidate]) -> Ratios:
     Raises:
         ZeroDivisionError: a candidate's cost or value is zero (not eligible).
     """
-    return hyperliquid_ratios([c.size for c in cs], [c.cost for c in cs], [c.mark for c in cs], [c.value for c in cs])
+    return hyperliquid_ratios(cs)
 
 
 def bitmex_indexes(cs: list[Candidate]) -> Ratios:
@@ -65,14 +65,7 @@ def bitmex_indexes(cs: list[Candidate]) -> Ratios:
     Raises:
         ZeroDivisionError: a candidate's cost or value is zero, or a losing position's leverage is zero.
     """
-    return bitmex_ratios(
-        [c.size for c in cs],
-        [c.cost for c in cs],
-        [c.mark for c in cs],
-        [c.value for c in cs],
-        [c.maintenance for c in cs],
-        [c.unit_maintenance for c in cs],
-    )
+    return bitmex_ratios(cs)
 
 
 def hyperliquid_index(c: Candidate) -> Ratio:
