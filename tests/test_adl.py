@@ -176,26 +176,30 @@ def test_ranking_indexes_long_and_short_winners_and_losers():
     long_win = cand(A1, 10, 100_000, 11_000, 20_000)
     long_lose = cand(A1, 10, 100_000, 9_000, 15_000)
     # hyperliquid: (mark / entry) x notional / value
-    assert hyperliquid_index(long_win) == Fraction(11, 10) * Fraction(110_000, 20_000) == Fraction(121, 20)
-    assert hyperliquid_index(long_lose) == Fraction(9, 10) * Fraction(90_000, 15_000) == Fraction(27, 5)
+    assert Fraction(*hyperliquid_index(long_win)) == Fraction(11, 10) * Fraction(110_000, 20_000) == Fraction(121, 20)
+    assert Fraction(*hyperliquid_index(long_lose)) == Fraction(9, 10) * Fraction(90_000, 15_000) == Fraction(27, 5)
     # bitmex: PnL% x leverage when winning, PnL% / leverage when losing (leverage = notional / value here)
-    assert bitmex_index(long_win) == Fraction(10_000, 100_000) * Fraction(110_000, 20_000) == Fraction(11, 20)
-    assert bitmex_index(long_lose) == Fraction(-10_000, 100_000) / Fraction(90_000, 15_000) == Fraction(-1, 60)
+    assert (
+        Fraction(*bitmex_index(long_win)) == Fraction(10_000, 100_000) * Fraction(110_000, 20_000) == Fraction(11, 20)
+    )
+    assert (
+        Fraction(*bitmex_index(long_lose)) == Fraction(-10_000, 100_000) / Fraction(90_000, 15_000) == Fraction(-1, 60)
+    )
 
     # Short 10 at entry 10,000 (cost -100,000): 1 + uPnL / |cost| = 2 - mark / entry.
     short_win = cand(A1, -10, -100_000, 9_000, 20_000)
     short_lose = cand(A1, -10, -100_000, 11_000, 15_000)
-    assert hyperliquid_index(short_win) == Fraction(11, 10) * Fraction(90_000, 20_000) == Fraction(99, 20)
-    assert hyperliquid_index(short_lose) == Fraction(9, 10) * Fraction(110_000, 15_000) == Fraction(33, 5)
-    assert bitmex_index(short_win) == Fraction(1, 10) * Fraction(9, 2) == Fraction(9, 20)
-    assert bitmex_index(short_lose) == Fraction(-1, 10) / Fraction(22, 3) == Fraction(-3, 220)
+    assert Fraction(*hyperliquid_index(short_win)) == Fraction(11, 10) * Fraction(90_000, 20_000) == Fraction(99, 20)
+    assert Fraction(*hyperliquid_index(short_lose)) == Fraction(9, 10) * Fraction(110_000, 15_000) == Fraction(33, 5)
+    assert Fraction(*bitmex_index(short_win)) == Fraction(1, 10) * Fraction(9, 2) == Fraction(9, 20)
+    assert Fraction(*bitmex_index(short_lose)) == Fraction(-1, 10) / Fraction(22, 3) == Fraction(-3, 220)
 
     # bitmex effective leverage with several positions: notional / (the position's share of value),
     # share = value x MM / unit MM. With MM 1,100 of a unit MM 2,200: leverage 2 x 110,000 / 20,000 = 11.
     two = cand(A1, 10, 100_000, 11_000, 20_000, mm=1_100, unit_mm=2_200)
-    assert bitmex_index(two) == Fraction(1, 10) * 11
+    assert Fraction(*bitmex_index(two)) == Fraction(1, 10) * 11
     # hyperliquid uses the whole unit value (account value) whatever the other positions.
-    assert hyperliquid_index(two) == Fraction(121, 20)
+    assert Fraction(*hyperliquid_index(two)) == Fraction(121, 20)
 
 
 def test_queue_order_ties_by_address_and_ineligible_units():
@@ -206,7 +210,7 @@ def test_queue_order_ties_by_address_and_ineligible_units():
     broke = cand(bytes(19) + b"\x30", -10, -100_000, 9_000, 0)  # value <= 0: not eligible
     negative = cand(bytes(19) + b"\x2f", -10, -100_000, 9_000, -5)
     q = rank_candidates([c3, broke, c1, negative, c2], "hyperliquid")
-    assert [(r.rank, r.candidate.account, r.index) for r in q] == [
+    assert [(r.rank, r.candidate.account, Fraction(r.num, r.den)) for r in q] == [
         (1, A2, Fraction(99, 10)),
         (2, A1, Fraction(99, 20)),
         (3, A3, Fraction(99, 20)),
@@ -225,9 +229,9 @@ def test_hyperliquid_and_bitmex_order_a_pair_differently():
     P = cand(A1, -6_000, -6_000 * 9_700_000, 9_400_000, 9_400 * M)
     Q = cand(A2, -12_000, -12_000 * 10_000_000, 9_400_000, 28_200 * M)
     # hyperliquid: P (1 + 1,800/58,200) x 56,400/9,400 = 600/97 > Q (1 + 7,200/120,000) x 4 = 106/25.
-    assert (hyperliquid_index(P), hyperliquid_index(Q)) == (Fraction(600, 97), Fraction(106, 25))
+    assert (Fraction(*hyperliquid_index(P)), Fraction(*hyperliquid_index(Q))) == (Fraction(600, 97), Fraction(106, 25))
     # bitmex: P 1,800/58,200 x 6 = 18/97 < Q 0.06 x 4 = 6/25.
-    assert (bitmex_index(P), bitmex_index(Q)) == (Fraction(18, 97), Fraction(6, 25))
+    assert (Fraction(*bitmex_index(P)), Fraction(*bitmex_index(Q))) == (Fraction(18, 97), Fraction(6, 25))
     assert [r.candidate.account for r in rank_candidates([P, Q], "hyperliquid")] == [A1, A2]
     assert [r.candidate.account for r in rank_candidates([P, Q], "bitmex")] == [A2, A1]
 

@@ -219,8 +219,8 @@ def queue_entry(r: Ranked) -> QueueEntry:
         account=c.account,
         unit=c.unit,
         size=c.size,
-        index_num=str(r.index.numerator),
-        index_den=str(r.index.denominator),
+        index_num=str(r.num),
+        index_den=str(r.den),
     )
 
 
@@ -282,8 +282,8 @@ def close_against_queue(ctx: TxContext, unit: Unit, q: BlockQueue, size: int, pr
                 counterparty=c.account,
                 counterparty_unit=c.unit,
                 rank=r.rank,
-                index_num=str(r.index.numerator),
-                index_den=str(r.index.denominator),
+                index_num=str(r.num),
+                index_den=str(r.den),
                 size=qty,
                 price=price,
                 realized_pnl=transfer.counterparty_realized_pnl,
@@ -381,8 +381,8 @@ def cover_with_winners(ctx: TxContext, unit: Unit, policy: Policy, queues: Queue
                 underwater=unit.account,
                 counterparty=c.account,
                 rank=r.rank,
-                index_num=str(r.index.numerator),
-                index_den=str(r.index.denominator),
+                index_num=str(r.num),
+                index_den=str(r.den),
                 size=qty,
                 reference_price=ref.reference_price,
                 realized_pnl=transfer.closing_realized_pnl,
@@ -595,7 +595,5 @@ def adl_indicator(ws: WorkingState, market: int, account: bytes) -> dict[str, An
     if ind is not None:
         out.update(ind)
         r = queue[ind["rank"] - 1]
-        out.update(
-            index_num=str(r.index.numerator), index_den=str(r.index.denominator), ranking_hash=ranking_hash(queue).hex()
-        )
+        out.update(index_num=str(r.num), index_den=str(r.den), ranking_hash=ranking_hash(queue).hex())
     return out

@@ -2,7 +2,8 @@
 
 A candidate is one opposite-side position together with the value of its
 margin unit (the cross account's value, or the isolated position's value).
-Indexes are ``fractions.Fraction``; the queue is sorted by index descending,
+Indexes are exact integer ratios (``spec.math.ranking``, compared by
+cross-multiplication, never rounded); the queue is sorted by index descending,
 then by address ascending, then by unit (the one tie rule). Units with value
 <= 0 are not eligible.
 
@@ -18,11 +19,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from fractions import Fraction
+from itertools import repeat
+from typing import NamedTuple
 
 import blake3
-import msgspec
 
+from clearinghouse.spec.math.ranking import (
+    Ratio,
+    Ratios,
+    bitmex_ratios,
+    descending_order,
+    hyperliquid_ratios,
+    reduced,
+    reduced_all,
+)
 from tx.encoding import encode
 
 
@@ -40,65 +50,95 @@ class Candidate:
     unit_maintenance: int
 
 
-def hyperliquid_index(c: Candidate) -> Fraction:
-    """Hyperliquid's ADL index: (1 + PnL %) x notional / value, exact (protocol §12.10)."""
-    notional = abs(c.size) * c.mark
-    upnl = c.size * c.mark - c.cost
-    return Fraction(abs(c.cost) + upnl, abs(c.cost)) * Fraction(notional, c.value)
+def hyperliquid_indexes(cs: list[Candidate]) -> Ratios:
+    """Hyperliquid's index of every candidate (``spec.math.ranking.hyperliquid_ratios``), not reduced (protocol §12.10).
+
+    Raises:
+        ZeroDivisionError: a candidate's cost or value is zero (not eligible).
+    """
+    return hyperliquid_ratios(cs)
 
 
-def bitmex_index(c: Candidate) -> Fraction:
-    """BitMEX's ADL index: PnL % x effective leverage (or PnL % / leverage for losers), exact (protocol §12.10)."""
-    notional = abs(c.size) * c.mark
-    upnl = c.size * c.mark - c.cost
-    pnl_pct = Fraction(upnl, abs(c.cost))
-    leverage = (
-        Fraction(notional * c.unit_maintenance, c.value * c.maintenance)
-        if c.maintenance
-        else Fraction(notional, c.value)
-    )
-    return pnl_pct * leverage if upnl >= 0 else pnl_pct / leverage
+def bitmex_indexes(cs: list[Candidate]) -> Ratios:
+    """BitMEX's index of every candidate (``spec.math.ranking.bitmex_ratios``), not reduced (protocol §12.10).
+
+    Raises:
+        ZeroDivisionError: a candidate's cost or value is zero, or a losing position's leverage is zero.
+    """
+    return bitmex_ratios(cs)
 
 
-RANKINGS: dict[str, Callable[[Candidate], Fraction]] = {
-    "hyperliquid": hyperliquid_index,
-    "bitmex": bitmex_index,
+def hyperliquid_index(c: Candidate) -> Ratio:
+    """One candidate's Hyperliquid index, in lowest terms (protocol §12.10).
+
+    Raises:
+        ZeroDivisionError: ``c.cost`` or ``c.value`` is zero (not eligible).
+    """
+    r = hyperliquid_indexes([c])
+    return reduced(Ratio(r.nums[0], r.dens[0]))
+
+
+def bitmex_index(c: Candidate) -> Ratio:
+    """One candidate's BitMEX index, in lowest terms (protocol §12.10).
+
+    Raises:
+        ZeroDivisionError: ``c.cost`` or ``c.value`` is zero, or a losing position's leverage is zero.
+    """
+    r = bitmex_indexes([c])
+    return reduced(Ratio(r.nums[0], r.dens[0]))
+
+
+RANKINGS: dict[str, Callable[[list[Candidate]], Ratios]] = {
+    "hyperliquid": hyperliquid_indexes,
+    "bitmex": bitmex_indexes,
 }
+"""Each ranking's index of a list of candidates (protocol §12.10)."""
 
 
-@dataclass(frozen=True)
-class Ranked:
-    """A candidate with its rank (1 = first to be deleveraged) and exact index (protocol §12.10)."""
+class Ranked(NamedTuple):
+    """A queue entry: its 1-based rank, its index ``num / den`` in lowest terms, the candidate
+    (protocol §12.10)."""
 
     rank: int
-    index: Fraction
+    num: int
+    den: int
     candidate: Candidate
+
+    @property
+    def ratio(self) -> Ratio:
+        """The entry's index in lowest terms (protocol §12.10)."""
+        return Ratio(self.num, self.den)
 
 
 def rank_candidates(candidates: list[Candidate], ranking: str) -> list[Ranked]:
-    """The queue: eligible candidates by index descending, then address, then unit (protocol §12.10)."""
+    """The queue: eligible candidates by index descending, then address, then unit (protocol §12.10).
+
+    Indexes are compared exactly (``spec.math.ranking.descending_order``: an integer key per
+    index, equivalent to cross-multiplying); entries with equal indexes are ordered by address
+    ascending, then unit ascending. Each entry carries its index reduced to lowest terms.
+
+    Raises:
+        KeyError: ``ranking`` is not a known ranking.
+    """
     index_fn = RANKINGS[ranking]
-    scored = [(index_fn(c), c) for c in candidates if c.value > 0 and c.cost != 0]
-    scored.sort(key=lambda ic: (-ic[0], ic[1].account, ic[1].unit))
-    return [Ranked(rank=i + 1, index=ix, candidate=c) for i, (ix, c) in enumerate(scored)]
-
-
-class _HashRow(msgspec.Struct, array_like=True, frozen=True):
-    account: bytes
-    unit: int
-    size: int
-    num: str
-    den: str
+    eligible = [c for c in candidates if c.value > 0 and c.cost != 0]
+    ratios = index_fn(eligible)
+    order = descending_order(ratios, lambda i: (eligible[i].account, eligible[i].unit))
+    nums, dens = reduced_all(ratios, order)
+    rows = zip(range(1, len(order) + 1), nums, dens, map(eligible.__getitem__, order), strict=True)
+    return list(map(tuple.__new__, repeat(Ranked), rows))  # Ranked(rank, num, den, candidate), built in C
 
 
 def ranking_hash(queue: list[Ranked]) -> bytes:
-    """blake3 of the canonical encoding of the whole ranking, in order (protocol §12.10)."""
-    rows = [
-        _HashRow(
-            r.candidate.account, r.candidate.unit, r.candidate.size, str(r.index.numerator), str(r.index.denominator)
-        )
-        for r in queue
-    ]
+    """blake3 of the canonical encoding of the whole ranking, in order (protocol §12.10).
+
+    One row per entry, ``[account, unit, size, num, den]`` with the index in lowest terms
+    and num/den as decimal strings, after the domain tag ``clearinghouse/adl-ranking/v1\\0``.
+    """
+    cands = [r.candidate for r in queue]
+    nums = map(str, [r.num for r in queue])
+    dens = map(str, [r.den for r in queue])
+    rows = list(zip([c.account for c in cands], [c.unit for c in cands], [c.size for c in cands], nums, dens))
     return blake3.blake3(b"clearinghouse/adl-ranking/v1\x00" + encode(rows)).digest()
 
 
