@@ -1,7 +1,8 @@
 """Pure margin arithmetic (no state): notional, margins, rounding named.
 
 protocol §2.4: round against the account being charged. Margin requirements
-round up (``ceil_div``); payouts round down (floor division).
+round up (``ceil_div``); payouts round down (floor division); shares charged
+to both sides alike (rates, a closed part's cost) truncate toward zero (``trunc_div``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,12 @@ from __future__ import annotations
 def ceil_div(a: int, b: int) -> int:
     """Exact ceiling of a / b for b > 0 (a may be negative)."""
     return -((-a) // b)
+
+
+def trunc_div(a: int, b: int) -> int:
+    """a / b rounded toward zero (b > 0): the one truncating division of the spec (protocol §2.4)."""
+    q = abs(a) // b
+    return q if a >= 0 else -q
 
 
 def notional(size: int, price: int) -> int:

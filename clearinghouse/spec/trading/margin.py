@@ -1,29 +1,55 @@
 """Margin state queries over the working state: account value, requirements, health.
 
-Cross account value = cash + sum over cross positions of size x mark.
-Isolated position value = iso_cash + size x mark. See margin_math for the
-rounding of each requirement.
+Cross account value = cash + sum over cross positions of (size x mark - unsettled funding).
+Isolated position value = iso_cash + size x mark - unsettled funding.
+Unsettled funding (protocol §11.6, ``positions.unsettled_funding``) is rounded
+up exactly as its settlement will be, so settling never moves a value. See
+margin_math for the rounding of each requirement. ``cross_health`` and
+``isolated_health`` are the one source of value and margin: the waterfall's
+``units.unit_health`` is built from them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from clearinghouse.spec.math.margin import initial_margin, maintenance_margin, notional, withdrawal_floor
 from clearinghouse.spec.state.accounts import get_account
 from clearinghouse.spec.state.keys import market_spec_key, market_state_key, position_key
 from clearinghouse.spec.state.records import Position
 from clearinghouse.spec.state.working_state import WorkingState
+from clearinghouse.spec.trading.positions import unsettled_funding
+
+
+class HeldPosition(NamedTuple):
+    """One open position inside a health figure, at the mark it was valued at."""
+
+    market: int
+    position: Position
+    mark: int
+    maintenance: int
 
 
 @dataclass(frozen=True)
 class CrossHealth:
-    """A cross account's numbers at the current mark prices (all micro-USDC)."""
+    """A cross account's numbers at the current mark prices (all micro-USDC), unsettled funding counted."""
 
     value: int
     maintenance: int
     initial: int
     notional: int
+    positions: tuple[HeldPosition, ...] = ()
+    """Its open cross positions, ascending market."""
+
+
+class IsolatedHealth(NamedTuple):
+    """An isolated position's value and requirements at the mark, unsettled funding counted."""
+
+    value: int
+    maintenance: int
+    initial: int
+    funding: int
 
 
 def mark_price(ws: WorkingState, market: int) -> int:
@@ -35,25 +61,31 @@ def get_position(ws: WorkingState, market: int, addr: bytes) -> Position | None:
 
 
 def cross_health(ws: WorkingState, addr: bytes) -> CrossHealth:
-    """Value and margin requirements of the account's cross positions."""
+    """Value and margin requirements of the account's cross positions (protocol §10.6, §11.6)."""
     acct = get_account(ws, addr)
     value = acct.cash
     mm = im = ntl = 0
+    held = []
     for market in acct.open_markets:
         pos = get_position(ws, market, addr)
         if pos is None or pos.size == 0 or not pos.is_cross:
             continue
-        mark = mark_price(ws, market)
+        state = ws.get(market_state_key(market))
+        mark = state.mark_price
         spec = ws.get(market_spec_key(market))
-        value += pos.size * mark
-        mm += maintenance_margin(pos.size, mark, spec.max_leverage)
+        funding = unsettled_funding(pos, state)
+        pos_mm = maintenance_margin(pos.size, mark, spec.max_leverage)
+        value += pos.size * mark - funding
+        mm += pos_mm
         im += initial_margin(pos.size, mark, pos.leverage)
         ntl += notional(pos.size, mark)
-    return CrossHealth(value=value, maintenance=mm, initial=im, notional=ntl)
+        held.append(HeldPosition(market, pos, mark, pos_mm))
+    return CrossHealth(value=value, maintenance=mm, initial=im, notional=ntl, positions=tuple(held))
 
 
-def isolated_value(pos: Position, mark: int) -> int:
-    return pos.iso_cash + pos.size * mark
+def isolated_value(pos: Position, mark: int, funding: int) -> int:
+    """iso_cash + size x mark - unsettled funding."""
+    return pos.iso_cash + pos.size * mark - funding
 
 
 def withdrawable(ws: WorkingState, addr: bytes) -> int:
@@ -74,14 +106,17 @@ def meets_cross_initial(ws: WorkingState, addr: bytes, extra_initial: int = 0) -
     return health.value >= health.initial + extra_initial
 
 
-def isolated_health(ws: WorkingState, market: int, pos: Position) -> tuple[int, int, int]:
-    """(value, maintenance, initial) of an isolated position at the mark."""
-    mark = mark_price(ws, market)
+def isolated_health(ws: WorkingState, market: int, pos: Position) -> IsolatedHealth:
+    """Value, maintenance and initial margin of an isolated position at the mark (unsettled funding counted)."""
+    state = ws.get(market_state_key(market))
+    mark = state.mark_price
     spec = ws.get(market_spec_key(market))
-    return (
-        isolated_value(pos, mark),
-        maintenance_margin(pos.size, mark, spec.max_leverage),
-        initial_margin(pos.size, mark, pos.leverage),
+    funding = unsettled_funding(pos, state)
+    return IsolatedHealth(
+        value=isolated_value(pos, mark, funding),
+        maintenance=maintenance_margin(pos.size, mark, spec.max_leverage),
+        initial=initial_margin(pos.size, mark, pos.leverage),
+        funding=funding,
     )
 
 
@@ -90,7 +125,7 @@ def meets_initial_after_increase(ws: WorkingState, addr: bytes, market: int) -> 
     above maintenance and the cross side that funded it still meets its own initial margin."""
     pos = get_position(ws, market, addr)
     if pos is not None and not pos.is_cross and pos.size != 0:
-        value, mm, _im = isolated_health(ws, market, pos)
-        if value < mm:
+        health = isolated_health(ws, market, pos)
+        if health.value < health.maintenance:
             return False
     return meets_cross_initial(ws, addr)

@@ -121,9 +121,9 @@ def execute_fill(
     t_fee = fee(notional, spec.taker_fee_ppm if taker_fee_ppm is None else taker_fee_ppm)
     m_fee = fee(notional, spec.maker_fee_ppm if maker_fee_ppm is None else maker_fee_ppm)
     signed = qty if taker.is_buy else -qty
-    t_pnl = settle_fill(ws, market, spec, taker.owner, signed, price, t_fee)
+    t_pnl = settle_fill(ws, market, spec, taker.owner, signed, price, t_fee, ctx.emit)
     try:
-        m_pnl = settle_fill(ws, market, spec, maker_owner, -signed, price, m_fee)
+        m_pnl = settle_fill(ws, market, spec, maker_owner, -signed, price, m_fee, ctx.emit)
     except InvalidAmount as exc:
         raise MakerBoundExceeded(exc.message) from None
     # Open interest is checked once both sides are applied (one side may add what the other removes).
