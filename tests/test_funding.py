@@ -15,10 +15,6 @@ from clearinghouse.chain.producer import Producer
 from clearinghouse.spec.block import apply_block, apply_genesis
 from clearinghouse.spec.events import FundingPaid, FundingSettled, Receipt
 from clearinghouse.spec.prices import funding
-from clearinghouse.spec.trading.margin import cross_health, isolated_health
-from clearinghouse.spec.trading.positions import settle_funding, unsettled_funding
-from clearinghouse.tools.invariants import check_all, check_conservation, check_funding
-from clearinghouse.tools.invariants import snapshot as store_snapshot
 from clearinghouse.spec.state.keys import (
     CHAIN_KEY,
     FEE_POOL,
@@ -32,7 +28,11 @@ from clearinghouse.spec.state.keys import (
 )
 from clearinghouse.spec.state.records import Account, Order, Position
 from clearinghouse.spec.state.working_state import KeyIndex, WorkingState
+from clearinghouse.spec.trading.margin import cross_health, isolated_health
+from clearinghouse.spec.trading.positions import settle_funding, unsettled_funding
 from clearinghouse.tools.demo import DEMO_CHAIN_ID, DEMO_GENESIS_TIME_MS, ORACLE_NAMES, USDC, demo_genesis
+from clearinghouse.tools.invariants import check_all, check_conservation, check_funding
+from clearinghouse.tools.invariants import snapshot as store_snapshot
 from state import MemoryStore
 from tx.actions import TIF_GTC, TIF_IOC, Deposit, OraclePrice, OracleUpdate, PlaceOrder
 from tx.builder import Wallet
@@ -90,16 +90,38 @@ def open_positions(ws: WorkingState) -> None:
         ws.put(account_key(addr), Account(cash=cash, open_markets=[BTC], open_orders=0))
     ws.put(
         position_key(BTC, ALICE),
-        Position(size=100, cost=9_000_000_000, leverage=10, is_cross=True, iso_cash=0, liq_cooldown_until_ms=0, funding_entry=0),
+        Position(
+            size=100,
+            cost=9_000_000_000,
+            leverage=10,
+            is_cross=True,
+            iso_cash=0,
+            liq_cooldown_until_ms=0,
+            funding_entry=0,
+        ),
     )
     ws.put(
         position_key(BTC, BOB),
-        Position(size=-60, cost=-5_400_000_000, leverage=10, is_cross=True, iso_cash=0, liq_cooldown_until_ms=0, funding_entry=0),
+        Position(
+            size=-60,
+            cost=-5_400_000_000,
+            leverage=10,
+            is_cross=True,
+            iso_cash=0,
+            liq_cooldown_until_ms=0,
+            funding_entry=0,
+        ),
     )
     ws.put(
         position_key(BTC, CAROL),
         Position(
-            size=-40, cost=-3_600_000_000, leverage=10, is_cross=False, iso_cash=4_100 * USDC, liq_cooldown_until_ms=0, funding_entry=0
+            size=-40,
+            cost=-3_600_000_000,
+            leverage=10,
+            is_cross=False,
+            iso_cash=4_100 * USDC,
+            liq_cooldown_until_ms=0,
+            funding_entry=0,
         ),
     )
 

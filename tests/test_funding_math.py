@@ -71,7 +71,11 @@ def test_hourly_rate(avg, rate):
 
 @pytest.mark.parametrize(
     "oracle, rate, step",
-    [(90_000_007, 65_213, 5_869_170_456_491), (32_000_000, 12_500, 400_000_000_000), (90_000_000, -187_500, -16_875_000_000_000)],
+    [
+        (90_000_007, 65_213, 5_869_170_456_491),
+        (32_000_000, 12_500, 400_000_000_000),
+        (90_000_000, -187_500, -16_875_000_000_000),
+    ],
     ids=["btc", "eth-interest", "negative"],
 )
 def test_index_step(oracle, rate, step):
@@ -94,7 +98,17 @@ S = 5_869_170_456_491  # one hour at oracle 90_000_007 and 65_213 ppb
         (1, 1, 0, 1, 999_999_999),  # payer of 10^-9: pays one micro-USDC
         (100, 112_500 * 10**7, 0, 112_500, 0),  # exact
     ],
-    ids=["long-pays", "short-receives", "iso-short", "short-pays", "since-entry", "no-change", "tiny-receiver", "tiny-payer", "exact"],
+    ids=[
+        "long-pays",
+        "short-receives",
+        "iso-short",
+        "short-pays",
+        "since-entry",
+        "no-change",
+        "tiny-receiver",
+        "tiny-payer",
+        "exact",
+    ],
 )
 def test_settlement(size, index, entry, amount, dust):
     s = fm.settlement(size, index, entry)

@@ -78,9 +78,7 @@ def unsettled_funding(pos: Position, state: MarketState) -> int:
     return unsettled_amount(pos.size, state.funding_index, pos.funding_entry)
 
 
-def settle_funding(
-    ws: WorkingState, market: int, addr: bytes, pos: Position
-) -> tuple[Position, FundingPaid | None]:
+def settle_funding(ws: WorkingState, market: int, addr: bytes, pos: Position) -> tuple[Position, FundingPaid | None]:
     """Pay a position's unsettled funding and move its entry snapshot to the market's index.
 
     The amount (``spec.math.funding.settlement``: rounded up, against the
@@ -114,9 +112,7 @@ def settle_funding(
         add_cash(ws, INSURANCE_FUND, upd.swept)
     ws.put(
         market_state_key(market),
-        msgspec.structs.replace(
-            state, funding_pool=checked_i64(upd.pool, "funding pool"), funding_dust_e9=upd.dust_e9
-        ),
+        msgspec.structs.replace(state, funding_pool=checked_i64(upd.pool, "funding pool"), funding_dust_e9=upd.dust_e9),
     )
     event = FundingPaid(
         market=market, account=addr, size=pos.size, is_cross=pos.is_cross, amount=s.amount, swept=upd.swept
