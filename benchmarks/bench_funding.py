@@ -36,7 +36,8 @@ from typing import Any
 
 import msgspec
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# Appended, not prepended: PYTHONPATH (main's tree for the "before" run) takes precedence.
+sys.path.append(str(Path(__file__).resolve().parent.parent))
 
 from clearinghouse.spec.block import apply_block, apply_genesis
 from clearinghouse.spec.state.keys import CHAIN_KEY, account_key, market_state_key, position_key
@@ -128,11 +129,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     rows = [run_size(int(s), args.repeat) for s in args.sizes.split(",")]
-    result = {"rows": rows, "bound_funding_over_idle": 10, "lazy_funding": "funding_entry" in Position.__struct_fields__}
+    import clearinghouse
+
+    result = {
+        "rows": rows,
+        "bound_funding_over_idle": 10,
+        "lazy_funding": "funding_entry" in Position.__struct_fields__,
+        "code": str(Path(clearinghouse.__file__).resolve().parent.parent),
+    }
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    print(f"lazy funding: {result['lazy_funding']}")
+    print(f"lazy funding: {result['lazy_funding']} (code from {result['code']})")
     print(
         f"{'positions':>9} | {'idle CPU s':>10} {'wall s':>8} {'root CPU':>8} {'keys':>6} | "
         f"{'funding CPU s':>13} {'wall s':>8} {'root CPU':>8} {'keys':>7} | {'ratio CPU':>9} {'wall':>6}"
