@@ -11,7 +11,6 @@ margin_math for the rounding of each requirement. ``cross_health`` and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from clearinghouse.spec.math.margin import initial_margin, maintenance_margin, notional, withdrawal_floor
@@ -31,15 +30,14 @@ class HeldPosition(NamedTuple):
     maintenance: int
 
 
-@dataclass(frozen=True)
-class CrossHealth:
+class CrossHealth(NamedTuple):
     """A cross account's numbers at the current mark prices (all micro-USDC), unsettled funding counted."""
 
     value: int
     maintenance: int
     initial: int
     notional: int
-    positions: tuple[HeldPosition, ...] = ()
+    positions: list[HeldPosition]
     """Its open cross positions, ascending market."""
 
 
@@ -60,8 +58,12 @@ def get_position(ws: WorkingState, market: int, addr: bytes) -> Position | None:
     return ws.get(position_key(market, addr))
 
 
-def cross_health(ws: WorkingState, addr: bytes) -> CrossHealth:
-    """Value and margin requirements of the account's cross positions (protocol §10.6, §11.6)."""
+def cross_health(ws: WorkingState, addr: bytes, *, initial: bool = True) -> CrossHealth:
+    """Value and margin requirements of the account's cross positions (protocol §10.6, §11.6).
+
+    ``initial=False`` skips initial margin and notional (both left 0): liquidation and ADL
+    (``units.unit_health``) need only value and maintenance, for every unit of every block.
+    """
     acct = get_account(ws, addr)
     value = acct.cash
     mm = im = ntl = 0
@@ -73,14 +75,16 @@ def cross_health(ws: WorkingState, addr: bytes) -> CrossHealth:
         state = ws.get(market_state_key(market))
         mark = state.mark_price
         spec = ws.get(market_spec_key(market))
-        funding = unsettled_funding(pos, state)
         pos_mm = maintenance_margin(pos.size, mark, spec.max_leverage)
-        value += pos.size * mark - funding
+        value += pos.size * mark
+        if pos.funding_entry != state.funding_index:  # else nothing is owed
+            value -= unsettled_funding(pos, state)
         mm += pos_mm
-        im += initial_margin(pos.size, mark, pos.leverage)
-        ntl += notional(pos.size, mark)
+        if initial:
+            im += initial_margin(pos.size, mark, pos.leverage)
+            ntl += notional(pos.size, mark)
         held.append(HeldPosition(market, pos, mark, pos_mm))
-    return CrossHealth(value=value, maintenance=mm, initial=im, notional=ntl, positions=tuple(held))
+    return CrossHealth(value=value, maintenance=mm, initial=im, notional=ntl, positions=held)
 
 
 def isolated_value(pos: Position, mark: int, funding: int) -> int:

@@ -50,8 +50,8 @@ class UnitHealth:
 def unit_health(ws: WorkingState, unit: Unit) -> UnitHealth:
     """A unit's value and maintenance margin at the marks, unsettled funding counted (protocol §12.1)."""
     if unit.is_cross:
-        h = cross_health(ws, unit.account)
-        return UnitHealth(value=h.value, maintenance=h.maintenance, positions=list(h.positions))
+        h = cross_health(ws, unit.account, initial=False)
+        return UnitHealth(value=h.value, maintenance=h.maintenance, positions=h.positions)
     pos = ws.get(position_key(unit.market, unit.account))
     if pos is None:
         return UnitHealth(value=0, maintenance=0, positions=[])
