@@ -410,3 +410,18 @@ def test_funding_end_to_end_with_real_trades(tmp_path):
     replayer = Engine(MemoryStore())
     replay_log(replayer, str(log))
     assert replayer.store.root == store.root
+
+
+def test_check_funding_catches_a_size_change_without_settlement():
+    """The exactness check can fail: a position that changes size without settling first
+    (a missing ``settle_funding``) breaks pool x 10^9 - dust + Σ size x (index - entry) = 0."""
+    ws = fresh()
+    open_positions(ws)
+    Chain(ws).block(T0 + HOUR)
+    assert check_funding(ws_snapshot(ws)) == []
+    alice = ws.get(position_key(BTC, ALICE))
+    bob = ws.get(position_key(BTC, BOB))
+    ws.put(position_key(BTC, ALICE), msgspec.structs.replace(alice, size=alice.size + 1))
+    ws.put(position_key(BTC, BOB), msgspec.structs.replace(bob, size=bob.size - 1))  # sizes still balance
+    (problem,) = check_funding(ws_snapshot(ws))
+    assert "market 0" in problem and "not 0" in problem
