@@ -414,13 +414,17 @@ def test_funding_end_to_end_with_real_trades(tmp_path):
 
 def test_check_funding_catches_a_size_change_without_settlement():
     """The exactness check can fail: a position that changes size without settling first
-    (a missing ``settle_funding``) breaks pool x 10^9 - dust + Σ size x (index - entry) = 0."""
+    (a missing ``settle_funding``) breaks pool x 10^9 - dust + Σ size x (index - entry) = 0
+    whenever the lot it gained and the lot its counterparty lost have different entries (the
+    check is an aggregate: two unsettled changes at the same entry cancel)."""
     ws = fresh()
     open_positions(ws)
     Chain(ws).block(T0 + HOUR)
     assert check_funding(ws_snapshot(ws)) == []
-    alice = ws.get(position_key(BTC, ALICE))
-    bob = ws.get(position_key(BTC, BOB))
+    bob, _ev = settle_funding(ws, BTC, BOB, ws.get(position_key(BTC, BOB)))  # Bob's entry = the index
+    ws.put(position_key(BTC, BOB), bob)
+    assert check_funding(ws_snapshot(ws)) == []
+    alice = ws.get(position_key(BTC, ALICE))  # entry 0
     ws.put(position_key(BTC, ALICE), msgspec.structs.replace(alice, size=alice.size + 1))
     ws.put(position_key(BTC, BOB), msgspec.structs.replace(bob, size=bob.size - 1))  # sizes still balance
     (problem,) = check_funding(ws_snapshot(ws))

@@ -12,7 +12,8 @@ sentences with the numbers); an empty list means the state is sound.
   [0, 10^9) and funding_pool x 10^9 - funding_dust_e9 + sum over open
   positions of size x (funding_index - funding_entry) = 0 exactly: the
   unsettled funding of the open positions is exactly what the pool holds for
-  them, so lazy funding stays zero-sum;
+  them, so lazy funding stays zero-sum (a size change without settlement breaks it
+  whenever the lots moved carry different entries);
 * open interest: per market, total long size = total short size = the
   market's recorded open interest;
 * solvency: no cross account and no isolated position has negative value at
