@@ -99,7 +99,15 @@ def build_store(units: int, orders: int, own: int) -> tuple[MemoryStore, int]:
         ws.put(account_key(owner), Account(cash=-notional + 1_000_000, open_markets=[BTC], open_orders=own))
         ws.put(
             position_key(BTC, owner),
-            Position(size=LOTS, cost=notional, leverage=20, is_cross=True, iso_cash=0, liq_cooldown_until_ms=0),
+            Position(
+                size=LOTS,
+                cost=notional,
+                leverage=20,
+                is_cross=True,
+                iso_cash=0,
+                liq_cooldown_until_ms=0,
+                funding_entry=0,
+            ),
         )
         for j in range(own):
             rest(owner, j % 2 == 0, 45_000_000 + i if j % 2 == 0 else 160_000_000 - i)
@@ -108,7 +116,13 @@ def build_store(units: int, orders: int, own: int) -> tuple[MemoryStore, int]:
     ws.put(
         position_key(BTC, short),
         Position(
-            size=-units * LOTS, cost=-units * notional, leverage=20, is_cross=True, iso_cash=0, liq_cooldown_until_ms=0
+            size=-units * LOTS,
+            cost=-units * notional,
+            leverage=20,
+            is_cross=True,
+            iso_cash=0,
+            liq_cooldown_until_ms=0,
+            funding_entry=0,
         ),
     )
     for a in range((orders + PER_ACCOUNT - 1) // PER_ACCOUNT):

@@ -537,13 +537,22 @@ class Chain:
 
     # ------------------------------------------------------------ invariants
     def total_collateral(self) -> int:
-        """Σ account cash (system accounts included) + Σ isolated ``iso_cash``."""
+        """Σ account cash (system accounts included) + Σ isolated ``iso_cash`` + Σ market ``funding_pool``."""
         cash = sum(a.cash for _k, a in self.scan(keys.NS_ACCOUNT))
         iso = sum(p.iso_cash for _k, p in self.scan(keys.NS_POSITION))
-        return cash + iso
+        pools = sum(ms.funding_pool for _k, ms in self.scan(keys.NS_MARKET_STATE))
+        return cash + iso + pools
+
+    def check_funding(self) -> None:
+        """Lazy funding is exactly zero-sum (protocol §11.6; ``invariants.check_funding``)."""
+        from clearinghouse.tools.invariants import check_funding
+        from clearinghouse.tools.invariants import snapshot as store_snapshot
+
+        problems = check_funding(store_snapshot(self.p.engine.store.iter_all()))
+        assert not problems, problems
 
     def check_conservation(self) -> None:
-        """deposits - withdrawals == Σ cash + Σ iso_cash (protocol §1.1)."""
+        """deposits - withdrawals == Σ cash + Σ iso_cash + Σ funding_pool (protocol §1.1)."""
         ch = self.chain()
         assert ch.deposits - ch.withdrawals == self.total_collateral(), (
             ch.deposits,
@@ -571,4 +580,5 @@ class Chain:
 
     def check_invariants(self) -> None:
         self.check_conservation()
+        self.check_funding()
         self.check_open_interest()

@@ -262,12 +262,14 @@ def test_unit_whose_value_leaves_i64_is_skipped_not_a_halt() -> None:
     committed_records_decode(c)
 
 
-def test_funding_totals_beyond_u64_are_skipped_not_a_halt() -> None:
+def test_funding_beyond_u64_in_total_is_one_index_step() -> None:
     """Three shorts of 2^62 lots at price 1, the oracle at 70 and a resting ask at 1: the
-    premium is about -99%, the hourly rate -4%, and each short owes about 2^62 x 70 x 4%
-    (which its cash can pay), but together more than 2^64 - 1, the bound of
-    ``FundingSettled.total_paid``. The market's funding is skipped (``WaterfallSkipped``,
-    typed), the block is produced and nothing is paid; the accumulators wait."""
+    premium is about -99%, the hourly rate -4%, and each short owes about 2^62 x 70 x 4%,
+    together more than 2^64 - 1. With lazy funding (protocol §11.6) the hour is one index
+    step of 70 x -4% per lot: nothing is paid at the hour, and each short's value counts
+    what it owes (which makes it liquidatable). Settling it would take the market's funding
+    pool (an i64 aggregate, protocol §11.6) past its bound, so the waterfall steps that would
+    settle it are skipped (``WaterfallSkipped``, typed), not a halt; the pool identity holds."""
     c = Chain(price_one_genesis(), pin_marks=True)
     for i in range(3):
         for side in ("long", "short"):
@@ -290,7 +292,15 @@ def test_funding_totals_beyond_u64_are_skipped_not_a_halt() -> None:
     hour_end = c.market_state(ONE).last_funding_ms + 3_600_000
     r = c.block(advance_ms=hour_end - c.p.time_ms)
     skipped = [e for e in r.events if type(e).__name__ == "WaterfallSkipped"]
-    assert [(e.step, e.unit, e.code) for e in skipped] == [("funding", ONE, "INVALID_AMOUNT")], r.events
-    assert [c.cash(f"short-{i}") for i in range(3)] == cash_before
+    assert skipped and all(e.code == "INVALID_AMOUNT" and "funding pool" in e.message for e in skipped), skipped
+    (settled,) = [e for e in r.events if type(e).__name__ == "FundingSettled" and e.market == ONE]
+    assert settled.rate_ppb == -40_000_000 and settled.index_step == 70 * -40_000_000
+    assert [c.cash(f"short-{i}") for i in range(3)] == cash_before  # nothing paid at the hour
+    from clearinghouse.spec.trading.positions import unsettled_funding
+
+    ms = c.market_state(ONE)
+    short = c.view().get(keys.position_key(ONE, c.addr("short-0")))
+    owed = unsettled_funding(short, ms)
+    assert owed == -(short.size * 70 * 40_000_000 // 10**9) and owed > 2**63 // 3  # > 2^64 over the three
     c.check_invariants()
     committed_records_decode(c)

@@ -49,15 +49,34 @@ def test_the_core_keeps_to_120_columns() -> None:
     assert long == []
 
 
-def test_duplicates_left_in_files_under_parallel_rewrite_agree() -> None:
-    """TODO(issue 9, at the merge): matching.PPM, funding.RATE_SCALE and funding.div_toward_zero become imports
-    from spec.constants and spec.math.integers; until then they must agree with the one definition."""
-    from clearinghouse.spec import constants
-    from clearinghouse.spec.math.integers import div_toward_zero
-    from clearinghouse.spec.prices import funding
-    from clearinghouse.spec.trading import matching
+def test_consensus_constants_are_defined_once() -> None:
+    """Every constant of ``spec/constants.py`` is assigned there and nowhere else in the package
+    (protocol §2.1): other modules import it (re-exports as ``from ... import X as X`` are imports)."""
+    import ast
 
-    assert matching.PPM == constants.PPM
-    assert funding.RATE_SCALE == constants.RATE_SCALE
-    for a, b in [(7, 2), (-7, 2), (0, 3), (-1, 10**9), (10**30 + 1, 7)]:
-        assert funding.div_toward_zero(a, b) == div_toward_zero(a, b)
+    names = {
+        t.id
+        for node in ast.parse((PACKAGE / "spec" / "constants.py").read_text()).body
+        if isinstance(node, (ast.Assign, ast.AnnAssign))
+        for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
+        for t in (t.elts if isinstance(t, ast.Tuple) else [t])
+        if isinstance(t, ast.Name)
+    }
+    assert {"USDC", "PPM", "RATE_SCALE", "CROSS", "NO_TX"} <= names
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path == PACKAGE / "spec" / "constants.py":
+            continue
+        for node in ast.parse(path.read_text()).body:
+            targets = (
+                node.targets
+                if isinstance(node, ast.Assign)
+                else [node.target]
+                if isinstance(node, ast.AnnAssign)
+                else []
+            )
+            for t in targets:
+                for n in t.elts if isinstance(t, ast.Tuple) else [t]:
+                    if isinstance(n, ast.Name) and n.id in names:
+                        found.append(f"{path.relative_to(PACKAGE)}:{node.lineno}: {n.id}")
+    assert found == []

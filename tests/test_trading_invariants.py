@@ -8,7 +8,8 @@ and occasional long gaps in block time (funding). After every block:
   (positions iterated with ``store.scan_prefix(keys.NS_POSITION)``);
 * conservation: deposits - withdrawals (running totals in the Chain record; the genesis
   insurance fund counts as a deposit) == Σ account cash (insurance fund and fee pool
-  included) + Σ isolated ``iso_cash``;
+  included) + Σ isolated ``iso_cash`` + Σ market ``funding_pool`` (lazy funding, protocol §11.6),
+  and the pool identity of §11.6 holds exactly (``Chain.check_funding``);
 * a rejected transaction changed nothing: checked on single-transaction blocks.
 """
 
@@ -143,8 +144,10 @@ def check(c: Chain) -> None:
         assert longs[m] == shorts[m] == c.open_interest(m), (m, longs[m], shorts[m], c.open_interest(m))
     # Conservation: the insurance fund and the fee pool are accounts too.
     cash = sum(a.cash for _k, a in c.scan(keys.NS_ACCOUNT))
+    pools = sum(ms.funding_pool for _k, ms in c.scan(keys.NS_MARKET_STATE))
     ch = c.chain()
-    assert ch.deposits - ch.withdrawals == cash + iso, (ch.deposits, ch.withdrawals, cash, iso)
+    assert ch.deposits - ch.withdrawals == cash + iso + pools, (ch.deposits, ch.withdrawals, cash, iso, pools)
+    c.check_funding()
     # Every account's open_markets lists exactly its non-zero positions.
     for key, acct in c.scan(keys.NS_ACCOUNT):
         addr = key[1:]

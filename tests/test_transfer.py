@@ -68,10 +68,18 @@ def open_against_maker(ws: WorkingState, addr: bytes, size: int, price: int, iso
     if isolated_leverage:
         ws.put(
             position_key(BTC, addr),
-            Position(size=0, cost=0, leverage=isolated_leverage, is_cross=False, iso_cash=0, liq_cooldown_until_ms=0),
+            Position(
+                size=0,
+                cost=0,
+                leverage=isolated_leverage,
+                is_cross=False,
+                iso_cash=0,
+                liq_cooldown_until_ms=0,
+                funding_entry=0,
+            ),
         )
-    settle_fill(ws, BTC, spec, addr, size, price, 0)
-    settle_fill(ws, BTC, spec, MAKER, -size, price, 0)
+    settle_fill(ws, BTC, spec, addr, size, price, 0, lambda _event: None)
+    settle_fill(ws, BTC, spec, MAKER, -size, price, 0, lambda _event: None)
 
 
 def size_of(ws: WorkingState, addr: bytes) -> int:

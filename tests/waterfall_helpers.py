@@ -131,6 +131,7 @@ def parties(events: Iterable[Any]) -> set[bytes]:
 def check_block(c: Chain, before: Snapshot, events: list[Any]) -> None:
     """The protocol §1.1 invariants after one block (see the module docstring)."""
     c.check_conservation()
+    c.check_funding()
     c.check_open_interest()
     # Solvency, with its one bounded exception (protocol §12.12): no unit but the insurance fund's
     # is ever below zero after a block; the fund only once every unit with a position is haircut to 0.

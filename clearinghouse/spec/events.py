@@ -176,10 +176,14 @@ class PricesSet(_Event, tag=20):
 
 
 class FundingPaid(_Event, tag=21):
-    """One position's funding for one settlement (``amount`` positive = paid, negative = received; protocol §6.7).
+    """One position's lazy funding settlement (protocol §11.6), emitted when a position whose
+    entry snapshot lags the market's index changes size (``amount`` positive = paid,
+    negative = received; 0 when the exact amount rounded to zero).
 
     Paid amounts were rounded up, received amounts down; ``is_cross`` says
-    whether it moved the account's cash or the isolated position's margin.
+    whether it moved the account's cash or the isolated position's margin;
+    ``size`` is the size that accrued it. ``swept`` is the whole micro-USDC of
+    rounding dust this settlement moved from the market's pool to the insurance fund.
     """
 
     market: U32
@@ -187,14 +191,18 @@ class FundingPaid(_Event, tag=21):
     size: I64
     is_cross: bool
     amount: I64
+    swept: U64
 
 
 class FundingSettled(_Event, tag=22):
-    """One market's funding settlement: the rate, its inputs, totals, and the residue to the fund (protocol §6.7).
+    """One market's hourly funding: the rate, its inputs, and the index step (protocol §11.5-§11.6).
 
     ``hours`` is how many hour boundaries the block crossed (settled once:
     see docs/prices-and-funding.md); rates and premiums are parts per billion.
-    ``residue`` = ``total_paid`` - ``total_received``, credited to the insurance fund.
+    No cash moves here: ``index_step`` = oracle x rate (10^-9 micro-USDC per
+    lot) is added to the market's cumulative index, giving ``funding_index``;
+    each position pays its share when next touched (``FundingPaid``).
+    ``open_interest`` lots were long (and as many short) when the step was taken.
     """
 
     market: U32
@@ -203,9 +211,9 @@ class FundingSettled(_Event, tag=22):
     avg_premium_ppb: I64
     rate_ppb: I64
     oracle_price: U64
-    total_paid: U64
-    total_received: U64
-    residue: I64
+    index_step: I64
+    funding_index: I64
+    open_interest: U64
 
 
 Event = Union[

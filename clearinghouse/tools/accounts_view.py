@@ -36,6 +36,7 @@ from clearinghouse.spec.state.keys import (
     market_state_key,
     position_key,
 )
+from clearinghouse.spec.trading.positions import unsettled_funding
 from clearinghouse.tools.units import (
     format_scaled,
     lots_to_size,
@@ -69,6 +70,9 @@ class PositionView:
     liquidation_px: Fraction | None
     return_on_equity: Fraction | None
     adl: dict[str, Any] | None = None
+    unsettled_funding: int = 0
+    """Funding accrued since the position last changed size and not yet paid (protocol §11.6;
+    micro-USDC, rounded up as settlement will round it; positive: the position owes it)."""
 
 
 @dataclass
@@ -116,34 +120,36 @@ def account_view(view: Any, addr: bytes, *, with_adl: bool = True) -> AccountVie
         return AccountView(address=addr, exists=False)
     refs = markets(view)
     av = AccountView(address=addr, exists=True, cash=acct.cash, open_orders=acct.open_orders)
-    raw: list[tuple[MarketRef, Any, int]] = []
+    raw: list[tuple[MarketRef, Any, int, int]] = []
     for m in acct.open_markets:
         pos = view.get(position_key(m, addr))
         if pos is None or pos.size == 0:
             continue
-        raw.append((refs[m], pos, view.get(market_state_key(m)).mark_price))
+        state = view.get(market_state_key(m))
+        # Unsettled funding (protocol §11.6) counts in value exactly as the spec counts it.
+        raw.append((refs[m], pos, state.mark_price, unsettled_funding(pos, state)))
     # Cross totals first (each cross position's liquidation price needs the others).
     cross_value = acct.cash
-    for ref, pos, mark in raw:
+    for ref, pos, mark, funding in raw:
         if pos.is_cross:
-            cross_value += pos.size * mark
+            cross_value += pos.size * mark - funding
             av.cross_notional += notional(pos.size, mark)
             av.cross_initial += initial_margin(pos.size, mark, pos.leverage)
             av.cross_maintenance += maintenance_margin(pos.size, mark, ref.max_leverage)
     av.cross_value = cross_value
-    for ref, pos, mark in raw:
+    for ref, pos, mark, funding in raw:
         mm = maintenance_margin(pos.size, mark, ref.max_leverage)
         pnl = pos.size * mark - pos.cost
         if pos.is_cross:
             used = initial_margin(pos.size, mark, pos.leverage)
-            rest = cross_value - pos.size * mark - (av.cross_maintenance - mm)
+            rest = cross_value - (pos.size * mark - funding) - (av.cross_maintenance - mm)
             liq = _liquidation_price(rest, pos.size, ref.max_leverage)
         else:
-            used = pos.iso_cash + pos.size * mark
+            used = pos.iso_cash + pos.size * mark - funding
             av.isolated_value += used
             av.isolated_notional += notional(pos.size, mark)
             av.isolated_margin += used
-            liq = _liquidation_price(pos.iso_cash, pos.size, ref.max_leverage)
+            liq = _liquidation_price(pos.iso_cash - funding, pos.size, ref.max_leverage)
         entry = Fraction(pos.cost, pos.size)
         entry_margin = Fraction(abs(pos.cost), pos.leverage) if pos.leverage else None
         roe = Fraction(pnl) / entry_margin if entry_margin else None
@@ -162,6 +168,7 @@ def account_view(view: Any, addr: bytes, *, with_adl: bool = True) -> AccountVie
             maintenance=mm,
             liquidation_px=liq,
             return_on_equity=roe,
+            unsettled_funding=funding,
         )
         if with_adl:
             from clearinghouse.spec.waterfall.adl import adl_indicator

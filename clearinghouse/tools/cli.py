@@ -303,7 +303,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
                 con.print(f"  - {v}")
         else:
             con.print(
-                f"[green]OK[/]: conservation, open interest, solvency, bookkeeping and book hold at height {report['height']} (root {report['state_root']})"
+                f"[green]OK[/]: conservation, funding, open interest, solvency, bookkeeping and book hold at height {report['height']} (root {report['state_root']})"
             )
         if "deep" in report and not violations:
             d = report["deep"]

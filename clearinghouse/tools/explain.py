@@ -441,15 +441,17 @@ def _t_prices(e: Any, L: Legend) -> list[str]:
 
 def _t_funding_paid(e: Any, L: Legend) -> list[str]:
     verb = "paid" if e.amount > 0 else "received"
+    swept = f"; {L.usdc(e.swept)} USDC of rounding dust to the fund" if e.swept else ""
     return [
-        f"funding: {L.who(e.account)} {verb} {L.usdc(abs(e.amount))} USDC on {L.market_name(e.market)} (position {L.size(e.market, e.size)})"
+        f"funding settled: {L.who(e.account)} {verb} {L.usdc(abs(e.amount))} USDC on {L.market_name(e.market)} "
+        f"(position {L.size(e.market, e.size)}, accrued since it last changed){swept}"
     ]
 
 
 def _t_funding_settled(e: Any, L: Legend) -> list[str]:
     return [
-        f"{L.market_name(e.market)} funding settled: rate {e.rate_ppb} ppb at oracle {L.price(e.market, e.oracle_price)}; "
-        f"paid {L.usdc(e.total_paid)}, received {L.usdc(e.total_received)}, residue {L.usdc(e.residue)} USDC to the fund"
+        f"{L.market_name(e.market)} funding hour: rate {e.rate_ppb} ppb at oracle {L.price(e.market, e.oracle_price)}; "
+        f"index +{e.index_step} -> {e.funding_index} (10^-9 micro-USDC per lot; paid when each position is next touched)"
     ]
 
 

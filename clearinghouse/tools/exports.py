@@ -436,36 +436,37 @@ def _side_records(
 def iter_funding(src: Source, *, user: bytes | None = None) -> Iterator[dict[str, Any]]:
     """Hyperliquid ``userFunding`` records: ``{time, hash, delta: {type: "funding", coin, usdc, szi, fundingRate, nSamples}}``.
 
-    ``usdc`` is what the account received (negative when it paid), as on Hyperliquid.
+    ``usdc`` is what the account received (negative when it paid), as on Hyperliquid. Funding is
+    lazy (protocol §11.6): one record per ``FundingPaid``, i.e. when a position settles what it
+    accrued since it last changed size, possibly over several hours; ``fundingRate`` and
+    ``nSamples`` are the market's latest hourly rate and its sample count (None before the first hour).
     """
+    latest: dict[int, tuple[str, int]] = {}
     for block in src.blocks():
-        pending: list[Any] = []
         for ev in block.events:
-            if isinstance(ev, FundingPaid):
-                pending.append(ev)
-            elif isinstance(ev, FundingSettled):
+            if isinstance(ev, FundingSettled):
+                latest[ev.market] = (format_scaled(ev.rate_ppb, 9), ev.samples)
+            elif isinstance(ev, FundingPaid):
+                who = bytes(ev.account)
+                if user is not None and who != user:
+                    continue
                 m = src.markets[ev.market]
-                rate = format_scaled(ev.rate_ppb, 9)
-                for p in [p for p in pending if p.market == ev.market]:
-                    who = bytes(p.account)
-                    if user is not None and who != user:
-                        continue
-                    rec = {
-                        "time": block.time_ms,
-                        "hash": ZERO_HASH,
-                        "delta": {
-                            "type": "funding",
-                            "coin": m.name,
-                            "usdc": usd(-p.amount),
-                            "szi": sz(m, p.size),
-                            "fundingRate": rate,
-                            "nSamples": ev.samples,
-                        },
-                    }
-                    if user is None:
-                        rec["user"] = addr(who)
-                    yield rec
-                pending = [p for p in pending if p.market != ev.market]
+                rate, samples = latest.get(ev.market, (None, None))
+                rec = {
+                    "time": block.time_ms,
+                    "hash": ZERO_HASH,
+                    "delta": {
+                        "type": "funding",
+                        "coin": m.name,
+                        "usdc": usd(-ev.amount),
+                        "szi": sz(m, ev.size),
+                        "fundingRate": rate,
+                        "nSamples": samples,
+                    },
+                }
+                if user is None:
+                    rec["user"] = addr(who)
+                yield rec
 
 
 # ---------------------------------------------------------------- ledger
@@ -491,9 +492,9 @@ def iter_ledger(src: Source, *, user: bytes | None = None) -> Iterator[dict[str,
         if user is None:
             rec["user"] = addr(INSURANCE_FUND)
         yield rec
+    funding_rate: dict[int, tuple[str, int]] = {}  # the latest hourly rate per market (funding is lazy)
     for block in src.blocks():
         tx_ids: dict[int, bytes] = {}
-        funding_rate: dict[int, tuple[str, int]] = {}
         rows: list[tuple[bytes, str, dict[str, Any]]] = []
         for i, ev in enumerate(block.events):
             h = tx_ids.get(getattr(ev, "tx_index", NO_TX))
@@ -555,16 +556,16 @@ def iter_ledger(src: Source, *, user: bytes | None = None) -> Iterator[dict[str,
                         },
                     )
                 )
-            elif isinstance(ev, FundingSettled):
-                funding_rate[ev.market] = (format_scaled(ev.rate_ppb, 9), ev.samples)
-                if ev.residue:
+                if ev.swept:
                     rows.append(
                         (
                             INSURANCE_FUND,
                             ZERO_HASH,
-                            {"type": "fundingResidue", "coin": src.markets[ev.market].name, "usdc": usd(ev.residue)},
+                            {"type": "fundingResidue", "coin": m.name, "usdc": usd(ev.swept)},
                         )
                     )
+            elif isinstance(ev, FundingSettled):
+                funding_rate[ev.market] = (format_scaled(ev.rate_ppb, 9), ev.samples)
             elif isinstance(ev, Backstop):
                 positions = [
                     {"coin": src.markets[p.market].name, "szi": sz(src.markets[p.market], p.size)} for p in ev.positions
@@ -673,10 +674,12 @@ def clearinghouse_state(src: Source, user: bytes, height: int | None = None) -> 
                     "leverage": lev,
                     "marginUsed": usd(p.margin_used),
                     "maxLeverage": m.max_leverage,
+                    # Lazy funding (protocol §11.6): what accrued since the last size change is not
+                    # paid yet; it counts here as it counts in the account value, so sinceChange is it.
                     "cumFunding": {
-                        "allTime": usd(tracker.cum_all.get(key, 0)),
-                        "sinceOpen": usd(tracker.cum_open.get(key, 0)),
-                        "sinceChange": usd(tracker.cum_change.get(key, 0)),
+                        "allTime": usd(tracker.cum_all.get(key, 0) + p.unsettled_funding),
+                        "sinceOpen": usd(tracker.cum_open.get(key, 0) + p.unsettled_funding),
+                        "sinceChange": usd(tracker.cum_change.get(key, 0) + p.unsettled_funding),
                     },
                 },
             }

@@ -6,7 +6,14 @@ sentences with the numbers); an empty list means the state is sound.
 
 * conservation: deposits - withdrawals = sum of all cash (cross cash of every
   account, the insurance fund and fee pool included, plus every isolated
-  bucket);
+  bucket, plus every market's ``funding_pool``: funding paid in by settled
+  payers and not yet drawn by receivers, protocol §11.6);
+* funding exactness (protocol §11.6): per market, ``funding_dust_e9`` is in
+  [0, 10^9) and funding_pool x 10^9 - funding_dust_e9 + sum over open
+  positions of size x (funding_index - funding_entry) = 0 exactly: the
+  unsettled funding of the open positions is exactly what the pool holds for
+  them, so lazy funding stays zero-sum (a size change without settlement breaks it
+  whenever the lots moved carry different entries);
 * open interest: per market, total long size = total short size = the
   market's recorded open interest;
 * solvency: no cross account and no isolated position has negative value at
@@ -32,6 +39,7 @@ from clearinghouse.spec.state.keys import (
     CHAIN_KEY,
     INSURANCE_FUND,
     NS_ACCOUNT,
+    NS_MARKET_STATE,
     NS_ORDER,
     NS_POSITION,
     NS_TRIGGER,
@@ -54,6 +62,7 @@ class Snapshot:
     positions: dict[tuple[int, bytes], Any]
     orders: list[tuple[bytes, Any]]
     triggers: list[tuple[bytes, Any]]
+    markets: dict[int, Any]
 
 
 def snapshot(items: Iterable[tuple[bytes, bytes]]) -> Snapshot:
@@ -62,9 +71,10 @@ def snapshot(items: Iterable[tuple[bytes, bytes]]) -> Snapshot:
     positions: dict[tuple[int, bytes], Any] = {}
     orders: list[tuple[bytes, Any]] = []
     triggers: list[tuple[bytes, Any]] = []
+    markets: dict[int, Any] = {}
     for key, raw in items:
         ns = key[:1]
-        if ns not in (NS_ACCOUNT, NS_POSITION, NS_ORDER, NS_TRIGGER) and key != CHAIN_KEY:
+        if ns not in (NS_ACCOUNT, NS_POSITION, NS_ORDER, NS_TRIGGER, NS_MARKET_STATE) and key != CHAIN_KEY:
             continue
         rec = msgspec.msgpack.decode(raw, type=record_type(key))
         if key == CHAIN_KEY:
@@ -73,15 +83,23 @@ def snapshot(items: Iterable[tuple[bytes, bytes]]) -> Snapshot:
             accounts[key_account(key)] = rec
         elif ns == NS_POSITION:
             positions[(key_market(key), position_owner(key))] = rec
+        elif ns == NS_MARKET_STATE:
+            markets[key_market(key)] = rec
         elif ns == NS_ORDER:
             orders.append((key, rec))
         else:
             triggers.append((key, rec))
-    return Snapshot(chain=chain, accounts=accounts, positions=positions, orders=orders, triggers=triggers)
+    return Snapshot(
+        chain=chain, accounts=accounts, positions=positions, orders=orders, triggers=triggers, markets=markets
+    )
 
 
 def check_conservation(s: Snapshot) -> list[str]:
-    total = sum(a.cash for a in s.accounts.values()) + sum(p.iso_cash for p in s.positions.values())
+    total = (
+        sum(a.cash for a in s.accounts.values())
+        + sum(p.iso_cash for p in s.positions.values())
+        + sum(ms.funding_pool for ms in s.markets.values())
+    )
     expected = s.chain.deposits - s.chain.withdrawals
     if total != expected:
         return [
@@ -89,6 +107,28 @@ def check_conservation(s: Snapshot) -> list[str]:
             f"({_usdc(total)} USDC; difference {_usdc(total - expected)} USDC)"
         ]
     return []
+
+
+def check_funding(s: Snapshot) -> list[str]:
+    """Lazy funding is exactly zero-sum (protocol §11.6): per market,
+    pool x 10^9 - dust + sum of size x (index - entry) over open positions = 0, dust in [0, 10^9)."""
+    from clearinghouse.spec.constants import RATE_SCALE
+
+    owed: Counter = Counter()
+    for (m, _a), p in s.positions.items():
+        if p.size != 0:
+            owed[m] += p.size * (s.markets[m].funding_index - p.funding_entry)
+    out = []
+    for m, ms in sorted(s.markets.items()):
+        if not 0 <= ms.funding_dust_e9 < RATE_SCALE:
+            out.append(f"funding: market {m} dust {ms.funding_dust_e9} outside [0, 10^9)")
+        balance = ms.funding_pool * RATE_SCALE - ms.funding_dust_e9 + owed[m]
+        if balance != 0:
+            out.append(
+                f"funding: market {m} pool {ms.funding_pool} x 10^9 - dust {ms.funding_dust_e9} + unsettled {owed[m]} "
+                f"= {balance} (10^-9 micro-USDC), not 0"
+            )
+    return out
 
 
 def check_open_interest(s: Snapshot, view: Any) -> list[str]:
@@ -192,6 +232,7 @@ def check_all(store: Any, view: Any | None = None) -> list[str]:
         return ["chain: no chain record (empty store)"]
     return (
         check_conservation(s)
+        + check_funding(s)
         + check_open_interest(s, view)
         + check_solvency(s, view)
         + check_bookkeeping(s)

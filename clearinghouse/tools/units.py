@@ -230,9 +230,8 @@ USDC_FIELDS = frozenset(
         "cost",
         "iso_cash",
         "delta",
-        "total_paid",
-        "total_received",
-        "residue",
+        "swept",
+        "funding_pool",
         "cash",
     }
 )

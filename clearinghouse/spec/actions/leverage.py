@@ -51,8 +51,8 @@ def apply_update_leverage(ctx: TxContext, action: UpdateLeverage) -> None:
         if new.is_cross:
             ok = meets_cross_initial(ws, ctx.account)
         else:
-            value, _mm, im = isolated_health(ws, action.market, new)
-            ok = value >= im
+            health = isolated_health(ws, action.market, new)
+            ok = health.value >= health.initial
         if not ok:
             raise InvalidLeverage(f"the open position does not meet initial margin at {action.leverage}x")
     ctx.emit(
@@ -92,8 +92,8 @@ def apply_update_isolated_margin(ctx: TxContext, action: UpdateIsolatedMargin) -
             raise InsufficientBalance(f"cannot add {action.delta}: only {free} free in cross")
     new = msgspec.structs.replace(pos, iso_cash=checked_i64(pos.iso_cash + action.delta, "isolated cash"))
     if action.delta < 0:
-        value, _mm, im = isolated_health(ws, action.market, new)
-        if value < im:
+        health = isolated_health(ws, action.market, new)
+        if health.value < health.initial:
             raise InsufficientMargin("removing that much would leave the position below initial margin")
     put_position(ws, action.market, ctx.account, new, spec)
     add_cash(ws, ctx.account, -action.delta)

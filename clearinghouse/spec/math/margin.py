@@ -1,7 +1,8 @@
 """Pure margin arithmetic (no state): notional, margins, rounding named.
 
 protocol §2.4: round against the account being charged. Margin requirements
-round up (``ceil_div``); payouts round down (floor division).
+round up (``ceil_div``); payouts round down (floor division); shares charged
+to both sides alike (rates, a closed part's cost) truncate toward zero (``spec.math.integers.div_toward_zero``).
 """
 
 from __future__ import annotations

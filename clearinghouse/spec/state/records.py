@@ -57,7 +57,11 @@ class Position(msgspec.Struct, **_REC):
     ``leverage`` and ``is_cross`` persist while flat (as on Hyperliquid).
     ``iso_cash`` is the isolated position's own quote balance (0 when cross):
     its value is iso_cash + size x mark. ``liq_cooldown_until_ms`` holds the
-    30 s pause between partial liquidations.
+    30 s pause between partial liquidations. ``funding_entry`` is the
+    market's ``funding_index`` when this position's funding was last settled
+    (protocol §11.6): what it owes and has not paid is
+    size x (funding_index - funding_entry) / 10^9, rounded up
+    (``spec.math.funding.settlement_amount``); meaningless while flat.
     """
 
     size: I64
@@ -66,6 +70,7 @@ class Position(msgspec.Struct, **_REC):
     is_cross: bool
     iso_cash: I64
     liq_cooldown_until_ms: U64
+    funding_entry: I64
 
 
 class Order(msgspec.Struct, **_REC):
@@ -125,7 +130,15 @@ class MarketState(msgspec.Struct, **_REC):
       ``ema_time_ms`` is when they were last updated; weight 0 = no value;
     * funding: premium samples (parts per billion of the oracle price) summed
       over the current hour, their count, when the last sample was taken, the
-      start of the current funding hour and the last hourly rate applied (ppb).
+      start of the current funding hour and the last hourly rate applied (ppb);
+    * lazy funding (protocol §11.6): ``funding_index`` is the cumulative
+      funding per lot in 10^-9 micro-USDC (each hourly settlement adds
+      oracle x rate_ppb; positive = longs have paid shorts), ``funding_pool``
+      the micro-USDC positions have paid in minus what they have drawn out,
+      and ``funding_dust_e9`` the rounding residue not yet swept to the
+      insurance fund, in 10^-9 micro-USDC, always in [0, 10^9). Exactly:
+      funding_pool x 10^9 - funding_dust_e9 + sum over open positions of
+      size x (funding_index - funding_entry) = 0.
     """
 
     oracle_price: U64
@@ -143,6 +156,9 @@ class MarketState(msgspec.Struct, **_REC):
     last_funding_ms: U64
     funding_rate_ppb: I64
     open_interest: U64
+    funding_index: I64
+    funding_pool: I64
+    funding_dust_e9: U64
 
 
 class Chain(msgspec.Struct, **_REC):

@@ -1,29 +1,54 @@
 """Margin state queries over the working state: account value, requirements, health.
 
-Cross account value = cash + sum over cross positions of size x mark.
-Isolated position value = iso_cash + size x mark. See margin_math for the
-rounding of each requirement.
+Cross account value = cash + sum over cross positions of (size x mark - unsettled funding).
+Isolated position value = iso_cash + size x mark - unsettled funding.
+Unsettled funding (protocol §11.6, ``positions.unsettled_funding``) is rounded
+up exactly as its settlement will be, so settling never moves a value. See
+margin_math for the rounding of each requirement. ``cross_health`` and
+``isolated_health`` are the one source of value and margin: the waterfall's
+``units.unit_health`` is built from them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from clearinghouse.spec.math.margin import initial_margin, maintenance_margin, notional, withdrawal_floor
 from clearinghouse.spec.state.accounts import get_account
 from clearinghouse.spec.state.keys import market_spec_key, market_state_key, position_key
 from clearinghouse.spec.state.records import Position
 from clearinghouse.spec.state.working_state import WorkingState
+from clearinghouse.spec.trading.positions import unsettled_funding
 
 
-@dataclass(frozen=True)
-class CrossHealth:
-    """A cross account's numbers at the current mark prices (all micro-USDC; protocol §10.6)."""
+class PositionAtMark(NamedTuple):
+    """One open position inside a health figure, at the mark it was valued at (protocol §10.6)."""
+
+    market: int
+    position: Position
+    mark: int
+    maintenance: int
+
+
+class CrossHealth(NamedTuple):
+    """A cross account's numbers at the current mark prices (all micro-USDC), unsettled funding
+    counted (protocol §10.6, §11.6)."""
 
     value: int
     maintenance: int
     initial: int
     notional: int
+    positions: list[PositionAtMark]
+    """Its open cross positions, ascending market."""
+
+
+class IsolatedHealth(NamedTuple):
+    """An isolated position's value and requirements at the mark, unsettled funding counted (protocol §10.6)."""
+
+    value: int
+    maintenance: int
+    initial: int
+    funding: int
 
 
 def mark_price(ws: WorkingState, market: int) -> int:
@@ -36,27 +61,38 @@ def get_position(ws: WorkingState, market: int, addr: bytes) -> Position | None:
     return ws.get(position_key(market, addr))
 
 
-def cross_health(ws: WorkingState, addr: bytes) -> CrossHealth:
-    """Value and margin requirements of the account's cross positions (protocol §10.6)."""
+def cross_health(ws: WorkingState, addr: bytes, *, initial: bool = True) -> CrossHealth:
+    """Value and margin requirements of the account's cross positions (protocol §10.6, §11.6).
+
+    ``initial=False`` skips initial margin and notional (both left 0): liquidation and ADL
+    (``units.unit_health``) need only value and maintenance, for every unit of every block.
+    """
     acct = get_account(ws, addr)
     value = acct.cash
     mm = im = ntl = 0
+    held = []
     for market in acct.open_markets:
         pos = get_position(ws, market, addr)
         if pos is None or pos.size == 0 or not pos.is_cross:
             continue
-        mark = mark_price(ws, market)
+        state = ws.get(market_state_key(market))
+        mark = state.mark_price
         spec = ws.get(market_spec_key(market))
+        pos_mm = maintenance_margin(pos.size, mark, spec.max_leverage)
         value += pos.size * mark
-        mm += maintenance_margin(pos.size, mark, spec.max_leverage)
-        im += initial_margin(pos.size, mark, pos.leverage)
-        ntl += notional(pos.size, mark)
-    return CrossHealth(value=value, maintenance=mm, initial=im, notional=ntl)
+        if pos.funding_entry != state.funding_index:  # else nothing is owed
+            value -= unsettled_funding(pos, state)
+        mm += pos_mm
+        if initial:
+            im += initial_margin(pos.size, mark, pos.leverage)
+            ntl += notional(pos.size, mark)
+        held.append(PositionAtMark(market, pos, mark, pos_mm))
+    return CrossHealth(value=value, maintenance=mm, initial=im, notional=ntl, positions=held)
 
 
-def isolated_value(pos: Position, mark: int) -> int:
-    """An isolated position's value at ``mark``: its bucket plus size x mark (protocol §10.6)."""
-    return pos.iso_cash + pos.size * mark
+def isolated_value(pos: Position, mark: int, funding: int) -> int:
+    """iso_cash + size x mark - unsettled funding (protocol §10.6, §11.6)."""
+    return pos.iso_cash + pos.size * mark - funding
 
 
 def withdrawable(ws: WorkingState, addr: bytes) -> int:
@@ -77,14 +113,18 @@ def meets_cross_initial(ws: WorkingState, addr: bytes, extra_initial: int = 0) -
     return health.value >= health.initial + extra_initial
 
 
-def isolated_health(ws: WorkingState, market: int, pos: Position) -> tuple[int, int, int]:
-    """(value, maintenance, initial) of an isolated position at the mark (protocol §10.6)."""
-    mark = mark_price(ws, market)
+def isolated_health(ws: WorkingState, market: int, pos: Position) -> IsolatedHealth:
+    """Value, maintenance and initial margin of an isolated position at the mark (unsettled funding
+    counted; protocol §10.6, §11.6)."""
+    state = ws.get(market_state_key(market))
+    mark = state.mark_price
     spec = ws.get(market_spec_key(market))
-    return (
-        isolated_value(pos, mark),
-        maintenance_margin(pos.size, mark, spec.max_leverage),
-        initial_margin(pos.size, mark, pos.leverage),
+    funding = unsettled_funding(pos, state)
+    return IsolatedHealth(
+        value=isolated_value(pos, mark, funding),
+        maintenance=maintenance_margin(pos.size, mark, spec.max_leverage),
+        initial=initial_margin(pos.size, mark, pos.leverage),
+        funding=funding,
     )
 
 
@@ -96,7 +136,7 @@ def meets_initial_after_increase(ws: WorkingState, addr: bytes, market: int) -> 
     """
     pos = get_position(ws, market, addr)
     if pos is not None and not pos.is_cross and pos.size != 0:
-        value, mm, _im = isolated_health(ws, market, pos)
-        if value < mm:
+        health = isolated_health(ws, market, pos)
+        if health.value < health.maintenance:
             return False
     return meets_cross_initial(ws, addr)

@@ -39,6 +39,9 @@ def initial_market_state(initial_price: int, genesis_time_ms: int) -> MarketStat
         last_funding_ms=genesis_time_ms,
         funding_rate_ppb=0,
         open_interest=0,
+        funding_index=0,
+        funding_pool=0,
+        funding_dust_e9=0,
     )
 
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import msgspec
 
+from clearinghouse.spec.constants import PPM
 from clearinghouse.spec.errors import InsufficientMargin, InvalidAmount, InvalidMarginMode
 from clearinghouse.spec.events import Fill, OrderStatus
 from clearinghouse.spec.math.margin import ceil_div
@@ -44,8 +45,6 @@ from clearinghouse.spec.trading.margin import meets_initial_after_increase
 from clearinghouse.spec.trading.positions import check_open_interest, settle_fill
 from clearinghouse.spec.waterfall.units import unit_value_for
 from tx.messages import MarketSpec
-
-PPM = 1_000_000
 
 
 class MakerBoundExceeded(InvalidAmount):
@@ -138,9 +137,9 @@ def execute_fill(
     t_fee = fee(notional, spec.taker_fee_ppm if taker_fee_ppm is None else taker_fee_ppm)
     m_fee = fee(notional, spec.maker_fee_ppm if maker_fee_ppm is None else maker_fee_ppm)
     signed = qty if taker.is_buy else -qty
-    t_pnl = settle_fill(ws, market, spec, taker.owner, signed, price, t_fee)
+    t_pnl = settle_fill(ws, market, spec, taker.owner, signed, price, t_fee, ctx.emit)
     try:
-        m_pnl = settle_fill(ws, market, spec, maker_owner, -signed, price, m_fee)
+        m_pnl = settle_fill(ws, market, spec, maker_owner, -signed, price, m_fee, ctx.emit)
     except InvalidAmount as exc:
         raise MakerBoundExceeded(exc.message) from None
     # Open interest is checked once both sides are applied (one side may add what the other removes).

@@ -16,22 +16,34 @@ Isolated positions keep their own bucket (``iso_cash``): an increase moves
 initial margin (notional / leverage, rounded up) from cross cash into it;
 when the position returns to zero the whole bucket goes back to cross cash
 (unless it is negative: that deficit stays isolated for the waterfall).
+
+Lazy funding (protocol §11.6): a position's funding is settled whenever its
+size changes (every fill and transfer goes through ``settle_fill``, which calls
+``settle_funding`` first), so ``size x (funding_index - funding_entry)`` is
+always the exact funding owed at constant size. Leverage, margin-mode (only
+while flat) and isolated-margin changes do not move funding and need no
+settlement: value and margin count the unsettled amount
+(``unsettled_funding``) with the settlement's own rounding.
 """
 
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
+from typing import Any
 
 import msgspec
 
 from clearinghouse.spec.constants import DEFAULT_LEVERAGE, MAX_OPEN_INTEREST
 from clearinghouse.spec.errors import LimitExceeded
+from clearinghouse.spec.events import FundingPaid
+from clearinghouse.spec.math.funding import pool_after, settlement, unsettled_amount
 from clearinghouse.spec.math.integers import ceil_div, div_toward_zero
 from clearinghouse.spec.math.pnl import closed_cost, realized_pnl
 from clearinghouse.spec.state.access import get_market_state, get_position
-from clearinghouse.spec.state.accounts import checked_i64, get_account, put_account
-from clearinghouse.spec.state.keys import market_state_key, position_key
-from clearinghouse.spec.state.records import Position
+from clearinghouse.spec.state.accounts import add_cash, checked_i64, get_account, put_account
+from clearinghouse.spec.state.keys import INSURANCE_FUND, market_state_key, position_key
+from clearinghouse.spec.state.records import MarketState, Position
 from clearinghouse.spec.state.working_state import WorkingState
 from tx.messages import MarketSpec
 
@@ -45,6 +57,7 @@ def default_position(spec: MarketSpec) -> Position:
         is_cross=True,
         iso_cash=0,
         liq_cooldown_until_ms=0,
+        funding_entry=0,
     )
 
 
@@ -52,6 +65,62 @@ def get_or_default(ws: WorkingState, market: int, addr: bytes, spec: MarketSpec)
     """``addr``'s position in ``market``, or the default one if none is stored (protocol §10.4)."""
     pos = get_position(ws, market, addr)
     return pos if pos is not None else default_position(spec)
+
+
+def unsettled_funding(pos: Position, state: MarketState) -> int:
+    """Funding the position owes and has not paid (micro-USDC; negative: it is owed), protocol §11.6.
+
+    ceil(size x (funding_index - funding_entry) / 10^9): rounded up, against
+    the account, exactly as ``settle_funding`` would move it. Value and
+    margin (``trading.margin``, ``waterfall.units``) subtract it; a unit's is
+    the sum over its open positions (``waterfall.units.unit_unsettled_funding``).
+    """
+    if pos.size == 0:
+        return 0
+    return unsettled_amount(pos.size, state.funding_index, pos.funding_entry)
+
+
+def settle_funding(ws: WorkingState, market: int, addr: bytes, pos: Position) -> tuple[Position, FundingPaid | None]:
+    """Pay a position's unsettled funding and move its entry snapshot to the market's index
+    (protocol §11.6).
+
+    The amount (``spec.math.funding.settlement``: rounded up, against the
+    account) leaves the cross cash (cross) or the bucket (isolated) and enters
+    the market's ``funding_pool``; the rounding dust accumulates in
+    ``funding_dust_e9`` and whole micro-USDC of it go to the insurance fund.
+    Returns the position to build on (not stored: the caller stores it) and
+    the ``FundingPaid`` event, None if nothing was owed. A flat position only
+    takes the snapshot.
+
+    Raises:
+        InvalidAmount: the cash, bucket or pool would leave its 64-bit range.
+    """
+    state: MarketState = ws.get(market_state_key(market))
+    index = state.funding_index
+    if pos.funding_entry == index:
+        return pos, None
+    if pos.size == 0:
+        return msgspec.structs.replace(pos, funding_entry=index), None
+    s = settlement(pos.size, index, pos.funding_entry)
+    upd = pool_after(state.funding_pool, state.funding_dust_e9, s)
+    if pos.is_cross:
+        if s.amount:
+            add_cash(ws, addr, -s.amount)
+        pos = msgspec.structs.replace(pos, funding_entry=index)
+    else:
+        pos = msgspec.structs.replace(
+            pos, funding_entry=index, iso_cash=checked_i64(pos.iso_cash - s.amount, "isolated cash")
+        )
+    if upd.swept:
+        add_cash(ws, INSURANCE_FUND, upd.swept)
+    ws.put(
+        market_state_key(market),
+        msgspec.structs.replace(state, funding_pool=checked_i64(upd.pool, "funding pool"), funding_dust_e9=upd.dust_e9),
+    )
+    event = FundingPaid(
+        market=market, account=addr, size=pos.size, is_cross=pos.is_cross, amount=s.amount, swept=upd.swept
+    )
+    return pos, event
 
 
 def entry_price(pos: Position) -> int:
@@ -117,14 +186,34 @@ def check_open_interest(ws: WorkingState, market: int) -> None:
 
 
 def settle_fill(
-    ws: WorkingState, market: int, spec: MarketSpec, addr: bytes, signed_qty: int, price: int, fee: int
+    ws: WorkingState,
+    market: int,
+    spec: MarketSpec,
+    addr: bytes,
+    signed_qty: int,
+    price: int,
+    fee: int,
+    emit: Callable[[Any], None],
 ) -> int:
-    """Apply one side of a fill (``signed_qty`` > 0 buys) and its fee; returns realized PnL (protocol §10.4)."""
-    pos = get_or_default(ws, market, addr, spec)
+    """Apply one side of a fill (``signed_qty`` > 0 buys) and its fee; returns realized PnL (protocol §10.4).
+
+    The position's funding is settled first (``settle_funding``; its
+    ``FundingPaid`` goes to ``emit``), so the size changes at a fresh entry snapshot.
+
+    Raises:
+        InvalidAmount: cash, size, cost, isolated cash, the funding pool or realized PnL
+            would leave its 64-bit range (protocol §2.3).
+    """
+    pos, paid = settle_funding(ws, market, addr, get_or_default(ws, market, addr, spec))
+    if paid is not None:
+        emit(paid)
     s = pos.size
     if s != 0 and (s > 0) != (signed_qty > 0) and abs(signed_qty) > abs(s):
-        realized = settle_fill(ws, market, spec, addr, -s, price, fee)
-        settle_fill(ws, market, spec, addr, signed_qty + s, price, 0)
+        if paid is not None:
+            # Store the settled position so the two halves below start from it.
+            ws.put(position_key(market, addr), pos)
+        realized = settle_fill(ws, market, spec, addr, -s, price, fee, emit)
+        settle_fill(ws, market, spec, addr, signed_qty + s, price, 0, emit)
         return realized
 
     realized = 0

@@ -67,8 +67,8 @@ def transfer_position(
     if size > held:
         raise ValueError(f"the closing side holds {max(held, 0)} lots to close, not {size}")
     signed = size if closing_is_buy else -size
-    closing_pnl = settle_fill(ctx.ws, market, spec, closing, signed, price, 0)
-    counterparty_pnl = settle_fill(ctx.ws, market, spec, counterparty, -signed, price, 0)
+    closing_pnl = settle_fill(ctx.ws, market, spec, closing, signed, price, 0, ctx.emit)
+    counterparty_pnl = settle_fill(ctx.ws, market, spec, counterparty, -signed, price, 0, ctx.emit)
     check_open_interest(ctx.ws, market)
     event = PositionTransfer(
         market=market,

@@ -9,13 +9,13 @@ account, so every replayer processes them identically.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
 
-from clearinghouse.spec.math.margin import maintenance_margin
 from clearinghouse.spec.state.accounts import get_account
-from clearinghouse.spec.state.keys import CHAIN_KEY, market_spec_key, market_state_key, position_key, position_prefix
+from clearinghouse.spec.state.keys import CHAIN_KEY, market_state_key, position_key, position_prefix
 from clearinghouse.spec.state.records import Position
 from clearinghouse.spec.state.working_state import WorkingState
+from clearinghouse.spec.trading.margin import PositionAtMark, cross_health, isolated_health
+from clearinghouse.spec.trading.positions import unsettled_funding
 from clearinghouse.spec.waterfall.events import CROSS, PositionSnapshot
 
 
@@ -31,56 +31,60 @@ class Unit:
         return self.market == CROSS
 
 
-class PositionAtMark(NamedTuple):
-    """One open position of a margin unit, valued at its market's mark (protocol §12.1)."""
-
-    market: int
-    position: Position
-    mark: int
-    maintenance: int
-    """Maintenance margin of the position at ``mark`` (protocol §10.6), rounded up."""
-
-
 @dataclass
 class UnitHealth:
-    """Value and maintenance margin of a unit at the marks, with its open positions (protocol §12.1)."""
+    """Value and maintenance margin of a unit at the marks, with its open positions (protocol §12.1).
+
+    Built from ``trading.margin.cross_health`` / ``isolated_health`` (the one
+    source of value and margin), so unsettled funding is counted the same way
+    (protocol §11.6).
+    """
 
     value: int
     maintenance: int
     positions: list[PositionAtMark]
-    """Each open position at its mark, ascending market."""
+    """(market, position, mark, maintenance margin) for each open position, ascending market."""
 
     def snapshots(self) -> list[PositionSnapshot]:
         return [PositionSnapshot(market=m, size=p.size, cost=p.cost, mark=mark) for m, p, mark, _mm in self.positions]
 
 
 def unit_health(ws: WorkingState, unit: Unit) -> UnitHealth:
-    """Value and maintenance margin of ``unit`` at the marks, with its open positions (protocol §12.1)."""
+    """A unit's value and maintenance margin at the marks, unsettled funding counted (protocol §12.1)."""
     if unit.is_cross:
-        acct = get_account(ws, unit.account)
-        value = acct.cash
-        total_mm = 0
-        positions: list[PositionAtMark] = []
-        for m in acct.open_markets:
-            pos = ws.get(position_key(m, unit.account))
-            if pos is None or pos.size == 0 or not pos.is_cross:
-                continue
-            mark = ws.get(market_state_key(m)).mark_price
-            mm = maintenance_margin(pos.size, mark, ws.get(market_spec_key(m)).max_leverage)
-            value += pos.size * mark
-            total_mm += mm
-            positions.append(PositionAtMark(m, pos, mark, mm))
-        return UnitHealth(value=value, maintenance=total_mm, positions=positions)
+        h = cross_health(ws, unit.account, initial=False)
+        return UnitHealth(value=h.value, maintenance=h.maintenance, positions=h.positions)
     pos = ws.get(position_key(unit.market, unit.account))
     if pos is None:
         return UnitHealth(value=0, maintenance=0, positions=[])
     if pos.size == 0:
         return UnitHealth(value=pos.iso_cash, maintenance=0, positions=[])
+    ih = isolated_health(ws, unit.market, pos)
     mark = ws.get(market_state_key(unit.market)).mark_price
-    mm = maintenance_margin(pos.size, mark, ws.get(market_spec_key(unit.market)).max_leverage)
     return UnitHealth(
-        value=pos.iso_cash + pos.size * mark, maintenance=mm, positions=[PositionAtMark(unit.market, pos, mark, mm)]
+        value=ih.value, maintenance=ih.maintenance, positions=[PositionAtMark(unit.market, pos, mark, ih.maintenance)]
     )
+
+
+def unit_unsettled_funding(ws: WorkingState, unit: Unit) -> int:
+    """The unit's unsettled funding: the sum of ``positions.unsettled_funding`` over its open
+    positions (micro-USDC, each rounded up; positive: it owes), protocol §11.6.
+
+    ``unit_health``'s value already subtracts it; this is for indexes that
+    bound a unit's value without recomputing its health.
+    """
+    if unit.is_cross:
+        acct = get_account(ws, unit.account)
+        markets = acct.open_markets
+    else:
+        markets = [unit.market]
+    total = 0
+    for m in markets:
+        pos = ws.get(position_key(m, unit.account))
+        if pos is None or pos.size == 0 or pos.is_cross != unit.is_cross:
+            continue
+        total += unsettled_funding(pos, ws.get(market_state_key(m)))
+    return total
 
 
 def units_in_state(ws: WorkingState) -> list[Unit]:

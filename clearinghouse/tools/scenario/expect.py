@@ -211,7 +211,7 @@ def account_state(view: Any, addr: bytes, sc: Scenario | None = None, legend: An
         market_state_key,
         position_key,
     )
-    from clearinghouse.spec.trading.margin import cross_health
+    from clearinghouse.spec.trading.margin import cross_health, isolated_health
 
     acct = get_account(view, addr)
     health = cross_health(view, addr)
@@ -224,7 +224,7 @@ def account_state(view: Any, addr: bytes, sc: Scenario | None = None, legend: An
         spec = view.get(market_spec_key(market))
         mark = view.get(market_state_key(market)).mark_price
         upnl = pos.size * mark - pos.cost
-        iso_value = pos.iso_cash + pos.size * mark
+        iso_value = isolated_health(view, market, pos).value  # unsettled funding counted (protocol §11.6)
         if not pos.is_cross:
             value += iso_value
         from clearinghouse.tools.units import exact_or_approx, lots_to_size, units_to_price
