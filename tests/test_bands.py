@@ -98,15 +98,15 @@ def test_a_cross_unit_inside_all_its_bands_is_not_liquidatable(
     unit = UnitHealth(
         value=value,
         maintenance=mm,
-        positions=[
-            (m, Position(s, 0, 1, True, 0, 0), p, maintenance_margin(s, p, lev)) for m, s, p, lev in legs
-        ],
+        positions=[(m, Position(s, 0, 1, True, 0, 0), p, maintenance_margin(s, p, lev)) for m, s, p, lev in legs],
     )
     levs = {m: lev for m, _s, _p, lev in legs}
     bands = unit_bands(unit, {m: mark_keys(marks0[m], levs[m]) for m in marks0})
     marks1 = {m: max(1, marks0[m] + moves_[m]) for m in marks0}
     drivers1 = {m: mark_keys(marks1[m], levs[m]) for m in marks1}
-    inside = not any(crossed(b, drivers1[b.market].long_key if b.is_long else drivers1[b.market].short_key) for b in bands)
+    inside = not any(
+        crossed(b, drivers1[b.market].long_key if b.is_long else drivers1[b.market].short_key) for b in bands
+    )
     if inside:
         value1, mm1 = health(marks1)
         assert value1 >= mm1, "a unit inside all its bands became liquidatable"

@@ -54,10 +54,10 @@ from typing import Any
 import msgspec
 import pytest
 from conftest import REPO_ROOT, subprocess_env
-from index_audit import AUDIT, audited, full_walk
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, multiple, precondition, rule
+from index_audit import AUDIT, audited, full_walk
 
 from clearinghouse.chain.engine import Engine, replay_log
 from clearinghouse.chain.producer import Producer
