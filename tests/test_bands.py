@@ -156,6 +156,22 @@ def test_funding_keys_documented_for_the_merge_are_sound(
         assert excess_f(mark, index0) - excess_f(new, index1) <= budget
 
 
+def test_market_driver_is_the_funding_form_with_index_zero() -> None:
+    """The keys the index uses today are the lazy-funding keys at index 0 (what the merge changes)."""
+    from clearinghouse.spec.block import apply_genesis
+    from clearinghouse.spec.state.keys import market_spec_key, market_state_key
+    from clearinghouse.spec.state.working_state import KeyIndex, WorkingState
+    from clearinghouse.spec.waterfall.unit_index import market_driver
+    from clearinghouse.tools.demo import demo_genesis
+    from state import MemoryStore
+
+    ws = WorkingState(MemoryStore(), KeyIndex())
+    apply_genesis(ws, demo_genesis())
+    for m in (0, 1):
+        mark, lev = ws.get(market_state_key(m)).mark_price, ws.get(market_spec_key(m)).max_leverage
+        assert market_driver(ws, m) == funding_keys(mark, 0, lev)
+
+
 @pytest.mark.parametrize(
     ("band", "key", "expected"),
     [

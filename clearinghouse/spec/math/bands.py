@@ -14,9 +14,10 @@ for every position
     loss <= ceil(|s| x adverse / den) + reserve,   adverse = key_then - key_now (long)
                                                             = key_now - key_then (short)
 
-whatever the direction of the move. With marks only (``spec.waterfall.unit_index.market_driver``):
-long key ``(2L - 1) x mark``, short key ``(2L + 1) x mark``, ``den = 2L`` (``L`` = the market's
-maximum leverage) and ``reserve = 0``. Proof, long: value moves by ``s x (p' - p)`` and
+whatever the direction of the move (``spec.waterfall.unit_index.market_driver`` defines the
+keys, with the proof). With marks alone the keys ``(2L - 1) x mark`` (long) and
+``(2L + 1) x mark`` (short), ``den = 2L`` (``L`` = the market's maximum leverage) and
+``reserve = 0`` already satisfy it. Proof, long: value moves by ``s x (p' - p)`` and
 ``mm(p') <= mm(p) + ceil(s (p' - p) / 2L)`` (ceil is subadditive), so
 ``loss <= s (p - p') + ceil(-s (p - p') / 2L) = ceil(s (p - p') (2L - 1) / 2L)``; short
 (size ``-a``): ``loss <= a (p' - p) + ceil(a (p' - p) / 2L) = ceil(a (p' - p) (2L + 1) / 2L)``.

@@ -69,21 +69,35 @@ class MarketDriver(NamedTuple):
     reserve: int
 
 
+FUNDING_SCALE = 10**9
+"""Funding accrues in 10^-9 micro-USDC per lot (protocol §11.5): the keys are in that scale."""
+
+
 def market_driver(ws: WorkingState, market: int) -> MarketDriver:
     """The one place that says what moves a position's health besides its own records.
 
-    Today that is the mark alone: long key ``(2L - 1) x mark``, short key ``(2L + 1) x mark``,
-    ``den = 2L`` (``L`` the market's maximum leverage), ``reserve = 0`` (proof in
-    ``spec.math.bands``). A funding index that enters value lazily (value -= ceil(size x
-    (I - I_entry) / SCALE), rounded against the account) moves value like a mark move of
-    ``-dI / SCALE``, but not maintenance; it fits the same test with long key
-    ``(2L - 1) x SCALE x mark - 2L x I``, short key ``(2L + 1) x SCALE x mark - 2L x I``,
-    ``den = 2L x SCALE`` and ``reserve = 1`` (the two ceilings of mark and funding add up to at
-    most one more than the ceiling of their sum).
+    A position of size ``s`` has ``value = s x mark - ceil(s x (I - I_entry) / 10^9)`` (the second
+    term: unsettled funding at the market's cumulative funding index ``I``, rounded against the
+    account) and ``MM = ceil(|s| x mark / 2L)`` (``L`` the market's maximum leverage). Its loss
+    of ``value - MM`` between two moments is at most ``ceil(|s| x adverse / den) + reserve`` with
+    long key ``(2L - 1) x 10^9 x mark - 2L x I``, short key ``(2L + 1) x 10^9 x mark - 2L x I``,
+    ``den = 2L x 10^9`` and ``reserve = 1``: the mark part is ``ceil(s (p - p') (2L - 1) / 2L)``
+    for a long (``ceil`` is subadditive), ``ceil(a (p' - p) (2L + 1) / 2L)`` for a short of size
+    ``-a``, the funding part ``ceil(s dI / 10^9)``, and two ceilings add up to at most one more
+    than the ceiling of their sum (``spec.math.bands``; tests/test_bands.py checks it).
+
+    Funding is paid in cash at settlement today (each payment writes the account, which touches
+    its units), so ``I`` is 0 here; with lazy funding it is the market state's funding index.
     """
     mark = ws.get(market_state_key(market)).mark_price
     lev = ws.get(market_spec_key(market)).max_leverage
-    return MarketDriver(long_key=(2 * lev - 1) * mark, short_key=(2 * lev + 1) * mark, den=2 * lev, reserve=0)
+    index = 0  # lazy funding: the market's cumulative funding index
+    return MarketDriver(
+        long_key=(2 * lev - 1) * FUNDING_SCALE * mark - 2 * lev * index,
+        short_key=(2 * lev + 1) * FUNDING_SCALE * mark - 2 * lev * index,
+        den=2 * lev * FUNDING_SCALE,
+        reserve=1,
+    )
 
 
 def unit_bands(health: UnitHealth, drivers: dict[int, MarketDriver]) -> list[Band]:
