@@ -7,16 +7,17 @@ For each size N (default 10^3, 10^4, 10^5) it writes, directly in state (signing
 maintenance margin (about 2x leverage): half long and half short BTC, and every fourth account
 also long or short ETH on the same cross margin (a unit with two markets). Open interest and the
 insurance fund are set to match. The state is committed to a ``MemoryStore``; then an
-``Engine`` over it produces blocks through ``Engine.produce`` (execute, state root, commit),
-exactly as a producer does. Two warm-up blocks are not timed (the first one builds whatever the
+``Engine`` over it runs blocks as ``Engine.produce`` does (``execute``, ``preview_root``,
+``commit``; the log entry is not built), timing the execution alone beside the whole block. Two warm-up blocks are not timed (the first one builds whatever the
 code under test derives from state); then it times, one block at a time:
 
 - ``idle``: an empty block (no transactions), one second after the previous one;
 - ``mark``: the three oracle publishers move BTC's oracle and external price 1% (up, then down,
   alternately): the mark follows; nobody comes near maintenance margin.
 
-Each kind runs ``--blocks`` times; the figure is the median CPU time (``time.process_time``)
-beside the median wall time. The ratios are the largest size over the smallest, measured in the
+Each kind runs ``--blocks`` times; the figures are the median CPU time (``time.process_time``)
+of the whole block and of its execution alone (the transition: what the liquidation index
+changes; the state root and commit grow with the tree's depth), beside the median wall time. The ratios are the largest size over the smallest, measured in the
 same run. To compare code versions, run the same script with ``PYTHONPATH`` pointing at each
 checkout (it only uses APIs both have)::
 
@@ -55,6 +56,7 @@ from state import MemoryStore  # noqa: E402
 from tx import actions as A  # noqa: E402
 from tx.builder import Wallet  # noqa: E402
 from tx.encoding import encode  # noqa: E402
+from tx.messages import Header  # noqa: E402
 
 BTC, ETH = 0, 1
 BTC_LOTS, ETH_LOTS = 10, 3
@@ -119,18 +121,30 @@ def run_size(n: int, blocks: int) -> dict[str, Any]:
         prices = [A.OraclePrice(market=BTC, oracle_price=price, external_price=price)]
         return [w.sign(A.OracleUpdate(prices=prices), t) for w in oracles]
 
-    def produce(txs: list[bytes]) -> tuple[float, float]:
+    def produce(txs: list[bytes]) -> tuple[float, float, float]:
+        """``Engine.produce``'s work, split: (execute CPU, whole block CPU, whole block wall)."""
         nonlocal time_ms
         time_ms += 1_000
         gc.collect()
         c0, w0 = time.process_time(), time.perf_counter()
-        engine.produce(time_ms, txs)
-        return time.process_time() - c0, time.perf_counter() - w0
+        executed = engine.execute(engine.height + 1, time_ms, txs)
+        c1 = time.process_time()
+        root = engine.preview_root(executed)
+        header = Header(
+            height=executed.height,
+            time_ms=time_ms,
+            parent_hash=engine.last_header_hash(),
+            tx_root=executed.tx_root,
+            state_root=root,
+            events_root=executed.events_root,
+        )
+        engine.commit(executed, header, expected_root=root)
+        return c1 - c0, time.process_time() - c0, time.perf_counter() - w0
 
     warm = [produce(oracle_txs(btc, time_ms + 1_000)), produce([])]
     idle = [produce([]) for _ in range(blocks)]
     mark_before = engine.view().get(market_state_key(BTC)).mark_price
-    mark: list[tuple[float, float]] = []
+    mark: list[tuple[float, float, float]] = []
     marks_seen = []
     for k in range(blocks):
         price = btc * (10_000 + MOVE_BPS) // 10_000 if k % 2 == 0 else btc
@@ -142,10 +156,12 @@ def run_size(n: int, blocks: int) -> dict[str, Any]:
         "accounts": n,
         "build_cpu_s": round(build_s, 2),
         "first_block_cpu_ms": round(warm[0][0] * 1e3, 2),
-        "idle_cpu_ms": round(median([c for c, _ in idle]) * 1e3, 3),
-        "idle_wall_ms": round(median([w for _, w in idle]) * 1e3, 3),
-        "mark_cpu_ms": round(median([c for c, _ in mark]) * 1e3, 3),
-        "mark_wall_ms": round(median([w for _, w in mark]) * 1e3, 3),
+        "idle_cpu_ms": round(median([c for _, c, _ in idle]) * 1e3, 3),
+        "idle_wall_ms": round(median([w for _, _, w in idle]) * 1e3, 3),
+        "idle_execute_cpu_ms": round(median([e for e, _, _ in idle]) * 1e3, 3),
+        "mark_cpu_ms": round(median([c for _, c, _ in mark]) * 1e3, 3),
+        "mark_wall_ms": round(median([w for _, _, w in mark]) * 1e3, 3),
+        "mark_execute_cpu_ms": round(median([e for e, _, _ in mark]) * 1e3, 3),
         "mark_move_bps_median": median([float(m) for m in moves]),
         "blocks_per_kind": blocks,
     }
@@ -164,21 +180,35 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
         "idle_ratio": round(hi["idle_cpu_ms"] / lo["idle_cpu_ms"], 2) if lo["idle_cpu_ms"] else None,
         "mark_ratio": round(hi["mark_cpu_ms"] / lo["mark_cpu_ms"], 2) if lo["mark_cpu_ms"] else None,
+        "idle_execute_ratio": round(hi["idle_execute_cpu_ms"] / lo["idle_execute_cpu_ms"], 2)
+        if lo["idle_execute_cpu_ms"]
+        else None,
+        "mark_execute_ratio": round(hi["mark_execute_cpu_ms"] / lo["mark_execute_cpu_ms"], 2)
+        if lo["mark_execute_cpu_ms"]
+        else None,
         "ratio_of": f"{hi['accounts']} / {lo['accounts']} accounts",
     }
     if args.json:
         print(json.dumps(out, indent=2))
     else:
         print(f"code: {out['code']}")
-        print(
-            f"{'accounts':>9} {'idle cpu ms':>12} {'idle wall ms':>13} {'mark cpu ms':>12} {'mark wall ms':>13} {'move bps':>9}"
-        )
+        head = ("accounts", "idle cpu ms", "(execute)", "idle wall ms", "mark cpu ms", "(execute)", "mark wall ms")
+        print(" ".join(f"{h:>12}" for h in head))
         for r in rows:
-            print(
-                f"{r['accounts']:>9} {r['idle_cpu_ms']:>12} {r['idle_wall_ms']:>13} {r['mark_cpu_ms']:>12}"
-                f" {r['mark_wall_ms']:>13} {r['mark_move_bps_median']:>9}"
+            cells = (
+                r["accounts"],
+                r["idle_cpu_ms"],
+                r["idle_execute_cpu_ms"],
+                r["idle_wall_ms"],
+                r["mark_cpu_ms"],
+                r["mark_execute_cpu_ms"],
+                r["mark_wall_ms"],
             )
+            print(" ".join(f"{c:>12}" for c in cells))
         print(f"ratio {out['ratio_of']}: idle {out['idle_ratio']}x, mark {out['mark_ratio']}x")
+        print(
+            f"execute only (no root, no commit): idle {out['idle_execute_ratio']}x, mark {out['mark_execute_ratio']}x"
+        )
     return 0
 
 
