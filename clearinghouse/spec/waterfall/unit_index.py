@@ -126,7 +126,7 @@ class UnitIndex:
     """Bands of healthy units per (market, side), watched units, and the touch log (module docstring)."""
 
     def __init__(self) -> None:
-        self.bands: dict[Unit, list[Band]] = {}
+        self.bands: dict[Unit, tuple[Band, ...]] = {}
         """Every unit in state that is not watched (the fund aside), with its bands."""
         self.watched: SortedSet = SortedSet()
         """Units evaluated at every step: liquidatable, below zero, or without a safe band."""
@@ -210,7 +210,7 @@ class UnitIndex:
             if health.value < 0:
                 self.watched.add(unit)
             else:
-                self.bands[unit] = []
+                self.bands[unit] = ()
             return
         if health.value < health.maintenance:
             self.watched.add(unit)
@@ -219,7 +219,7 @@ class UnitIndex:
         if any(b.edge is None for b in bands):
             self.watched.add(unit)
             return
-        self.bands[unit] = bands
+        self.bands[unit] = tuple(bands)
         for b in bands:
             edges = self._edges.get((b.market, b.is_long))
             if edges is None:

@@ -18,7 +18,7 @@ from clearinghouse.spec.state.working_state import WorkingState
 from clearinghouse.spec.waterfall.events import CROSS, PositionSnapshot
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class Unit:
     account: bytes
     market: int
