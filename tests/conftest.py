@@ -46,6 +46,16 @@ settings.register_profile(
 settings.register_profile("soak", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+@pytest.fixture(autouse=True)
+def liquidation_index_audit() -> Any:
+    """Every test runs steps 40 and 50 under the test-only full scan of ``index_audit``: the
+    liquidation index never misses a liquidatable or below-zero unit (issue 10)."""
+    from index_audit import audited
+
+    with audited():
+        yield
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--soak",

@@ -57,6 +57,7 @@ from conftest import REPO_ROOT, subprocess_env
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, multiple, precondition, rule
+from index_audit import AUDIT, audited, full_walk
 
 from clearinghouse.chain.engine import Engine, replay_log
 from clearinghouse.chain.producer import Producer
@@ -261,20 +262,31 @@ class ClearinghouseMachine(RuleBasedStateMachine):
         return out
 
     def produce(self, txs: list[bytes], *, advance_ms: int = 1000, expect_all_rejected: bool = False) -> Any:
-        """Produce one block and check everything a block must satisfy."""
+        """Produce one block and check everything a block must satisfy.
+
+        Steps 40 and 50 run under the test-only full scan of ``index_audit`` (the liquidation
+        index never misses a liquidatable or below-zero unit); the dry runs walk every unit in
+        state (the rule itself) and the real run walks the index: same changes, same events.
+        """
         RULES[sys._getframe(1).f_code.co_name] += 1
+        with audited():
+            return self._produce(txs, advance_ms=advance_ms, expect_all_rejected=expect_all_rejected)
+
+    def _produce(self, txs: list[bytes], *, advance_ms: int, expect_all_rejected: bool) -> Any:
         engine = self.p.engine
         t = self.next_time(advance_ms)
         height = engine.height + 1
         # A dry run of the block, then of the block without its rejected transactions: the two must
         # change state identically and tell the same story (protocol §6.5: a rejected transaction
         # changes nothing but its receipt). With everything rejected, the second is an empty block.
-        dry = engine.execute(height, t, txs)
+        with full_walk():
+            dry = engine.execute(height, t, txs)
         engine.reset_index()
         dry_receipts = sorted((e for e in dry.events if isinstance(e, Receipt)), key=lambda r: r.tx_index)
         kept = [r.tx_index for r in dry_receipts if r.ok]
         if len(kept) < len(txs):
-            only_ok = engine.execute(height, t, [txs[i] for i in kept])
+            with full_walk():
+                only_ok = engine.execute(height, t, [txs[i] for i in kept])
             engine.reset_index()
             assert all(r.ok for r in only_ok.events if isinstance(r, Receipt)), (
                 "a transaction's outcome depended on a rejected one"
@@ -297,7 +309,7 @@ class ClearinghouseMachine(RuleBasedStateMachine):
 
         executed = self.p.block(txs, time_ms=t)
         assert executed.changes == dry.changes and executed.events == dry.events, (
-            "the same block executed twice differs"
+            "the same block executed twice differs (the dry run walked every unit, this one the liquidation index)"
         )
         self._check_oracle(prices_before, t)
 
@@ -1260,6 +1272,7 @@ def test_report_example_counts(capsys: pytest.CaptureFixture[str]) -> None:
         print(
             f"\n[state machine] profile={settings.get_current_profile_name()} examples={STATS['examples']} "
             + " ".join(f"{k}={v}" for k, v in STATS.items() if k != "examples")
+            + f" index_audit={AUDIT}"
         )
         if os.environ.get("STATE_MACHINE_CODES"):
             print("  rules:", dict(sorted(RULES.items())))

@@ -168,8 +168,9 @@ class Engine:
         )
 
     def reset_index(self) -> None:
-        """Drop the derived index after an abandoned execution (it tracked uncommitted writes)."""
-        self.index = KeyIndex.load(self.store)
+        """Drop the derived index after an abandoned execution (it tracked uncommitted writes); the
+        liquidation index is carried over and re-evaluates what the execution touched (``KeyIndex.reload``)."""
+        self.index = self.index.reload(self.store)
 
     def commit(self, executed: Executed, header: Header, *, expected_root: bytes | None = None) -> bytes:
         """Commit an executed block atomically; with ``expected_root``, only if it matches."""
@@ -182,10 +183,12 @@ class Engine:
             header_meta_name(executed.height): encode(header),
         }
         try:
-            return self.store.commit_block(executed.height, executed.changes, meta, expected_root=expected_root)
+            root = self.store.commit_block(executed.height, executed.changes, meta, expected_root=expected_root)
         except BaseException:
             self.reset_index()
             raise
+        self.index.block_committed()
+        return root
 
     def preview_root(self, executed: Executed) -> bytes:
         return self.store.preview_root(executed.changes)

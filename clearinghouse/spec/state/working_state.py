@@ -13,7 +13,10 @@ The block transition reads state only through this class (``get``, ``put``,
   with the journal, so walking the book costs O(log n) per step;
 * a per-owner index of resting orders (protocol §7.1: owner, then the book key),
   derived the same way, so cancelling one account's orders in a market costs
-  O(its orders), not O(book) (liquidation, protocol §12.3).
+  O(its orders), not O(book) (liquidation, protocol §12.3);
+* the liquidation index (``KeyIndex.margin``, ``spec.waterfall.unit_index``), built
+  on first use; every account or position write is reported to it (``touch``) so
+  it knows which units to re-evaluate (protocol §12.3).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from sortedcontainers import SortedList
 
 from clearinghouse.spec.errors import InvalidTransaction
 from clearinghouse.spec.events import BaseEvent
-from clearinghouse.spec.state.keys import NS_LIQ_REF, NS_ORDER, NS_POSITION, NS_TRIGGER, record_type
+from clearinghouse.spec.state.keys import NS_ACCOUNT, NS_LIQ_REF, NS_ORDER, NS_POSITION, NS_TRIGGER, record_type
 from tx.encoding import encode
 
 INDEXED_NAMESPACES = (NS_ORDER, NS_TRIGGER, NS_POSITION, NS_LIQ_REF)
@@ -52,6 +55,9 @@ class KeyIndex:
     def __init__(self) -> None:
         self._keys: dict[bytes, SortedList] = {ns: SortedList() for ns in INDEXED_NAMESPACES}
         self._by_owner = SortedList()
+        self.margin: Any = None
+        """The liquidation index (``spec.waterfall.unit_index.UnitIndex``) once built: derived from
+        state like the key sets, never committed; None until steps 40/50 first need it."""
 
     @classmethod
     def load(cls, reader: StateReader) -> KeyIndex:
@@ -105,6 +111,20 @@ class KeyIndex:
         walk: Iterator[bytes] = self._keys[prefix[:1]].irange(prefix, prefix + b"\xff" * 40)
         return walk
 
+    def block_committed(self) -> None:
+        """The engine committed the block this index followed (the liquidation index keeps its work)."""
+        if self.margin is not None:
+            self.margin.committed()
+
+    def reload(self, reader: StateReader) -> KeyIndex:
+        """A fresh index of committed state after an abandoned execution. The key sets are
+        reloaded; the liquidation index is carried over (it re-evaluates every unit the abandoned
+        execution touched) unless it was first built inside that execution."""
+        index = KeyIndex.load(reader)
+        if self.margin is not None and self.margin.abandon():
+            index.margin = self.margin
+        return index
+
     def count_prefix(self, prefix: bytes) -> int:
         keys = self._keys[prefix[:1]]
         count: int = keys.bisect_left(prefix + b"\xff" * 40) - keys.bisect_left(prefix)
@@ -145,8 +165,11 @@ class WorkingState:
         if key not in self._original_present:
             self._original_present[key] = old is not None
         self._dirty[key] = record
-        if key[:1] in INDEXED_NAMESPACES:
+        ns = key[:1]
+        if ns in INDEXED_NAMESPACES:
             self._reindex(key, old, record)
+        if (ns == NS_ACCOUNT or ns == NS_POSITION) and self.index.margin is not None:
+            self.index.margin.touch(key)
 
     def delete(self, key: bytes) -> None:
         self.put(key, None)

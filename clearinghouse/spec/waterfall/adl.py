@@ -44,7 +44,7 @@ without a position loses anything to ADL.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, NamedTuple
@@ -60,7 +60,9 @@ from clearinghouse.spec.state.keys import (
     INSURANCE_FUND,
     NS_LIQ_REF,
     market_spec_key,
+    parse_liq_ref_key,
     position_key,
+    position_owner,
     position_prefix,
 )
 from clearinghouse.spec.state.working_state import WorkingState, atomically
@@ -82,6 +84,7 @@ from clearinghouse.spec.waterfall.events import (
 from clearinghouse.spec.waterfall.insurance_fund import credit_unit, fund_value, sweep_to_fund
 from clearinghouse.spec.waterfall.policies import Policy, policy_of
 from clearinghouse.spec.waterfall.ranking import Candidate, Ranked, rank_candidates, ranking_hash
+from clearinghouse.spec.waterfall.unit_index import FUND_UNIT, margin_index
 from clearinghouse.spec.waterfall.units import Unit, unit_health, unit_of_position, units_in_state
 
 QUEUE_EVIDENCE_TOP = 10
@@ -94,7 +97,7 @@ def build_queue(ws: WorkingState, market: int, winners_long: bool, exclude: byte
     health_cache: dict[Unit, Any] = {}
     for key in ws.index.iter_prefix(position_prefix(market)):
         pos = ws.get(key)
-        account = key[5:]
+        account = position_owner(key)
         if account == exclude or pos.size == 0 or (pos.size > 0) != winners_long:
             continue
         unit = unit_of_position(account, market, pos)
@@ -462,6 +465,13 @@ def haircut(ctx: TxContext, pool: list[Unit]) -> None:
         ctx.emit(AdlShortfall(market=CROSS, underwater=INSURANCE_FUND, unmatched=0))
 
 
+def reference_units(ws: WorkingState) -> set[Unit]:
+    """Every unit with a LiquidationRef (liquidated this block, or a deficit carried from an earlier one)
+    (protocol §12.7)."""
+    # NS_LIQ_REF + account (20 bytes) + unit (u32) + market (u32): keys.liq_ref_key
+    return {Unit(ref.account, ref.unit) for ref in map(parse_liq_ref_key, ws.index.iter_prefix(NS_LIQ_REF))}
+
+
 def units_to_deleverage(ws: WorkingState) -> list[Unit]:
     """``units_in_state`` plus every unit with a LiquidationRef, then the insurance fund (protocol §12.7).
 
@@ -470,10 +480,7 @@ def units_to_deleverage(ws: WorkingState) -> list[Unit]:
     negative: the deficit the fund could not pay (policy ``seed``). Its
     LiquidationRef lists it until that deficit is covered.
     """
-    units = set(units_in_state(ws))
-    for key in ws.index.iter_prefix(NS_LIQ_REF):
-        # NS_LIQ_REF + account (20 bytes) + unit (u32) + market (u32): keys.liq_ref_key
-        units.add(Unit(key[1:21], int.from_bytes(key[21:25], "big")))
+    units = set(units_in_state(ws)) | reference_units(ws)
     fund = Unit(INSURANCE_FUND, CROSS)
     units.discard(fund)
     # The fund last, and always: it may have no position but a negative balance.
@@ -514,15 +521,27 @@ def deleverage_unit(ctx: TxContext, unit: Unit, health: Any, policy: Policy, que
         fund_absorbs(ctx, unit)
 
 
+def adl_walk(ws: WorkingState) -> Iterator[Unit]:
+    """The walk of ``units_to_deleverage`` (unit order, the fund last), passing over the units the
+    liquidation index (``unit_index.margin_index``) knows to be at or above zero and that nothing
+    touched since: it yields every unit that can be below zero when its turn comes, in order (protocol §12.7)."""
+    index = margin_index(ws)
+    refs = reference_units(ws)
+    refs.discard(FUND_UNIT)
+    first = set(index.watched) | refs
+    yield from index.visit(first, lambda u: u != FUND_UNIT and (u in refs or index.is_member(u)))
+    yield FUND_UNIT  # the fund last, and always: it may have no position but a negative balance
+
+
 def run_adl(ws: WorkingState, time_ms: int) -> list[Any]:
-    """End-of-block step 50 (protocol §12.7)."""
+    """End-of-block step 50 (protocol §12.7): every unit of ``units_to_deleverage`` below zero
+    when its turn comes, in that order (walked through ``adl_walk``)."""
     chain = ws.get(CHAIN_KEY)
     events: list[Any] = []
-    units = units_to_deleverage(ws)
     pool: list[Unit] | None = None
     policy = policy_of(chain.policy)
     queues = Queues(ws, policy.ranking)
-    for unit in units:
+    for unit in adl_walk(ws):
         health = unit_health(ws, unit)
         if health.value >= 0:
             continue
@@ -550,7 +569,8 @@ def run_adl(ws: WorkingState, time_ms: int) -> list[Any]:
             )
     # A reference is kept while its unit is still below zero (only after a WaterfallSkipped).
     for key in ws.index.iter_prefix(NS_LIQ_REF):
-        if unit_health(ws, Unit(key[1:21], int.from_bytes(key[21:25], "big"))).value >= 0:
+        ref = parse_liq_ref_key(key)
+        if unit_health(ws, Unit(ref.account, ref.unit)).value >= 0:
             ws.delete(key)
     return events
 

@@ -40,7 +40,8 @@ from clearinghouse.spec.waterfall.backstop import backstop_unit
 from clearinghouse.spec.waterfall.events import LiquidationTriggered, MarketLiquidation, WaterfallSkipped
 from clearinghouse.spec.waterfall.insurance_fund import cover_deficit, fund_available
 from clearinghouse.spec.waterfall.policies import Policy, policy_of
-from clearinghouse.spec.waterfall.units import Unit, unit_health, units_in_state
+from clearinghouse.spec.waterfall.unit_index import margin_index
+from clearinghouse.spec.waterfall.units import Unit, unit_health
 
 
 def cancel_orders_of(ctx: TxContext, market: int, owner: bytes) -> None:
@@ -167,12 +168,20 @@ def liquidate_unit(ctx: TxContext, unit: Unit, policy: Policy) -> None:
 
 
 def run_liquidations(ws: WorkingState, time_ms: int) -> list[Any]:
-    """End-of-block step 40: every liquidatable unit, in unit order (protocol §12.4)."""
+    """End-of-block step 40: every liquidatable unit, in unit order (protocol §12.3).
+
+    The units in state as the step begins (``units_in_state``) are walked in ascending order and
+    each is liquidated if it is liquidatable when its turn comes. The liquidation index
+    (``unit_index.margin_index``) lets the walk pass over units that cannot be: those it knows
+    healthy at these marks and that nothing touched since; the units visited, their order and
+    everything they emit are those of the full walk.
+    """
     from clearinghouse.spec.state.keys import CHAIN_KEY
 
     chain = ws.get(CHAIN_KEY)
     events: list[Any] = []
-    for unit in units_in_state(ws):
+    index = margin_index(ws)
+    for unit in index.visit(index.watched, index.is_member):
         if unit.account == INSURANCE_FUND:
             continue  # the fund is never liquidated: if it is underwater, ADL closes its positions
         health = unit_health(ws, unit)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from clearinghouse.spec.state.accounts import get_account
-from clearinghouse.spec.state.keys import CHAIN_KEY, market_state_key, position_key, position_prefix
+from clearinghouse.spec.state.keys import CHAIN_KEY, market_state_key, position_key, position_owner, position_prefix
 from clearinghouse.spec.state.records import Position
 from clearinghouse.spec.state.working_state import WorkingState
 from clearinghouse.spec.trading.margin import PositionAtMark, cross_health, isolated_health
@@ -19,7 +19,7 @@ from clearinghouse.spec.trading.positions import unsettled_funding
 from clearinghouse.spec.waterfall.events import CROSS, PositionSnapshot
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class Unit:
     """A margin unit: an account's cross side (``market == CROSS``) or one isolated position (protocol §12.1)."""
 
@@ -97,7 +97,7 @@ def units_in_state(ws: WorkingState) -> list[Unit]:
     for m in range(chain.market_count):
         for key in ws.index.iter_prefix(position_prefix(m)):
             pos = ws.get(key)
-            addr = key[5:]
+            addr = position_owner(key)
             if pos.is_cross:
                 if pos.size != 0:
                     units.add(Unit(addr, CROSS))
