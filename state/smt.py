@@ -534,12 +534,19 @@ class _Updater:
         if not records:
             return new_hash, new_leaf
         if new_hash == EMPTY or (
-            new_leaf is not None and (records[-1].startswith(EMPTY, 1) or records[-1].endswith(EMPTY))
+            new_leaf is not None
+            and (
+                (records[-1].startswith(EMPTY, 1) and records[-1].endswith(EMPTY))
+                if record is None
+                else (records[-1].startswith(EMPTY, 1) or records[-1].endswith(EMPTY))
+            )
         ):
             return self.rejoin(khi, depth, current, paths, records, new_hash, new_leaf)
 
-        # Up: no collapse is possible (the new bottom is not empty, and a lone leaf
-        # has a non-empty sibling), so each level is a plain internal-node rewrite.
+        # Up: no collapse is possible, so each level is a plain internal-node rewrite:
+        # the new bottom is not empty, and a lone leaf has a non-empty sibling (a key
+        # rewritten in place), or it fills the EMPTY child of a node whose other child
+        # is not empty (a new key in an empty slot: every node above gains a leaf).
         reset, feed, digest = self.reset, self.feed, self.digest
         end = depth + len(records)
         for path, record, bit, level in zip(
