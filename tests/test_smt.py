@@ -224,6 +224,39 @@ def test_long_shared_prefix_collapse() -> None:
     assert list(tree.nodes.nodes) == [ROOT_PATH]  # type: ignore[attr-defined]
 
 
+def diverging_key(kh: bytes, bits: int) -> bytes:
+    """Return a key whose hash shares exactly its first ``bits`` bits with ``kh`` (deterministic search)."""
+    want = int.from_bytes(kh, "big") >> (255 - bits)  # the shared bits, then the other value of bit ``bits``
+    i = 0
+    while True:
+        key = b"d%d" % i
+        if int.from_bytes(key_hash(key), "big") >> (255 - bits) == want ^ 1:
+            return key
+        i += 1
+
+
+@pytest.mark.parametrize("bits", [0, 3, 7, 11], ids=["at-root", "depth-3", "depth-7", "depth-11"])
+def test_new_key_in_an_empty_slot_of_a_chain(bits: int) -> None:
+    """
+    A new key lands in the EMPTY child of a chain node (two keys sharing 14 bits above).
+
+    The walk back up is the plain rewrite (nothing can collapse: the chain node's
+    other child holds two leaves); the nodes must equal a fresh build's, and deleting
+    the key again must restore the chain exactly.
+    """
+    a, b = shared_prefix_keys(14, 2)
+    c = diverging_key(key_hash(a), bits)
+    tree = SparseMerkleTree()
+    tree.apply({a: b"1", b: b"2"})
+    before = dict(tree.nodes.nodes)  # type: ignore[attr-defined]
+    assert len(tree.compute_update({c: b"3"}).node_writes) == bits + 2  # the path down to it, and its leaf
+    tree.apply({c: b"3"})
+    assert tree.root == naive_root({a: b"1", b: b"2", c: b"3"})
+    assert tree.nodes.nodes == fresh_nodes({a: b"1", b: b"2", c: b"3"})  # type: ignore[attr-defined]
+    tree.apply({c: None})
+    assert tree.nodes.nodes == before  # type: ignore[attr-defined]
+
+
 def test_delete_absent_and_rewrite_same_are_noops() -> None:
     tree = SparseMerkleTree()
     assert tree.apply({b"a": None}) == EMPTY
