@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from clearinghouse.spec.math.margin import initial_margin, maintenance_margin, notional, withdrawal_floor
+from clearinghouse.spec.state.access import get_market_spec, get_market_state, get_position
 from clearinghouse.spec.state.accounts import get_account
-from clearinghouse.spec.state.keys import market_spec_key, market_state_key, position_key
 from clearinghouse.spec.state.records import Position
 from clearinghouse.spec.state.working_state import WorkingState
 from clearinghouse.spec.trading.positions import unsettled_funding
@@ -51,16 +51,6 @@ class IsolatedHealth(NamedTuple):
     funding: int
 
 
-def mark_price(ws: WorkingState, market: int) -> int:
-    """The market's current mark price (protocol §10.6)."""
-    return ws.get(market_state_key(market)).mark_price
-
-
-def get_position(ws: WorkingState, market: int, addr: bytes) -> Position | None:
-    """``addr``'s stored position in ``market``, or None (protocol §10.6)."""
-    return ws.get(position_key(market, addr))
-
-
 def cross_health(ws: WorkingState, addr: bytes, *, initial: bool = True) -> CrossHealth:
     """Value and margin requirements of the account's cross positions (protocol §10.6, §11.6).
 
@@ -75,9 +65,9 @@ def cross_health(ws: WorkingState, addr: bytes, *, initial: bool = True) -> Cros
         pos = get_position(ws, market, addr)
         if pos is None or pos.size == 0 or not pos.is_cross:
             continue
-        state = ws.get(market_state_key(market))
+        state = get_market_state(ws, market)
         mark = state.mark_price
-        spec = ws.get(market_spec_key(market))
+        spec = get_market_spec(ws, market)
         pos_mm = maintenance_margin(pos.size, mark, spec.max_leverage)
         value += pos.size * mark
         if pos.funding_entry != state.funding_index:  # else nothing is owed
@@ -116,9 +106,9 @@ def meets_cross_initial(ws: WorkingState, addr: bytes, extra_initial: int = 0) -
 def isolated_health(ws: WorkingState, market: int, pos: Position) -> IsolatedHealth:
     """Value, maintenance and initial margin of an isolated position at the mark (unsettled funding
     counted; protocol §10.6, §11.6)."""
-    state = ws.get(market_state_key(market))
+    state = get_market_state(ws, market)
     mark = state.mark_price
-    spec = ws.get(market_spec_key(market))
+    spec = get_market_spec(ws, market)
     funding = unsettled_funding(pos, state)
     return IsolatedHealth(
         value=isolated_value(pos, mark, funding),

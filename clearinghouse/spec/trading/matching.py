@@ -35,6 +35,7 @@ from clearinghouse.spec.constants import PPM
 from clearinghouse.spec.errors import InsufficientMargin, InvalidAmount, InvalidMarginMode
 from clearinghouse.spec.events import Fill, OrderStatus
 from clearinghouse.spec.math.margin import ceil_div
+from clearinghouse.spec.state.access import get_position
 from clearinghouse.spec.state.accounts import add_cash, get_account
 from clearinghouse.spec.state.context import TxContext
 from clearinghouse.spec.state.keys import FEE_POOL, book_side_prefix, market_state_key, position_key
@@ -178,7 +179,7 @@ def has_unsettled_deficit(ws: WorkingState, owner: bytes, market: int) -> bool:
     Reopening on top of it would hand the deficit to the new position, so the
     owner cannot trade in that market (as taker or maker) until it is covered.
     """
-    pos = ws.get(position_key(market, owner))
+    pos = get_position(ws, market, owner)
     if pos is not None and not pos.is_cross:
         return pos.size == 0 and pos.iso_cash < 0
     # Cross: the account has no open cross position anywhere and its cash is below zero.

@@ -19,7 +19,7 @@ from clearinghouse.spec.errors import (
 )
 from clearinghouse.spec.events import OrderStatus
 from clearinghouse.spec.math.integers import ceil_div
-from clearinghouse.spec.state.access import get_chain, get_market_spec
+from clearinghouse.spec.state.access import get_chain, get_market_spec, get_market_state, get_position
 from clearinghouse.spec.state.context import TxContext
 from clearinghouse.spec.state.keys import (
     TRIGGER_ABOVE,
@@ -38,12 +38,7 @@ from clearinghouse.spec.trading.book import (
     remove_order,
     store_order,
 )
-from clearinghouse.spec.trading.margin import (
-    get_position,
-    mark_price,
-    meets_cross_initial,
-    meets_initial_after_increase,
-)
+from clearinghouse.spec.trading.margin import meets_cross_initial, meets_initial_after_increase
 from clearinghouse.spec.trading.matching import Taker, has_unsettled_deficit, match, reducible
 from clearinghouse.spec.trading.order_rules import (
     check_notional,
@@ -139,7 +134,7 @@ def submit(
     spec = market_spec(ws, market)
     check_size(size)
     check_price(spec, price)
-    check_price_band(price, mark_price(ws, market))
+    check_price_band(price, get_market_state(ws, market).mark_price)
     check_notional(spec, price, size, reduce_only=reduce_only)
     owner = ctx.account
     check_cloid_free(ws, owner, cloid)
@@ -227,7 +222,7 @@ def apply_market_order(ctx: TxContext, action: MarketOrder) -> None:
     """
     ws = ctx.ws
     spec = market_spec(ws, action.market)
-    limit = slippage_limit(mark_price(ws, action.market), action.is_buy, action.slippage_bps)
+    limit = slippage_limit(get_market_state(ws, action.market).mark_price, action.is_buy, action.slippage_bps)
     check_size(action.size)
     check_notional(spec, limit, action.size, reduce_only=action.reduce_only)
     check_cloid_free(ws, ctx.account, action.cloid)
@@ -275,7 +270,7 @@ def apply_trigger_order(ctx: TxContext, action: TriggerOrder) -> None:
     spec = market_spec(ws, action.market)
     check_size(action.size)
     check_price(spec, action.trigger_price)
-    check_price_band(action.trigger_price, mark_price(ws, action.market))
+    check_price_band(action.trigger_price, get_market_state(ws, action.market).mark_price)
     if action.limit_price:
         check_price(spec, action.limit_price)
     check_notional(spec, action.trigger_price, action.size, reduce_only=action.reduce_only)

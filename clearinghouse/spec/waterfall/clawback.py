@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from clearinghouse.spec.math.adl_allocation import clawback_shares
+from clearinghouse.spec.state.access import get_market_state
 from clearinghouse.spec.state.accounts import add_cash
 from clearinghouse.spec.state.context import TxContext
 from clearinghouse.spec.state.keys import (
@@ -38,7 +39,6 @@ from clearinghouse.spec.state.keys import (
     position_owner,
     position_prefix,
 )
-from clearinghouse.spec.trading.margin import mark_price
 from clearinghouse.spec.waterfall.events import Clawback
 from clearinghouse.spec.waterfall.insurance_fund import credit_unit
 from clearinghouse.spec.waterfall.policies import Policy
@@ -63,7 +63,7 @@ def clawback_winners(ws: WorkingState, unit: Unit, markets: list[int]) -> list[t
     """``(winner unit, capacity c_u, value)`` in ascending unit order, capacity > 0 only (protocol §12.15)."""
     profit: dict[Unit, int] = {}
     for m in markets:
-        mark = mark_price(ws, m)
+        mark = get_market_state(ws, m).mark_price
         for key in ws.index.iter_prefix(position_prefix(m)):
             account = position_owner(key)
             if account in (unit.account, INSURANCE_FUND):
