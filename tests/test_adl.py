@@ -21,6 +21,7 @@ from fractions import Fraction
 import msgspec
 import pytest
 
+from clearinghouse.spec.constants import CROSS
 from clearinghouse.spec.events import Fill, PositionTransfer
 from clearinghouse.spec.math.liquidation import (
     bankruptcy_prices,
@@ -31,7 +32,6 @@ from clearinghouse.spec.math.pnl import realized_pnl
 from clearinghouse.spec.state.accounts import get_account
 from clearinghouse.spec.state.keys import INSURANCE_FUND, NS_LIQ_REF, position_key
 from clearinghouse.spec.waterfall.events import (
-    CROSS,
     AdlQueue,
     AdlShortfall,
     AdlStep,

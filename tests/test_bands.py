@@ -13,7 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from clearinghouse.spec.math.bands import Band, adverse_room, band_edge, crossed, loss_bound, split_slack
-from clearinghouse.spec.math.margin import ceil_div, maintenance_margin
+from clearinghouse.spec.math.integers import ceil_div
+from clearinghouse.spec.math.margin import maintenance_margin
 from clearinghouse.spec.state.records import Position
 from clearinghouse.spec.waterfall.unit_index import MarketDriver, unit_bands
 from clearinghouse.spec.waterfall.units import UnitHealth

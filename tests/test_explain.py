@@ -20,10 +20,10 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from clearinghouse.spec.constants import CROSS
 from clearinghouse.spec.events import Fill, PositionTransfer, Receipt
 from clearinghouse.spec.state.keys import INSURANCE_FUND
 from clearinghouse.spec.waterfall.events import (
-    CROSS,
     AdlQueue,
     AdlShortfall,
     AdlStep,

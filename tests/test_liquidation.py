@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import pytest
 
+from clearinghouse.spec.constants import CROSS
 from clearinghouse.spec.events import Fill, PositionTransfer
 from clearinghouse.spec.math import liquidation as lm
 from clearinghouse.spec.state.keys import INSURANCE_FUND
 from clearinghouse.spec.waterfall.events import (
-    CROSS,
     AdlQueue,
     AdlStep,
     Backstop,

@@ -62,7 +62,8 @@ from index_audit import AUDIT, audited, full_walk
 from clearinghouse.chain.engine import Engine, replay_log
 from clearinghouse.chain.producer import Producer
 from clearinghouse.spec import errors as E
-from clearinghouse.spec.events import NO_TX, Fill, FundingPaid, OrderStatus, PositionTransfer, Receipt
+from clearinghouse.spec.constants import NO_TX
+from clearinghouse.spec.events import Fill, FundingPaid, OrderStatus, PositionTransfer, Receipt
 from clearinghouse.spec.state.accounts import get_account
 from clearinghouse.spec.state.keys import (
     CHAIN_KEY,
@@ -1138,7 +1139,8 @@ class ClearinghouseMachine(RuleBasedStateMachine):
         """Protocol §12.12: the insurance fund ends a block below zero only as recorded bad debt: the
         block's step 50 haircut every payer to zero (``amount == value_before``) and reported the rest
         with ``AdlShortfall{market = CROSS, underwater = fund, unmatched = 0}``."""
-        from clearinghouse.spec.waterfall.events import CROSS, AdlShortfall, Haircut
+        from clearinghouse.spec.constants import CROSS
+        from clearinghouse.spec.waterfall.events import AdlShortfall, Haircut
         from clearinghouse.spec.waterfall.insurance_fund import fund_value
 
         cuts = [e for e in executed.events if isinstance(e, Haircut)]

@@ -11,8 +11,8 @@ import pytest
 from helpers import BTC, ETH, Chain, px, sz
 
 from clearinghouse.chain.engine import Engine
+from clearinghouse.spec.constants import CROSS
 from clearinghouse.spec.state.keys import account_key
-from clearinghouse.spec.waterfall.events import CROSS
 from clearinghouse.spec.waterfall.unit_index import UnitIndex
 from clearinghouse.spec.waterfall.units import Unit
 from tx import actions as A

@@ -13,7 +13,6 @@ from typing import Union
 
 import msgspec
 
-from clearinghouse.spec.constants import NO_TX as NO_TX  # re-exported: modules not yet moved to spec.constants
 from tx.types import I64, U32, U64, Address
 
 _EV = dict(array_like=True, frozen=True, forbid_unknown_fields=True, tag_field="t")

@@ -5,6 +5,7 @@ No state here, only integers and exact fractions. Every rounding is named.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from fractions import Fraction
 from typing import NamedTuple
 
@@ -14,10 +15,6 @@ from clearinghouse.spec.constants import (
     PARTIAL_LIQUIDATION_NOTIONAL,
     PARTIAL_LIQUIDATION_PERCENT,
 )
-
-# Re-exported for the waterfall modules that import them from here; defined in spec.constants.
-from clearinghouse.spec.constants import LIQUIDATION_COOLDOWN_MS as LIQUIDATION_COOLDOWN_MS
-from clearinghouse.spec.constants import LIQUIDATION_SLIPPAGE_BPS as LIQUIDATION_SLIPPAGE_BPS
 from clearinghouse.spec.math.integers import ceil_div
 from clearinghouse.spec.math.pnl import realized_pnl
 
@@ -52,10 +49,18 @@ def liquidation_slice(size_abs: int, notional: int, in_cooldown: bool) -> Liquid
     return LiquidationSlice(size_abs, False)
 
 
-def bankruptcy_prices(value: int, positions: list[tuple[int, int, int]]) -> list[Fraction]:
+class Exposure(NamedTuple):
+    """What a bankruptcy price reads of one open position (protocol §12.8)."""
+
+    size: int
+    mark: int
+    maintenance: int
+
+
+def bankruptcy_prices(value: int, positions: Sequence[Exposure]) -> list[Fraction]:
     """Exact bankruptcy price of each position of a margin unit.
 
-    ``positions`` are (size, mark, maintenance margin). The unit's value at mark
+    ``positions`` are ``Exposure(size, mark, maintenance margin)``. The unit's value at mark
     is spread over its positions in proportion to maintenance margin (dYdX v4):
     closing position i at p_i = mark_i - value x MM_i / (sum MM x size_i) and
     every other at its own p_j brings the unit to exactly zero. For a single

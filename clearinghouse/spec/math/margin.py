@@ -7,8 +7,7 @@ to both sides alike (rates, a closed part's cost) truncate toward zero (``spec.m
 
 from __future__ import annotations
 
-# Re-exported for modules that still import it from here; defined in spec.math.integers.
-from clearinghouse.spec.math.integers import ceil_div as ceil_div
+from clearinghouse.spec.math.integers import ceil_div
 
 
 def notional(size: int, price: int) -> int:

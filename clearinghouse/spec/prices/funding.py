@@ -26,7 +26,7 @@ import msgspec
 
 from clearinghouse.spec.events import FundingSettled
 from clearinghouse.spec.math.funding import average_premium_ppb, hourly_rate_ppb, index_step, premium_ppb
-from clearinghouse.spec.math.margin import ceil_div
+from clearinghouse.spec.math.integers import ceil_div
 from clearinghouse.spec.prices.oracle_quorum import oracle_is_live
 from clearinghouse.spec.state.accounts import checked_i64
 from clearinghouse.spec.state.keys import CHAIN_KEY, book_side_prefix, market_spec_key, market_state_key

@@ -34,7 +34,7 @@ import msgspec
 from clearinghouse.spec.constants import PPM
 from clearinghouse.spec.errors import InsufficientMargin, InvalidAmount, InvalidMarginMode
 from clearinghouse.spec.events import Fill, OrderStatus
-from clearinghouse.spec.math.margin import ceil_div
+from clearinghouse.spec.math.integers import ceil_div
 from clearinghouse.spec.state.access import get_position
 from clearinghouse.spec.state.accounts import add_cash, get_account
 from clearinghouse.spec.state.context import TxContext

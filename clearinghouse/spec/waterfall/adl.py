@@ -49,10 +49,10 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, NamedTuple
 
-from clearinghouse.spec.events import NO_TX
+from clearinghouse.spec.constants import CROSS, NO_TX
 from clearinghouse.spec.math.adl_allocation import affordable_lots
-from clearinghouse.spec.math.liquidation import bankruptcy_prices, round_bankruptcy_price, smallest_cover_qty
-from clearinghouse.spec.math.margin import ceil_div
+from clearinghouse.spec.math.integers import ceil_div
+from clearinghouse.spec.math.liquidation import Exposure, bankruptcy_prices, round_bankruptcy_price, smallest_cover_qty
 from clearinghouse.spec.state.accounts import add_cash
 from clearinghouse.spec.state.context import TxContext
 from clearinghouse.spec.state.keys import (
@@ -71,7 +71,6 @@ from clearinghouse.spec.waterfall.adl_pro_rata import deleverage_pro_rata
 from clearinghouse.spec.waterfall.adl_water_filling import deleverage_water_filling
 from clearinghouse.spec.waterfall.clawback import clawback_unit
 from clearinghouse.spec.waterfall.events import (
-    CROSS,
     AdlQueue,
     AdlShortfall,
     AdlStep,
@@ -308,7 +307,7 @@ def deleverage_positions(ctx: TxContext, unit: Unit, policy: Policy, queues: Que
     """
     ws = ctx.ws
     health = unit_health(ws, unit)
-    exact = bankruptcy_prices(health.value, [(p.size, mark, mm) for _m, p, mark, mm in health.positions])
+    exact = bankruptcy_prices(health.value, [Exposure(p.size, mark, mm) for _m, p, mark, mm in health.positions])
     moved = 0  # the unit's value change from its ADL transfers: sum of qty x (price - mark) per closed side
     for (market, pos, mark, _mm), bp in zip(health.positions, exact):
         price = round_bankruptcy_price(bp, pos.size)

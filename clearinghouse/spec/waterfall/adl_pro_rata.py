@@ -23,14 +23,15 @@ whose ``rank`` is the winner's place in the unit-ordered list and whose
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
+from clearinghouse.spec.constants import CROSS
 from clearinghouse.spec.math.adl_allocation import affordable_lots, pro_rata_capacity, pro_rata_lots
-from clearinghouse.spec.math.liquidation import bankruptcy_prices, round_bankruptcy_price
+from clearinghouse.spec.math.liquidation import Exposure, bankruptcy_prices, round_bankruptcy_price
 from clearinghouse.spec.state.context import TxContext
 from clearinghouse.spec.state.keys import INSURANCE_FUND, market_spec_key
 from clearinghouse.spec.trading.transfer import transfer_position
-from clearinghouse.spec.waterfall.events import CROSS, AdlQueue, AdlShortfall, AdlStep
+from clearinghouse.spec.waterfall.events import AdlQueue, AdlShortfall, AdlStep
 from clearinghouse.spec.waterfall.insurance_fund import sweep_to_fund
 from clearinghouse.spec.waterfall.policies import Policy
 from clearinghouse.spec.waterfall.ranking import Candidate
@@ -45,8 +46,16 @@ class Winners(Protocol):
     def evidence(self, market: int, unit: Unit, size: int, price: int, policy: str) -> AdlQueue: ...
 
 
-Allocation = tuple[list[int], list[int], int]
-"""(lots per winner, weight per winner, total weight) of one round."""
+class Allocation(NamedTuple):
+    """One round's split of an underwater position over its winners (protocol §12.13, §12.14)."""
+
+    lots: list[int]
+    """Lots each winner closes, in the winners' (unit) order."""
+    weights: list[int]
+    """Each winner's weight (its share's numerator, the ``AdlStep`` index)."""
+    total: int
+    """The weights' denominator (the ``AdlStep`` index denominator)."""
+
 
 Allocator = Callable[[int, list[Candidate], int, bool], Allocation]
 """``(lots, winners in unit order, price, at_mark) -> Allocation``."""
@@ -69,12 +78,12 @@ def pro_rata_allocation(lots: int, winners: list[Candidate], price: int, at_mark
     if at_mark:
         weights = sizes
         caps = sizes
-        return pro_rata_lots(lots, weights, 0, sizes, caps), weights, sum(weights)
+        return Allocation(pro_rata_lots(lots, weights, 0, sizes, caps), weights, sum(weights))
     weights = [pro_rata_capacity(c.size, c.cost, c.mark, c.value) for c in winners]
     # One market, one price: every winner on this side loses the same per lot (its mark is the market's).
     loss = max((loss_per_lot(c, price) for c in winners), default=0)
     caps = [affordable(c, price) for c in winners]
-    return pro_rata_lots(lots, weights, loss, sizes, caps), weights, sum(weights)
+    return Allocation(pro_rata_lots(lots, weights, loss, sizes, caps), weights, sum(weights))
 
 
 def deleverage_allocated(ctx: TxContext, unit: Unit, policy: Policy, queues: Winners, allocate: Allocator) -> None:
@@ -86,7 +95,7 @@ def deleverage_allocated(ctx: TxContext, unit: Unit, policy: Policy, queues: Win
     """
     ws = ctx.ws
     health = unit_health(ws, unit)
-    exact = bankruptcy_prices(health.value, [(p.size, mark, mm) for _m, p, mark, mm in health.positions])
+    exact = bankruptcy_prices(health.value, [Exposure(p.size, mark, mm) for _m, p, mark, mm in health.positions])
     moved = 0  # the unit's value change from its round-1 fills (as in deleverage_positions)
     for (market, pos, mark, _mm), bp in zip(health.positions, exact, strict=True):
         price = round_bankruptcy_price(bp, pos.size)

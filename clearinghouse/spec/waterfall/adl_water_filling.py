@@ -28,7 +28,7 @@ def water_filling_allocation(lots: int, winners: list[Candidate], price: int, at
         for c in winners
     ]
     weights = [abs(c.size) * c.mark * LEVERAGE_SCALE // c.value for c in winners]
-    return water_fill(lots, holdings), weights, LEVERAGE_SCALE
+    return Allocation(water_fill(lots, holdings), weights, LEVERAGE_SCALE)
 
 
 def deleverage_water_filling(ctx: TxContext, unit: Unit, policy: Policy, queues: Winners) -> None:

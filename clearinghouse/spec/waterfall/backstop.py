@@ -12,10 +12,11 @@ in that unit; maintenance margin is not returned.
 
 from __future__ import annotations
 
+from clearinghouse.spec.constants import CROSS
 from clearinghouse.spec.state.context import TxContext
 from clearinghouse.spec.state.keys import INSURANCE_FUND, market_spec_key
 from clearinghouse.spec.trading.transfer import transfer_position
-from clearinghouse.spec.waterfall.events import CROSS, Backstop
+from clearinghouse.spec.waterfall.events import Backstop
 from clearinghouse.spec.waterfall.insurance_fund import fund_value, sweep_to_fund
 from clearinghouse.spec.waterfall.units import Unit, unit_health
 

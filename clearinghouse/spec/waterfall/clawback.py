@@ -25,7 +25,7 @@ the fund's (``fund_absorbs``) and then the haircut's (§12.7, §12.12).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from clearinghouse.spec.math.adl_allocation import clawback_shares
 from clearinghouse.spec.state.access import get_market_state
@@ -59,8 +59,18 @@ def clawback_markets(ws: WorkingState, unit: Unit, health: Any) -> list[int]:
     return sorted(markets)
 
 
-def clawback_winners(ws: WorkingState, unit: Unit, markets: list[int]) -> list[tuple[Unit, int, int]]:
-    """``(winner unit, capacity c_u, value)`` in ascending unit order, capacity > 0 only (protocol §12.15)."""
+class ClawbackWinner(NamedTuple):
+    """A unit that can give up profit for a clawback (protocol §12.15)."""
+
+    unit: Unit
+    capacity: int
+    """c_u = min(unrealized profit in the clawback's markets, unit value), > 0."""
+    value: int
+    """The unit's value before the clawback."""
+
+
+def clawback_winners(ws: WorkingState, unit: Unit, markets: list[int]) -> list[ClawbackWinner]:
+    """The ``ClawbackWinner`` units in ascending unit order, capacity > 0 only (protocol §12.15)."""
     profit: dict[Unit, int] = {}
     for m in markets:
         mark = get_market_state(ws, m).mark_price
@@ -79,7 +89,7 @@ def clawback_winners(ws: WorkingState, unit: Unit, markets: list[int]) -> list[t
         value = unit_health(ws, u).value
         capacity = min(profit[u], value)
         if capacity > 0:
-            out.append((u, capacity, value))
+            out.append(ClawbackWinner(u, capacity, value))
     return out
 
 

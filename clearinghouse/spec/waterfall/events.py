@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import msgspec
 
-from clearinghouse.spec.constants import CROSS as CROSS  # re-exported: modules not yet moved to spec.constants
 from clearinghouse.spec.events import _Event
 from tx.types import I64, U32, U64, Address
 

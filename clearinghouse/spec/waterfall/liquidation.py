@@ -18,10 +18,9 @@ from typing import Any
 
 import msgspec
 
-from clearinghouse.spec.events import NO_TX
+from clearinghouse.spec.constants import LIQUIDATION_COOLDOWN_MS, LIQUIDATION_SLIPPAGE_BPS, NO_TX
 from clearinghouse.spec.math.liquidation import (
-    LIQUIDATION_COOLDOWN_MS,
-    LIQUIDATION_SLIPPAGE_BPS,
+    Exposure,
     bankruptcy_prices,
     below_backstop,
     fund_bounded_limit,
@@ -75,7 +74,7 @@ def record_reference_prices(ws: WorkingState, unit: Unit, value: int, positions:
 
     See protocol §12.4.
     """
-    exact = bankruptcy_prices(value, [(p.size, mark, mm) for _m, p, mark, mm in positions])
+    exact = bankruptcy_prices(value, [Exposure(p.size, mark, mm) for _m, p, mark, mm in positions])
     for (m, p, _mark, _mm), bp in zip(positions, exact):
         ws.put(
             liq_ref_key(unit.account, unit.market, m),

@@ -42,6 +42,7 @@ from typing import NamedTuple
 
 from sortedcontainers import SortedList, SortedSet
 
+from clearinghouse.spec.constants import CROSS
 from clearinghouse.spec.math.bands import Band, adverse_room, band_edge, split_slack
 from clearinghouse.spec.state.keys import (
     CHAIN_KEY,
@@ -55,7 +56,6 @@ from clearinghouse.spec.state.keys import (
     position_owner,
 )
 from clearinghouse.spec.state.working_state import WorkingState
-from clearinghouse.spec.waterfall.events import CROSS
 from clearinghouse.spec.waterfall.units import Unit, UnitHealth, unit_health, units_in_state
 
 FUND_UNIT = Unit(INSURANCE_FUND, CROSS)

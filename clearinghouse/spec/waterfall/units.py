@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from clearinghouse.spec.constants import CROSS
 from clearinghouse.spec.state.accounts import get_account
 from clearinghouse.spec.state.keys import CHAIN_KEY, market_state_key, position_key, position_owner, position_prefix
 from clearinghouse.spec.state.records import Position
 from clearinghouse.spec.state.working_state import WorkingState
 from clearinghouse.spec.trading.margin import PositionAtMark, cross_health, isolated_health
 from clearinghouse.spec.trading.positions import unsettled_funding
-from clearinghouse.spec.waterfall.events import CROSS, PositionSnapshot
+from clearinghouse.spec.waterfall.events import PositionSnapshot
 
 
 @dataclass(frozen=True, order=True, slots=True)
