@@ -229,12 +229,14 @@ class Chain:
         self.produce(self.oracle(ENTRY_USDC, t), t)  # a fresh oracle at the entry price
         return {"setup_wall_s": time.perf_counter() - w0, "setup_cpu_s": cpu_now() - c0}
 
-    def positions(self) -> int:
-        """Open positions, counted through the public view (a check that the setup worked)."""
-        from clearinghouse.spec.state.keys import position_prefix
+    def positions(self) -> int | None:
+        """Position records in the store (a check that the setup worked; None if the key layout moved)."""
+        try:
+            from clearinghouse.spec.state.keys import position_prefix
 
-        view = self.engine.view()
-        return sum(1 for key in view.index.iter_prefix(position_prefix(BTC)) if view.get(key).size != 0)
+            return sum(1 for _ in self.store.scan_prefix(position_prefix(BTC)))
+        except Exception:  # noqa: BLE001 - a probe of the key layout, never a reason to fail the benchmark
+            return None
 
     def measure(self, txs: list[bytes], time_ms: int, repeat: int, probe: Probe | None = None) -> dict[str, Any]:
         """Time one block: ``repeat`` dry runs (execute + root, then reset), then the real one."""
@@ -337,14 +339,8 @@ def memory_probe(db: str) -> dict[str, int]:
     store = LmdbStore(db)
     engine = Engine(store)
     chain = engine.chain()
-    header = engine.store.get_meta("header")
-    assert chain is not None and header is not None
-    import msgspec
-
-    from tx.messages import Header
-
-    last = msgspec.msgpack.decode(header, type=Header)
-    engine.execute(engine.height + 1, last.time_ms + 1_000, [])
+    assert chain is not None
+    engine.execute(engine.height + 1, chain.time_ms + 1_000, [])
     gc.collect()
     after = memory_status()
     store.close()
@@ -541,6 +537,42 @@ def check_targets(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
+# ---------------------------------------------------------------- before / after
+def headline(result: dict[str, Any]) -> dict[str, float | None]:
+    """The figures a before/after comparison shows, by name (None when not measured)."""
+    out: dict[str, float | None] = {}
+    for row in result.get("sizes", []):
+        n = row["accounts"]
+        for kind in KINDS:
+            out[f"{kind} block CPU ms @ {n:,}"] = row["blocks"][kind]["cpu_ms"]
+        out[f"funding changed keys @ {n:,}"] = row["blocks"]["funding"]["changed_keys"]
+        out[f"DB bytes/account @ {n:,}"] = row.get("db_bytes_per_account")
+        out[f"anon memory bytes/account @ {n:,}"] = row.get("anon_bytes_per_account")
+    v = result.get("verify")
+    if v:
+        out["recovery CPU us/tx"] = v["recovery"]["cpu_us_per_tx"]
+        out["verify CPU us/tx"] = v["verify"]["cpu_us_per_tx"]
+        out["verify CPU / recovery"] = v["verify"]["cpu_over_recovery"]
+        out["verify wall / CPU"] = v["verify"]["wall_over_cpu"]
+        out["replay CPU us/tx"] = v["replay"]["cpu_us_per_tx"]
+        out["replay wall / CPU"] = v["replay"]["wall_over_cpu"]
+    for r in result.get("tree", []):
+        out[f"tree CPU us/key @ {r['keys']:,}"] = r["cpu_us_per_key"]
+    for name, t in result.get("targets", {}).items():
+        out[f"target {name}"] = t["value"]
+    return out
+
+
+def compare(before: dict[str, Any], after: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    """Headline figures of two runs side by side, with after / before."""
+    b, a = headline(before), headline(after)
+    out = {}
+    for name in [*a, *(k for k in b if k not in a)]:
+        x, y = b.get(name), a.get(name)
+        out[name] = {"before": x, "after": y, "ratio": y / x if x and y is not None else None}
+    return out
+
+
 # ---------------------------------------------------------------- output
 def log(message: str) -> None:
     print(f"# {message}", file=sys.stderr, flush=True)
@@ -598,6 +630,13 @@ def print_tables(result: dict[str, Any], console: Any = None) -> None:
         for r in result["tree"]:
             t3.add_row(_f(r["keys"]), _f(r["cpu_us_per_key"]), _f(r["wall_us_per_key"]), _f(r["hash_cpu_us_per_key"]))
         console.print(t3)
+    if result.get("compare"):
+        t5 = Table(title="Before / after")
+        for heading in ("figure", "before", "after", "after / before"):
+            t5.add_column(heading, justify="right")
+        for name, c in result["compare"].items():
+            t5.add_row(name, _f(c["before"], 2), _f(c["after"], 2), _f(c["ratio"], 3))
+        console.print(t5)
     t4 = Table(title="Issue 10 targets")
     for heading in ("target", "value", "bound", "pass"):
         t4.add_column(heading)
@@ -627,6 +666,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", nargs="*", choices=("blocks", "verify", "tree"), default=[])
     parser.add_argument("--json", action="store_true", help="print one JSON document (figures, targets, pass/fail)")
     parser.add_argument("--out", help="also write the JSON document to this file")
+    parser.add_argument(
+        "--before", metavar="JSON", help="an earlier run's JSON (e.g. benchmarks/results/scale_before.json): compare"
+    )
     parser.add_argument("--memory-probe", metavar="DB", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_probe:
@@ -644,7 +686,7 @@ def main(argv: list[str] | None = None) -> int:
         "python": sys.version.split()[0],
         "cpus": os.cpu_count(),
         "load_average_start": list(os.getloadavg()),
-        "options": {k: v for k, v in vars(args).items() if k not in ("memory_probe", "json", "out")},
+        "options": {k: v for k, v in vars(args).items() if k not in ("memory_probe", "json", "out", "before")},
         "sizes": [],
     }
     started = time.perf_counter()
@@ -661,6 +703,8 @@ def main(argv: list[str] | None = None) -> int:
     result["load_average_end"] = list(os.getloadavg())
     result["elapsed_s"] = time.perf_counter() - started
     result["targets"] = check_targets(result)
+    if args.before:
+        result["compare"] = compare(json.loads(Path(args.before).read_text()), result)
     document = json.dumps(result, indent=2)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
