@@ -75,7 +75,7 @@ def test_blocks_of_each_kind_are_measured(report: dict[str, Any]) -> None:
     assert "liquidation" not in str(row["blocks"]["mark"]["events"]).lower()
     rank = cascade["adl_rank"]
     assert rank is None or (rank["calls"] >= 1 and rank["candidates"] >= 45)
-    for field in ("db_bytes_per_account", "rss_bytes_per_account", "anon_bytes_per_account"):
+    for field in ("db_bytes_per_account", "rss_bytes_per_account", "peak_anon_bytes_per_account"):
         assert is_number(row[field]), field
 
 
