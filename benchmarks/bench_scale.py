@@ -684,6 +684,58 @@ def print_tables(result: dict[str, Any], console: Any = None) -> None:
     console.print(t4)
 
 
+def markdown(result: dict[str, Any]) -> str:
+    """The figures, the targets and (if present) the before/after comparison as Markdown tables."""
+
+    def m(value: Any, digits: int = 1) -> str:
+        return _f(value, digits)
+
+    lines = [
+        "| positioned accounts | idle | mark-move | funding | cascade | funding changed keys "
+        "| DB B/account | peak anon B/account | peak RSS B/account | setup CPU s |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in result["sizes"]:
+        b = row["blocks"]
+        cells = [f"{m(b[k]['cpu_ms'])} ({m(b[k]['block_wall_ms'], 0)})" for k in KINDS]
+        lines.append(
+            f"| {m(row['accounts'])} | {' | '.join(cells)} | {m(b['funding']['changed_keys'])} "
+            f"| {m(row.get('db_bytes_per_account'), 0)} | {m(row.get('peak_anon_bytes_per_account'), 0)} "
+            f"| {m(row.get('peak_rss_bytes_per_account'), 0)} | {m(row['setup_cpu_s'])} |"
+        )
+    v = result.get("verify")
+    if v:
+        rec = v["recovery"]
+        lines += [
+            "",
+            f"| {v['log']['txs']:,} txs | CPU µs/tx | wall µs/tx | wall / CPU | CPU / recovery |",
+            "|---|---:|---:|---:|---:|",
+            f"| bare recovery + keccak address | {m(rec['cpu_us_per_tx'])} | {m(rec['wall_us_per_tx'])} | - | 1 |",
+        ]
+        for name in ("verify", "replay"):
+            r = v[name]
+            lines.append(
+                f"| `clearinghouse {name}` | {m(r['cpu_us_per_tx'])} | {m(r['wall_s'] / v['log']['txs'] * 1e6)} "
+                f"| {m(r['wall_over_cpu'], 2)} | {m(r['cpu_us_per_tx'] / rec['cpu_us_per_tx'], 2)} |"
+            )
+    if result.get("tree"):
+        lines += ["", "| tree keys | CPU µs/key | wall µs/key | BLAKE3 alone, CPU µs/key |", "|---:|---:|---:|---:|"]
+        for r in result["tree"]:
+            lines.append(
+                f"| {m(r['keys'])} | {m(r['cpu_us_per_key'])} | {m(r['wall_us_per_key'])} "
+                f"| {m(r['hash_cpu_us_per_key'])} |"
+            )
+    lines += ["", "| target | measured | bound | pass |", "|---|---:|---:|---|"]
+    for t in result["targets"].values():
+        verdict = "-" if t["pass"] is None else ("pass" if t["pass"] else "**fail**")
+        lines.append(f"| {t['target']} | {m(t['value'], 2)} | {m(t['bound'], 2)} | {verdict} |")
+    if result.get("compare"):
+        lines += ["", "| figure | before | after | after / before |", "|---|---:|---:|---:|"]
+        for name, c in result["compare"].items():
+            lines.append(f"| {name} | {m(c['before'], 2)} | {m(c['after'], 2)} | {m(c['ratio'], 3)} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -707,10 +759,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--before", metavar="JSON", help="an earlier run's JSON (e.g. benchmarks/results/scale_before.json): compare"
     )
+    parser.add_argument(
+        "--markdown",
+        metavar="JSON",
+        help="print a saved run (and, with --before, the comparison) as Markdown; run nothing",
+    )
     parser.add_argument("--memory-probe", metavar="DB", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_probe:
         print(json.dumps(memory_probe(args.memory_probe)))
+        return 0
+    if args.markdown:
+        saved = json.loads(Path(args.markdown).read_text())
+        if args.before:
+            saved["compare"] = compare(json.loads(Path(args.before).read_text()), saved)
+        print(markdown(saved))
         return 0
     if args.sizes is None:
         args.sizes = [1_000, 10_000] if args.quick else [1_000, 10_000, 100_000]

@@ -124,3 +124,14 @@ def test_before_after_comparison(report: dict[str, Any]) -> None:
     assert table["mark block CPU ms @ 60"]["ratio"] == pytest.approx(1.0)
     assert set(table) >= {"verify CPU / recovery", "tree CPU us/key @ 1,000", "target idle_ms"}
     assert table["target idle_ms"] == {"before": None, "after": None, "ratio": None}
+
+
+def test_the_markdown_report(report: dict[str, Any]) -> None:
+    bench = load_bench()
+    text = bench.markdown({**report, "compare": bench.compare(report, report)})
+    assert text.count("\n| 60 |") == 1, "one row for the one size"
+    assert "| `clearinghouse verify` |" in text and "| 1,000 |" in text
+    assert sum(1 for line in text.splitlines() if line.startswith("| target ") or " | - |" in line) >= 1
+    assert len([line for line in text.splitlines() if any(t in line for t in bench.TARGETS.values())]) == len(
+        bench.TARGETS
+    )
