@@ -41,9 +41,9 @@ Beside the blocks, in the same run:
   ``spec.waterfall.adl``, wrapped while the cascade runs, if that function still exists; otherwise
   ``build_queue``), seconds and candidates ranked;
 - ``db`` / ``memory``: the LMDB folder's bytes after the run per positioned account; a child process
-  opens the store with an ``Engine`` and executes an idle block: growth of its resident memory
-  (``VmRSS``) and of its anonymous memory (``RssAnon``, which leaves out LMDB's file-backed map, already
-  counted as database bytes) per account.
+  opens the store with an ``Engine`` and executes an idle block: the peak growth (sampled every 5 ms)
+  of its anonymous memory (``RssAnon``, which leaves out LMDB's file-backed map, already counted as
+  database bytes; the figure target 6 is checked on) and of its resident set (``VmRSS``) per account.
 
 The figures are compared with the issue's targets (``TARGETS``) and the JSON carries a pass/fail for
 each (``null`` when a size was not run).
