@@ -7,11 +7,13 @@ anything back into the state transition.
 from __future__ import annotations
 
 import os
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from clearinghouse.chain.engine import Engine, replay_log
+from clearinghouse.chain.recovery import DEFAULT_WORKERS
 from clearinghouse.spec.state.keys import account_key, position_key
 from clearinghouse.spec.trading.margin import cross_health
 from clearinghouse.tools.units import micro_to_usdc
@@ -39,6 +41,13 @@ def usdc(micro: int) -> str:
     return micro_to_usdc(micro, grouping=True)
 
 
+COMMIT_EVERY = 64
+"""Blocks per durable LMDB commit while replaying (protocol §8.5, group commits)."""
+
+COMMIT_MS = 1000
+"""Longest wall time between durable LMDB commits while replaying."""
+
+
 def replay_into_db(
     log_path: str,
     db_path: str | None,
@@ -46,22 +55,38 @@ def replay_into_db(
     progress: bool = False,
     labels: dict[bytes, str] | None = None,
     after_block: Any = None,
+    recover_workers: int = DEFAULT_WORKERS,
+    commit_every: int = COMMIT_EVERY,
+    commit_ms: int = COMMIT_MS,
+    keep_events: bool = True,
 ) -> ReplayResult:
     """Replay ``log_path`` into an LMDB store at ``db_path`` (or memory when None).
 
     ``after_block(store, entry, executed)`` is called after each block (``executed``
     is None for a block skipped on resume), e.g. to write snapshots; if it has a
     ``summary()`` method, its dict is added to the result's extra fields.
+    Signatures are recovered ahead on ``recover_workers`` processes; LMDB commits
+    durably every ``commit_every`` blocks or ``commit_ms`` milliseconds (protocol §8.5).
     """
     from state import LmdbStore, MemoryStore
 
     store = LmdbStore(db_path) if db_path is not None else MemoryStore()
+    engine: Engine | None = None
     try:
-        engine = Engine(store)
+        engine = Engine(store, keep_events=keep_events)
         counts: Counter = Counter()
         codes: Counter = Counter()
+        grouped = isinstance(store, LmdbStore) and commit_every > 1
+        if grouped:
+            store.group_commit(commit_every)
+        last_flush = time.monotonic()
 
         def count(entry: Any, executed: Any) -> None:
+            nonlocal last_flush
+            if grouped and store.pending_blocks and (time.monotonic() - last_flush) * 1000 >= commit_ms:
+                store.flush()  # a wall-clock bound on what a crash can lose (not consensus)
+            if not grouped or not store.pending_blocks:
+                last_flush = time.monotonic()
             if after_block is not None:
                 after_block(store, entry, executed)
             if executed is None:
@@ -93,9 +118,11 @@ def replay_into_db(
                     count(entry, executed)
                     bar.advance(task)
 
-                stats = replay_log(engine, log_path, on_block=tick)
+                stats = replay_log(engine, log_path, on_block=tick, recover_workers=recover_workers)
         else:
-            stats = replay_log(engine, log_path, on_block=count)
+            stats = replay_log(engine, log_path, on_block=count, recover_workers=recover_workers)
+        if grouped:
+            store.flush()
         result = ReplayResult(
             log=os.path.abspath(log_path),
             db=os.path.abspath(db_path) if db_path else None,
@@ -110,7 +137,11 @@ def replay_into_db(
             result.extra.update(after_block.summary())
         return result
     finally:
-        store.close()
+        try:
+            store.close()  # commits an open group: every block in it was checked
+        finally:
+            if engine is not None:
+                engine.close_events()
 
 
 def _derived_counts(ev: Any) -> list[tuple[str, int]]:
