@@ -19,7 +19,8 @@ from tx.logfile import MAGIC
 DEMO_MARKER = ".clearinghouse-demo"
 """Left in a demo output folder so a later ``demo --out`` may replace its own files there."""
 
-LMDB_FILES = ("data.mdb", "lock.mdb")
+LMDB_FILES = ("data.mdb", "lock.mdb", "events.dat")
+"""The files of a state database folder: LMDB's two and the events file (``chain.events_file``)."""
 
 
 class UnsafePath(Exception):
