@@ -29,7 +29,7 @@ from clearinghouse.spec.state.records import Chain
 from clearinghouse.spec.state.working_state import KeyIndex, WorkingState
 from tx.encoding import decode_canonical, decode_genesis, encode, genesis_hash, header_hash
 from tx.logfile import FRAME_BLOCK, FRAME_GENESIS, MAX_FRAME, read_log
-from tx.merkle import EMPTY_ROOT, leaf_hash, ordered_root
+from tx.merkle import EMPTY_ROOT, leaf_hash, ordered_root, root_of_leaf_hashes
 from tx.messages import MAX_BLOCK_TXS, MAX_TX_BYTES, Block, BlockWitness, ChangedKey, Genesis, Header, LogBlock
 
 
@@ -60,6 +60,8 @@ class Executed:
     tx_root: bytes
     events_root: bytes
     event_leaves: list[bytes]
+    encoded_events: list[bytes] | None = None
+    """Each event's canonical encoding (for the events file: encoded once, not twice)."""
 
 
 def events_meta_name(height: int) -> str:
@@ -128,6 +130,14 @@ def load_block_events(store: Any, height: int) -> list[Any] | None:
     if raw is None:
         return None
     return msgspec.msgpack.decode(raw, type=list[AnyEvent])
+
+
+def encoded_event_list(executed: Executed) -> bytes:
+    """``encode(executed.events)``, from the events' own encodings when the execution kept them
+    (a msgpack array is its header followed by its elements: the same bytes)."""
+    if executed.encoded_events is None or len(executed.encoded_events) != len(executed.events):
+        return encode(executed.events)
+    return encode([msgspec.Raw(e) for e in executed.encoded_events])
 
 
 def event_tx_index(event: Any) -> int:
@@ -213,7 +223,7 @@ class Engine:
         except BaseException:
             self.reset_index()
             raise
-        leaves = [leaf_hash(e) for e in encoded]
+        leaves = [leaf_hash(e) for e in encoded]  # hashed once: the root is built from them
         return Executed(
             height=height,
             time_ms=time_ms,
@@ -221,8 +231,9 @@ class Engine:
             events=events,
             changes=changes,
             tx_root=ordered_root(txs),
-            events_root=ordered_root(encoded) if encoded else EMPTY_ROOT,
+            events_root=root_of_leaf_hashes(leaves) if leaves else EMPTY_ROOT,
             event_leaves=leaves,
+            encoded_events=encoded,
         )
 
     def reset_index(self) -> None:
@@ -238,10 +249,10 @@ class Engine:
         events_file, before = self.events, 0
         if events_file is not None:
             before = events_file.end
-            end = events_file.append(executed.height, encoded_header, encode(executed.events))
+            end = events_file.append(executed.height, encoded_header, encoded_event_list(executed))
             meta[META_EVENTS_END] = end.to_bytes(8, "big")
         elif self.keep_events:
-            meta[events_meta_name(executed.height)] = encode(executed.events)
+            meta[events_meta_name(executed.height)] = encoded_event_list(executed)
             meta[header_meta_name(executed.height)] = encoded_header
         try:
             return self.store.commit_block(executed.height, executed.changes, meta, expected_root=expected_root)

@@ -15,7 +15,13 @@ The pool starts only once the log has shown enough transactions to be worth it
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import multiprocessing
+import os
+import signal
+import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -36,6 +42,31 @@ LOOKAHEAD_TXS = 8192
 
 MIN_TXS = 512
 """The pool starts once the blocks read hold this many transactions (small logs never start it)."""
+
+
+PR_SET_PDEATHSIG = 1
+"""Linux ``prctl`` option: the signal a process gets when its parent dies."""
+
+
+def _watch_parent(parent: int) -> None:
+    """Worker initializer: die with the parent. A forked worker holds copies of the parent's
+    descriptors (its output pipes, the store's writer lock); if the parent is killed (SIGKILL,
+    a crash) the worker must not live on holding them."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: the thread below still notices, within a second
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+    def poll() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=poll, name="recovery-parent-watch", daemon=True).start()
 
 
 @dataclass
@@ -65,7 +96,9 @@ class RecoveryPipeline:
             # fork: no interpreter start and no re-import per worker (the workers touch no
             # shared resource: no store, no file, only their arguments).
             ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=ctx, initializer=_watch_parent, initargs=(os.getpid(),)
+            )
         return self._pool
 
     def close(self) -> None:
