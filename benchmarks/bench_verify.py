@@ -57,6 +57,44 @@ def current_rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def rss_parts() -> dict[str, int]:
+    """RssAnon and RssFile of this process now (bytes): heap versus mapped file pages (the
+    LMDB map is file-backed page cache, shared and reclaimable)."""
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(("RssAnon:", "RssFile:")):
+                name, value, _unit = line.split()
+                out[name.rstrip(":")] = int(value) * 1024
+    return out
+
+
+def lmdb_breakdown(db: str) -> dict[str, int]:
+    """Bytes of the LMDB file by use: pages of each named database, free pages, the rest."""
+    import lmdb
+
+    env = lmdb.open(db, readonly=True, lock=False, subdir=True, max_dbs=8)
+    try:
+        psize = env.stat()["psize"]
+        total = (env.info()["last_pgno"] + 1) * psize
+        out: dict[str, int] = {"total": total}
+        used = 0
+        with env.begin() as txn:
+            for name in (b"data", b"smt", b"meta"):
+                try:
+                    st = txn.stat(env.open_db(name, txn=txn, create=False))
+                except lmdb.Error:
+                    continue
+                pages = st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]
+                out[name.decode()] = pages * psize
+                out[name.decode() + "_entries"] = st["entries"]
+                used += pages * psize
+        out["free_or_other"] = total - used
+        return out
+    finally:
+        env.close()
+
+
 def stage_bare(log: str) -> dict[str, Any]:
     import coincurve
     from Crypto.Hash import keccak
@@ -102,6 +140,7 @@ def stage_replay(log: str, backend: str, workers: int) -> dict[str, Any]:
     base_rss = current_rss_bytes()
     tmp = tempfile.mkdtemp(prefix="bench-verify-")
     db = os.path.join(tmp, "state")
+    breakdown: dict[str, int] = {}
     try:
         (s0, k0), w0 = cpu_seconds(), time.perf_counter()
         if backend == "memory":
@@ -116,6 +155,7 @@ def stage_replay(log: str, backend: str, workers: int) -> dict[str, Any]:
         wall = time.perf_counter() - w0
         s1, k1 = cpu_seconds()
         peak = max_rss_bytes()
+        parts = rss_parts()
         if backend == "memory":
             accounts = _accounts(store)
             db_bytes = lmdb_bytes = 0
@@ -124,6 +164,7 @@ def stage_replay(log: str, backend: str, workers: int) -> dict[str, Any]:
                 accounts = _accounts(ro)
             db_bytes = sum(p.stat().st_size for p in Path(db).iterdir())
             lmdb_bytes = (Path(db) / "data.mdb").stat().st_size
+            breakdown = lmdb_breakdown(db)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     main_cpu, child_cpu = s1 - s0, k1 - k0
@@ -144,6 +185,8 @@ def stage_replay(log: str, backend: str, workers: int) -> dict[str, Any]:
         "peak_rss_bytes": peak,
         "rss_per_account": round(peak / max(accounts, 1)),
         "rss_above_imports_per_account": round((peak - base_rss) / max(accounts, 1)),
+        "rss_anon_end_per_account": round(parts.get("RssAnon", 0) / max(accounts, 1)),
+        "rss_file_end_per_account": round(parts.get("RssFile", 0) / max(accounts, 1)),
         "load_average_1m": round(os.getloadavg()[0], 2),
     }
     if backend == "lmdb":
@@ -151,6 +194,7 @@ def stage_replay(log: str, backend: str, workers: int) -> dict[str, Any]:
             db_bytes=db_bytes,
             db_bytes_per_account=round(db_bytes / max(accounts, 1)),
             lmdb_bytes_per_account=round(lmdb_bytes / max(accounts, 1)),
+            lmdb_breakdown_per_account={k: round(v / max(accounts, 1), 1) for k, v in breakdown.items()},
         )
     return out
 
@@ -227,7 +271,8 @@ def main() -> None:
             f"{stage:6} {r['txs']} txs, {r['accounts']} accounts: CPU {r['cpu_us_per_tx']:.1f} us/tx"
             f" ({r.get('cpu_over_bare', '?')}x bare), wall/CPU {r['wall_over_cpu']:.2f},"
             f" main/CPU {r['main_over_cpu']:.2f}, RSS {r['rss_per_account']} B/account"
-            f" ({r['rss_above_imports_per_account']} above imports), load {r['load_average_1m']}"
+            f" ({r['rss_above_imports_per_account']} above imports; at the end {r['rss_anon_end_per_account']} heap,"
+            f" {r['rss_file_end_per_account']} mapped files), load {r['load_average_1m']}"
         )
         if stage == "lmdb":
             line += f", DB {r['db_bytes_per_account']} B/account (LMDB file {r['lmdb_bytes_per_account']})"

@@ -142,6 +142,8 @@ class LmdbStore:
             self._group_size = 1
             self._group_txn: lmdb.Transaction | None = None
             self._group_pending = 0
+            self._group_max_writes = 0
+            self._group_writes = 0
             self.before_commit: list[Any] = []
             """Callables run just before a durable commit (e.g. syncing a file the meta points into)."""
             with _translated(self.path):
@@ -343,21 +345,29 @@ class LmdbStore:
         self._root = update.root
         if group is not None:
             self._group_pending += 1
-            if self._group_pending >= self._group_size:
+            self._group_writes += len(items) + len(update.node_writes)
+            if self._group_pending >= self._group_size or (
+                self._group_max_writes and self._group_writes >= self._group_max_writes
+            ):
                 self._flush_group()
 
     # ------------------------------------------------------------------ group commits
 
-    def group_commit(self, blocks: int) -> None:
+    def group_commit(self, blocks: int, *, max_writes: int = 0) -> None:
         """
-        Commit durably once every ``blocks`` blocks (1: every block, the default).
+        Commit durably once every ``blocks`` blocks (1: every block, the default), and as soon as
+        the group holds ``max_writes`` data and tree-node writes (0: no such bound). The bound
+        caps the memory of the open write transaction (its dirty pages live in the heap).
 
-        Lowering it to 1 commits the open group first.
+        Lowering ``blocks`` to 1 commits the open group first.
         """
         if type(blocks) is not int or blocks < 1:
             raise ValueError("group_commit needs a whole number of blocks >= 1")
+        if type(max_writes) is not int or max_writes < 0:
+            raise ValueError("max_writes must be a whole number >= 0")
         self._open_env()
         self._group_size = blocks
+        self._group_max_writes = max_writes
         if blocks == 1:
             self.flush()
 
@@ -389,10 +399,12 @@ class LmdbStore:
         except BaseException:
             group.abort()
             self._group_pending = 0
+            self._group_writes = 0
             self._preview = None
             self._height, self._root = self._load_tip()  # back to what is durable
             raise
         self._group_pending = 0
+        self._group_writes = 0
 
     def node_records(self) -> Iterator[tuple[bytes, bytes]]:
         """Yield every stored tree node ``(path, record)`` (for deep audits)."""

@@ -69,6 +69,21 @@ def _watch_parent(parent: int) -> None:
     threading.Thread(target=poll, name="recovery-parent-watch", daemon=True).start()
 
 
+def _pool_context() -> Any:
+    """How workers start: ``fork`` while this process has no other thread (no interpreter start, no
+    re-import; the workers touch nothing but their arguments), else ``forkserver`` (children of a clean
+    server that preloaded this module, so no lock held by another thread, e.g. a progress bar's, is
+    inherited), else ``spawn``."""
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    if "forkserver" in methods:
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["clearinghouse.chain.recovery"])
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
 @dataclass
 class _Pending:
     """A log item read ahead, with the recovery tasks of its transactions (if any)."""
@@ -92,12 +107,8 @@ class RecoveryPipeline:
 
     def _ensure_pool(self) -> ProcessPoolExecutor | None:
         if self._pool is None and not self._broken and self.workers > 0:
-            methods = multiprocessing.get_all_start_methods()
-            # fork: no interpreter start and no re-import per worker (the workers touch no
-            # shared resource: no store, no file, only their arguments).
-            ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
             self._pool = ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=ctx, initializer=_watch_parent, initargs=(os.getpid(),)
+                max_workers=self.workers, mp_context=_pool_context(), initializer=_watch_parent, initargs=(os.getpid(),)
             )
         return self._pool
 

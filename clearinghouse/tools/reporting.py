@@ -47,6 +47,9 @@ COMMIT_EVERY = 64
 COMMIT_MS = 1000
 """Longest wall time between durable LMDB commits while replaying."""
 
+COMMIT_MAX_WRITES = 200_000
+"""Data and tree-node writes after which a group is committed early (bounds its heap memory)."""
+
 
 def replay_into_db(
     log_path: str,
@@ -78,7 +81,7 @@ def replay_into_db(
         codes: Counter = Counter()
         grouped = isinstance(store, LmdbStore) and commit_every > 1
         if grouped:
-            store.group_commit(commit_every)
+            store.group_commit(commit_every, max_writes=COMMIT_MAX_WRITES)
         last_flush = time.monotonic()
 
         def count(entry: Any, executed: Any) -> None:
