@@ -9,9 +9,11 @@ Reports, from one run (issue 10, targets 3 and 6):
   recovery workers: ``getrusage(RUSAGE_SELF) + getrusage(RUSAGE_CHILDREN)``), its ratio to bare
   recovery, wall time / CPU time, and the main process's share of the CPU (what wall time would be
   on two idle cores if the workers keep up);
-- **replay (LMDB)**: the same, plus database bytes per account (every file of the state folder,
-  the events file included, and separately the LMDB file alone) and peak process memory (RSS)
-  per account, total and above the interpreter with everything imported.
+- **replay (LMDB)**: what ``replay`` does (group commits, compaction at the end where the code has
+  them) without the summary table; the same figures, plus database bytes per account (every file of
+  the state folder, the events file included, and the LMDB file alone, by use), peak process memory
+  (RSS, which counts the LMDB map's resident file pages) per account, and the peak of the heap alone
+  (RssAnon, sampled every 20 ms).
 
 Each stage runs in a fresh child process (so its peak RSS is its own), with the code that
 ``PYTHONPATH`` selects: run once with the main branch and once with this one for before/after
@@ -67,6 +69,26 @@ def rss_parts() -> dict[str, int]:
                 name, value, _unit = line.split()
                 out[name.rstrip(":")] = int(value) * 1024
     return out
+
+
+class AnonSampler:
+    """Samples RssAnon (the heap: what is not a mapped file) every 20 ms; ``peak`` is the largest."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak = rss_parts().get("RssAnon", 0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, rss_parts().get("RssAnon", 0))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def lmdb_breakdown(db: str) -> dict[str, int]:
@@ -135,6 +157,7 @@ def _accounts(store: Any) -> int:
 
 def stage_replay(log: str, backend: str, workers: int) -> dict[str, Any]:
     from clearinghouse.chain.engine import Engine, replay_log
+    from clearinghouse.tools import reporting
     from state import LmdbStore, MemoryStore
 
     base_rss = current_rss_bytes()
@@ -142,17 +165,30 @@ def stage_replay(log: str, backend: str, workers: int) -> dict[str, Any]:
     db = os.path.join(tmp, "state")
     breakdown: dict[str, int] = {}
     try:
+        sampler = AnonSampler()
         (s0, k0), w0 = cpu_seconds(), time.perf_counter()
         if backend == "memory":
             store: Any = MemoryStore()
             engine = Engine(store, **_kwargs(Engine.__init__, keep_events=False))
             stats = replay_log(engine, log, **_kwargs(replay_log, recover_workers=workers))
         else:
-            from clearinghouse.tools import reporting
-
-            result = reporting.replay_into_db(log, db, **_kwargs(reporting.replay_into_db, recover_workers=workers))
-            stats = dict(result.stats)
+            # What `replay` does (reporting.replay_into_db) without its summary table, whose rows
+            # (one per account) are the tool's output, not the replay's memory.
+            store = LmdbStore(db)
+            if hasattr(store, "group_commit"):
+                store.group_commit(reporting.COMMIT_EVERY, max_writes=reporting.COMMIT_MAX_WRITES)
+            engine = Engine(store)
+            stats = replay_log(engine, log, **_kwargs(replay_log, recover_workers=workers))
+            if hasattr(store, "compact"):
+                store.flush()
+                total, used = store.page_usage()
+                if total > reporting.COMPACT_ABOVE * used:
+                    store.compact()
+            store.close()
+            if hasattr(engine, "close_events"):
+                engine.close_events()
         wall = time.perf_counter() - w0
+        sampler.stop()
         s1, k1 = cpu_seconds()
         peak = max_rss_bytes()
         parts = rss_parts()
@@ -185,8 +221,8 @@ def stage_replay(log: str, backend: str, workers: int) -> dict[str, Any]:
         "peak_rss_bytes": peak,
         "rss_per_account": round(peak / max(accounts, 1)),
         "rss_above_imports_per_account": round((peak - base_rss) / max(accounts, 1)),
+        "rss_anon_peak_per_account": round(sampler.peak / max(accounts, 1)),
         "rss_anon_end_per_account": round(parts.get("RssAnon", 0) / max(accounts, 1)),
-        "rss_file_end_per_account": round(parts.get("RssFile", 0) / max(accounts, 1)),
         "load_average_1m": round(os.getloadavg()[0], 2),
     }
     if backend == "lmdb":
@@ -271,8 +307,8 @@ def main() -> None:
             f"{stage:6} {r['txs']} txs, {r['accounts']} accounts: CPU {r['cpu_us_per_tx']:.1f} us/tx"
             f" ({r.get('cpu_over_bare', '?')}x bare), wall/CPU {r['wall_over_cpu']:.2f},"
             f" main/CPU {r['main_over_cpu']:.2f}, RSS {r['rss_per_account']} B/account"
-            f" ({r['rss_above_imports_per_account']} above imports; at the end {r['rss_anon_end_per_account']} heap,"
-            f" {r['rss_file_end_per_account']} mapped files), load {r['load_average_1m']}"
+            f" ({r['rss_above_imports_per_account']} above imports; heap peak {r['rss_anon_peak_per_account']}),"
+            f" load {r['load_average_1m']}"
         )
         if stage == "lmdb":
             line += f", DB {r['db_bytes_per_account']} B/account (LMDB file {r['lmdb_bytes_per_account']})"

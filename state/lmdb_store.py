@@ -27,7 +27,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import partial
 from types import TracebackType
@@ -123,6 +123,7 @@ class LmdbStore:
         try:
             if not readonly:
                 self._lock_fd = _take_writer_lock(data_file, self.path)
+                _remove_compact_dir(os.path.join(self.path, COMPACT_DIR))
             if readonly:
                 # py-lmdb opens each handle in its own read transaction, committed so the handle stays valid.
                 try:
@@ -201,7 +202,7 @@ class LmdbStore:
         group = self._group_txn
         if group is not None:
             with _translated(self.path):
-                return group.get(check_key(key), db=self._data)
+                return cast("bytes | None", group.get(check_key(key), db=self._data))
         with _translated(self.path), env.begin(db=self._data) as txn:
             return txn.get(check_key(key))
 
@@ -235,7 +236,7 @@ class LmdbStore:
         group = self._group_txn
         if group is not None:
             with _translated(self.path):
-                return group.get(name.encode("utf-8"), db=self._meta)
+                return cast("bytes | None", group.get(name.encode("utf-8"), db=self._meta))
         with _translated(self.path), env.begin(db=self._meta) as txn:
             return txn.get(name.encode("utf-8"))
 
@@ -256,7 +257,7 @@ class LmdbStore:
         group = self._group_txn
         if group is not None:
             with _translated(self.path):
-                update = compute_update(partial(group.get, db=self._smt), self._root, dict(items))
+                update = compute_update(_getter(group, self._smt), self._root, dict(items))
             self._preview = (self._root, items, update)
             return update.root
         with _translated(self.path), env.begin(db=self._smt) as txn:
@@ -270,7 +271,7 @@ class LmdbStore:
         group = self._group_txn
         if group is not None:
             with _translated(self.path):
-                return build_proof(partial(group.get, db=self._smt), self._root, key)
+                return build_proof(_getter(group, self._smt), self._root, key)
         with _translated(self.path), env.begin(db=self._smt) as txn:
             return build_proof(txn.get, self._root, key)
 
@@ -350,6 +351,62 @@ class LmdbStore:
                 self._group_max_writes and self._group_writes >= self._group_max_writes
             ):
                 self._flush_group()
+
+    # ------------------------------------------------------------------ compaction
+
+    def page_usage(self) -> tuple[int, int]:
+        """(bytes of the database file up to its last page, bytes in pages of the three databases):
+        the difference is free pages that copy-on-write left behind."""
+        env = self._open_env()
+        with _translated(self.path):
+            psize = env.stat()["psize"]
+            total = (env.info()["last_pgno"] + 1) * psize
+            used = 0
+            with env.begin() as txn:
+                for db in (self._data, self._smt, self._meta):
+                    st = txn.stat(db)
+                    used += (st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]) * psize
+        return total, used
+
+    def compact(self) -> int:
+        """
+        Rewrite the database file without its free pages (LMDB's compacting copy); return its new size.
+
+        Commits an open group first. The copy is made beside the file, locked, then renamed over it,
+        so a crash leaves either file whole and no other writer can slip in between.
+
+        Raises
+        ------
+        StoreReadOnly
+            The handle was opened read-only.
+        """
+        env = self._open_env()
+        if self.readonly:
+            raise StoreReadOnly(f"LMDB store at {self.path!r} was opened read-only")
+        self.flush()
+        tmp = os.path.join(self.path, COMPACT_DIR)
+        with _translated(self.path):
+            _remove_compact_dir(tmp)
+            os.mkdir(tmp)
+            env.copy(tmp, compact=True)
+            new_file = os.path.join(tmp, "data.mdb")
+            new_lock = _take_writer_lock(new_file, self.path)
+            os.fsync(new_lock)
+            self._env = None
+            env.close()
+            os.replace(new_file, os.path.join(self.path, "data.mdb"))
+            _remove_compact_dir(tmp)
+            self._release_lock()
+            self._lock_fd = new_lock
+            env = lmdb.open(self.path, **LMDB_OPTIONS)
+            with env.begin(write=True) as txn:
+                self._data = env.open_db(DB_DATA, txn=txn)
+                self._smt = env.open_db(DB_SMT, txn=txn)
+                self._meta = env.open_db(DB_META, txn=txn)
+            self._env = env
+            self._preview = None
+            self._height, self._root = self._load_tip()
+        return os.path.getsize(os.path.join(self.path, "data.mdb"))
 
     # ------------------------------------------------------------------ group commits
 
@@ -490,6 +547,23 @@ def _scan(
     finally:
         if owned:
             txn.abort()  # read-only: abort just releases the snapshot
+
+
+def _getter(txn: lmdb.Transaction, db: Any) -> Callable[[bytes], bytes | None]:
+    """``txn.get`` on database ``db`` (values are bytes: the environment is opened without buffers)."""
+    return cast("Callable[[bytes], bytes | None]", partial(txn.get, db=db))
+
+
+COMPACT_DIR = "compact.tmp"
+"""Folder inside the environment where ``compact`` writes its copy (removed when done or on reopen)."""
+
+
+def _remove_compact_dir(tmp: str) -> None:
+    """Remove what an interrupted ``compact`` left (its copy was never renamed into place)."""
+    if os.path.isdir(tmp):
+        for name in os.listdir(tmp):
+            os.remove(os.path.join(tmp, name))
+        os.rmdir(tmp)
 
 
 def _take_reader_lock(data_file: str) -> int | None:

@@ -53,7 +53,10 @@ def log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     bridge = p.wallet("bridge")
     wallets = [p.wallet(f"pipe-{i}") for i in range(PER_BLOCK)]
     t = p.time_ms + 1000
-    p.block([bridge.sign(A.Deposit(to=w.address, amount=1000 * USDC, ref=i + 1), t) for i, w in enumerate(wallets)], time_ms=t)
+    p.block(
+        [bridge.sign(A.Deposit(to=w.address, amount=1000 * USDC, ref=i + 1), t) for i, w in enumerate(wallets)],
+        time_ms=t,
+    )
     for b in range(BLOCKS):
         t += 1000
         txs = [
@@ -179,3 +182,24 @@ def test_events_file_is_cut_back_to_the_committed_end(log: Path, tmp_path: Path)
     reader = EventsFile(str(db / FILE_NAME), end=size, writable=False)
     assert reader.read(BLOCKS + 1) is not None and reader.read(BLOCKS + 2) is None
     assert (db / FILE_NAME).read_bytes()[: len(HEADER)] == HEADER
+
+
+def test_compact_keeps_the_state_and_resumes(log: Path, tmp_path: Path) -> None:
+    db = tmp_path / "db"
+    store = LmdbStore(db)
+    engine = Engine(store)
+    replay_log(engine, str(log))
+    root, height = store.root, store.height
+    total, used = store.page_usage()
+    size = store.compact()
+    assert size <= total and store.page_usage()[0] <= total and store.page_usage()[1] == used
+    assert (store.root, store.height) == (root, height)
+    assert not (db / "compact.tmp").exists()
+    store.close()
+    engine.close_events()
+    with LmdbStore(db) as again:  # reopens cleanly; a resumed replay skips every block
+        assert (again.root, again.height) == (root, height)
+        resumed = Engine(again)
+        assert replay_log(resumed, str(log))["skipped"] == BLOCKS + 1
+        assert load_block_events(again, BLOCKS + 1)
+        resumed.close_events()

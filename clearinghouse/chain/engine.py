@@ -95,7 +95,7 @@ def _events_reader(store: Any) -> EventsFile | None:
     """The engine's events file if one is attached to ``store``, else a reader cached per store and height."""
     attached = getattr(store, "_engine_events", None)
     if attached is not None:
-        return attached  # type: ignore[no-any-return]
+        return attached
     cached = _READERS.get(store)
     if cached is not None and cached[0] == store.height:
         return cached[1]
@@ -210,9 +210,7 @@ class Engine:
         return root
 
     # ------------------------------------------------------------ blocks
-    def execute(
-        self, height: int, time_ms: int, txs: list[bytes], recovered: RecoveredBlock | None = None
-    ) -> Executed:
+    def execute(self, height: int, time_ms: int, txs: list[bytes], recovered: RecoveredBlock | None = None) -> Executed:
         """Run the transition for one block without committing it (``recovered``: its signatures
         recovered ahead, see ``chain.recovery``)."""
         ws = WorkingState(self.store, self.index)
@@ -436,4 +434,3 @@ def _replay_one(
     stats["rejected"] += sum(1 for e in executed.events if type(e).__name__ == "Receipt" and not e.ok)
     if on_block:
         on_block(item, executed)
-

@@ -124,7 +124,9 @@ class RecoveryPipeline:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def run(self, items: Iterator[tuple[int, Any]], *, skip_until: int) -> Iterator[tuple[int, Any, RecoveredBlock | None]]:
+    def run(
+        self, items: Iterator[tuple[int, Any]], *, skip_until: int
+    ) -> Iterator[tuple[int, Any, RecoveredBlock | None]]:
         """Yield ``(index, item, recovered)`` for each ``(index, item)`` of ``items``, reading ahead.
 
         ``recovered`` is None for the genesis, for blocks at or below ``skip_until`` (already in the

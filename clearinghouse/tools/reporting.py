@@ -47,6 +47,9 @@ COMMIT_EVERY = 64
 COMMIT_MS = 1000
 """Longest wall time between durable LMDB commits while replaying."""
 
+COMPACT_ABOVE = 1.5
+"""``replay`` ends with a compacting copy of the LMDB file when it is this many times its live pages."""
+
 COMMIT_MAX_WRITES = 200_000
 """Data and tree-node writes after which a group is committed early (bounds its heap memory)."""
 
@@ -79,16 +82,19 @@ def replay_into_db(
         engine = Engine(store, keep_events=keep_events)
         counts: Counter = Counter()
         codes: Counter = Counter()
-        grouped = isinstance(store, LmdbStore) and commit_every > 1
-        if grouped:
-            store.group_commit(commit_every, max_writes=COMMIT_MAX_WRITES)
+        lmdb_store = store if isinstance(store, LmdbStore) else None
+        grouped = lmdb_store is not None and commit_every > 1
+        if lmdb_store is not None and grouped:
+            lmdb_store.group_commit(commit_every, max_writes=COMMIT_MAX_WRITES)
         last_flush = time.monotonic()
 
         def count(entry: Any, executed: Any) -> None:
             nonlocal last_flush
-            if grouped and store.pending_blocks and (time.monotonic() - last_flush) * 1000 >= commit_ms:
-                store.flush()  # a wall-clock bound on what a crash can lose (not consensus)
-            if not grouped or not store.pending_blocks:
+            pending = lmdb_store.pending_blocks if lmdb_store is not None and grouped else 0
+            if lmdb_store is not None and pending and (time.monotonic() - last_flush) * 1000 >= commit_ms:
+                lmdb_store.flush()  # a wall-clock bound on what a crash can lose (not consensus)
+                pending = 0
+            if not pending:
                 last_flush = time.monotonic()
             if after_block is not None:
                 after_block(store, entry, executed)
@@ -124,8 +130,11 @@ def replay_into_db(
                 stats = replay_log(engine, log_path, on_block=tick, recover_workers=recover_workers)
         else:
             stats = replay_log(engine, log_path, on_block=count, recover_workers=recover_workers)
-        if grouped:
-            store.flush()
+        if lmdb_store is not None:
+            lmdb_store.flush()
+            total, used = lmdb_store.page_usage()
+            if stats["applied"] and total > COMPACT_ABOVE * used:
+                lmdb_store.compact()  # drop the free pages copy-on-write left (the database is the live state)
         result = ReplayResult(
             log=os.path.abspath(log_path),
             db=os.path.abspath(db_path) if db_path else None,
