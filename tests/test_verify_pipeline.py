@@ -83,9 +83,20 @@ def _replay(log: Path, workers: int, min_txs: int = 1) -> tuple[bytes, list[list
     return engine.store.root, events, pipeline.recovered_txs
 
 
-def test_recovered_ahead_gives_the_same_events_and_errors(log: Path) -> None:
+@pytest.mark.parametrize("threads", [False, True], ids=["fork", "forkserver"])
+def test_recovered_ahead_gives_the_same_events_and_errors(log: Path, threads: bool) -> None:
+    """With another thread alive the pool starts its workers from a fork server instead of forking."""
+    import threading
+
     root0, events0, none = _replay(log, 0)
-    root2, events2, recovered = _replay(log, 2)
+    stop = threading.Event()
+    extra = threading.Thread(target=stop.wait, daemon=True)
+    if threads:
+        extra.start()
+    try:
+        root2, events2, recovered = _replay(log, 2)
+    finally:
+        stop.set()
     assert none == 0 and recovered > BLOCKS * PER_BLOCK  # the workers did recover (not vacuous)
     assert root2 == root0 and events2 == events0
     codes = {e.code for block in events0 for e in block if isinstance(e, Receipt) and not e.ok}

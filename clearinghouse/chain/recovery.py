@@ -48,10 +48,12 @@ PR_SET_PDEATHSIG = 1
 """Linux ``prctl`` option: the signal a process gets when its parent dies."""
 
 
-def _watch_parent(parent: int) -> None:
+def _watch_parent(expected: int | None) -> None:
     """Worker initializer: die with the parent. A forked worker holds copies of the parent's
     descriptors (its output pipes, the store's writer lock); if the parent is killed (SIGKILL,
-    a crash) the worker must not live on holding them."""
+    a crash) the worker must not live on holding them. ``expected``: the pid of the process that
+    forked the worker (``fork``); None when a fork server did (it exits with the main process)."""
+    parent = os.getppid() if expected is None else expected
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -107,8 +109,13 @@ class RecoveryPipeline:
 
     def _ensure_pool(self) -> ProcessPoolExecutor | None:
         if self._pool is None and not self._broken and self.workers > 0:
+            ctx = _pool_context()
+            forked = ctx.get_start_method() == "fork"
             self._pool = ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=_pool_context(), initializer=_watch_parent, initargs=(os.getpid(),)
+                max_workers=self.workers,
+                mp_context=ctx,
+                initializer=_watch_parent,
+                initargs=(os.getpid() if forked else None,),
             )
         return self._pool
 
