@@ -48,11 +48,22 @@ PR_SET_PDEATHSIG = 1
 """Linux ``prctl`` option: the signal a process gets when its parent dies."""
 
 
-def _watch_parent(expected: int | None) -> None:
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _watch_parent(expected: int | None, main: int) -> None:
     """Worker initializer: die with the parent. A forked worker holds copies of the parent's
     descriptors (its output pipes, the store's writer lock); if the parent is killed (SIGKILL,
     a crash) the worker must not live on holding them. ``expected``: the pid of the process that
-    forked the worker (``fork``); None when a fork server did (it exits with the main process)."""
+    forked the worker (``fork``); None when a fork server did. ``main``: the process that reads the
+    results; the worker also exits once it is gone (a fork server may outlive it)."""
     parent = os.getppid() if expected is None else expected
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -65,7 +76,7 @@ def _watch_parent(expected: int | None) -> None:
     def poll() -> None:
         while True:
             time.sleep(1.0)
-            if os.getppid() != parent:
+            if os.getppid() != parent or not _alive(main):
                 os._exit(1)
 
     threading.Thread(target=poll, name="recovery-parent-watch", daemon=True).start()
@@ -115,7 +126,7 @@ class RecoveryPipeline:
                 max_workers=self.workers,
                 mp_context=ctx,
                 initializer=_watch_parent,
-                initargs=(os.getpid() if forked else None,),
+                initargs=(os.getpid() if forked else None, os.getpid()),
             )
         return self._pool
 
