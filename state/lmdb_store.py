@@ -13,6 +13,13 @@ Every block is one LMDB write transaction holding its data changes, tree node
 writes and meta entries, so a crash (even SIGKILL or power loss, given
 ``sync=True, metasync=True``) leaves either the previous block or the new one,
 never a mix. Reopening a directory resumes from the stored height and root.
+
+Group commits (``group_commit(n)``, for replaying a log): blocks are then written
+into one open write transaction, each in a nested transaction of its own (a
+failing block leaves the group as it was), and the group is committed durably
+every ``n`` blocks, on ``flush()`` and on ``close()``. Reads by this handle see
+the group; other processes and a crash see only committed groups, each ending on
+a block boundary, so a replayer resumes after the last committed block.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import partial
 from types import TracebackType
@@ -116,6 +123,7 @@ class LmdbStore:
         try:
             if not readonly:
                 self._lock_fd = _take_writer_lock(data_file, self.path)
+                _remove_compact_dir(os.path.join(self.path, COMPACT_DIR))
             if readonly:
                 # py-lmdb opens each handle in its own read transaction, committed so the handle stays valid.
                 try:
@@ -132,6 +140,16 @@ class LmdbStore:
                     self._meta = env.open_db(DB_META, txn=txn)
             self._env: lmdb.Environment | None = env
             self._preview: Preview | None = None
+            self._group_size = 1
+            self._group_txn: lmdb.Transaction | None = None
+            self._group_pending = 0
+            self._group_max_writes = 0
+            self._group_writes = 0
+            self.before_commit: list[Any] = []
+            """Callables run just before a durable commit (e.g. syncing a file the meta points into)."""
+            self._engine_events: Any = None
+            """The events file of the engine writing this store (set by ``chain.engine.Engine``), so
+            readers in the same process see its appended, not yet synced, blocks."""
             with _translated(self.path):
                 self._height, self._root = self._load_tip()
         except BaseException:
@@ -184,6 +202,10 @@ class LmdbStore:
     def get(self, key: bytes) -> bytes | None:
         """Return the committed value of ``key``, or ``None``."""
         env = self._open_env()
+        group = self._group_txn
+        if group is not None:
+            with _translated(self.path):
+                return cast("bytes | None", group.get(check_key(key), db=self._data))
         with _translated(self.path), env.begin(db=self._data) as txn:
             return txn.get(check_key(key))
 
@@ -197,6 +219,10 @@ class LmdbStore:
         env = self._open_env()
         if type(prefix) is not bytes:
             raise TypeError("prefix must be bytes")
+        if self._group_txn is not None:
+            # Inside a group: read the open write transaction (the handle's own view); the
+            # iterator must be finished before the next commit.
+            return _scan(self._group_txn, prefix, self.path, db=self._data, owned=False)
         # Begin the read transaction now, not at the first next(), so the snapshot
         # is the state at call time (as with the memory store).
         with _translated(self.path):
@@ -210,6 +236,10 @@ class LmdbStore:
     def get_meta(self, name: str) -> bytes | None:
         """Return the committed meta entry ``name``, or ``None``."""
         env = self._open_env()
+        group = self._group_txn
+        if group is not None:
+            with _translated(self.path):
+                return cast("bytes | None", group.get(name.encode("utf-8"), db=self._meta))
         with _translated(self.path), env.begin(db=self._meta) as txn:
             return txn.get(name.encode("utf-8"))
 
@@ -227,6 +257,12 @@ class LmdbStore:
         """
         env = self._open_env()
         items = prepare_changes(changes)
+        group = self._group_txn
+        if group is not None:
+            with _translated(self.path):
+                update = compute_update(_getter(group, self._smt), self._root, dict(items))
+            self._preview = (self._root, items, update)
+            return update.root
         with _translated(self.path), env.begin(db=self._smt) as txn:
             update = compute_update(txn.get, self._root, dict(items))
         self._preview = (self._root, items, update)
@@ -235,6 +271,10 @@ class LmdbStore:
     def prove(self, key: bytes) -> Proof:
         """Return an (non-)inclusion proof for ``key`` against the current root."""
         env = self._open_env()
+        group = self._group_txn
+        if group is not None:
+            with _translated(self.path):
+                return build_proof(_getter(group, self._smt), self._root, key)
         with _translated(self.path), env.begin(db=self._smt) as txn:
             return build_proof(txn.get, self._root, key)
 
@@ -285,7 +325,10 @@ class LmdbStore:
         height: int,
         expected_root: bytes | None,
     ) -> None:
-        txn = env.begin(write=True)
+        if self._group_size > 1 and self._group_txn is None:
+            self._group_txn = env.begin(write=True)
+        group = self._group_txn
+        txn = env.begin(write=True) if group is None else env.begin(write=True, parent=group)
         try:
             update = reuse_preview(preview, self._root, items)
             if update is None:
@@ -295,16 +338,139 @@ class LmdbStore:
             self._write_data(txn, items)
             self._write_nodes(txn, update.node_writes)
             self._write_meta(txn, [*meta_items, (META_HEIGHT, encode_height(height)), (META_ROOT, update.root)])
+            if group is None:
+                for hook in self.before_commit:
+                    hook()
             txn.commit()
         except BaseException:
             txn.abort()  # no-op if commit itself failed after LMDB freed the txn
             raise
         self._height = height
         self._root = update.root
+        if group is not None:
+            self._group_pending += 1
+            self._group_writes += len(items) + len(update.node_writes)
+            if self._group_pending >= self._group_size or (
+                self._group_max_writes and self._group_writes >= self._group_max_writes
+            ):
+                self._flush_group()
+
+    # ------------------------------------------------------------------ compaction
+
+    def page_usage(self) -> tuple[int, int]:
+        """(bytes of the database file up to its last page, bytes in pages of the three databases):
+        the difference is free pages that copy-on-write left behind."""
+        env = self._open_env()
+        with _translated(self.path):
+            psize = env.stat()["psize"]
+            total = (env.info()["last_pgno"] + 1) * psize
+            used = 0
+            with env.begin() as txn:
+                for db in (self._data, self._smt, self._meta):
+                    st = txn.stat(db)
+                    used += (st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]) * psize
+        return total, used
+
+    def compact(self) -> int:
+        """
+        Rewrite the database file without its free pages (LMDB's compacting copy); return its new size.
+
+        Commits an open group first. The copy is made beside the file, locked, then renamed over it,
+        so a crash leaves either file whole and no other writer can slip in between.
+
+        Raises
+        ------
+        StoreReadOnly
+            The handle was opened read-only.
+        """
+        env = self._open_env()
+        if self.readonly:
+            raise StoreReadOnly(f"LMDB store at {self.path!r} was opened read-only")
+        self.flush()
+        tmp = os.path.join(self.path, COMPACT_DIR)
+        with _translated(self.path):
+            _remove_compact_dir(tmp)
+            os.mkdir(tmp)
+            env.copy(tmp, compact=True)
+            new_file = os.path.join(tmp, "data.mdb")
+            new_lock = _take_writer_lock(new_file, self.path)
+            os.fsync(new_lock)
+            self._env = None
+            env.close()
+            os.replace(new_file, os.path.join(self.path, "data.mdb"))
+            _remove_compact_dir(tmp)
+            self._release_lock()
+            self._lock_fd = new_lock
+            env = lmdb.open(self.path, **LMDB_OPTIONS)
+            with env.begin(write=True) as txn:
+                self._data = env.open_db(DB_DATA, txn=txn)
+                self._smt = env.open_db(DB_SMT, txn=txn)
+                self._meta = env.open_db(DB_META, txn=txn)
+            self._env = env
+            self._preview = None
+            self._height, self._root = self._load_tip()
+        return os.path.getsize(os.path.join(self.path, "data.mdb"))
+
+    # ------------------------------------------------------------------ group commits
+
+    def group_commit(self, blocks: int, *, max_writes: int = 0) -> None:
+        """
+        Commit durably once every ``blocks`` blocks (1: every block, the default), and as soon as
+        the group holds ``max_writes`` data and tree-node writes (0: no such bound). The bound
+        caps the memory of the open write transaction (its dirty pages live in the heap).
+
+        Lowering ``blocks`` to 1 commits the open group first.
+        """
+        if type(blocks) is not int or blocks < 1:
+            raise ValueError("group_commit needs a whole number of blocks >= 1")
+        if type(max_writes) is not int or max_writes < 0:
+            raise ValueError("max_writes must be a whole number >= 0")
+        self._open_env()
+        self._group_size = blocks
+        self._group_max_writes = max_writes
+        if blocks == 1:
+            self.flush()
+
+    @property
+    def pending_blocks(self) -> int:
+        """Blocks committed into the open group but not yet durable."""
+        return self._group_pending
+
+    @property
+    def durable_height(self) -> int:
+        """The height a crash right now would leave (the last durably committed block)."""
+        return self._height - self._group_pending
+
+    def flush(self) -> None:
+        """Commit the open group durably (nothing to do outside a group)."""
+        self._open_env()
+        if self._group_txn is not None:
+            with _translated(self.path):
+                self._flush_group()
+
+    def _flush_group(self) -> None:
+        group, self._group_txn = self._group_txn, None
+        if group is None:
+            return
+        try:
+            for hook in self.before_commit:
+                hook()
+            group.commit()
+        except BaseException:
+            group.abort()
+            self._group_pending = 0
+            self._group_writes = 0
+            self._preview = None
+            self._height, self._root = self._load_tip()  # back to what is durable
+            raise
+        self._group_pending = 0
+        self._group_writes = 0
 
     def node_records(self) -> Iterator[tuple[bytes, bytes]]:
         """Yield every stored tree node ``(path, record)`` (for deep audits)."""
         env = self._open_env()
+        if self._group_txn is not None:
+            return _scan(self._group_txn, b"", self.path, db=self._smt, owned=False)
         with _translated(self.path):
             txn = env.begin(db=self._smt)
         return _scan(txn, b"", self.path)
@@ -336,12 +502,17 @@ class LmdbStore:
     # ------------------------------------------------------------------ lifecycle
 
     def close(self) -> None:
-        """Close the environment; further calls raise ``StoreClosed``. Idempotent."""
-        env, self._env = self._env, None
-        self._preview = None
-        if env is not None:
-            env.close()
-        self._release_lock()
+        """Commit an open group, close the environment; further calls raise ``StoreClosed``. Idempotent."""
+        try:
+            if self._env is not None and self._group_txn is not None:
+                with _translated(self.path):
+                    self._flush_group()
+        finally:
+            env, self._env = self._env, None
+            self._preview = None
+            if env is not None:
+                env.close()
+            self._release_lock()
 
     def __enter__(self) -> LmdbStore:
         return self
@@ -361,11 +532,14 @@ class LmdbStore:
         return self._env
 
 
-def _scan(txn: lmdb.Transaction, prefix: bytes, path: str = "") -> Iterator[tuple[bytes, bytes]]:
-    """Generator behind ``scan_prefix``: walks ``txn``'s cursor from ``prefix``, then ends ``txn``."""
+def _scan(
+    txn: lmdb.Transaction, prefix: bytes, path: str = "", *, db: Any = None, owned: bool = True
+) -> Iterator[tuple[bytes, bytes]]:
+    """Generator behind ``scan_prefix``: walks ``txn``'s cursor from ``prefix``, then ends ``txn``
+    (unless not ``owned``: the open write transaction of a group)."""
     try:
         with _translated(path):
-            cursor = txn.cursor()
+            cursor = txn.cursor() if db is None else txn.cursor(db=db)
             positioned = cursor.set_range(prefix) if prefix else cursor.first()
             if not positioned:
                 return
@@ -374,7 +548,25 @@ def _scan(txn: lmdb.Transaction, prefix: bytes, path: str = "") -> Iterator[tupl
                     return
                 yield cast(bytes, key), cast(bytes, value)
     finally:
-        txn.abort()  # read-only: abort just releases the snapshot
+        if owned:
+            txn.abort()  # read-only: abort just releases the snapshot
+
+
+def _getter(txn: lmdb.Transaction, db: Any) -> Callable[[bytes], bytes | None]:
+    """``txn.get`` on database ``db`` (values are bytes: the environment is opened without buffers)."""
+    return cast("Callable[[bytes], bytes | None]", partial(txn.get, db=db))
+
+
+COMPACT_DIR = "compact.tmp"
+"""Folder inside the environment where ``compact`` writes its copy (removed when done or on reopen)."""
+
+
+def _remove_compact_dir(tmp: str) -> None:
+    """Remove what an interrupted ``compact`` left (its copy was never renamed into place)."""
+    if os.path.isdir(tmp):
+        for name in os.listdir(tmp):
+            os.remove(os.path.join(tmp, name))
+        os.rmdir(tmp)
 
 
 def _take_reader_lock(data_file: str) -> int | None:

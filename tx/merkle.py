@@ -30,6 +30,13 @@ def _root_of_hashes(hashes: list[bytes]) -> bytes:
     return node_hash(_root_of_hashes(hashes[:k]), _root_of_hashes(hashes[k:]))
 
 
+def root_of_leaf_hashes(leaves: list[bytes]) -> bytes:
+    """The Merkle root of a list whose leaf hashes (``leaf_hash`` of each item) are ``leaves``."""
+    if not leaves:
+        return EMPTY_ROOT
+    return _root_of_hashes(leaves)
+
+
 def ordered_root(items: list[bytes]) -> bytes:
     """The Merkle root of ``items`` in order."""
     if not items:

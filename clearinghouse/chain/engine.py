@@ -9,6 +9,8 @@ transaction. The producer (``producer.py``) and the CLI (``replay``,
 
 from __future__ import annotations
 
+import os
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +18,9 @@ from typing import Any
 import blake3
 import msgspec
 
-from clearinghouse.spec.block import apply_block, apply_genesis
+from clearinghouse.chain.events_file import META_EVENTS_END, EventsFile
+from clearinghouse.chain.recovery import RecoveryPipeline
+from clearinghouse.spec.block import RecoveredBlock, apply_block, apply_genesis
 from clearinghouse.spec.constants import NO_TX
 from clearinghouse.spec.errors import ClearinghouseError, InvalidBlock
 from clearinghouse.spec.event_types import AnyEvent
@@ -24,10 +28,11 @@ from clearinghouse.spec.events import BaseEvent, Receipt
 from clearinghouse.spec.state.keys import CHAIN_KEY, describe_key
 from clearinghouse.spec.state.records import Chain
 from clearinghouse.spec.state.working_state import KeyIndex, WorkingState
+from state.lmdb_store import LmdbStore
 from state.store import Store
 from tx.encoding import decode_canonical, decode_genesis, encode, genesis_hash, header_hash
 from tx.logfile import FRAME_BLOCK, FRAME_GENESIS, MAX_FRAME, read_log
-from tx.merkle import EMPTY_ROOT, leaf_hash, ordered_root
+from tx.merkle import EMPTY_ROOT, leaf_hash, ordered_root, root_of_leaf_hashes
 from tx.messages import MAX_BLOCK_TXS, MAX_TX_BYTES, Block, BlockWitness, ChangedKey, Genesis, Header, LogBlock
 
 
@@ -58,6 +63,8 @@ class Executed:
     tx_root: bytes
     events_root: bytes
     event_leaves: list[bytes]
+    encoded_events: list[bytes] | None = None
+    """Each event's canonical encoding (for the events file: encoded once, not twice)."""
 
 
 def events_meta_name(height: int) -> str:
@@ -70,8 +77,42 @@ def header_meta_name(height: int) -> str:
     return f"headers/{height:020d}"
 
 
+def events_file_of(store: Any, *, writable: bool = False) -> EventsFile | None:
+    """The events file beside an LMDB state database (protocol §8.5), or None for other stores.
+
+    A writer's file is truncated to the committed ``events_end``; a reader reads up to it."""
+    path = getattr(store, "path", None)
+    if not isinstance(path, str) or not os.path.isdir(path):
+        return None
+    raw = store.get_meta(META_EVENTS_END)
+    end = int.from_bytes(raw, "big") if raw is not None else None
+    if writable:
+        return EventsFile.beside(path, end=end, writable=True)
+    return EventsFile.beside(path, end=0 if end is None else end, writable=False)
+
+
+_READERS: weakref.WeakKeyDictionary[Any, tuple[int, EventsFile | None]] = weakref.WeakKeyDictionary()
+
+
+def _events_reader(store: Any) -> EventsFile | None:
+    """The engine's events file if one is attached to ``store``, else a reader cached per store and height."""
+    attached = getattr(store, "_engine_events", None)
+    if attached is not None:
+        return attached
+    cached = _READERS.get(store)
+    if cached is not None and cached[0] == store.height:
+        return cached[1]
+    reader = events_file_of(store)
+    _READERS[store] = (store.height, reader)
+    return reader
+
+
 def load_block_header(store: Store, height: int) -> Header | None:
     """The header of a committed block, or None if the store does not have it (older stores)."""
+    events = _events_reader(store)
+    found = events.read(height) if events is not None else None
+    if found is not None:
+        return msgspec.msgpack.decode(found[0], type=Header)
     raw = store.get_meta(header_meta_name(height))
     if raw is None:
         last = store.get_meta("header")
@@ -84,10 +125,22 @@ def load_block_header(store: Store, height: int) -> Header | None:
 
 def load_block_events(store: Store, height: int) -> list[BaseEvent] | None:
     """The events of a committed block, decoded, or None if the store does not have them."""
+    events = _events_reader(store)
+    found = events.read(height) if events is not None else None
+    if found is not None:
+        return msgspec.msgpack.decode(found[1], type=list[AnyEvent])
     raw = store.get_meta(events_meta_name(height))
     if raw is None:
         return None
     return msgspec.msgpack.decode(raw, type=list[AnyEvent])
+
+
+def encoded_event_list(executed: Executed) -> bytes:
+    """``encode(executed.events)``, from the events' own encodings when the execution kept them
+    (a msgpack array is its header followed by its elements: the same bytes)."""
+    if executed.encoded_events is None or len(executed.encoded_events) != len(executed.events):
+        return encode(executed.events)
+    return encode([msgspec.Raw(e) for e in executed.encoded_events])
 
 
 def event_tx_index(event: BaseEvent) -> int:
@@ -109,9 +162,26 @@ def witness_of(executed: Executed) -> BlockWitness:
 class Engine:
     """Applies genesis and blocks to a ``state`` store (memory or LMDB)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, keep_events: bool = True) -> None:
+        """Bind to ``store``. Each committed block's header and events are kept for tools: in the
+        events file beside an LMDB store (protocol §8.5), in meta entries of other stores, nowhere
+        with ``keep_events=False`` (e.g. ``verify`` into memory)."""
         self.store = store
         self.index = KeyIndex.load(store)
+        self.keep_events = keep_events
+        self.events: EventsFile | None = None
+        if keep_events and isinstance(store, LmdbStore) and not store.readonly:
+            # Only an LMDB store has a folder for the events file beside it.
+            self.events = events_file_of(store, writable=True)
+            if self.events is not None:
+                store.before_commit.append(self.events.sync)
+                store._engine_events = self.events
+
+    def close_events(self) -> None:
+        """Close the events file (after the store is closed or flushed)."""
+        events, self.events = self.events, None
+        if events is not None:
+            events.close()
 
     # ------------------------------------------------------------ queries
     @property
@@ -145,17 +215,18 @@ class Engine:
         return root
 
     # ------------------------------------------------------------ blocks
-    def execute(self, height: int, time_ms: int, txs: list[bytes]) -> Executed:
-        """Run the transition for one block without committing it."""
+    def execute(self, height: int, time_ms: int, txs: list[bytes], recovered: RecoveredBlock | None = None) -> Executed:
+        """Run the transition for one block without committing it (``recovered``: its signatures
+        recovered ahead, see ``chain.recovery``)."""
         ws = WorkingState(self.store, self.index)
         try:
-            events = apply_block(ws, height, time_ms, txs)
+            events = apply_block(ws, height, time_ms, txs, recovered)
             changes = ws.changes()  # encodes every record: may raise too, so inside the reset
             encoded = [encode(e) for e in events]
         except BaseException:
             self.reset_index()
             raise
-        leaves = [leaf_hash(e) for e in encoded]
+        leaves = [leaf_hash(e) for e in encoded]  # hashed once: the root is built from them
         return Executed(
             height=height,
             time_ms=time_ms,
@@ -163,8 +234,9 @@ class Engine:
             events=events,
             changes=changes,
             tx_root=ordered_root(txs),
-            events_root=ordered_root(encoded) if encoded else EMPTY_ROOT,
+            events_root=root_of_leaf_hashes(leaves) if leaves else EMPTY_ROOT,
             event_leaves=leaves,
+            encoded_events=encoded,
         )
 
     def reset_index(self) -> None:
@@ -174,17 +246,23 @@ class Engine:
 
     def commit(self, executed: Executed, header: Header, *, expected_root: bytes | None = None) -> bytes:
         """Commit an executed block atomically; with ``expected_root``, only if it matches."""
-        # Events are not state, but replayers and `explain` want them next to the block:
-        # stored in the same write transaction under a per-height meta name.
-        meta = {
-            "header_hash": header_hash(header),
-            "header": encode(header),
-            events_meta_name(executed.height): encode(executed.events),
-            header_meta_name(executed.height): encode(header),
-        }
+        # Events are not state, but replayers and `explain` want them next to the block: appended
+        # to the events file (its committed length in this block's meta), or in per-height meta.
+        encoded_header = encode(header)
+        meta = {"header_hash": header_hash(header), "header": encoded_header}
+        events_file, before = self.events, 0
+        if events_file is not None:
+            before = events_file.end
+            end = events_file.append(executed.height, encoded_header, encoded_event_list(executed))
+            meta[META_EVENTS_END] = end.to_bytes(8, "big")
+        elif self.keep_events:
+            meta[events_meta_name(executed.height)] = encoded_event_list(executed)
+            meta[header_meta_name(executed.height)] = encoded_header
         try:
             root = self.store.commit_block(executed.height, executed.changes, meta, expected_root=expected_root)
         except BaseException:
+            if events_file is not None and events_file.end != before:
+                events_file.truncate(before)
             self.reset_index()
             raise
         self.index.block_committed()
@@ -223,10 +301,11 @@ class Engine:
         self.commit(executed, header, expected_root=state_root)
         return entry, executed
 
-    def apply_logged(self, entry: LogBlock) -> Executed:
+    def apply_logged(self, entry: LogBlock, recovered: RecoveredBlock | None = None) -> Executed:
         """Check and commit one block from a log; raises ``VerifyFailure`` on any mismatch.
 
-        Nothing is committed unless every root matches.
+        Nothing is committed unless every root matches. ``recovered``: the block's signatures
+        recovered ahead (``chain.recovery``); the result is the same without it.
         """
         block, header = entry.block, entry.block.header
         h = header.height
@@ -236,7 +315,7 @@ class Engine:
             raise VerifyFailure(
                 f"height {h}: parent hash does not match the previous block", height=h, what="parent_hash"
             )
-        executed = self.execute(h, header.time_ms, list(block.txs))
+        executed = self.execute(h, header.time_ms, list(block.txs), recovered)
         if executed.tx_root != header.tx_root:
             self.reset_index()
             raise VerifyFailure(
@@ -315,31 +394,51 @@ def iter_log(path: str) -> Iterator[tuple[int, Any]]:
 
 
 def replay_log(
-    engine: Engine, path: str, *, on_block: Callable[[LogBlock, Executed | None], None] | None = None
+    engine: Engine,
+    path: str,
+    *,
+    on_block: Callable[[LogBlock, Executed | None], None] | None = None,
+    recover_workers: int = 0,
 ) -> dict[str, int]:
     """Apply a log to ``engine``'s store, resuming after the stored height.
 
     Blocks already in the store are skipped, after checking that the stored
     header hash at the resume height equals the log's (same chain, same
     history). Returns counts: blocks applied, skipped, txs, rejected.
+
+    With ``recover_workers > 0``, signatures of the blocks ahead are recovered on that many
+    processes while the engine executes (``chain.recovery``, protocol §8.5); the results,
+    errors included, are the same.
     """
     stats = {"applied": 0, "skipped": 0, "txs": 0, "rejected": 0}
-    for _index, item in iter_log(path):
-        if isinstance(item, Genesis):
-            engine.init_genesis(item)
-            continue
-        h = item.block.header.height
-        if h <= engine.height:
-            if h == engine.height and header_hash(item.block.header) != engine.last_header_hash():
-                raise VerifyFailure(f"height {h}: the store's block differs from the log's", height=h, what="resume")
-            stats["skipped"] += 1
-            if on_block:
-                on_block(item, None)
-            continue
-        executed = engine.apply_logged(item)
-        stats["applied"] += 1
-        stats["txs"] += len(executed.txs)
-        stats["rejected"] += sum(1 for e in executed.events if isinstance(e, Receipt) and not e.ok)
-        if on_block:
-            on_block(item, executed)
+    with RecoveryPipeline(recover_workers) as pipeline:
+        for _index, item, recovered in pipeline.run(iter_log(path), skip_until=engine.height):
+            _replay_one(engine, item, recovered, stats, on_block)
     return stats
+
+
+def _replay_one(
+    engine: Engine,
+    item: Any,
+    recovered: RecoveredBlock | None,
+    stats: dict[str, int],
+    on_block: Callable[[LogBlock, Executed | None], None] | None,
+) -> None:
+    """One item of ``replay_log``: genesis, a block already stored (checked, skipped), or a new block."""
+    if isinstance(item, Genesis):
+        engine.init_genesis(item)
+        return
+    h = item.block.header.height
+    if h <= engine.height:
+        if h == engine.height and header_hash(item.block.header) != engine.last_header_hash():
+            raise VerifyFailure(f"height {h}: the store's block differs from the log's", height=h, what="resume")
+        stats["skipped"] += 1
+        if on_block:
+            on_block(item, None)
+        return
+    executed = engine.apply_logged(item, recovered)
+    stats["applied"] += 1
+    stats["txs"] += len(executed.txs)
+    stats["rejected"] += sum(1 for e in executed.events if isinstance(e, Receipt) and not e.ok)
+    if on_block:
+        on_block(item, executed)

@@ -16,7 +16,7 @@ state root. Order of work (protocol §6.3):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import msgspec
@@ -157,26 +157,91 @@ def recover(chain: Chain, tx: Transaction) -> bytes:
     recovered before for the same digest is looked up instead of recovered again (same result).
 
     Raises:
-        HighSRejected: the signature's s is not in the low half.
-        SignatureRejected: the signature is malformed or recovers no key.
+        HighSRejected: ``s`` above ``n/2`` (code ``HIGH_S``, protocol §4.2).
+        SignatureRejected: any other malformed signature or failed recovery (``BAD_SIGNATURE``).
     """
-    digest = signing_digest(chain.chain_id, tx.nonce, encode(tx.action))
     hook = end_of_block.current_tool_hook()
     memo = hook.signers if hook is not None else None
-    if memo is not None:
-        key = digest + tx.signature
-        known = memo.get(key)
-        if known is not None:
-            return known
+    if memo is None:
+        return recover_for_chain(chain.chain_id, tx)
+    key = signing_digest(chain.chain_id, tx.nonce, encode(tx.action)) + tx.signature
+    known = memo.get(key)
+    if known is None:
+        known = recover_for_chain(chain.chain_id, tx)
+        memo[key] = known
+    return known
+
+
+def recover_for_chain(chain_id: int, tx: Transaction) -> bytes:
+    """``recover`` given the chain id alone (what a recovery stage ahead of execution knows;
+    protocol §6.3, §8.5).
+
+    Raises:
+        HighSRejected: ``s`` above ``n/2`` (code ``HIGH_S``, protocol §4.2).
+        SignatureRejected: any other malformed signature or failed recovery (``BAD_SIGNATURE``).
+    """
+    digest = signing_digest(chain_id, tx.nonce, encode(tx.action))
     try:
-        signer = recover_signer(digest, tx.signature)
-        if memo is not None:
-            memo[key] = signer
-        return signer
+        return recover_signer(digest, tx.signature)
     except HighSSignature:
         raise HighSRejected(MSG_HIGH_S) from None
     except SignatureError:
         raise SignatureRejected(MSG_BAD_SIGNATURE) from None
+
+
+class Recovered(NamedTuple):
+    """The outcome of ``recover`` for one transaction, computed ahead of execution (protocol §8.5):
+    the signer's address with ``code`` empty, or ``signer`` empty and the rejection code
+    (``HIGH_S`` or ``BAD_SIGNATURE``) that ``recover`` would raise."""
+
+    signer: bytes
+    code: str
+
+
+class RecoveredBlock(NamedTuple):
+    """Signatures of one block recovered ahead of execution for chain ``chain_id``: one entry per raw
+    transaction, ``None`` where the transaction does not decode or recovery must run in the
+    transition itself. ``apply_block`` uses it only if ``chain_id`` and the length match (protocol §8.5)."""
+
+    chain_id: int
+    results: Sequence[Recovered | None]
+
+
+def recover_ahead(chain_id: int, raw_txs: Sequence[bytes]) -> list[Recovered | None]:
+    """``recover`` for every transaction of a block, without state (protocol §8.5): pure, so a
+    verifier may run it in other processes while earlier blocks execute; the transition then
+    raises exactly the error ``recover`` would have raised, at the same transaction."""
+    out: list[Recovered | None] = []
+    for raw in raw_txs:
+        tx, error = decode_for_block(raw)
+        if tx is None or error is not None:
+            out.append(None)
+            continue
+        try:
+            out.append(Recovered(recover_for_chain(chain_id, tx), ""))
+        except HighSRejected:
+            out.append(Recovered(b"", HighSRejected.code))
+        except SignatureRejected:
+            out.append(Recovered(b"", SignatureRejected.code))
+        except Exception:  # noqa: BLE001 - anything else: the transition recovers (and raises) itself
+            out.append(None)
+    return out
+
+
+def signer_of(chain: Chain, tx: Transaction, recovered: Recovered | None) -> bytes:
+    """The signer's address: from ``recovered`` when given, else ``recover`` (same value, same errors).
+
+    Raises:
+        HighSRejected: ``s`` above ``n/2`` (code ``HIGH_S``, protocol §4.2).
+        SignatureRejected: any other malformed signature or failed recovery (``BAD_SIGNATURE``).
+    """
+    if recovered is None:
+        return recover(chain, tx)
+    if recovered.code == HighSRejected.code:
+        raise HighSRejected(MSG_HIGH_S)
+    if recovered.code:
+        raise SignatureRejected(MSG_BAD_SIGNATURE)
+    return recovered.signer
 
 
 def acting_account(ws: WorkingState, signer: bytes, action: A.Action) -> bytes:
@@ -193,17 +258,18 @@ def acting_account(ws: WorkingState, signer: bytes, action: A.Action) -> bytes:
     return agent.owner
 
 
-def apply_transaction(ctx: TxContext, tx: Transaction) -> None:
+def apply_transaction(ctx: TxContext, tx: Transaction, recovered: Recovered | None = None) -> None:
     """Validate and apply one decoded transaction, filling in ``ctx`` as it learns who acts (protocol §6.3).
 
-    Order: signature, handler lookup, acting account (agents), nonce, action.
+    Order: signature (``recovered`` if it was computed ahead, else ``recover``), handler lookup,
+    acting account (agents), nonce, action.
 
     Raises:
         InvalidTransaction: any rejection (the subclass names its code); the caller turns it into the
             receipt and rolls the transaction back.
         NoSuchAccount: the acting account does not exist (only deposits and oracle updates may create it).
     """
-    ctx.signer = recover(ctx.chain, tx)
+    ctx.signer = signer_of(ctx.chain, tx, recovered)
     handler = HANDLERS.get(type(tx.action))
     if handler is None:
         raise InvalidTransaction(f"{type(tx.action).__name__} is not supported")
@@ -216,8 +282,14 @@ def apply_transaction(ctx: TxContext, tx: Transaction) -> None:
     handler(ctx, tx.action)
 
 
-def apply_block(ws: WorkingState, height: int, time_ms: int, raw_txs: list[bytes]) -> list[BaseEvent]:
+def apply_block(
+    ws: WorkingState, height: int, time_ms: int, raw_txs: list[bytes], recovered: RecoveredBlock | None = None
+) -> list[BaseEvent]:
     """Apply one block to ``ws`` and return its events (receipts first, then end-of-block; protocol §6.3).
+
+    ``recovered``: the block's signatures recovered ahead (``recover_ahead``), used only when it
+    is for this chain and has one entry per transaction; the events and state are the same
+    with or without it.
 
     Raises:
         InvalidBlock: the height does not follow the chain's, or the time goes backwards.
@@ -230,6 +302,9 @@ def apply_block(ws: WorkingState, height: int, time_ms: int, raw_txs: list[bytes
     ws.put(CHAIN_KEY, msgspec.structs.replace(chain, height=height, time_ms=time_ms))
 
     decoded = [decode_for_block(raw) for raw in raw_txs]
+    ahead: Sequence[Recovered | None] = [None] * len(raw_txs)
+    if recovered is not None and recovered.chain_id == chain.chain_id and len(recovered.results) == len(raw_txs):
+        ahead = recovered.results
     actions = [d[0].action if d[0] is not None else None for d in decoded]
     events: list[BaseEvent] = []
     for index in execution_order(actions):
@@ -238,7 +313,7 @@ def apply_block(ws: WorkingState, height: int, time_ms: int, raw_txs: list[bytes
         action_name = type(tx.action).__name__ if tx is not None else "?"
         ctx = TxContext(ws=ws, chain=get_chain(ws), tx_index=index, signer=b"", account=b"", time_ms=time_ms)
         if tx is not None and error is None:
-            error = atomically(ws, ctx.events, lambda: apply_transaction(ctx, tx))
+            error = atomically(ws, ctx.events, lambda: apply_transaction(ctx, tx, ahead[index]))
         if error is None:
             events.append(
                 Receipt(

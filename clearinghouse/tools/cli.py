@@ -90,6 +90,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
             progress=not args.json and sys.stderr.isatty(),
             after_block=snapshot_writer(args),
             labels=labels(known_names()),
+            recover_workers=args.recover_workers,
+            commit_every=args.commit_every,
+            commit_ms=args.commit_ms,
         )
     except BaseException as exc:
         from state import StoreInUse
@@ -128,6 +131,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 args.log,
                 os.path.join(tmp, "state") if args.backend == "lmdb" else None,
                 progress=not args.json and sys.stderr.isatty(),
+                recover_workers=args.recover_workers,
+                commit_every=args.commit_every,
+                commit_ms=args.commit_ms,
+                keep_events=False,
             )
         except VerifyFailure as exc:
             report = {
@@ -323,6 +330,48 @@ def _parse_address(text: str) -> bytes:
         raise CliError(f"bad address {text!r}: {exc}", EXIT_USAGE) from None
 
 
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _add_replay_args(p: argparse.ArgumentParser) -> None:
+    """Throughput options of replay and verify (protocol §8.5; the result never depends on them)."""
+    from clearinghouse.chain.recovery import DEFAULT_WORKERS
+    from clearinghouse.tools.reporting import COMMIT_EVERY, COMMIT_MS
+
+    p.add_argument(
+        "--recover-workers",
+        type=_non_negative,
+        default=DEFAULT_WORKERS,
+        metavar="N",
+        help=f"processes recovering signatures of the next blocks while one executes (0: none; default {DEFAULT_WORKERS})",
+    )
+    p.add_argument(
+        "--commit-every",
+        type=_positive,
+        default=COMMIT_EVERY,
+        metavar="B",
+        help=f"LMDB: commit durably every B blocks (a crash replays the rest from the log; default {COMMIT_EVERY})",
+    )
+    p.add_argument(
+        "--commit-ms",
+        type=_positive,
+        default=COMMIT_MS,
+        metavar="MS",
+        help=f"LMDB: and at least every MS milliseconds (default {COMMIT_MS})",
+    )
+
+
 def _add_table_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--top",
@@ -363,6 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--db", required=True, metavar="DIR", help="state database folder (created if new; one writer at a time)"
     )
     p.add_argument("--json", action="store_true", help="print the summary (or the error) as JSON")
+    _add_replay_args(p)
     _add_table_args(p)
     p.set_defaults(func=cmd_replay)
 
@@ -385,6 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="fail unless the final state root is HEX (from a trusted source)",
     )
     p.add_argument("--json", action="store_true", help="print the result (or the error) as JSON")
+    _add_replay_args(p)
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("inspect", help="show an account's state, optionally with a Merkle proof")

@@ -7,11 +7,13 @@ anything back into the state transition.
 from __future__ import annotations
 
 import os
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from clearinghouse.chain.engine import Engine, replay_log
+from clearinghouse.chain.recovery import DEFAULT_WORKERS
 from clearinghouse.spec.events import Fill, FundingPaid, PositionTransfer, Receipt
 from clearinghouse.spec.state.keys import account_key, key_account, position_key
 from clearinghouse.spec.trading.margin import cross_health
@@ -39,6 +41,19 @@ def usdc(micro: int) -> str:
     return micro_to_usdc(micro, grouping=True)
 
 
+COMMIT_EVERY = 64
+"""Blocks per durable LMDB commit while replaying (protocol §8.5, group commits)."""
+
+COMMIT_MS = 1000
+"""Longest wall time between durable LMDB commits while replaying."""
+
+COMPACT_ABOVE = 1.5
+"""``replay`` ends with a compacting copy of the LMDB file when it is this many times its live pages."""
+
+COMMIT_MAX_WRITES = 20_000
+"""Data and tree-node writes after which a group is committed early (bounds its heap memory)."""
+
+
 def replay_into_db(
     log_path: str,
     db_path: str | None,
@@ -46,22 +61,41 @@ def replay_into_db(
     progress: bool = False,
     labels: dict[bytes, str] | None = None,
     after_block: Any = None,
+    recover_workers: int = DEFAULT_WORKERS,
+    commit_every: int = COMMIT_EVERY,
+    commit_ms: int = COMMIT_MS,
+    keep_events: bool = True,
 ) -> ReplayResult:
     """Replay ``log_path`` into an LMDB store at ``db_path`` (or memory when None).
 
     ``after_block(store, entry, executed)`` is called after each block (``executed``
     is None for a block skipped on resume), e.g. to write snapshots; if it has a
     ``summary()`` method, its dict is added to the result's extra fields.
+    Signatures are recovered ahead on ``recover_workers`` processes; LMDB commits
+    durably every ``commit_every`` blocks or ``commit_ms`` milliseconds (protocol §8.5).
     """
     from state import LmdbStore, MemoryStore
 
     store = LmdbStore(db_path) if db_path is not None else MemoryStore()
+    engine: Engine | None = None
     try:
-        engine = Engine(store)
+        engine = Engine(store, keep_events=keep_events)
         counts: Counter = Counter()
         codes: Counter = Counter()
+        lmdb_store = store if isinstance(store, LmdbStore) else None
+        grouped = lmdb_store is not None and commit_every > 1
+        if lmdb_store is not None and grouped:
+            lmdb_store.group_commit(commit_every, max_writes=COMMIT_MAX_WRITES)
+        last_flush = time.monotonic()
 
         def count(entry: Any, executed: Any) -> None:
+            nonlocal last_flush
+            pending = lmdb_store.pending_blocks if lmdb_store is not None and grouped else 0
+            if lmdb_store is not None and pending and (time.monotonic() - last_flush) * 1000 >= commit_ms:
+                lmdb_store.flush()  # a wall-clock bound on what a crash can lose (not consensus)
+                pending = 0
+            if not pending:
+                last_flush = time.monotonic()
             if after_block is not None:
                 after_block(store, entry, executed)
             if executed is None:
@@ -93,9 +127,14 @@ def replay_into_db(
                     count(entry, executed)
                     bar.advance(task)
 
-                stats = replay_log(engine, log_path, on_block=tick)
+                stats = replay_log(engine, log_path, on_block=tick, recover_workers=recover_workers)
         else:
-            stats = replay_log(engine, log_path, on_block=count)
+            stats = replay_log(engine, log_path, on_block=count, recover_workers=recover_workers)
+        if lmdb_store is not None:
+            lmdb_store.flush()
+            total, used = lmdb_store.page_usage()
+            if stats["applied"] and total > COMPACT_ABOVE * used:
+                lmdb_store.compact()  # drop the free pages copy-on-write left (the database is the live state)
         result = ReplayResult(
             log=os.path.abspath(log_path),
             db=os.path.abspath(db_path) if db_path else None,
@@ -110,7 +149,11 @@ def replay_into_db(
             result.extra.update(after_block.summary())
         return result
     finally:
-        store.close()
+        try:
+            store.close()  # commits an open group: every block in it was checked
+        finally:
+            if engine is not None:
+                engine.close_events()
 
 
 def _derived_counts(ev: Any) -> list[tuple[str, int]]:

@@ -19,7 +19,9 @@ from tx.logfile import MAGIC
 DEMO_MARKER = ".clearinghouse-demo"
 """Left in a demo output folder so a later ``demo --out`` may replace its own files there."""
 
-LMDB_FILES = ("data.mdb", "lock.mdb")
+LMDB_FILES = ("data.mdb", "lock.mdb", "events.dat", "compact.tmp")
+"""The files of a state database folder: LMDB's two, the events file (``chain.events_file``) and the
+folder an interrupted compaction may leave (``LmdbStore.compact``; removed by the next writer)."""
 
 
 class UnsafePath(Exception):
