@@ -1,6 +1,10 @@
 """
 Probe: what would storing the state tree in pages of several levels save? (issue 10, target 4)
 
+Its answer was too optimistic: a full paged implementation, with the inserts, splits, leaf checks and
+write list this probe leaves out, measured 12-34% slower than the per-node layout and was not adopted
+(docs/performance.md, "Third round"). Kept to reproduce that finding.
+
 Not used by the tree. It answers one question before anyone rewrites the node
 storage: with the internal records of ``K`` tree levels kept in one stored page
 (``2**K - 1`` records of 65 bytes, ``0x01 || left || right``, in heap order; a
