@@ -29,8 +29,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
 
+from clearinghouse.spec.events import BaseEvent
 from clearinghouse.spec.prices.funding import funding_step
 from clearinghouse.spec.prices.oracle import prices_step
 from clearinghouse.spec.state.working_state import WorkingState
@@ -71,9 +71,9 @@ def tool_hook(hook: ToolHook) -> Iterator[None]:
         _TOOL_HOOK.reset(token)
 
 
-def run(ws: WorkingState, time_ms: int) -> list[Any]:
+def run(ws: WorkingState, time_ms: int) -> list[BaseEvent]:
     """Run the end-of-block steps in their fixed order and return their events in emission order (protocol §6.8)."""
-    events: list[Any] = []
+    events: list[BaseEvent] = []
     events.extend(prices_step(ws, time_ms))
     events.extend(run_triggers(ws, time_ms))
     events.extend(funding_step(ws, time_ms))

@@ -20,11 +20,9 @@ The pure arithmetic (premium, rate, index step, settlement rounding) is
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 
-from clearinghouse.spec.events import FundingSettled
+from clearinghouse.spec.events import BaseEvent, FundingSettled
 from clearinghouse.spec.math.funding import average_premium_ppb, hourly_rate_ppb, index_step, premium_ppb
 from clearinghouse.spec.math.integers import ceil_div
 from clearinghouse.spec.prices.oracle_quorum import oracle_is_live
@@ -124,7 +122,7 @@ def settle_market(ws: WorkingState, market: int, state: MarketState, hours: int)
     return new_state, event
 
 
-def funding_market(ws: WorkingState, market: int, time_ms: int) -> list[Any]:
+def funding_market(ws: WorkingState, market: int, time_ms: int) -> list[BaseEvent]:
     """One market's funding step: settle if an hour ended, then sample if 5 s passed (protocol §11.5).
 
     Settlement comes first because a sample taken at or after the hour's end
@@ -140,7 +138,7 @@ def funding_market(ws: WorkingState, market: int, time_ms: int) -> list[Any]:
     key = market_state_key(market)
     state: MarketState = ws.get(key)
     before = state
-    events: list[Any] = []
+    events: list[BaseEvent] = []
     elapsed = time_ms - state.last_funding_ms
     if elapsed >= FUNDING_INTERVAL_MS:
         state, settled = settle_market(ws, market, state, elapsed // FUNDING_INTERVAL_MS)
@@ -152,10 +150,10 @@ def funding_market(ws: WorkingState, market: int, time_ms: int) -> list[Any]:
     return events
 
 
-def funding_step(ws: WorkingState, time_ms: int) -> list[Any]:
+def funding_step(ws: WorkingState, time_ms: int) -> list[BaseEvent]:
     """End-of-block step 3: funding for every market in ascending index (protocol §11.6)."""
     chain: Chain = ws.get(CHAIN_KEY)
-    events: list[Any] = []
+    events: list[BaseEvent] = []
     for market in range(chain.market_count):
         error = atomically(ws, events, lambda: events.extend(funding_market(ws, market, time_ms)))
         if error is not None:

@@ -30,13 +30,12 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable
-from typing import Any
 
 import msgspec
 
 from clearinghouse.spec.constants import DEFAULT_LEVERAGE, MAX_OPEN_INTEREST
 from clearinghouse.spec.errors import LimitExceeded
-from clearinghouse.spec.events import FundingPaid
+from clearinghouse.spec.events import BaseEvent, FundingPaid
 from clearinghouse.spec.math.funding import pool_after, settlement, unsettled_amount
 from clearinghouse.spec.math.integers import ceil_div, div_toward_zero
 from clearinghouse.spec.math.pnl import closed_cost, realized_pnl
@@ -193,7 +192,7 @@ def settle_fill(
     signed_qty: int,
     price: int,
     fee: int,
-    emit: Callable[[Any], None],
+    emit: Callable[[BaseEvent], None],
 ) -> int:
     """Apply one side of a fill (``signed_qty`` > 0 buys) and its fee; returns realized PnL (protocol §10.4).
 

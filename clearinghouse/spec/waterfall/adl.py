@@ -50,6 +50,7 @@ from functools import partial
 from typing import Any, NamedTuple
 
 from clearinghouse.spec.constants import CROSS, NO_TX
+from clearinghouse.spec.events import BaseEvent
 from clearinghouse.spec.math.adl_allocation import affordable_lots
 from clearinghouse.spec.math.integers import ceil_div
 from clearinghouse.spec.math.liquidation import Exposure, bankruptcy_prices, round_bankruptcy_price, smallest_cover_qty
@@ -84,7 +85,7 @@ from clearinghouse.spec.waterfall.insurance_fund import credit_unit, fund_value,
 from clearinghouse.spec.waterfall.policies import Policy, policy_of
 from clearinghouse.spec.waterfall.ranking import Candidate, Ranked, rank_candidates, ranking_hash
 from clearinghouse.spec.waterfall.unit_index import FUND_UNIT, margin_index
-from clearinghouse.spec.waterfall.units import Unit, unit_health, unit_of_position, units_in_state
+from clearinghouse.spec.waterfall.units import Unit, UnitHealth, unit_health, unit_of_position, units_in_state
 
 QUEUE_EVIDENCE_TOP = 10
 """How many leading queue entries an AdlQueue event lists (the hash covers all)."""
@@ -93,7 +94,7 @@ QUEUE_EVIDENCE_TOP = 10
 def build_queue(ws: WorkingState, market: int, winners_long: bool, exclude: bytes, ranking: str) -> list[Ranked]:
     """The ranked queue of ``market``'s positions on one side (longs if ``winners_long``; protocol §12.7)."""
     candidates = []
-    health_cache: dict[Unit, Any] = {}
+    health_cache: dict[Unit, UnitHealth] = {}
     for key in ws.index.iter_prefix(position_prefix(market)):
         pos = ws.get(key)
         account = position_owner(key)
@@ -196,8 +197,18 @@ def live_candidate(ws: WorkingState, q: BlockQueue, r: Ranked) -> Candidate | No
     return replace(c, size=pos.size, cost=pos.cost, value=health.value, mark=mark)
 
 
-def walk(ws: WorkingState, q: BlockQueue, exclude: bytes) -> Any:
-    """Yield ``(i, ranked, live candidate)`` for the queue's open entries, in rank order (protocol §12.7).
+class QueueStop(NamedTuple):
+    """One open entry met by ``walk``: its position in the queue, the ranked entry, its live state
+    (protocol §12.7)."""
+
+    position: int
+    ranked: Ranked
+    candidate: Candidate
+
+
+def walk(ws: WorkingState, q: BlockQueue, exclude: bytes) -> Iterator[QueueStop]:
+    """Yield a ``QueueStop`` (i, ranked, live candidate) for the queue's open entries, in rank order
+    (protocol §12.7).
 
     Entries of ``exclude`` (the underwater account) are passed over; a closed
     entry at the front advances ``q.start`` for every later walk in the block.
@@ -210,7 +221,7 @@ def walk(ws: WorkingState, q: BlockQueue, exclude: bytes) -> Any:
             if i == q.start:
                 q.start += 1
         elif c.account != exclude:
-            yield i, r, c
+            yield QueueStop(i, r, c)
         i += 1
 
 
@@ -503,7 +514,9 @@ ADL_RULES: dict[str, AdlRule] = {
 """The one dispatch of step 50, keyed by ``Policy.adl`` (protocol §12.7, §12.13-§12.15)."""
 
 
-def deleverage_unit(ctx: TxContext, unit: Unit, health: Any, policy: Policy, queues: Queues, pool: list[Unit]) -> None:
+def deleverage_unit(
+    ctx: TxContext, unit: Unit, health: UnitHealth, policy: Policy, queues: Queues, pool: list[Unit]
+) -> None:
     """One underwater unit: its policy's rule (``ADL_RULES``), or (seed) cover its position-less
     deficit; then whatever is still below zero goes to the fund (a user unit) or is haircut (the fund)
     (protocol §12.7)."""
@@ -532,11 +545,11 @@ def adl_walk(ws: WorkingState) -> Iterator[Unit]:
     yield FUND_UNIT  # the fund last, and always: it may have no position but a negative balance
 
 
-def run_adl(ws: WorkingState, time_ms: int) -> list[Any]:
+def run_adl(ws: WorkingState, time_ms: int) -> list[BaseEvent]:
     """End-of-block step 50 (protocol §12.7): every unit of ``units_to_deleverage`` below zero
     when its turn comes, in that order (walked through ``adl_walk``)."""
     chain = ws.get(CHAIN_KEY)
-    events: list[Any] = []
+    events: list[BaseEvent] = []
     pool: list[Unit] | None = None
     policy = policy_of(chain.policy)
     queues = Queues(ws, policy.ranking)

@@ -25,7 +25,7 @@ the fund's (``fund_absorbs``) and then the haircut's (§12.7, §12.12).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from clearinghouse.spec.math.adl_allocation import clawback_shares
 from clearinghouse.spec.state.access import get_market_state
@@ -42,14 +42,14 @@ from clearinghouse.spec.state.keys import (
 from clearinghouse.spec.waterfall.events import Clawback
 from clearinghouse.spec.waterfall.insurance_fund import credit_unit
 from clearinghouse.spec.waterfall.policies import Policy
-from clearinghouse.spec.waterfall.units import Unit, unit_health, unit_of_position
+from clearinghouse.spec.waterfall.units import Unit, UnitHealth, unit_health, unit_of_position
 
 if TYPE_CHECKING:
     from clearinghouse.spec.state.working_state import WorkingState
     from clearinghouse.spec.waterfall.adl_pro_rata import Winners
 
 
-def clawback_markets(ws: WorkingState, unit: Unit, health: Any) -> list[int]:
+def clawback_markets(ws: WorkingState, unit: Unit, health: UnitHealth) -> list[int]:
     """The markets whose profitable positions pay ``unit``'s deficit (ascending) (protocol §12.15)."""
     markets = {m for m, _p, _mk, _mm in health.positions}
     prefix = NS_LIQ_REF + unit.account + unit.market.to_bytes(4, "big")

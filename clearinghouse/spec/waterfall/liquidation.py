@@ -14,11 +14,10 @@ covers any deficit (step 3) and, if needed, the backstop takes over (step 4).
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 
 from clearinghouse.spec.constants import LIQUIDATION_COOLDOWN_MS, LIQUIDATION_SLIPPAGE_BPS, NO_TX
+from clearinghouse.spec.events import BaseEvent
 from clearinghouse.spec.math.liquidation import (
     Exposure,
     bankruptcy_prices,
@@ -34,6 +33,7 @@ from clearinghouse.spec.state.keys import INSURANCE_FUND, liq_ref_key, market_sp
 from clearinghouse.spec.state.records import LiquidationRef
 from clearinghouse.spec.state.working_state import WorkingState, atomically
 from clearinghouse.spec.trading.book import next_oid
+from clearinghouse.spec.trading.margin import PositionAtMark
 from clearinghouse.spec.trading.matching import Taker, cancel_resting, match
 from clearinghouse.spec.waterfall.backstop import backstop_unit
 from clearinghouse.spec.waterfall.events import LiquidationTriggered, MarketLiquidation, WaterfallSkipped
@@ -67,7 +67,7 @@ def liquidation_limit(policy: Policy, is_long: bool, value: int, qty: int, mark:
     return max(slip, bound) if is_long else min(slip, bound)
 
 
-def record_reference_prices(ws: WorkingState, unit: Unit, value: int, positions: list[Any]) -> None:
+def record_reference_prices(ws: WorkingState, unit: Unit, value: int, positions: list[PositionAtMark]) -> None:
     """Remember each position's bankruptcy price at trigger time for the ADL step
     (policy ``seed`` closes winners at it). The ADL step deletes these records at the
     end of the block unless the unit is still below zero (its deficit is retried).
@@ -166,7 +166,7 @@ def liquidate_unit(ctx: TxContext, unit: Unit, policy: Policy) -> None:
         )
 
 
-def run_liquidations(ws: WorkingState, time_ms: int) -> list[Any]:
+def run_liquidations(ws: WorkingState, time_ms: int) -> list[BaseEvent]:
     """End-of-block step 40: every liquidatable unit, in unit order (protocol §12.3).
 
     The units in state as the step begins (``units_in_state``) are walked in ascending order and
@@ -178,7 +178,7 @@ def run_liquidations(ws: WorkingState, time_ms: int) -> list[Any]:
     from clearinghouse.spec.state.keys import CHAIN_KEY
 
     chain = ws.get(CHAIN_KEY)
-    events: list[Any] = []
+    events: list[BaseEvent] = []
     index = margin_index(ws)
     for unit in index.visit(index.watched, index.is_member):
         if unit.account == INSURANCE_FUND:
