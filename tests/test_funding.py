@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import msgspec
 
-import clearinghouse.chain.engine  # noqa: F401  (registers every handler and end-of-block step)
 from clearinghouse.chain.engine import Engine, replay_log
 from clearinghouse.chain.producer import Producer
 from clearinghouse.spec.block import apply_block, apply_genesis

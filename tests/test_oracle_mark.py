@@ -13,7 +13,6 @@ from fractions import Fraction
 import msgspec
 import pytest
 
-import clearinghouse.chain.engine  # noqa: F401  (registers every handler and end-of-block step)
 from clearinghouse.chain.engine import Engine, replay_log
 from clearinghouse.chain.producer import Producer
 from clearinghouse.spec import errors

@@ -16,7 +16,6 @@ from pathlib import Path
 import msgspec
 import pytest
 
-import clearinghouse.chain.engine  # noqa: F401  (registers every handler and end-of-block step)
 from clearinghouse.spec.block import apply_genesis
 from clearinghouse.spec.errors import InvalidAmount
 from clearinghouse.spec.events import Fill, OrderStatus, PositionTransfer
