@@ -28,7 +28,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -47,25 +47,20 @@ class Policy:
     ranked walk), ``pro_rata``, ``water_filling`` or ``clawback``; a key of ``adl.ALLOCATORS``."""
 
 
+_HYPERLIQUID = Policy(
+    "hyperliquid",
+    "hyperliquid",
+    partial_liquidation=True,
+    fund_bounded_liquidation=True,
+    fund_all_or_nothing=False,
+    deficit_cover=False,
+    backstop=True,
+)
+"""Hyperliquid's switches; ``bitmex`` and the three allocation policies differ from it only where named."""
+
 POLICIES: dict[str, Policy] = {
-    "hyperliquid": Policy(
-        "hyperliquid",
-        "hyperliquid",
-        partial_liquidation=True,
-        fund_bounded_liquidation=True,
-        fund_all_or_nothing=False,
-        deficit_cover=False,
-        backstop=True,
-    ),
-    "bitmex": Policy(
-        "bitmex",
-        "bitmex",
-        partial_liquidation=True,
-        fund_bounded_liquidation=True,
-        fund_all_or_nothing=False,
-        deficit_cover=False,
-        backstop=True,
-    ),
+    "hyperliquid": _HYPERLIQUID,
+    "bitmex": replace(_HYPERLIQUID, name="bitmex", ranking="bitmex"),
     "seed": Policy(
         "seed",
         "hyperliquid",
@@ -75,36 +70,9 @@ POLICIES: dict[str, Policy] = {
         deficit_cover=True,
         backstop=False,
     ),
-    "pro-rata": Policy(
-        "pro-rata",
-        "hyperliquid",
-        partial_liquidation=True,
-        fund_bounded_liquidation=True,
-        fund_all_or_nothing=False,
-        deficit_cover=False,
-        backstop=True,
-        adl="pro_rata",
-    ),
-    "risk-water-filling": Policy(
-        "risk-water-filling",
-        "hyperliquid",
-        partial_liquidation=True,
-        fund_bounded_liquidation=True,
-        fund_all_or_nothing=False,
-        deficit_cover=False,
-        backstop=True,
-        adl="water_filling",
-    ),
-    "clawback": Policy(
-        "clawback",
-        "hyperliquid",
-        partial_liquidation=True,
-        fund_bounded_liquidation=True,
-        fund_all_or_nothing=False,
-        deficit_cover=False,
-        backstop=True,
-        adl="clawback",
-    ),
+    "pro-rata": replace(_HYPERLIQUID, name="pro-rata", adl="pro_rata"),
+    "risk-water-filling": replace(_HYPERLIQUID, name="risk-water-filling", adl="water_filling"),
+    "clawback": replace(_HYPERLIQUID, name="clawback", adl="clawback"),
 }
 
 
