@@ -75,8 +75,13 @@ def test_blocks_of_each_kind_are_measured(report: dict[str, Any]) -> None:
     assert "liquidation" not in str(row["blocks"]["mark"]["events"]).lower()
     rank = cascade["adl_rank"]
     assert rank is None or (rank["calls"] >= 1 and rank["candidates"] >= 45)
-    for field in ("db_bytes_per_account", "rss_bytes_per_account", "peak_anon_bytes_per_account"):
+    for field in (
+        "db_bytes_per_account", "events_bytes_per_account", "db_written_bytes_per_account",
+        "rss_bytes_per_account", "peak_anon_bytes_per_account",
+    ):  # fmt: skip
         assert is_number(row[field]), field
+    # The packed state database is smaller than what the blocks wrote (free pages, and events.dat beside it).
+    assert 0 < row["db_bytes"] < row["db_written_bytes"] and row["events_bytes"] > 0
 
 
 def test_verify_replay_and_tree_figures(report: dict[str, Any]) -> None:

@@ -48,7 +48,7 @@ COMMIT_MS = 1000
 """Longest wall time between durable LMDB commits while replaying."""
 
 COMPACT_ABOVE = 1.5
-"""``replay`` ends with a compacting copy of the LMDB file when it is this many times its live pages."""
+"""``replay`` ends with a packing copy of the LMDB file when it is this many times its live pages."""
 
 COMMIT_MAX_WRITES = 20_000
 """Data and tree-node writes after which a group is committed early (bounds its heap memory)."""
