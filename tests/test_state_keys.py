@@ -63,3 +63,58 @@ def test_parsers_refuse_other_namespaces(parse: object, key: bytes) -> None:
     assert callable(parse)
     with pytest.raises(ValueError):
         parse(key)
+
+
+# protocol 7.1: every typed reader of spec.state.access reads a key whose namespace holds exactly the
+# record type it returns (the readers do not check each record's type at run time: ``WorkingState.get``
+# decodes stored bytes as ``record_type(key)``). Each case: the reader, its arguments after ``ws``, the type.
+def _readers() -> list[tuple[str, tuple[object, ...], type]]:
+    from clearinghouse.spec.state import records as R
+    from clearinghouse.spec.state.keys import order_key, trigger_key
+    from tx.messages import MarketSpec
+
+    return [
+        ("get_chain", (), R.Chain),
+        ("get_market_spec", (3,), MarketSpec),
+        ("get_market_state", (3,), R.MarketState),
+        ("get_position", (3, ALICE), R.Position),
+        ("get_order", (order_key(3, True, 100, 7),), R.Order),
+        ("get_trigger", (trigger_key(3, 0, 100, 7),), R.Trigger),
+        ("get_order_locator", (7,), R.OrderLocator),
+        ("get_cloid_locator", (ALICE, 9), R.CloidLocator),
+        ("get_agent", (ALICE,), R.Agent),
+        ("get_nonces", (ALICE,), R.NonceSet),
+        ("get_oracle_submission", (3, ALICE), R.OracleSubmission),
+    ]
+
+
+class _KeyRecorder:
+    """Stands in for the working state: records the key read, returns a sentinel record."""
+
+    def __init__(self) -> None:
+        self.keys: list[bytes] = []
+
+    def get(self, key: bytes) -> object:
+        self.keys.append(key)
+        return object()
+
+
+@pytest.mark.parametrize(("reader", "args", "kind"), _readers(), ids=[c[0] for c in _readers()])
+def test_access_readers_match_record_types(reader: str, args: tuple[object, ...], kind: type) -> None:
+    from clearinghouse.spec.state import access
+    from clearinghouse.spec.state.keys import record_type
+
+    ws = _KeyRecorder()
+    getattr(access, reader)(ws, *args)
+    [key] = ws.keys
+    assert record_type(key) is kind
+
+
+def test_every_access_reader_is_covered() -> None:
+    import inspect
+
+    from clearinghouse.spec.state import access
+
+    readers = {name for name, fn in inspect.getmembers(access, inspect.isfunction) if name.startswith("get_")}
+    readers = {name for name in readers if inspect.getmodule(getattr(access, name)) is access}
+    assert readers == {c[0] for c in _readers()}

@@ -106,17 +106,17 @@ def agent_key(agent: bytes) -> bytes:
 
 def market_spec_key(market: int) -> bytes:
     """``M || u32(market)``: the market's genesis spec (protocol §7.1)."""
-    return NS_MARKET_SPEC + u32(market)
+    return NS_MARKET_SPEC + market.to_bytes(4, "big")  # u32, inlined: built on every read
 
 
 def market_state_key(market: int) -> bytes:
     """``S || u32(market)``: the market's prices, EMAs and accumulators (protocol §7.1)."""
-    return NS_MARKET_STATE + u32(market)
+    return NS_MARKET_STATE + market.to_bytes(4, "big")  # u32, inlined: built on every read
 
 
 def position_key(market: int, addr: bytes) -> bytes:
     """``P || u32(market) || address``: one account's position in a market (protocol §7.1)."""
-    return NS_POSITION + u32(market) + addr
+    return NS_POSITION + market.to_bytes(4, "big") + addr  # u32, inlined: built on every read
 
 
 def position_prefix(market: int) -> bytes:
