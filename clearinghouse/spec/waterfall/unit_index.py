@@ -159,7 +159,7 @@ class UnitIndex:
         return index
 
     def touch(self, key: bytes) -> None:
-        """``WorkingState.put`` wrote an account or position record."""
+        """``WorkingState.put`` wrote a position record, or an account record whose cash or open markets changed."""
         self.touched.append(key)
         self.uncommitted.add(key)
 
