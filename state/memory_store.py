@@ -20,6 +20,7 @@ from .proof import Proof, build_proof
 from .smt import EMPTY, TreeUpdate, build_nodes, compute_update
 from .store import (
     META_HEIGHT,
+    MAX_KEY_LEN,
     META_ROOT,
     NO_HEIGHT,
     Preview,
@@ -117,9 +118,21 @@ class MemoryStore:
         return self._root
 
     def get(self, key: bytes) -> bytes | None:
-        """Return the committed value of ``key``, or ``None``."""
-        self._check_open()
-        return self._data.get(check_key(key))
+        """Return the committed value of ``key``, or ``None``.
+
+        Raises
+        ------
+        StoreClosed
+            ``close()`` was called.
+        InvalidKey
+            ``key`` is not bytes of 1..511 bytes.
+        """
+        # The checks of _check_open and check_key, inlined: this is every state read of a block.
+        if self._closed:
+            raise StoreClosed("memory store is closed")
+        if type(key) is not bytes or not 0 < len(key) <= MAX_KEY_LEN:
+            check_key(key)  # raises InvalidKey with the reason
+        return self._data.get(key)
 
     def scan_prefix(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Yield committed ``(key, value)`` pairs whose key starts with ``prefix``, ascending."""
