@@ -433,11 +433,17 @@ def haircut_pool(ws: WorkingState) -> list[Unit]:
     position as step 50 begins, the fund aside: each of its units with an open position, and its
     cross unit always (an isolated winner closed whole by ADL in this step is flat by the time of
     the haircut, but what it realized went back to its cross cash). Sorted in unit order."""
+    # Straight from the position records: a unit's health lists exactly its positions of non-zero
+    # size (an account's open markets are the markets of those; §7.2), so no health is computed
+    # here. O(open positions) of reads, once per block that reaches a deficit.
     units: set[Unit] = set()
-    for u in units_in_state(ws):
-        if u.account != INSURANCE_FUND and unit_health(ws, u).positions:
-            units.add(u)
-            units.add(Unit(u.account, CROSS))
+    for market in range(ws.get(CHAIN_KEY).market_count):
+        for key in ws.index.iter_prefix(position_prefix(market)):
+            account = position_owner(key)
+            pos = ws.get(key)
+            if account != INSURANCE_FUND and pos.size != 0:
+                units.add(unit_of_position(account, market, pos))
+                units.add(Unit(account, CROSS))
     return sorted(units)
 
 
