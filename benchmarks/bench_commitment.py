@@ -77,6 +77,7 @@ sys.path.insert(0, _code_root(sys.argv))
 from blake3 import blake3  # noqa: E402
 
 import state  # noqa: E402
+import state.smt  # noqa: E402
 from state import LmdbStore, MemoryStore, Store  # noqa: E402
 from state.smt import (  # noqa: E402
     KEY_DOMAIN,
@@ -399,7 +400,11 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(run_size(size, args.batch, args.blocks, args.backends, args.repeat))
         print(f"# done N={size}", file=sys.stderr, flush=True)
     if args.json:
-        code = {"python": sys.version.split()[0], "state_from": str(Path(state.__file__).parent)}
+        code = {
+            "python": sys.version.split()[0],
+            "state_from": str(Path(state.__file__).parent),
+            "tree_compiled": state.smt.COMPILED,  # True: a mypyc build of state/smt.py was loaded
+        }
         print(json.dumps({**code, "results": rows}, indent=2))
     else:
         print_rows(rows)

@@ -82,6 +82,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+import state.smt  # noqa: E402
 from clearinghouse.chain.engine import Engine, iter_log  # noqa: E402
 from clearinghouse.tools.demo import ORACLE_NAMES, USDC, demo_genesis  # noqa: E402
 from state import LmdbStore, MemoryStore  # noqa: E402
@@ -843,6 +844,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "python": sys.version.split()[0],
         "cpus": os.cpu_count(),
+        "tree_compiled": state.smt.COMPILED,  # True: a mypyc build of state/smt.py was loaded
         "load_average_start": list(os.getloadavg()),
         "options": {
             k: v for k, v in vars(args).items() if k not in ("memory_probe", "bare_recovery", "json", "out", "before")

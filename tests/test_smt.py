@@ -15,6 +15,7 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import msgspec
 import pytest
@@ -24,6 +25,7 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import state.smt as smt  # noqa: E402
 from state.errors import CorruptStore, KeyHashCollision, ProofDecodeError, StateError  # noqa: E402
 from state.proof import Proof, build_proof, is_well_formed, verify_proof  # noqa: E402
 from state.smt import (  # noqa: E402
@@ -183,6 +185,29 @@ def test_order_and_batching_independence(ops: list[tuple[bytes, bytes | None]], 
     for key in data.draw(st.permutations(sorted(final))):
         one_by_one.apply({key: final[key]})
     assert tree.root == one_by_one.root == naive_root(final)
+
+
+@pytest.mark.parametrize("compiled_spelling", [False, True], ids=["int-paths", "byte-paths"])
+@given(batches=batches_st, deep=st.sampled_from([0, 9, 14]))
+def test_walk_path_spellings_agree(
+    compiled_spelling: bool, batches: list[dict[bytes, bytes | None]], deep: int
+) -> None:
+    """
+    The walk down spells node paths two ways (``state.smt.COMPILED``): both give the oracle's root and nodes.
+
+    Interpreted runs use the integer spelling; the mypyc build uses the byte spelling,
+    exercised here without a compiler by switching the flag (a module global read per
+    walk). ``deep`` adds keys sharing that many hash bits, so paths end mid-byte below depth 8.
+    """
+    with mock.patch.object(smt, "COMPILED", compiled_spelling):
+        tree = SparseMerkleTree()
+        model: dict[bytes, bytes] = {}
+        extra: dict[bytes, bytes | None] = {k: b"deep" for k in shared_prefix_keys(deep, 3)} if deep else {}
+        for changes in [extra, *batches, {k: None for k in extra}]:
+            tree.apply(changes)
+            apply_model(model, changes)
+            assert tree.root == naive_root(model)
+            assert tree.nodes.nodes == fresh_nodes(model)  # type: ignore[attr-defined]
 
 
 def test_many_keys_insert_update_delete() -> None:
