@@ -19,8 +19,8 @@ from .errors import InvalidKey, InvalidValue, RootMismatch, StoreClosed
 from .proof import Proof, build_proof
 from .smt import EMPTY, TreeUpdate, build_nodes, compute_update
 from .store import (
-    META_HEIGHT,
     MAX_KEY_LEN,
+    META_HEIGHT,
     META_ROOT,
     NO_HEIGHT,
     Preview,
