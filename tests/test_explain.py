@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -305,6 +306,55 @@ def test_underwater_side_of_adl(legend: X.Legend) -> None:
     assert "rank 2: carol took 0.5 BTC at 88,200 USDC" in text
     assert "ADL shortfall: 0.1 BTC could not be matched this block" in text
     assert len(inc["adl"][0]["steps"]) == 2
+
+
+def round_two_events() -> list:
+    """adl_events, but carol's 0.5 BTC is closed in round 2, at the mark 88,500 (protocol §12.7)."""
+    events = adl_events()
+    step = events[2]
+    events[2] = AdlStep(**{**{f: getattr(step, f) for f in step.__struct_fields__}, "price": P(88_500)})
+    return events
+
+
+# protocol 12.7: which price an ADL step closed at, as explain says it (round 1: the bankruptcy price;
+# round 2: the mark). Each case: the events, whose view, a phrase that must appear, one that must not.
+PRICE_BASIS = [
+    (adl_events, CAROL, "at 88,200 USDC (the underwater account's bankruptcy price)", "round 2", "round 1, winner"),
+    (
+        round_two_events,
+        CAROL,
+        "at 88,500 USDC (the mark: round 2, for the lots no winner could afford at the bankruptcy price 88,200 USDC",
+        "(the underwater account's bankruptcy price)",
+        "round 2, winner",
+    ),
+    (
+        round_two_events,
+        BOB,
+        "at 88,200 USDC (the underwater account's bankruptcy price)",
+        "round 2",
+        "round 1, other winner",
+    ),
+    (
+        round_two_events,
+        ALICE,
+        "rank 2: carol took 0.5 BTC at 88,500 USDC [round 2, at the mark]",
+        "rank 1: bob took 2 BTC at 88,200 USDC [round 2",
+        "round 2, underwater",
+    ),
+    (adl_events, ALICE, "closed at its bankruptcy price 88,200 USDC against", "at the mark", "round 1, underwater"),
+]
+
+
+@pytest.mark.parametrize(
+    ("events", "who", "present", "absent"), [c[:4] for c in PRICE_BASIS], ids=[c[4] for c in PRICE_BASIS]
+)
+def test_adl_step_says_which_price_it_closed_at(
+    legend: X.Legend, events: Callable[[], list], who: bytes, present: str, absent: str
+) -> None:
+    report = X.explain_events([X.BlockEvents(height=9, time_ms=None, events=events())], who, legend)
+    text = "\n".join(line for inc in report["incidents"] for line in inc["text"])
+    assert present in text
+    assert absent not in text
 
 
 def test_backstop_and_insurance_fund_view(legend: X.Legend) -> None:

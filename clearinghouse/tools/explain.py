@@ -857,14 +857,18 @@ def _liquidated_incident(
                 f"{bytes(q.ranking_hash).hex()}); slices are closed at the reference (bankruptcy) price {L.price(q.market, q.bankruptcy_price)} USDC."
             )
         else:
+            at_mark = any(s.market == q.market and s.price != q.bankruptcy_price for s in steps)
             text.append(
                 f"  ADL: {L.size(q.market, abs(q.underwater_size))} {L.market_name(q.market)} still underwater, closed at its bankruptcy price "
-                f"{L.price(q.market, q.bankruptcy_price)} USDC against a queue of {q.queue_length} ({q.policy} ranking, hash {bytes(q.ranking_hash).hex()})."
+                f"{L.price(q.market, q.bankruptcy_price)} USDC"
+                + (" (then, for the lots no winner could afford at that price, at the mark)" if at_mark else "")
+                + f" against a queue of {q.queue_length} ({q.policy} ranking, hash {bytes(q.ranking_hash).hex()})."
             )
         for s in [s for s in steps if s.market == q.market]:
             text.append(
-                f"    rank {s.rank}: {L.who(s.counterparty)} took {L.sized(s.market, s.size)} at {L.price(s.market, s.price)} USDC "
-                f"(realized {_pnl(L, s.realized_pnl)} USDC; left to match {L.size(s.market, s.remaining_after)})"
+                f"    rank {s.rank}: {L.who(s.counterparty)} took {L.sized(s.market, s.size)} at {L.price(s.market, s.price)} USDC"
+                + ("" if s.price == q.bankruptcy_price else " [round 2, at the mark]")
+                + f" (realized {_pnl(L, s.realized_pnl)} USDC; left to match {L.size(s.market, s.remaining_after)})"
             )
         data["adl"].append(
             {"queue": event_json(q, L), "steps": [event_json(s, L) for s in steps if s.market == q.market]}
@@ -937,6 +941,20 @@ def _neighbour_json(entries: list[Any], market: int, L: Legend) -> list[dict[str
     return out
 
 
+def _adl_price_basis(q: Any, s: Any, L: Legend) -> str:
+    """Why an ADL step closed at its price (protocol §12.7): round 1 closes at the underwater
+    position's bankruptcy price, as far as each winner can afford it; round 2 closes what is left at
+    the mark, which moves no winner's value."""
+    if q is None:
+        return "the price the step recorded; this block's events do not include its queue"
+    if s.price == q.bankruptcy_price:
+        return "the underwater account's bankruptcy price"
+    return (
+        f"the mark: round 2, for the lots no winner could afford at the bankruptcy price "
+        f"{L.price(q.market, q.bankruptcy_price)} USDC; a close at the mark leaves this account's value as it was"
+    )
+
+
 def _adl_counterparty_incident(
     block: BlockEvents, addr: bytes, s: Any, all_events: list[Any], L: Legend
 ) -> dict[str, Any]:
@@ -968,7 +986,7 @@ def _adl_counterparty_incident(
         text.append("    below it: nobody")
     text.append(
         f"  Closed: {L.sized(s.market, s.size)} of its {side} position at {L.price(s.market, s.price)} USDC "
-        f"(the underwater account's bankruptcy price) against {L.who(s.underwater)}, a position transfer "
+        f"({_adl_price_basis(q, s, L)}) against {L.who(s.underwater)}, a position transfer "
         f"(no order, no fee); it realized {_pnl(L, s.realized_pnl)} USDC."
     )
     text.append(f"  Underwater size still to match after this step: {L.size(s.market, s.remaining_after)}.")
