@@ -62,6 +62,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+import msgspec
+
 from clearinghouse.chain.producer import Producer
 from clearinghouse.spec.events import OrderStatus, Receipt
 from clearinghouse.spec.waterfall.events import (
@@ -73,7 +75,7 @@ from clearinghouse.spec.waterfall.events import (
     LiquidationTriggered,
     MarketLiquidation,
 )
-from clearinghouse.tools.demo import DEMO_CHAIN_ID, DEMO_GENESIS_TIME_MS, USDC
+from clearinghouse.tools.demo import ORACLE_NAMES, USDC, demo_genesis
 from tx.actions import (
     TIF_ALO,
     TIF_GTC,
@@ -94,15 +96,11 @@ from tx.actions import (
 )
 from tx.builder import sign_transaction
 from tx.messages import (
-    DEFAULT_MARK_BAND_BPS,
-    DEFAULT_ORACLE_FRESH_MS,
     Genesis,
-    MarketSpec,
 )
 from tx.signing import Signer
 
 PROFILES = ("normal", "crash")
-ORACLE_NAMES = ("oracle-1", "oracle-2", "oracle-3")
 BTC, ETH = 0, 1
 INITIAL_PRICE_USDC = {BTC: 90_000, ETH: 3_200}
 LOT_DIVISOR = {BTC: 1_000, ETH: 100}
@@ -170,40 +168,13 @@ class GenerateSpec:
 
 
 def generated_genesis(spec: GenerateSpec) -> Genesis:
-    markets = [
-        MarketSpec(
-            name="BTC",
-            sz_decimals=3,
-            max_leverage=50,
-            taker_fee_ppm=450,
-            maker_fee_ppm=150,
-            impact_notional=1_000 * USDC,
-            min_notional=10 * USDC,
-            initial_price=INITIAL_PRICE_USDC[BTC] * PRICE_UNIT[BTC],
-            mark_band_bps=DEFAULT_MARK_BAND_BPS,
-        ),
-        MarketSpec(
-            name="ETH",
-            sz_decimals=2,
-            max_leverage=25,
-            taker_fee_ppm=450,
-            maker_fee_ppm=150,
-            impact_notional=1_000 * USDC,
-            min_notional=10 * USDC,
-            initial_price=INITIAL_PRICE_USDC[ETH] * PRICE_UNIT[ETH],
-            mark_band_bps=DEFAULT_MARK_BAND_BPS,
-        ),
-    ][: spec.markets]
-    return Genesis(
-        chain_id=DEMO_CHAIN_ID,
-        time_ms=DEMO_GENESIS_TIME_MS,
-        bridge=Signer.from_name("bridge").address,
-        oracle_publishers=sorted(Signer.from_name(n).address for n in ORACLE_NAMES),
-        insurance_fund=CRASH_INSURANCE_FUND if spec.profile == "crash" else NORMAL_INSURANCE_FUND,
+    """The demo's genesis (same chain, keys, markets and settings) with the spec's policy, insurance
+    fund and number of markets."""
+    genesis = demo_genesis(
         policy=spec.policy,
-        markets=markets,
-        oracle_fresh_ms=DEFAULT_ORACLE_FRESH_MS,
+        insurance_fund=CRASH_INSURANCE_FUND if spec.profile == "crash" else NORMAL_INSURANCE_FUND,
     )
+    return msgspec.structs.replace(genesis, markets=genesis.markets[: spec.markets])
 
 
 # ---------------------------------------------------------------- signing (pure, on the pool)
