@@ -389,14 +389,13 @@ def _t_fill(e: Any, L: Legend) -> list[str]:
         f"(taker {L.who(e.taker)} #{e.taker_oid}, maker {L.who(e.maker)} #{e.maker_oid}); "
         f"fees {L.usdc(e.taker_fee)} / {L.usdc(e.maker_fee)} USDC"
     )
-    pnl = []
-    if e.taker_realized_pnl:
-        pnl.append(f"{L.who(e.taker)} {_pnl(L, e.taker_realized_pnl)}")
-    if e.maker_realized_pnl:
-        pnl.append(f"{L.who(e.maker)} {_pnl(L, e.maker_realized_pnl)}")
-    if pnl:
-        line += f"; realized {', '.join(pnl)} USDC"
-    return [line]
+    return [line + _realized_suffix(L, (e.taker, e.taker_realized_pnl), (e.maker, e.maker_realized_pnl))]
+
+
+def _realized_suffix(L: Legend, *sides: tuple[bytes, int]) -> str:
+    """``"; realized <who> <pnl>, ... USDC"`` for the sides that realized something, else ``""``."""
+    pnl = [f"{L.who(who)} {_pnl(L, amount)}" for who, amount in sides if amount]
+    return f"; realized {', '.join(pnl)} USDC" if pnl else ""
 
 
 def _t_transfer(e: Any, L: Legend) -> list[str]:
@@ -405,14 +404,9 @@ def _t_transfer(e: Any, L: Legend) -> list[str]:
         f"position transfer [{e.reason}] {L.sized(e.market, e.size)} at {L.price(e.market, e.price)}: "
         f"{L.who(buyer)} buys from {L.who(seller)} (closing {L.who(e.closing)}; no order, no fee)"
     )
-    pnl = []
-    if e.closing_realized_pnl:
-        pnl.append(f"{L.who(e.closing)} {_pnl(L, e.closing_realized_pnl)}")
-    if e.counterparty_realized_pnl:
-        pnl.append(f"{L.who(e.counterparty)} {_pnl(L, e.counterparty_realized_pnl)}")
-    if pnl:
-        line += f"; realized {', '.join(pnl)} USDC"
-    return [line]
+    return [
+        line + _realized_suffix(L, (e.closing, e.closing_realized_pnl), (e.counterparty, e.counterparty_realized_pnl))
+    ]
 
 
 def _t_position(e: Any, L: Legend) -> list[str]:
