@@ -134,10 +134,8 @@ class LmdbStore:
                 except (lmdb.NotFoundError, StoreOpenError):
                     raise StoreOpenError(f"{self.path!r} is an LMDB environment but not a state database") from None
             else:
-                with _translated(self.path), env.begin(write=True) as txn:
-                    self._data = env.open_db(DB_DATA, txn=txn)
-                    self._smt = env.open_db(DB_SMT, txn=txn)
-                    self._meta = env.open_db(DB_META, txn=txn)
+                with _translated(self.path):
+                    self._open_databases(env)
             self._env: lmdb.Environment | None = env
             self._preview: Preview | None = None
             self._group_size = 1
@@ -156,6 +154,17 @@ class LmdbStore:
             env.close()
             self._release_lock()
             raise
+
+    def _open_databases(self, env: lmdb.Environment) -> None:
+        """Open (creating if new) the data, tree and meta databases of a writable ``env``."""
+        with env.begin(write=True) as txn:
+            self._data = env.open_db(DB_DATA, txn=txn)
+            self._smt = env.open_db(DB_SMT, txn=txn)
+            self._meta = env.open_db(DB_META, txn=txn)
+
+    def _databases(self) -> tuple[tuple[bytes, Any], ...]:
+        """The three databases as ``(name, handle)``."""
+        return ((DB_DATA, self._data), (DB_SMT, self._smt), (DB_META, self._meta))
 
     def _release_lock(self) -> None:
         fd, self._lock_fd = self._lock_fd, None
@@ -366,7 +375,7 @@ class LmdbStore:
             total = (env.info()["last_pgno"] + 1) * psize
             used = 0
             with env.begin() as txn:
-                for db in (self._data, self._smt, self._meta):
+                for _name, db in self._databases():
                     st = txn.stat(db)
                     used += (st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]) * psize
         return total, used
@@ -397,7 +406,7 @@ class LmdbStore:
         with _translated(self.path):
             _remove_compact_dir(tmp)
             os.mkdir(tmp)
-            _packed_copy(env, ((DB_DATA, self._data), (DB_SMT, self._smt), (DB_META, self._meta)), tmp)
+            _packed_copy(env, self._databases(), tmp)
             new_file = os.path.join(tmp, "data.mdb")
             new_lock = _take_writer_lock(new_file, self.path)
             os.fsync(new_lock)
@@ -408,10 +417,7 @@ class LmdbStore:
             self._release_lock()
             self._lock_fd = new_lock
             env = lmdb.open(self.path, **LMDB_OPTIONS)
-            with env.begin(write=True) as txn:
-                self._data = env.open_db(DB_DATA, txn=txn)
-                self._smt = env.open_db(DB_SMT, txn=txn)
-                self._meta = env.open_db(DB_META, txn=txn)
+            self._open_databases(env)
             self._env = env
             self._preview = None
             self._height, self._root = self._load_tip()

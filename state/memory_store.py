@@ -19,7 +19,6 @@ from .errors import InvalidKey, InvalidValue, RootMismatch, StoreClosed
 from .proof import Proof, build_proof
 from .smt import EMPTY, TreeUpdate, build_nodes, compute_update
 from .store import (
-    MAX_KEY_LEN,
     META_HEIGHT,
     META_ROOT,
     NO_HEIGHT,
@@ -127,12 +126,8 @@ class MemoryStore:
         InvalidKey
             ``key`` is not bytes of 1..511 bytes.
         """
-        # The checks of _check_open and check_key, inlined: this is every state read of a block.
-        if self._closed:
-            raise StoreClosed("memory store is closed")
-        if type(key) is not bytes or not 0 < len(key) <= MAX_KEY_LEN:
-            check_key(key)  # raises InvalidKey with the reason
-        return self._data.get(key)
+        self._check_open()
+        return self._data.get(check_key(key))
 
     def scan_prefix(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Yield committed ``(key, value)`` pairs whose key starts with ``prefix``, ascending."""

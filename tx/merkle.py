@@ -39,6 +39,4 @@ def root_of_leaf_hashes(leaves: list[bytes]) -> bytes:
 
 def ordered_root(items: list[bytes]) -> bytes:
     """The Merkle root of ``items`` in order."""
-    if not items:
-        return EMPTY_ROOT
-    return _root_of_hashes([leaf_hash(i) for i in items])
+    return root_of_leaf_hashes([leaf_hash(i) for i in items])

@@ -32,7 +32,7 @@ from state.lmdb_store import LmdbStore
 from state.store import Store
 from tx.encoding import decode_canonical, decode_genesis, encode, genesis_hash, header_hash
 from tx.logfile import FRAME_BLOCK, FRAME_GENESIS, MAX_FRAME, read_log
-from tx.merkle import EMPTY_ROOT, leaf_hash, ordered_root, root_of_leaf_hashes
+from tx.merkle import leaf_hash, ordered_root, root_of_leaf_hashes
 from tx.messages import MAX_BLOCK_TXS, MAX_TX_BYTES, Block, BlockWitness, ChangedKey, Genesis, Header, LogBlock
 
 
@@ -234,7 +234,7 @@ class Engine:
             events=events,
             changes=changes,
             tx_root=ordered_root(txs),
-            events_root=root_of_leaf_hashes(leaves) if leaves else EMPTY_ROOT,
+            events_root=root_of_leaf_hashes(leaves),
             event_leaves=leaves,
             encoded_events=encoded,
         )

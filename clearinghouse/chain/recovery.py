@@ -82,17 +82,17 @@ def _watch_parent(expected: int | None, main: int) -> None:
     threading.Thread(target=poll, name="recovery-parent-watch", daemon=True).start()
 
 
-def _pool_context() -> Any:
-    """How workers start: ``fork`` while this process has no other thread (no interpreter start, no
-    re-import; the workers touch nothing but their arguments), else ``forkserver`` (children of a clean
-    server that preloaded this module, so no lock held by another thread, e.g. a progress bar's, is
-    inherited), else ``spawn``."""
+def pool_context(preload: str) -> Any:
+    """How a process pool's workers start: ``fork`` while this process has no other thread (no
+    interpreter start, no re-import; the workers touch nothing but their arguments), else
+    ``forkserver`` (children of a clean server that preloaded module ``preload``, so no lock held by
+    another thread, e.g. a progress bar's, is inherited), else ``spawn``."""
     methods = multiprocessing.get_all_start_methods()
     if "fork" in methods and threading.active_count() == 1:
         return multiprocessing.get_context("fork")
     if "forkserver" in methods:
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["clearinghouse.chain.recovery"])
+        ctx.set_forkserver_preload([preload])
         return ctx
     return multiprocessing.get_context("spawn")
 
@@ -120,7 +120,7 @@ class RecoveryPipeline:
 
     def _ensure_pool(self) -> ProcessPoolExecutor | None:
         if self._pool is None and not self._broken and self.workers > 0:
-            ctx = _pool_context()
+            ctx = pool_context("clearinghouse.chain.recovery")
             forked = ctx.get_start_method() == "fork"
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,

@@ -38,6 +38,7 @@ from typing import Any
 import blake3
 
 from clearinghouse.chain.engine import Engine, VerifyFailure
+from clearinghouse.chain.recovery import pool_context
 from clearinghouse.spec.events import Receipt
 from state.errors import StateError
 from state.memory_store import MemoryStore
@@ -318,23 +319,6 @@ def run_inline(
     return out
 
 
-def _pool_context() -> Any:
-    """How pool workers start: ``fork`` while this process has no other thread (cheapest: nothing to
-    import again), else ``forkserver`` (children fork from a clean server that preloaded this module,
-    so no lock held by another thread is inherited), else ``spawn``."""
-    import multiprocessing
-    import threading
-
-    methods = multiprocessing.get_all_start_methods()
-    if "fork" in methods and threading.active_count() == 1:
-        return multiprocessing.get_context("fork")
-    if "forkserver" in methods:
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["clearinghouse.chain.segments"])
-        return ctx
-    return multiprocessing.get_context("spawn")
-
-
 def run_segments(
     log: str,
     segments: list[Segment],
@@ -344,7 +328,7 @@ def run_segments(
     on_result: Callable[[SegmentResult], None] | None = None,
 ) -> list[SegmentResult]:
     """Run the segments in a local pool of ``workers`` processes; results in segment order."""
-    ctx = _pool_context()
+    ctx = pool_context("clearinghouse.chain.segments")
     queue = ctx.Queue() if on_progress is not None else None
 
     def drain() -> None:

@@ -83,16 +83,16 @@ def replay_into_db(
         counts: Counter = Counter()
         codes: Counter = Counter()
         lmdb_store = store if isinstance(store, LmdbStore) else None
-        grouped = lmdb_store is not None and commit_every > 1
-        if lmdb_store is not None and grouped:
-            lmdb_store.group_commit(commit_every, max_writes=COMMIT_MAX_WRITES)
+        grouped = lmdb_store if lmdb_store is not None and commit_every > 1 else None
+        if grouped is not None:
+            grouped.group_commit(commit_every, max_writes=COMMIT_MAX_WRITES)
         last_flush = time.monotonic()
 
         def count(entry: Any, executed: Any) -> None:
             nonlocal last_flush
-            pending = lmdb_store.pending_blocks if lmdb_store is not None and grouped else 0
-            if lmdb_store is not None and pending and (time.monotonic() - last_flush) * 1000 >= commit_ms:
-                lmdb_store.flush()  # a wall-clock bound on what a crash can lose (not consensus)
+            pending = grouped.pending_blocks if grouped is not None else 0
+            if grouped is not None and pending and (time.monotonic() - last_flush) * 1000 >= commit_ms:
+                grouped.flush()  # a wall-clock bound on what a crash can lose (not consensus)
                 pending = 0
             if not pending:
                 last_flush = time.monotonic()

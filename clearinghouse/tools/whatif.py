@@ -40,6 +40,7 @@ import msgspec
 from clearinghouse.chain.engine import Engine, Executed, iter_log
 from clearinghouse.spec.constants import CROSS
 from clearinghouse.spec.end_of_block import ToolHook, tool_hook
+from clearinghouse.spec.state.access import market_positions
 from clearinghouse.spec.state.keys import (
     CHAIN_KEY,
     NS_ACCOUNT,
@@ -47,8 +48,6 @@ from clearinghouse.spec.state.keys import (
     SYSTEM_ACCOUNTS,
     key_account,
     market_state_key,
-    position_owner,
-    position_prefix,
 )
 from clearinghouse.spec.state.records import Chain
 from clearinghouse.spec.waterfall.adl import units_to_deleverage
@@ -88,10 +87,9 @@ def account_equities(store: Any, ws: Any) -> dict[bytes, int]:
     chain = ws.get(CHAIN_KEY)
     isolated: dict[bytes, list[int]] = {}
     for m in range(chain.market_count):
-        for key in ws.index.iter_prefix(position_prefix(m)):
-            pos = ws.get(key)
+        for owner, pos in market_positions(ws, m):
             if not pos.is_cross:
-                isolated.setdefault(position_owner(key), []).append(m)
+                isolated.setdefault(owner, []).append(m)
     system = set(SYSTEM_ACCOUNTS)
     out = {}
     for key, _raw in store.scan_prefix(NS_ACCOUNT):

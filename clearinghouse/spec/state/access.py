@@ -11,6 +11,7 @@ state or a bad market index can cause.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TypeVar
 
 from clearinghouse.spec.state.keys import (
@@ -23,6 +24,8 @@ from clearinghouse.spec.state.keys import (
     oracle_sub_key,
     order_loc_key,
     position_key,
+    position_owner,
+    position_prefix,
 )
 from clearinghouse.spec.state.records import (
     Agent,
@@ -130,3 +133,14 @@ def get_nonces(ws: WorkingState, signer: bytes) -> NonceSet | None:
 def get_oracle_submission(ws: WorkingState, market: int, publisher: bytes) -> OracleSubmission | None:
     """``publisher``'s latest price submission for ``market``, or None (protocol §11.2)."""
     return _read(ws, oracle_sub_key(market, publisher), OracleSubmission)
+
+
+def market_positions(ws: WorkingState, market: int) -> Iterator[tuple[bytes, Position]]:
+    """Every stored position of ``market`` as ``(owner, position)``, in owner address order (protocol §7.1).
+
+    The keys are a snapshot taken when the walk starts (the caller may write positions while it
+    walks); each record is read when its turn comes.
+    """
+    for key in ws.index.iter_prefix(position_prefix(market)):
+        position: Position = ws.get(key)
+        yield position_owner(key), position

@@ -169,17 +169,7 @@ class WorkingState:
         if ns in INDEXED_NAMESPACES:
             self._reindex(key, old, record)
         if (ns == NS_ACCOUNT or ns == NS_POSITION) and self.index.margin is not None:
-            # A unit's health reads an account's cash and open markets, never its order count: a write
-            # that changes only ``open_orders`` (an order placed, cancelled or filled away) leaves the
-            # unit where the liquidation index has it, so the end of the block need not re-evaluate it.
-            if not (
-                ns == NS_ACCOUNT
-                and old is not None
-                and record is not None
-                and old.cash == record.cash
-                and old.open_markets == record.open_markets
-            ):
-                self.index.margin.touch(key)
+            self.index.margin.touch(key, old, record)
 
     def delete(self, key: bytes) -> None:
         self.put(key, None)

@@ -54,6 +54,7 @@ from clearinghouse.spec.events import BaseEvent
 from clearinghouse.spec.math.adl_allocation import affordable_lots
 from clearinghouse.spec.math.integers import ceil_div
 from clearinghouse.spec.math.liquidation import Exposure, bankruptcy_prices, round_bankruptcy_price, smallest_cover_qty
+from clearinghouse.spec.state.access import market_positions
 from clearinghouse.spec.state.accounts import add_cash
 from clearinghouse.spec.state.context import TxContext
 from clearinghouse.spec.state.keys import (
@@ -63,8 +64,6 @@ from clearinghouse.spec.state.keys import (
     market_spec_key,
     parse_liq_ref_key,
     position_key,
-    position_owner,
-    position_prefix,
 )
 from clearinghouse.spec.state.working_state import WorkingState, atomically
 from clearinghouse.spec.trading.transfer import transfer_position
@@ -95,9 +94,7 @@ def build_queue(ws: WorkingState, market: int, winners_long: bool, exclude: byte
     """The ranked queue of ``market``'s positions on one side (longs if ``winners_long``; protocol §12.7)."""
     candidates = []
     health_cache: dict[Unit, UnitHealth] = {}
-    for key in ws.index.iter_prefix(position_prefix(market)):
-        pos = ws.get(key)
-        account = position_owner(key)
+    for account, pos in market_positions(ws, market):
         if account == exclude or pos.size == 0 or (pos.size > 0) != winners_long:
             continue
         unit = unit_of_position(account, market, pos)
@@ -438,9 +435,7 @@ def haircut_pool(ws: WorkingState) -> list[Unit]:
     # here. O(open positions) of reads, once per block that reaches a deficit.
     units: set[Unit] = set()
     for market in range(ws.get(CHAIN_KEY).market_count):
-        for key in ws.index.iter_prefix(position_prefix(market)):
-            account = position_owner(key)
-            pos = ws.get(key)
+        for account, pos in market_positions(ws, market):
             if account != INSURANCE_FUND and pos.size != 0:
                 units.add(unit_of_position(account, market, pos))
                 units.add(Unit(account, CROSS))

@@ -28,7 +28,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, NamedTuple
 
 from clearinghouse.spec.math.adl_allocation import clawback_shares
-from clearinghouse.spec.state.access import get_market_state
+from clearinghouse.spec.state.access import get_market_state, market_positions
 from clearinghouse.spec.state.accounts import add_cash
 from clearinghouse.spec.state.context import TxContext
 from clearinghouse.spec.state.keys import (
@@ -36,8 +36,6 @@ from clearinghouse.spec.state.keys import (
     INSURANCE_FUND,
     NS_LIQ_REF,
     position_key,
-    position_owner,
-    position_prefix,
 )
 from clearinghouse.spec.waterfall.events import Clawback
 from clearinghouse.spec.waterfall.insurance_fund import credit_unit
@@ -74,11 +72,9 @@ def clawback_winners(ws: WorkingState, unit: Unit, markets: list[int]) -> list[C
     profit: dict[Unit, int] = {}
     for m in markets:
         mark = get_market_state(ws, m).mark_price
-        for key in ws.index.iter_prefix(position_prefix(m)):
-            account = position_owner(key)
+        for account, pos in market_positions(ws, m):
             if account in (unit.account, INSURANCE_FUND):
                 continue
-            pos = ws.get(key)
             upnl = pos.size * mark - pos.cost
             if pos.size == 0 or upnl <= 0:
                 continue

@@ -55,6 +55,7 @@ from clearinghouse.spec.state.keys import (
     position_key,
     position_owner,
 )
+from clearinghouse.spec.state.records import Account, Position
 from clearinghouse.spec.state.working_state import WorkingState
 from clearinghouse.spec.waterfall.units import Unit, UnitHealth, unit_health, units_in_state
 
@@ -158,8 +159,20 @@ class UnitIndex:
             index._evaluate(ws, unit, drivers)
         return index
 
-    def touch(self, key: bytes) -> None:
-        """``WorkingState.put`` wrote a position record, or an account record whose cash or open markets changed."""
+    def touch(self, key: bytes, old: Account | Position | None, new: Account | Position | None) -> None:
+        """``WorkingState.put`` wrote an account or position record, ``old`` -> ``new`` (None: absent).
+
+        A unit's health reads an account's cash and open markets, never its order count: a write
+        that changes only ``open_orders`` (an order placed, cancelled or filled away) leaves the unit
+        where the index has it, so it is not marked for re-evaluation.
+        """
+        if (
+            isinstance(old, Account)
+            and isinstance(new, Account)
+            and old.cash == new.cash
+            and old.open_markets == new.open_markets
+        ):
+            return
         self.touched.append(key)
         self.uncommitted.add(key)
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from clearinghouse.spec.constants import CROSS
+from clearinghouse.spec.state.access import market_positions
 from clearinghouse.spec.state.accounts import get_account
-from clearinghouse.spec.state.keys import CHAIN_KEY, market_state_key, position_key, position_owner, position_prefix
+from clearinghouse.spec.state.keys import CHAIN_KEY, market_state_key, position_key
 from clearinghouse.spec.state.records import Position
 from clearinghouse.spec.state.working_state import WorkingState
 from clearinghouse.spec.trading.margin import PositionAtMark, cross_health, isolated_health
@@ -96,9 +97,7 @@ def units_in_state(ws: WorkingState) -> list[Unit]:
     chain = ws.get(CHAIN_KEY)
     units: set[Unit] = set()
     for m in range(chain.market_count):
-        for key in ws.index.iter_prefix(position_prefix(m)):
-            pos = ws.get(key)
-            addr = position_owner(key)
+        for addr, pos in market_positions(ws, m):
             if pos.is_cross:
                 if pos.size != 0:
                     units.add(Unit(addr, CROSS))
